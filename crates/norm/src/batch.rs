@@ -1,6 +1,6 @@
 use burn::module::{Flag, Param};
 use burn::prelude::*;
-use burn::tensor::module::{batch_norm, batch_norm_train};
+use burn::tensor::module::{BatchNormTrainOutput, batch_norm, batch_norm_train};
 use serde::{Deserialize, Serialize};
 
 use crate::affine::Affine;
@@ -277,8 +277,16 @@ impl BatchNorm {
             if n * s < 2 {
                 return Err(single_value());
             }
-            // burn's op has a closed-form backward: one graph node instead of a dozen.
-            let out = batch_norm_train(x, gamma, beta, self.epsilon);
+            // burn's op has a closed-form backward: one graph node instead of a dozen. Its plain
+            // two-pass statistics lose digits when the mean dwarfs the spread (mean 1e4, std 1e-2
+            // in f32), so it sees the input shifted by one of its own values per channel: the
+            // output and its gradient are unchanged, the data it averages is now centred.
+            let shift = x.clone().slice(s![0..1, .., 0..1]).detach();
+            let out = batch_norm_train(x - shift.clone(), gamma, beta, self.epsilon);
+            let out = BatchNormTrainOutput {
+                mean: out.mean + shift.reshape([c]),
+                ..out
+            };
             if let Some(running) = running {
                 let count = Tensor::<1>::full([1], (n * s) as f64, &out.output.device());
                 let var = running.variance_estimate(out.variance, count);

@@ -53,7 +53,7 @@ impl GroupNormConfig {
         check_features(num_features)?;
         check_epsilon(self.epsilon)?;
         check_gamma_init(self.gamma_init)?;
-        if self.groups == 0 || num_features % self.groups != 0 {
+        if self.groups == 0 || !num_features.is_multiple_of(self.groups) {
             return Err(NormError::InvalidConfig {
                 field: "groups",
                 value: self.groups.to_string(),

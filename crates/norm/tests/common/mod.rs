@@ -35,10 +35,43 @@ pub fn max_rel_error(actual: &[f32], expected: &[f32]) -> f32 {
 #[track_caller]
 pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tolerance: f32) {
     let err = max_rel_error(actual, expected);
-    assert!(
-        err <= tolerance,
-        "{what}: max relative error {err:e} > {tolerance:e}\n actual   {actual:?}\n expected {expected:?}"
-    );
+    if err > tolerance {
+        let worst = (0..actual.len())
+            .max_by(|&i, &j| {
+                let e = |k: usize| (actual[k] - expected[k]).abs() / (1.0 + expected[k].abs());
+                e(i).total_cmp(&e(j))
+            })
+            .unwrap();
+        panic!(
+            "{what}: max relative error {err:e} > {tolerance:e} at index {worst} of {}: \
+             got {}, expected {}",
+            actual.len(),
+            actual[worst],
+            expected[worst]
+        );
+    }
+}
+
+/// Normal random values from a fixed seed: burn's own RNG is process-global, and the test
+/// harness runs tests on several threads at once.
+pub fn normal<const D: usize>(
+    shape: [usize; D],
+    mean: f32,
+    std: f32,
+    seed: u64,
+    device: &Device,
+) -> Tensor<D> {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let count = shape.iter().product();
+    let data: Vec<f32> = (0..count)
+        .map(|_| {
+            // Box-Muller: two uniforms to one standard normal.
+            let (u, v): (f32, f32) = (rng.random_range(f32::EPSILON..1.0), rng.random());
+            mean + std * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+        })
+        .collect();
+    tensor(&data, shape, device)
 }
 
 /// A padding mask `[N, T]` with the first `lengths[n]` steps of row `n` real.

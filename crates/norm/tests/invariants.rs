@@ -1,0 +1,461 @@
+//! The properties NORMS.md asks of every layer, checked directly on the layers.
+
+mod common;
+
+use burn::prelude::*;
+use normlab_norm::*;
+
+use common::*;
+
+fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    normal(shape, 3.0, 2.0, 7, device)
+}
+
+fn plain(kind: &str) -> NormConfig {
+    match kind {
+        "batch" => NormConfig::Batch(BatchNormConfig::default().with_affine(false)),
+        "layer" => NormConfig::Layer(LayerNormConfig::default().with_affine(false)),
+        "instance" => NormConfig::Instance(InstanceNormConfig::default()),
+        "group" => NormConfig::Group(GroupNormConfig::new(2).with_affine(false)),
+        "rms" => NormConfig::Rms(RmsNormConfig::default().with_affine(false)),
+        other => panic!("{other}"),
+    }
+}
+
+/// Mean and variance of `y: [N, C, H, W]` over `dims`, flattened.
+fn stats(y: Tensor<4>, dims: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    let mean = y.clone().mean_dims(dims);
+    let var = (y - mean.clone()).square().mean_dims(dims);
+    (values(mean), values(var))
+}
+
+#[test]
+fn each_family_standardizes_over_its_own_axes() {
+    let device = train_device();
+    let x = random([4, 4, 3, 5], &device);
+    for (kind, dims) in [
+        ("batch", &[0, 2, 3][..]),
+        ("layer", &[1, 2, 3]),
+        ("instance", &[2, 3]),
+    ] {
+        let y = plain(kind)
+            .init(4, &device)
+            .unwrap()
+            .forward(x.clone())
+            .unwrap();
+        let (mean, var) = stats(y, dims);
+        assert_close(&format!("{kind} mean"), &mean, &vec![0.0; mean.len()], 1e-5);
+        // Variance is var / (var + eps): just below 1.
+        assert_close(&format!("{kind} var"), &var, &vec![1.0; var.len()], 1e-3);
+    }
+    // Group norm with 2 groups: channels {0, 1} and {2, 3} of each sample.
+    let y = plain("group")
+        .init(4, &device)
+        .unwrap()
+        .forward(x.clone())
+        .unwrap();
+    let (mean, var) = stats(y.reshape([4, 2, 2, 15]), &[2, 3]);
+    assert_close("group mean", &mean, &[0.0; 8], 1e-5);
+    assert_close("group var", &var, &[1.0; 8], 1e-3);
+    // RMS: unit mean square per sample.
+    let y = plain("rms").init(4, &device).unwrap().forward(x).unwrap();
+    let mean_square = values(y.square().mean_dims(&[1, 2, 3]));
+    assert_close("rms mean square", &mean_square, &[1.0; 4], 1e-4);
+}
+
+#[test]
+fn group_norm_spans_layer_and_instance_norm() {
+    let device = device();
+    let x = random([3, 6, 4, 4], &device);
+    let one_group = GroupNormConfig::new(1).init(6, &device).unwrap();
+    let layer = LayerNormConfig::default().init(6, &device).unwrap();
+    assert_close(
+        "groups = 1 vs layer",
+        &values(one_group.forward(x.clone()).unwrap()),
+        &values(layer.forward(x.clone()).unwrap()),
+        1e-6,
+    );
+    let c_groups = GroupNormConfig::new(6).init(6, &device).unwrap();
+    let instance = InstanceNormConfig::default()
+        .with_affine(true)
+        .init(6, &device)
+        .unwrap();
+    assert_close(
+        "groups = C vs instance",
+        &values(c_groups.forward(x.clone()).unwrap()),
+        &values(instance.forward(x).unwrap()),
+        1e-6,
+    );
+}
+
+/// A batch of 3 sequences of up to 5 steps, lengths 5, 2, 4; padding holds `pad`.
+fn padded_batch(pad: f32, device: &Device) -> (Tensor<3>, Tensor<2, Bool>) {
+    let x = random([3, 5, 4], device);
+    let mask = prefix_mask(&[5, 2, 4], 5, device);
+    let padded = x.mask_fill(
+        mask.clone()
+            .bool_not()
+            .unsqueeze_dim::<3>(2)
+            .expand([3, 5, 4]),
+        pad,
+    );
+    (padded, mask)
+}
+
+fn every_family() -> Vec<NormConfig> {
+    let mut configs: Vec<NormConfig> = NormConfig::KINDS
+        .iter()
+        .map(|k| k.parse().unwrap())
+        .collect();
+    configs.push(NormConfig::Group(GroupNormConfig::new(2)));
+    configs.push(NormConfig::Batch(
+        BatchNormConfig::default().with_per_step(Some(5)),
+    ));
+    configs.retain(|c| !matches!(c, NormConfig::Group(g) if g.groups == 32));
+    configs
+}
+
+#[test]
+fn padding_never_enters_a_statistic_and_comes_out_zero() {
+    let device = train_device();
+    for config in every_family() {
+        let zeros = {
+            let norm = config.init(4, &device).unwrap();
+            let (x, mask) = padded_batch(0.0, &device);
+            norm.forward_sequence(x, Some(mask)).unwrap()
+        };
+        let norm = config.init(4, &device).unwrap();
+        let (x, mask) = padded_batch(1e6, &device);
+        let x = x.require_grad();
+        let huge = norm
+            .forward_sequence(x.clone(), Some(mask.clone()))
+            .unwrap();
+        assert_close(
+            &format!("{config:?}: padding value changed the output"),
+            &values(huge.clone()),
+            &values(zeros),
+            1e-5,
+        );
+        let padded = mask.bool_not().unsqueeze_dim::<3>(2).expand([3, 5, 4]);
+        let at_padding = values(huge.clone().mask_fill(padded.clone().bool_not(), 0.0));
+        assert!(
+            at_padding.iter().all(|v| *v == 0.0),
+            "{config:?}: padded output not zero"
+        );
+        let grads = (huge * random([3, 5, 4], &device)).sum().backward();
+        let grad = x.grad(&grads).unwrap().mask_fill(padded.bool_not(), 0.0);
+        assert!(
+            values(grad).iter().all(|v| *v == 0.0),
+            "{config:?}: gradient reached padding"
+        );
+    }
+}
+
+#[test]
+fn shared_batch_norm_over_a_padded_sequence_equals_batch_norm_over_its_real_steps() {
+    let device = train_device();
+    let (x, mask) = padded_batch(0.0, &device);
+    let norm = BatchNormConfig::default().init(4, &device).unwrap();
+    let y = values(norm.forward_sequence(x.clone(), Some(mask)).unwrap());
+    // The real steps as one dense batch: rows (0, 0..5), (1, 0..2), (2, 0..4).
+    let rows: Vec<Tensor<2>> = [(0, 5), (1, 2), (2, 4)]
+        .iter()
+        .map(|&(n, len)| x.clone().slice(s![n, 0..len, ..]).squeeze_dim::<2>(0))
+        .collect();
+    let dense = BatchNormConfig::default().init(4, &device).unwrap();
+    let expected = values(dense.forward(Tensor::cat(rows, 0)).unwrap());
+    let real: Vec<f32> = [(0, 5), (1, 2), (2, 4)]
+        .iter()
+        .flat_map(|&(n, len)| y[n * 20..n * 20 + len * 4].to_vec())
+        .collect();
+    assert_close("packed vs padded", &real, &expected, 1e-5);
+}
+
+#[test]
+fn per_step_batch_norm_keeps_one_statistic_per_step_and_reuses_the_last() {
+    let device = train_device();
+    let norm = BatchNormConfig::default()
+        .with_momentum(Momentum::Exponential(1.0))
+        .with_running_variance(RunningVariance::Biased)
+        .with_per_step(Some(8))
+        .init(4, &device)
+        .unwrap();
+    let x = random([6, 5, 4], &device);
+    norm.forward_sequence(x.clone(), None).unwrap();
+    let running = norm.running.as_ref().unwrap();
+    let means = values(running.mean.value_sync());
+    for t in 0..5 {
+        let expected = values(x.clone().slice(s![.., t, ..]).mean_dim(0));
+        assert_close(
+            &format!("step {t} mean"),
+            &means[t * 4..t * 4 + 4],
+            &expected,
+            1e-5,
+        );
+    }
+    assert_eq!(
+        &means[20..],
+        &[0.0; 12],
+        "untrained steps keep their initial mean"
+    );
+
+    // Eval: a 9-step sequence (longer than any trained and than per_step) runs, and its steps
+    // 5..9 use the statistics of step 4.
+    let eval = norm.valid();
+    let long = random([2, 9, 4], &common::device());
+    let y = values(eval.forward_sequence(long.clone(), None).unwrap());
+    let last_stats = eval.forward_step(long.clone().slice(s![.., 8, ..]).squeeze_dim(1), 4, None);
+    let y8: Vec<f32> = (0..2)
+        .flat_map(|n| y[n * 36 + 32..n * 36 + 36].to_vec())
+        .collect();
+    assert_close(
+        "step 8 uses step 4's statistics",
+        &y8,
+        &values(last_stats.unwrap()),
+        1e-6,
+    );
+}
+
+#[test]
+fn per_step_batch_norm_falls_back_to_running_statistics_where_one_sequence_runs() {
+    let device = train_device();
+    let norm = BatchNormConfig::default()
+        .with_per_step(Some(5))
+        .init(4, &device)
+        .unwrap();
+    // Lengths 5, 2, 4: step 4 has one running sequence.
+    let (x, mask) = padded_batch(0.0, &device);
+    let y = values(norm.forward_sequence(x.clone(), Some(mask)).unwrap());
+    let step4 = &y[16..20];
+    let at_init = BatchNormConfig::default().init(4, &device).unwrap().valid();
+    let expected = at_init.forward(x.slice(s![0..1, 4, ..]).squeeze_dim::<2>(1).inner());
+    assert_close(
+        "lone step uses running stats",
+        step4,
+        &values(expected.unwrap()),
+        1e-6,
+    );
+    let batches = values(norm.running.as_ref().unwrap().batches.value_sync());
+    assert_eq!(
+        batches,
+        [1.0, 1.0, 1.0, 1.0, 0.0],
+        "the lone step updated its statistics"
+    );
+}
+
+#[test]
+fn batch_norm_eval_output_does_not_depend_on_the_rest_of_the_batch() {
+    let device = train_device();
+    let norm = BatchNormConfig::default().init(3, &device).unwrap();
+    for _ in 0..3 {
+        norm.forward(random([8, 3, 4, 4], &device)).unwrap();
+    }
+    let batch = random([5, 3, 4, 4], &device);
+    let one = batch.clone().slice(s![2..3]);
+    let train_batch = values(norm.forward(batch.clone()).unwrap().slice(s![2..3]));
+    let train_alone = values(norm.forward(one.clone() * 1.0).unwrap());
+    assert!(
+        max_rel_error(&train_batch, &train_alone) > 1e-2,
+        "training output must depend on the batch"
+    );
+    let eval = norm.valid();
+    let in_batch = values(eval.forward(batch.inner()).unwrap().slice(s![2..3]));
+    let alone = values(eval.forward(one.inner()).unwrap());
+    assert_close("eval at batch 1 vs in batch", &alone, &in_batch, 1e-6);
+}
+
+#[test]
+fn constant_channels_give_beta_not_nan() {
+    let device = train_device();
+    for config in every_family() {
+        if matches!(
+            config,
+            NormConfig::Batch(BatchNormConfig {
+                per_step: Some(_),
+                ..
+            })
+        ) {
+            continue;
+        }
+        let norm = config.init(4, &device).unwrap();
+        let x = Tensor::<3>::full([3, 4, 5], 7.5, &device);
+        let y = values(norm.forward(x).unwrap());
+        assert!(
+            y.iter().all(|v| v.is_finite()),
+            "{config:?} gave non-finite output"
+        );
+        if !matches!(config, NormConfig::None | NormConfig::Rms(_)) {
+            assert!(
+                y.iter().all(|v| *v == 0.0),
+                "{config:?}: constant input must give beta = 0"
+            );
+        }
+    }
+}
+
+#[test]
+fn statistics_stay_accurate_for_large_mean_small_variance_input() {
+    let device = train_device();
+    // Mean 1e4, std 1e-2 in f32, 2 channels of 4096 values each.
+    let mut data = Vec::new();
+    let mut state = 12345u64;
+    for _ in 0..2 * 4096 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let uniform = (state >> 11) as f64 / (1u64 << 53) as f64;
+        data.push((1e4 + 1e-2 * 3f64.sqrt() * (2.0 * uniform - 1.0)) as f32);
+    }
+    // Reference statistics of the f32 values, in f64.
+    let channel = |c: usize| data.iter().skip(c).step_by(2).map(|&v| v as f64);
+    let mean: Vec<f64> = (0..2).map(|c| channel(c).sum::<f64>() / 4096.0).collect();
+    let var: Vec<f64> = (0..2)
+        .map(|c| channel(c).map(|v| (v - mean[c]).powi(2)).sum::<f64>() / 4096.0)
+        .collect();
+    let expected: Vec<f32> = data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| ((v as f64 - mean[i % 2]) / (var[i % 2] + 1e-5).sqrt()) as f32)
+        .collect();
+
+    let x = tensor::<2>(&data, [4096, 2], &device);
+    let configs = [
+        NormConfig::Batch(
+            BatchNormConfig::default()
+                .with_momentum(Momentum::Exponential(1.0))
+                .with_running_variance(RunningVariance::Biased),
+        ),
+        NormConfig::Batch(BatchNormConfig::default()),
+    ];
+    for config in configs {
+        let norm = config.init(2, &device).unwrap();
+        let y = values(norm.forward(x.clone()).unwrap());
+        assert_close(&format!("{config:?} dense"), &y, &expected, 1e-3);
+        let masked = norm
+            .forward_sequence(
+                x.clone().reshape([64, 64, 2]),
+                Some(prefix_mask(&[64; 64], 64, &device)),
+            )
+            .unwrap();
+        assert_close(
+            &format!("{config:?} masked"),
+            &values(masked),
+            &expected,
+            1e-3,
+        );
+    }
+    let norm = configs_running();
+    norm.forward(x.clone()).unwrap();
+    let running = norm.running.as_ref().unwrap();
+    let got_var = values(running.var.value_sync());
+    for c in 0..2 {
+        let rel = (got_var[c] as f64 - var[c]).abs() / var[c];
+        assert!(
+            rel < 1e-3,
+            "running variance {} vs {} (relative error {rel:e})",
+            got_var[c],
+            var[c]
+        );
+    }
+    // Instance and group norm see the same data per sample.
+    let per_sample = x.reshape([1, 4096, 2]).swap_dims(1, 2);
+    let instance = InstanceNormConfig::default().init(2, &device).unwrap();
+    let y = values(instance.forward(per_sample).unwrap().swap_dims(1, 2));
+    assert_close("instance", &y, &expected, 1e-3);
+}
+
+fn configs_running() -> BatchNorm {
+    BatchNormConfig::default()
+        .with_momentum(Momentum::Exponential(1.0))
+        .with_running_variance(RunningVariance::Biased)
+        .init(2, &train_device())
+        .unwrap()
+}
+
+#[test]
+fn cumulative_momentum_averages_every_batch_and_biased_option_skips_bessel() {
+    let device = train_device();
+    let norm = BatchNormConfig::default()
+        .with_momentum(Momentum::Cumulative)
+        .with_running_variance(RunningVariance::Biased)
+        .init(1, &device)
+        .unwrap();
+    // Batches [0, 2], [4, 6], [8, 10]: means 1, 5, 9 and biased variance 1 each.
+    for start in [0.0, 4.0, 8.0] {
+        norm.forward(tensor::<2>(&[start, start + 2.0], [2, 1], &device))
+            .unwrap();
+    }
+    let running = norm.running.as_ref().unwrap();
+    assert_close(
+        "cumulative mean",
+        &values(running.mean.value_sync()),
+        &[5.0],
+        1e-6,
+    );
+    assert_close(
+        "biased var",
+        &values(running.var.value_sync()),
+        &[1.0],
+        1e-6,
+    );
+    // Unbiased (the default) doubles the variance of a batch of 2: burn-nn gets this wrong.
+    let unbiased = BatchNormConfig::default()
+        .with_momentum(Momentum::Exponential(1.0))
+        .init(1, &device)
+        .unwrap();
+    unbiased
+        .forward(tensor::<2>(&[2.0, 6.0], [2, 1], &device))
+        .unwrap();
+    let var = values(unbiased.running.as_ref().unwrap().var.value_sync());
+    assert_close("unbiased var", &var, &[8.0], 1e-6);
+}
+
+#[test]
+fn untracked_batch_norm_uses_batch_statistics_in_eval() {
+    let device = train_device();
+    let norm = BatchNormConfig::default()
+        .with_track_running_stats(false)
+        .init(3, &device)
+        .unwrap();
+    let x = random([6, 3], &device);
+    let train = values(norm.forward(x.clone()).unwrap());
+    let eval = values(norm.valid().forward(x.inner()).unwrap());
+    assert_close("eval = train without running stats", &eval, &train, 1e-6);
+}
+
+#[test]
+fn every_layout_is_accepted() {
+    let device = train_device();
+    for config in every_family() {
+        if matches!(
+            config,
+            NormConfig::Batch(BatchNormConfig {
+                per_step: Some(_),
+                ..
+            })
+        ) {
+            continue;
+        }
+        let norm = config.init(4, &device).unwrap();
+        if !matches!(config, NormConfig::Instance(_)) {
+            assert_eq!(
+                norm.forward(random([3, 4], &device)).unwrap().dims(),
+                [3, 4]
+            );
+        }
+        assert_eq!(
+            norm.forward(random([3, 4, 5], &device)).unwrap().dims(),
+            [3, 4, 5]
+        );
+        assert_eq!(
+            norm.forward(random([3, 4, 5, 2], &device)).unwrap().dims(),
+            [3, 4, 5, 2]
+        );
+        let x = random([2, 4, 3, 2, 2], &device);
+        assert_eq!(norm.forward(x).unwrap().dims(), [2, 4, 3, 2, 2]);
+        let seq = norm
+            .forward_sequence(random([3, 6, 4], &device), None)
+            .unwrap();
+        assert_eq!(seq.dims(), [3, 6, 4]);
+    }
+}
