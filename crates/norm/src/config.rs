@@ -42,6 +42,19 @@ impl NormConfig {
         }
     }
 
+    /// The same config with `gamma` starting at `gamma_init` (no effect without affine, or on
+    /// `none`). Recurrent batch norm starts at 0.1 to keep `tanh` and `sigmoid` out of saturation.
+    pub fn with_gamma_init(self, gamma_init: f64) -> Self {
+        match self {
+            Self::None => Self::None,
+            Self::Batch(c) => Self::Batch(c.with_gamma_init(gamma_init)),
+            Self::Layer(c) => Self::Layer(c.with_gamma_init(gamma_init)),
+            Self::Instance(c) => Self::Instance(InstanceNormConfig { gamma_init, ..c }),
+            Self::Group(c) => Self::Group(GroupNormConfig { gamma_init, ..c }),
+            Self::Rms(c) => Self::Rms(RmsNormConfig { gamma_init, ..c }),
+        }
+    }
+
     /// Checks every option against `num_features` without building anything.
     pub fn validate(&self, num_features: usize) -> Result<(), NormError> {
         check_features(num_features)?;

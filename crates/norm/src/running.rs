@@ -123,5 +123,13 @@ impl RunningStats {
         let seen = seen.clone().mask_where(keep, seen + 1.0).reshape([k]);
         self.batches
             .update(batches.slice_assign(slots, seen).detach());
+        // burn folds a thread's update in only at the next read of that thread (or `valid()`),
+        // and saving reads without folding: a model saved right after a training step would hold
+        // statistics one step stale. Fold now. (burn averages updates from several threads for
+        // data-parallel training, which this crate does not do.)
+        for state in [&self.mean, &self.var] {
+            state.value_sync();
+        }
+        self.batches.value_sync();
     }
 }

@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests; each test binary uses a different subset.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use normlab_data::DataError;
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(test: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("normlab-data-{test}-{}-{n}", std::process::id()));
+        // A leftover from a crashed run with the same pid would otherwise leak old files in.
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Write `bytes` to `name` inside the directory and return the full path.
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        fs::write(&path, bytes).expect("write temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
+}
+
+/// Assert that the error's message names `path` and contains every one of `needles`.
+pub fn assert_message(err: &DataError, path: &Path, needles: &[&str]) {
+    let message = err.to_string();
+    assert!(
+        message.contains(&path.display().to_string()),
+        "message does not name {}: {message}",
+        path.display()
+    );
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "message lacks `{needle}`: {message}"
+        );
+    }
+}
+
+/// The loaded value, or `None` after printing how to fetch the set when it is missing, so that
+/// tests of fetched sets pass (vacuously, and visibly) on a machine that has not fetched them.
+pub fn fetched<T>(result: Result<T, DataError>) -> Option<T> {
+    match result {
+        Err(err @ DataError::NotFetched { .. }) => {
+            // Straight to stderr: the test harness swallows `eprintln!` of passing tests.
+            let _ = writeln!(io::stderr(), "skipped: {err}");
+            None
+        }
+        other => Some(other.expect("fetched set present but failed to load")),
+    }
+}
+
+/// Writes `text` to `file` in a fresh folder, loads it with `load`, and checks that the error is
+/// about `line` and says each of `needles`.
+pub fn expect_line_error<T: std::fmt::Debug>(
+    test: &str,
+    file: &str,
+    text: &str,
+    line: usize,
+    needles: &[&str],
+    load: impl Fn(&Path) -> Result<T, DataError>,
+) {
+    let dir = TempDir::new(test);
+    let path = dir.write(file, text);
+    let err = load(&path).unwrap_err();
+    assert!(
+        matches!(err, DataError::BadLine { line: l, .. } if l == line),
+        "expected an error on line {line}: {err:?}"
+    );
+    assert_message(&err, &path, &[&format!(":{line}:")]);
+    assert_message(&err, &path, needles);
+}

@@ -1,0 +1,96 @@
+use normlab_data::{DataError, Splits, batch_order, split_indices, split_train_valid};
+
+/// Every index of `0..n` appears exactly once across `parts`.
+fn assert_partition(n: usize, parts: &[&[usize]]) {
+    let mut all: Vec<usize> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..n).collect::<Vec<_>>());
+}
+
+#[test]
+fn splits_partition_and_have_the_requested_sizes() {
+    let s = split_indices(1000, 0.15, 0.2, 7).unwrap();
+    assert_eq!(
+        (s.train.len(), s.valid.len(), s.test.len()),
+        (650, 150, 200)
+    );
+    assert_partition(1000, &[&s.train, &s.valid, &s.test]);
+    for part in [&s.train, &s.valid, &s.test] {
+        assert!(part.is_sorted());
+    }
+    // Random, not the first or last examples in order.
+    assert_ne!(s.test, (0..200).collect::<Vec<_>>());
+    assert_ne!(s.test, (800..1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn splits_are_deterministic_per_seed() {
+    let a = split_indices(500, 0.1, 0.1, 42).unwrap();
+    assert_eq!(a, split_indices(500, 0.1, 0.1, 42).unwrap());
+    let b = split_indices(500, 0.1, 0.1, 43).unwrap();
+    assert_ne!(a.valid, b.valid);
+    assert_ne!(a.test, b.test);
+}
+
+#[test]
+fn rounding_never_overshoots() {
+    let s = split_indices(7, 0.5, 0.5, 1).unwrap();
+    assert_eq!(s.train.len() + s.valid.len() + s.test.len(), 7);
+    assert_partition(7, &[&s.train, &s.valid, &s.test]);
+    assert_eq!(
+        split_indices(0, 0.2, 0.2, 1).unwrap(),
+        Splits {
+            train: vec![],
+            valid: vec![],
+            test: vec![],
+        }
+    );
+}
+
+#[test]
+fn train_valid_split_leaves_test_empty() {
+    let s = split_train_valid(60_000, 1.0 / 6.0, 3).unwrap();
+    assert_eq!((s.train.len(), s.valid.len()), (50_000, 10_000));
+    assert!(s.test.is_empty());
+    assert_partition(60_000, &[&s.train, &s.valid]);
+}
+
+#[test]
+fn bad_fractions_are_rejected() {
+    for (valid, test) in [(-0.1, 0.0), (0.0, 1.5), (f64::NAN, 0.1), (0.6, 0.5)] {
+        let err = split_indices(10, valid, test, 0).unwrap_err();
+        assert!(matches!(err, DataError::InvalidArgument { .. }), "{err:?}");
+        assert!(err.to_string().contains("split fraction"), "{err}");
+    }
+}
+
+#[test]
+fn batches_cover_every_index_once_and_keep_the_last_partial_batch() {
+    let indices: Vec<usize> = (100..203).collect();
+    let batches = batch_order(&indices, 10, 5, 0).unwrap();
+    assert_eq!(batches.len(), 11);
+    assert!(batches[..10].iter().all(|b| b.len() == 10));
+    assert_eq!(batches[10].len(), 3);
+    let mut all: Vec<usize> = batches.concat();
+    assert_ne!(all, indices, "not shuffled");
+    all.sort_unstable();
+    assert_eq!(all, indices);
+}
+
+#[test]
+fn batch_order_is_deterministic_per_seed_and_epoch() {
+    let indices: Vec<usize> = (0..64).collect();
+    let order = |seed, epoch| batch_order(&indices, 8, seed, epoch).unwrap();
+    assert_eq!(order(1, 0), order(1, 0));
+    assert_ne!(order(1, 0), order(1, 1), "epochs should differ");
+    assert_ne!(order(1, 0), order(2, 0), "seeds should differ");
+    // The seed and epoch are not mixed into one number: (1, 2) and (2, 1) are different streams.
+    assert_ne!(order(1, 2), order(2, 1));
+}
+
+#[test]
+fn zero_batch_size_is_rejected() {
+    let err = batch_order(&[1, 2, 3], 0, 0, 0).unwrap_err();
+    assert!(err.to_string().contains("batch size"), "{err}");
+    assert!(batch_order(&[], 4, 0, 0).unwrap().is_empty());
+}

@@ -1,0 +1,55 @@
+use burn::prelude::*;
+use burn::tensor::activation;
+use normlab_norm::{Norm, NormLayer};
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+use crate::probe::observe;
+
+/// The nonlinearity after each hidden layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Relu,
+    Tanh,
+    /// The BN paper's MNIST network used sigmoid units.
+    Sigmoid,
+}
+
+impl Activation {
+    pub fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Self::Relu => activation::relu(x),
+            Self::Tanh => activation::tanh(x),
+            Self::Sigmoid => activation::sigmoid(x),
+        }
+    }
+}
+
+/// Where a hidden layer's norm sits relative to its activation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormPosition {
+    /// `act(norm(W x))`, as in the BN paper.
+    #[default]
+    BeforeActivation,
+    /// `norm(act(W x))`.
+    AfterActivation,
+}
+
+/// `act(norm(x))` or `norm(act(x))`, the norm observed by the probe at `site`.
+/// `x` is channels-first: its units are axis 1.
+pub(crate) fn norm_and_activate<const D: usize>(
+    norm: &Norm,
+    position: NormPosition,
+    activation: Activation,
+    site: impl Fn() -> String,
+    x: Tensor<D>,
+) -> Result<Tensor<D>, ModelError> {
+    let normalize = |x| observe(&site, 1, x, |x| norm.forward(x)).map_err(ModelError::norm(site()));
+    match position {
+        NormPosition::BeforeActivation => Ok(activation.apply(normalize(x)?)),
+        NormPosition::AfterActivation => normalize(activation.apply(x)),
+    }
+}

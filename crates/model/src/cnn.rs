@@ -1,0 +1,174 @@
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, PaddingConfig2d};
+use burn::prelude::*;
+use normlab_norm::{Norm, NormConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::activation::norm_and_activate;
+use crate::init::scaled_kaiming;
+use crate::mlp::linear;
+use crate::{Activation, ModelError, NormPosition};
+
+/// Downsampling after each conv block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pool {
+    /// 2 x 2 max pooling, stride 2.
+    #[default]
+    Max,
+    /// 2 x 2 average pooling, stride 2.
+    Avg,
+    None,
+}
+
+/// How the feature maps become logits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    /// Average each channel over the image, then one linear layer.
+    #[default]
+    GlobalAverage,
+    /// Flatten the last feature maps into one linear layer.
+    Dense,
+}
+
+/// Configuration of [`Cnn`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CnnConfig {
+    /// Output channels of each conv block. Default `[16, 32]`.
+    pub channels: Vec<usize>,
+    /// Square kernel size of every conv ("same" padding). Default 3.
+    pub kernel_size: usize,
+    /// Default 2 x 2 max pooling after each block.
+    pub pool: Pool,
+    /// Default global average pooling.
+    pub head: Head,
+    /// Default relu.
+    pub activation: Activation,
+    /// The norm after each conv. Default none.
+    pub norm: NormConfig,
+    /// Default before the activation.
+    pub norm_position: NormPosition,
+    /// Dropout probability before the head. Default 0.
+    pub dropout: f64,
+    /// Multiplies the default weight init. Default 1.
+    pub init_scale: f64,
+}
+
+impl Default for CnnConfig {
+    fn default() -> Self {
+        Self {
+            channels: vec![16, 32],
+            kernel_size: 3,
+            pool: Pool::default(),
+            head: Head::default(),
+            activation: Activation::default(),
+            norm: NormConfig::None,
+            norm_position: NormPosition::default(),
+            dropout: 0.0,
+            init_scale: 1.0,
+        }
+    }
+}
+
+impl CnnConfig {
+    /// Builds the network for images `[channels, height, width]` and `outputs` logits.
+    pub fn init(
+        &self,
+        image: [usize; 3],
+        outputs: usize,
+        device: &Device,
+    ) -> Result<Cnn, ModelError> {
+        let [mut width, mut h, mut w] = image;
+        let (mut convs, mut norms) = (Vec::new(), Vec::new());
+        for (i, &channels) in self.channels.iter().enumerate() {
+            convs.push(
+                Conv2dConfig::new([width, channels], [self.kernel_size; 2])
+                    .with_padding(PaddingConfig2d::Same)
+                    .with_initializer(scaled_kaiming(self.init_scale))
+                    .init(device),
+            );
+            norms.push(
+                self.norm
+                    .init(channels, device)
+                    .map_err(ModelError::norm(site(i)))?,
+            );
+            width = channels;
+            if self.pool != Pool::None {
+                (h, w) = (h / 2, w / 2);
+            }
+        }
+        if h == 0 || w == 0 {
+            return Err(ModelError::InvalidConfig {
+                field: "channels",
+                message: format!(
+                    "{} pooled blocks shrink a {}x{} image to nothing",
+                    self.channels.len(),
+                    image[1],
+                    image[2]
+                ),
+            });
+        }
+        let head_inputs = match self.head {
+            Head::GlobalAverage => width,
+            Head::Dense => width * h * w,
+        };
+        Ok(Cnn {
+            convs,
+            norms,
+            max_pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            avg_pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            head: linear(head_inputs, outputs, self.init_scale, device),
+            pool: self.pool,
+            head_kind: self.head,
+            activation: self.activation,
+            norm_position: self.norm_position,
+        })
+    }
+}
+
+fn site(block: usize) -> String {
+    format!("conv {}", block + 1)
+}
+
+/// A small CNN: `[conv -> norm -> activation -> pool] x k -> head`.
+#[derive(Module, Debug)]
+pub struct Cnn {
+    pub convs: Vec<Conv2d>,
+    pub norms: Vec<Norm>,
+    pub max_pool: MaxPool2d,
+    pub avg_pool: AvgPool2d,
+    pub dropout: Dropout,
+    pub head: Linear,
+    #[module(skip)]
+    pub pool: Pool,
+    #[module(skip)]
+    pub head_kind: Head,
+    #[module(skip)]
+    pub activation: Activation,
+    #[module(skip)]
+    pub norm_position: NormPosition,
+}
+
+impl Cnn {
+    /// `images: [N, C, H, W]` -> logits `[N, outputs]`.
+    pub fn forward(&self, mut x: Tensor<4>) -> Result<Tensor<2>, ModelError> {
+        for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
+            x = conv.forward(x);
+            x = norm_and_activate(norm, self.norm_position, self.activation, || site(i), x)?;
+            x = match self.pool {
+                Pool::Max => self.max_pool.forward(x),
+                Pool::Avg => self.avg_pool.forward(x),
+                Pool::None => x,
+            };
+        }
+        let features = match self.head_kind {
+            Head::GlobalAverage => x.mean_dims(&[2, 3]).flatten::<2>(1, 3),
+            Head::Dense => x.flatten::<2>(1, 3),
+        };
+        Ok(self.head.forward(self.dropout.forward(features)))
+    }
+}

@@ -1,0 +1,100 @@
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use normlab_norm::{Norm, NormConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::activation::norm_and_activate;
+use crate::init::scaled_kaiming;
+use crate::{Activation, ModelError, NormPosition};
+
+/// Configuration of [`Mlp`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlpConfig {
+    /// Width of each hidden layer. Default `[100, 100, 100]` (the BN paper's MNIST network).
+    pub hidden: Vec<usize>,
+    /// Default relu.
+    pub activation: Activation,
+    /// The norm after each hidden linear layer. Default none.
+    pub norm: NormConfig,
+    /// Default before the activation.
+    pub norm_position: NormPosition,
+    /// Dropout probability after each hidden layer. Default 0.
+    pub dropout: f64,
+    /// Multiplies the default weight init. Default 1.
+    pub init_scale: f64,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self {
+            hidden: vec![100, 100, 100],
+            activation: Activation::default(),
+            norm: NormConfig::None,
+            norm_position: NormPosition::default(),
+            dropout: 0.0,
+            init_scale: 1.0,
+        }
+    }
+}
+
+impl MlpConfig {
+    /// Builds the network for `inputs` features and `outputs` logits.
+    pub fn init(&self, inputs: usize, outputs: usize, device: &Device) -> Result<Mlp, ModelError> {
+        let mut layers = Vec::new();
+        let mut norms = Vec::new();
+        let mut width = inputs;
+        for (i, &hidden) in self.hidden.iter().enumerate() {
+            layers.push(linear(width, hidden, self.init_scale, device));
+            norms.push(
+                self.norm
+                    .init(hidden, device)
+                    .map_err(ModelError::norm(site(i)))?,
+            );
+            width = hidden;
+        }
+        Ok(Mlp {
+            layers,
+            norms,
+            head: linear(width, outputs, self.init_scale, device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            activation: self.activation,
+            norm_position: self.norm_position,
+        })
+    }
+}
+
+pub(crate) fn linear(inputs: usize, outputs: usize, scale: f64, device: &Device) -> Linear {
+    LinearConfig::new(inputs, outputs)
+        .with_initializer(scaled_kaiming(scale))
+        .init(device)
+}
+
+fn site(layer: usize) -> String {
+    format!("hidden {}", layer + 1)
+}
+
+/// A multilayer perceptron: `[linear -> norm -> activation -> dropout] x k -> linear`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub layers: Vec<Linear>,
+    pub norms: Vec<Norm>,
+    pub head: Linear,
+    pub dropout: Dropout,
+    #[module(skip)]
+    pub activation: Activation,
+    #[module(skip)]
+    pub norm_position: NormPosition,
+}
+
+impl Mlp {
+    /// `x: [N, inputs]` -> logits `[N, outputs]`.
+    pub fn forward(&self, mut x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        for (i, (layer, norm)) in self.layers.iter().zip(&self.norms).enumerate() {
+            x = layer.forward(x);
+            x = norm_and_activate(norm, self.norm_position, self.activation, || site(i), x)?;
+            x = self.dropout.forward(x);
+        }
+        Ok(self.head.forward(x))
+    }
+}

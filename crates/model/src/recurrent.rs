@@ -1,0 +1,319 @@
+use burn::module::Param;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{sigmoid, tanh};
+use normlab_norm::{Norm, NormConfig, NormLayer};
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+use crate::init::scaled_kaiming;
+use crate::mlp::linear;
+use crate::probe::observe;
+
+/// The recurrent cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellKind {
+    /// Elman: `h = tanh(Wx x + Wh h + b)`.
+    Rnn,
+    #[default]
+    Lstm,
+    Gru,
+}
+
+impl CellKind {
+    /// How many `hidden`-wide pre-activations one step computes.
+    fn gates(self) -> usize {
+        match self {
+            Self::Rnn => 1,
+            Self::Lstm => 4,
+            Self::Gru => 3,
+        }
+    }
+}
+
+/// Where the norms sit in a recurrent layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// On the input term `Wx x_t` only, computed over the whole sequence before the recurrence:
+    /// between stacked layers, never inside the loop (Laurent et al. 2016).
+    Vertical,
+    /// Inside the recurrence at every step: on `Wx x_t` and `Wh h_{t-1}` separately, and for the
+    /// LSTM on the cell state before its `tanh` (LN-LSTM; recurrent BN, Cooijmans et al. 2016).
+    #[default]
+    Horizontal,
+}
+
+/// What the network predicts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SequenceOutput {
+    /// One prediction per sequence from its last real step (sequence classification).
+    #[default]
+    LastStep,
+    /// One prediction per step (sequence to sequence, e.g. a character language model).
+    EveryStep,
+}
+
+/// Configuration of [`RecurrentNet`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecurrentConfig {
+    /// Default LSTM.
+    pub cell: CellKind,
+    /// Hidden units per layer. Default 64.
+    pub hidden: usize,
+    /// Stacked layers. Default 1.
+    pub layers: usize,
+    /// The norm of every slot. For batch norm, `per_step = T` gives each of the first `T` steps
+    /// its own statistics; left out, statistics are shared over time. Default none.
+    pub norm: NormConfig,
+    /// Default horizontal.
+    pub placement: Placement,
+    /// Initial `gamma` of the batch norms, 0.1 by default as recurrent BN recommends (it keeps
+    /// the gates out of saturation). Other families keep their own `gamma_init`.
+    pub batch_gamma_init: f64,
+    /// Default one prediction per sequence.
+    pub output: SequenceOutput,
+    /// Dropout probability between stacked layers and before the head. Default 0.
+    pub dropout: f64,
+    /// Multiplies the default weight init. Default 1.
+    pub init_scale: f64,
+}
+
+impl Default for RecurrentConfig {
+    fn default() -> Self {
+        Self {
+            cell: CellKind::default(),
+            hidden: 64,
+            layers: 1,
+            norm: NormConfig::None,
+            placement: Placement::default(),
+            batch_gamma_init: 0.1,
+            output: SequenceOutput::default(),
+            dropout: 0.0,
+            init_scale: 1.0,
+        }
+    }
+}
+
+impl RecurrentConfig {
+    /// Builds the network for sequences of `features` per step and `outputs` logits.
+    pub fn init(
+        &self,
+        features: usize,
+        outputs: usize,
+        device: &Device,
+    ) -> Result<RecurrentNet, ModelError> {
+        if self.layers == 0 || self.hidden == 0 {
+            return Err(ModelError::InvalidConfig {
+                field: if self.layers == 0 { "layers" } else { "hidden" },
+                message: "must be at least 1".into(),
+            });
+        }
+        let norm = match &self.norm {
+            NormConfig::Batch(_) => self.norm.clone().with_gamma_init(self.batch_gamma_init),
+            other => other.clone(),
+        };
+        let layers = (0..self.layers)
+            .map(|i| {
+                let inputs = if i == 0 { features } else { self.hidden };
+                self.layer(i, inputs, &norm, device)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RecurrentNet {
+            layers,
+            dropout: DropoutConfig::new(self.dropout).init(),
+            head: linear(self.hidden, outputs, self.init_scale, device),
+            output: self.output,
+        })
+    }
+
+    fn layer(
+        &self,
+        index: usize,
+        inputs: usize,
+        norm: &NormConfig,
+        device: &Device,
+    ) -> Result<RecurrentLayer, ModelError> {
+        let (hidden, width) = (self.hidden, self.hidden * self.cell.gates());
+        let site = |slot: &str| format!("{:?} layer {} {slot}", self.cell, index + 1);
+        let norm_of = |features, slot| {
+            norm.init(features, device)
+                .map_err(ModelError::norm(site(slot)))
+        };
+        let horizontal = self.placement == Placement::Horizontal;
+        let weights = |inputs| {
+            LinearConfig::new(inputs, width)
+                .with_bias(false)
+                .with_initializer(scaled_kaiming(self.init_scale))
+                .init(device)
+        };
+        Ok(RecurrentLayer {
+            input: weights(inputs),
+            recurrent: weights(hidden),
+            bias: Param::from_tensor(Tensor::zeros([width], device)),
+            input_norm: norm_of(width, "input term")?,
+            recurrent_norm: horizontal
+                .then(|| norm_of(width, "recurrent term"))
+                .transpose()?,
+            cell_norm: (horizontal && self.cell == CellKind::Lstm)
+                .then(|| norm_of(hidden, "cell"))
+                .transpose()?,
+            cell: self.cell,
+            hidden,
+            site: site("input term"),
+        })
+    }
+}
+
+/// One recurrent layer, batch-first, written as a step function so norms can sit inside it.
+#[derive(Module, Debug)]
+pub struct RecurrentLayer {
+    /// `Wx`, `[inputs] -> [gates * hidden]`, no bias.
+    pub input: Linear,
+    /// `Wh`, `[hidden] -> [gates * hidden]`, no bias.
+    pub recurrent: Linear,
+    /// One bias after the norms, so a norm's `beta` and the bias do not double up.
+    pub bias: Param<Tensor<1>>,
+    /// On `Wx x`: over the whole sequence (vertical) or at each step (horizontal).
+    pub input_norm: Norm,
+    /// On `Wh h` at each step (horizontal only).
+    pub recurrent_norm: Option<Norm>,
+    /// On the LSTM cell state before its `tanh` (horizontal only).
+    pub cell_norm: Option<Norm>,
+    #[module(skip)]
+    pub cell: CellKind,
+    pub hidden: usize,
+    pub site: String,
+}
+
+impl RecurrentLayer {
+    fn horizontal(&self) -> bool {
+        self.recurrent_norm.is_some()
+    }
+
+    /// `x: [N, T, inputs]`, `mask: [N, T]` -> hidden states `[N, T, hidden]`. At padded steps
+    /// the state carries over unchanged, so the last step holds each sequence's final state.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<2, Bool>>,
+    ) -> Result<Tensor<3>, ModelError> {
+        let [n, steps, _] = x.dims();
+        let device = x.device();
+        let mut terms = self.input.forward(x);
+        if !self.horizontal() {
+            terms = observe(
+                || self.site.clone(),
+                2,
+                terms,
+                |t| self.input_norm.forward_sequence(t, mask.clone()),
+            )
+            .map_err(ModelError::norm(&self.site))?;
+        }
+        let mut h = Tensor::zeros([n, self.hidden], &device);
+        let mut c = Tensor::zeros([n, self.hidden], &device);
+        let mut states = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let x_term = terms.clone().slice(s![.., t, ..]).squeeze_dim::<2>(1);
+            let running = mask
+                .as_ref()
+                .map(|m| m.clone().slice(s![.., t]).squeeze_dim::<1>(1));
+            let (h_new, c_new) = self
+                .step(x_term, h.clone(), c.clone(), t, running.clone())
+                .map_err(ModelError::norm(&self.site))?;
+            (h, c) = match running {
+                Some(running) => {
+                    let running = running.unsqueeze_dim::<2>(1).expand([n, self.hidden]);
+                    (
+                        h.mask_where(running.clone(), h_new),
+                        c.mask_where(running, c_new),
+                    )
+                }
+                None => (h_new, c_new),
+            };
+            states.push(h.clone());
+        }
+        Ok(Tensor::stack(states, 1))
+    }
+
+    /// One step: `x_term = Wx x_t: [N, gates * hidden]`, state `h, c: [N, hidden]`.
+    fn step(
+        &self,
+        x_term: Tensor<2>,
+        h: Tensor<2>,
+        c: Tensor<2>,
+        t: usize,
+        running: Option<Tensor<1, Bool>>,
+    ) -> Result<(Tensor<2>, Tensor<2>), normlab_norm::NormError> {
+        let mut h_term = self.recurrent.forward(h.clone());
+        let mut x_term = x_term;
+        if let Some(recurrent_norm) = &self.recurrent_norm {
+            x_term = self.input_norm.forward_step(x_term, t, running.clone())?;
+            h_term = recurrent_norm.forward_step(h_term, t, running.clone())?;
+        }
+        let bias = self.bias.val().unsqueeze_dim::<2>(0);
+        Ok(match self.cell {
+            CellKind::Rnn => (tanh(x_term + h_term + bias), c),
+            CellKind::Lstm => {
+                let [i, f, g, o]: [Tensor<2>; 4] = (x_term + h_term + bias)
+                    .chunk(4, 1)
+                    .try_into()
+                    .expect("4 gates");
+                let c = sigmoid(f) * c + sigmoid(i) * tanh(g);
+                let c_out = match &self.cell_norm {
+                    Some(norm) => norm.forward_step(c.clone(), t, running)?,
+                    None => c.clone(),
+                };
+                (sigmoid(o) * tanh(c_out), c)
+            }
+            CellKind::Gru => {
+                let chunks =
+                    |t: Tensor<2>| -> [Tensor<2>; 3] { t.chunk(3, 1).try_into().expect("3 gates") };
+                let [xr, xz, xn] = chunks(x_term);
+                let [hr, hz, hn] = chunks(h_term);
+                let [br, bz, bn] = chunks(bias);
+                let r = sigmoid(xr + hr + br);
+                let z = sigmoid(xz + hz + bz);
+                let candidate = tanh(xn + bn + r * hn);
+                (z.clone() * h + (z.neg() + 1.0) * candidate, c)
+            }
+        })
+    }
+}
+
+/// Stacked recurrent layers and a linear head.
+#[derive(Module, Debug)]
+pub struct RecurrentNet {
+    pub layers: Vec<RecurrentLayer>,
+    pub dropout: Dropout,
+    pub head: Linear,
+    #[module(skip)]
+    pub output: SequenceOutput,
+}
+
+impl RecurrentNet {
+    /// `x: [N, T, features]`, `mask: [N, T]` (true = real step) -> logits `[N, outputs]` (last
+    /// step) or `[N * T, outputs]` (every step, row `n * T + t`).
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<2, Bool>>,
+    ) -> Result<Tensor<2>, ModelError> {
+        let mut states = x;
+        for (i, layer) in self.layers.iter().enumerate() {
+            if i > 0 {
+                states = self.dropout.forward(states);
+            }
+            states = layer.forward(states, mask.clone())?;
+        }
+        let [n, steps, hidden] = states.dims();
+        let features = match self.output {
+            SequenceOutput::LastStep => states.slice(s![.., steps - 1, ..]).reshape([n, hidden]),
+            SequenceOutput::EveryStep => states.reshape([n * steps, hidden]),
+        };
+        Ok(self.head.forward(self.dropout.forward(features)))
+    }
+}

@@ -1,0 +1,455 @@
+//! Every network x norm family x placement: shapes, gradients, padding, train vs eval, saving.
+
+use burn::module::{ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::Gradients;
+use burn::tensor::TensorData;
+use normlab_model::*;
+use normlab_norm::{NormConfig, NormLayer};
+
+fn plain_device() -> Device {
+    Device::flex()
+}
+
+fn train_device() -> Device {
+    Device::flex().autodiff()
+}
+
+/// Deterministic values without burn's process-global RNG (tests run on several threads).
+fn values<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
+    let count: usize = shape.iter().product();
+    let data: Vec<f32> = (0..count)
+        .map(|i| {
+            let k = (i as u64 + 1)
+                .wrapping_mul(2654435761)
+                .wrapping_add(seed * 97)
+                % 1000;
+            k as f32 / 250.0 - 2.0
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+fn mask(lengths: &[usize], steps: usize, device: &Device) -> Tensor<2, Bool> {
+    let flags: Vec<bool> = lengths
+        .iter()
+        .flat_map(|&len| (0..steps).map(move |t| t < len))
+        .collect();
+    Tensor::from_data(TensorData::new(flags, [lengths.len(), steps]), device)
+}
+
+fn norms() -> Vec<NormConfig> {
+    [
+        r#"{"kind": "none"}"#,
+        r#"{"kind": "batch"}"#,
+        r#"{"kind": "batch", "per_step": 6}"#,
+        r#"{"kind": "layer"}"#,
+        r#"{"kind": "group", "groups": 4}"#,
+        r#"{"kind": "rms"}"#,
+    ]
+    .iter()
+    .map(|json| serde_json::from_str(json).unwrap())
+    .collect()
+}
+
+fn per_step(norm: &NormConfig) -> bool {
+    matches!(norm, NormConfig::Batch(b) if b.per_step.is_some())
+}
+
+fn mlp(norm: &NormConfig) -> ModelConfig {
+    ModelConfig::Mlp(MlpConfig {
+        hidden: vec![16, 8],
+        norm: norm.clone(),
+        dropout: 0.1,
+        ..MlpConfig::default()
+    })
+}
+
+fn cnn(norm: &NormConfig, head: Head) -> ModelConfig {
+    ModelConfig::Cnn(CnnConfig {
+        channels: vec![8, 16],
+        head,
+        norm: norm.clone(),
+        ..CnnConfig::default()
+    })
+}
+
+fn recurrent(norm: &NormConfig, cell: CellKind, placement: Placement) -> RecurrentConfig {
+    RecurrentConfig {
+        cell,
+        hidden: 8,
+        layers: 2,
+        norm: norm.clone(),
+        placement,
+        ..RecurrentConfig::default()
+    }
+}
+
+fn recurrent_configs(norm: &NormConfig) -> Vec<RecurrentConfig> {
+    let mut configs = Vec::new();
+    for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        for placement in [Placement::Vertical, Placement::Horizontal] {
+            configs.push(recurrent(norm, cell, placement));
+        }
+    }
+    configs
+}
+
+/// Float parameters that should learn, and whether the gradients reached each of them.
+struct GradientCheck<'a> {
+    grads: &'a Gradients,
+    missing: Vec<String>,
+    checked: usize,
+}
+
+impl ModuleVisitor for GradientCheck<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        // Running statistics are float state too, but never trained.
+        if !param.is_require_grad() {
+            return;
+        }
+        self.checked += 1;
+        match param.val().grad(self.grads) {
+            Some(grad) if grad.clone().abs().sum().into_scalar::<f32>() > 0.0 => {}
+            _ => self.missing.push(format!("{:?}", param.dims())),
+        }
+    }
+}
+
+fn assert_every_parameter_learns(model: &Model, loss: Tensor<1>, what: &str) {
+    let grads = loss.backward();
+    let mut check = GradientCheck {
+        grads: &grads,
+        missing: Vec::new(),
+        checked: 0,
+    };
+    model.visit(&mut check);
+    assert!(check.checked > 0, "{what}: no parameters");
+    assert!(
+        check.missing.is_empty(),
+        "{what}: no gradient for parameters {:?}",
+        check.missing
+    );
+}
+
+#[test]
+fn dense_and_conv_models_have_the_right_shapes_and_every_parameter_learns() {
+    let device = train_device();
+    for norm in norms().iter().filter(|n| !per_step(n)) {
+        let model = mlp(norm)
+            .init(InputShape::Features(12), 5, &device)
+            .unwrap();
+        let out = model
+            .forward(Input::Features(values([6, 12], 1, &device)))
+            .unwrap();
+        assert_eq!(out.dims(), [6, 5], "mlp {norm:?}");
+        assert_every_parameter_learns(&model, out.square().sum(), &format!("mlp {norm:?}"));
+
+        let images = InputShape::Image([1, 8, 8]);
+        let model = mlp(norm).init(images, 5, &device).unwrap();
+        let out = model
+            .forward(Input::Images(values([6, 1, 8, 8], 2, &device)))
+            .unwrap();
+        assert_eq!(out.dims(), [6, 5], "mlp on images {norm:?}");
+
+        for head in [Head::GlobalAverage, Head::Dense] {
+            let model = cnn(norm, head)
+                .init(InputShape::Image([1, 8, 8]), 5, &device)
+                .unwrap();
+            let out = model
+                .forward(Input::Images(values([4, 1, 8, 8], 3, &device)))
+                .unwrap();
+            assert_eq!(out.dims(), [4, 5], "cnn {norm:?} {head:?}");
+            assert_every_parameter_learns(&model, out.square().sum(), &format!("cnn {norm:?}"));
+        }
+    }
+    let instance: NormConfig =
+        serde_json::from_str(r#"{"kind": "instance", "affine": true}"#).unwrap();
+    let model = cnn(&instance, Head::Dense)
+        .init(InputShape::Image([1, 8, 8]), 5, &device)
+        .unwrap();
+    let out = model
+        .forward(Input::Images(values([4, 1, 8, 8], 3, &device)))
+        .unwrap();
+    assert_every_parameter_learns(&model, out.square().sum(), "cnn instance");
+}
+
+#[test]
+fn recurrent_models_have_the_right_shapes_and_every_parameter_learns() {
+    let device = train_device();
+    let x = values([4, 6, 3], 4, &device);
+    let lengths = mask(&[6, 4, 5, 6], 6, &device);
+    for norm in norms() {
+        for config in recurrent_configs(&norm) {
+            let what = format!("{:?} {:?} {norm:?}", config.cell, config.placement);
+            let model = ModelConfig::Recurrent(config.clone())
+                .init(InputShape::Sequence(3), 5, &device)
+                .unwrap();
+            let input = Input::Sequences {
+                values: x.clone(),
+                mask: Some(lengths.clone()),
+            };
+            let out = model.forward(input).unwrap();
+            assert_eq!(out.dims(), [4, 5], "{what}");
+            assert_every_parameter_learns(&model, out.square().sum(), &what);
+
+            let every_step = RecurrentConfig {
+                output: SequenceOutput::EveryStep,
+                ..config
+            };
+            let model = ModelConfig::Recurrent(every_step)
+                .init(InputShape::Sequence(3), 7, &device)
+                .unwrap();
+            let out = model
+                .forward(Input::Sequences {
+                    values: x.clone(),
+                    mask: None,
+                })
+                .unwrap();
+            assert_eq!(out.dims(), [24, 7], "{what} every step");
+        }
+    }
+}
+
+#[test]
+fn a_padded_sequence_gives_what_the_sequence_alone_gives() {
+    let device = train_device();
+    let batch = values([3, 6, 3], 5, &device);
+    let lengths = mask(&[6, 4, 6], 6, &device);
+    for norm in norms() {
+        for config in recurrent_configs(&norm) {
+            let what = format!("{:?} {:?} {norm:?}", config.cell, config.placement);
+            let model = ModelConfig::Recurrent(config)
+                .init(InputShape::Sequence(3), 5, &device)
+                .unwrap();
+            // Train a step so batch norms have running statistics, then compare in eval.
+            model
+                .forward(Input::Sequences {
+                    values: batch.clone(),
+                    mask: Some(lengths.clone()),
+                })
+                .unwrap();
+            let eval = model.valid();
+            let batch = batch.clone().inner();
+            let padded = eval
+                .forward(Input::Sequences {
+                    values: batch.clone(),
+                    mask: Some(lengths.clone().inner()),
+                })
+                .unwrap()
+                .slice(s![1..2]);
+            let alone = batch.slice(s![1..2, 0..4, ..]);
+            let alone = eval
+                .forward(Input::Sequences {
+                    values: alone,
+                    mask: None,
+                })
+                .unwrap();
+            let diff = (padded - alone).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-5, "{what}: padded and alone differ by {diff}");
+        }
+    }
+}
+
+#[test]
+fn per_step_batch_norm_keeps_a_statistic_per_step_and_runs_longer_sequences() {
+    let device = train_device();
+    let norm: NormConfig = serde_json::from_str(r#"{"kind": "batch", "per_step": 8}"#).unwrap();
+    let model = recurrent(&norm, CellKind::Lstm, Placement::Horizontal)
+        .init(3, 5, &device)
+        .unwrap();
+    model.forward(values([4, 5, 3], 6, &device), None).unwrap();
+    let layer = &model.layers[0];
+    let bn = match &layer.recurrent_norm {
+        Some(normlab_norm::Norm::Batch(bn)) => bn,
+        other => panic!("expected batch norm, got {other:?}"),
+    };
+    let running = bn.running.as_ref().unwrap();
+    let batches: Vec<f32> = running
+        .batches
+        .value_sync()
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    assert_eq!(batches, [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+    assert_eq!(running.mean.value_sync().dims(), [8, 32]);
+    // gamma of recurrent batch norm starts at 0.1.
+    let gamma: Vec<f32> = bn
+        .affine
+        .as_ref()
+        .unwrap()
+        .gamma
+        .val()
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    assert!(gamma.iter().all(|g| (g - 0.1).abs() < 1e-7));
+    // A 12-step test sequence, longer than per_step and than training, runs in eval.
+    let eval = model.valid();
+    let out = eval
+        .forward(values([2, 12, 3], 7, &plain_device()), None)
+        .unwrap();
+    assert_eq!(out.dims(), [2, 5]);
+    // Training on a sequence longer than per_step is a clear error naming the layer.
+    let err = model
+        .forward(values([4, 9, 3], 8, &device), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Lstm layer 1") && err.contains("per_step = 8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn batch_norm_eval_output_does_not_depend_on_the_batch_but_train_output_does() {
+    let device = train_device();
+    let norm: NormConfig = "batch".parse().unwrap();
+    let model = cnn(&norm, Head::GlobalAverage)
+        .init(InputShape::Image([1, 8, 8]), 5, &device)
+        .unwrap();
+    let batch = values([6, 1, 8, 8], 9, &device);
+    let first =
+        |model: &Model, x: Tensor<4>| model.forward(Input::Images(x)).unwrap().slice(s![0..1]);
+    let in_batch = first(&model, batch.clone());
+    let smaller = first(&model, batch.clone().slice(s![0..3]));
+    let train_diff = (in_batch - smaller).abs().max().into_scalar::<f32>();
+    assert!(
+        train_diff > 1e-3,
+        "training output must depend on the batch"
+    );
+
+    let eval = model.valid();
+    let batch = batch.inner();
+    let in_batch = first(&eval, batch.clone());
+    let alone = first(&eval, batch.slice(s![0..1]));
+    let eval_diff = (in_batch - alone).abs().max().into_scalar::<f32>();
+    assert!(
+        eval_diff < 1e-6,
+        "eval output depends on the batch by {eval_diff}"
+    );
+}
+
+#[test]
+fn a_saved_model_loads_with_identical_outputs() {
+    let device = train_device();
+    let norm: NormConfig = "batch".parse().unwrap();
+    let config = ModelConfig::Recurrent(recurrent(&norm, CellKind::Gru, Placement::Horizontal));
+    let model = config.init(InputShape::Sequence(3), 5, &device).unwrap();
+    let x = values([4, 5, 3], 10, &device);
+    model
+        .forward(Input::Sequences {
+            values: x.clone(),
+            mask: None,
+        })
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("normlab-model-{}", std::process::id()));
+    model.clone().save_file(&path).unwrap();
+
+    let fresh = config.init(InputShape::Sequence(3), 5, &device).unwrap();
+    let loaded = fresh.load_file(&path);
+    let eval_x = x.inner();
+    let run = |m: &Model| {
+        m.valid()
+            .forward(Input::Sequences {
+                values: eval_x.clone(),
+                mask: None,
+            })
+            .unwrap()
+            .into_data()
+    };
+    assert_eq!(run(&model), run(&loaded));
+    let _ = std::fs::remove_file(path.with_extension("bpk"));
+}
+
+#[test]
+fn the_probe_sees_every_norm_site_before_and_after() {
+    let device = train_device();
+    let norm: NormConfig = "batch".parse().unwrap();
+    let model = mlp(&norm)
+        .init(InputShape::Features(12), 5, &device)
+        .unwrap();
+    let x = values([32, 12], 11, &device) * 3.0 + 5.0;
+    let (out, sites) = probe::capture(2, || model.forward(Input::Features(x)));
+    out.unwrap();
+    let names: Vec<&str> = sites.iter().map(|s| s.site.as_str()).collect();
+    assert_eq!(names, ["hidden 1", "hidden 2"]);
+    for site in &sites {
+        assert_eq!(site.after.percentiles.len(), 2);
+        assert!(
+            site.after.mean.abs() < 1e-4,
+            "batch norm output is centred: {site:?}"
+        );
+        assert!((site.after.std - 1.0).abs() < 1e-2, "and scaled: {site:?}");
+        let [p15, p50, p85] = site.before.percentiles[0];
+        assert!(p15 <= p50 && p50 <= p85);
+    }
+    // Without a capture nothing is recorded and nothing changes.
+    let (_, none) = probe::capture(2, || ());
+    assert!(none.is_empty());
+}
+
+#[test]
+fn configs_read_from_toml_and_bad_ones_say_where() {
+    let config: ModelConfig = toml::from_str(
+        r#"
+        kind = "recurrent"
+        cell = "gru"
+        hidden = 32
+        placement = "vertical"
+        norm = { kind = "batch", per_step = 30 }
+        "#,
+    )
+    .unwrap();
+    let ModelConfig::Recurrent(recurrent) = &config else {
+        panic!("{config:?}")
+    };
+    assert_eq!(
+        (recurrent.cell, recurrent.hidden, recurrent.placement),
+        (CellKind::Gru, 32, Placement::Vertical)
+    );
+
+    let err = toml::from_str::<ModelConfig>("kind = \"mlp\"\nhiden = [3]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown field `hiden`") && err.contains("`hidden`"),
+        "{err}"
+    );
+
+    let bad_groups: NormConfig = serde_json::from_str(r#"{"kind": "group", "groups": 3}"#).unwrap();
+    let err = mlp(&bad_groups)
+        .init(InputShape::Features(4), 2, &plain_device())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("hidden 1: invalid norm config: `groups` = 3"),
+        "{err}"
+    );
+
+    let err = cnn(&NormConfig::None, Head::Dense)
+        .init(InputShape::Features(4), 2, &plain_device())
+        .unwrap_err();
+    assert!(err.to_string().contains("cnn expects image input"), "{err}");
+    let err = ModelConfig::Cnn(CnnConfig {
+        channels: vec![4; 4],
+        ..CnnConfig::default()
+    })
+    .init(InputShape::Image([1, 8, 8]), 2, &plain_device())
+    .unwrap_err();
+    assert!(err.to_string().contains("shrink a 8x8 image"), "{err}");
+}
+
+#[test]
+fn a_batch_of_one_in_training_names_the_layer() {
+    let device = train_device();
+    let model = mlp(&"batch".parse().unwrap())
+        .init(InputShape::Features(4), 2, &device)
+        .unwrap();
+    let err = model
+        .forward(Input::Features(values([1, 4], 12, &device)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("hidden 1: BatchNorm(16 features)"), "{err}");
+    let _ = NormLayer::describe(&normlab_norm::NoNorm { num_features: 1 });
+}
