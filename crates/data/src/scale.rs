@@ -3,10 +3,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DataError, Result};
 
 /// How inputs are scaled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScaleKind {
     /// Leave values as they are.
+    #[default]
     None,
     /// Map the training range `[min, max]` to `[0, 1]`; other data may land outside.
     MinMax,
@@ -15,10 +16,11 @@ pub enum ScaleKind {
 }
 
 /// Over which values the statistics are taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScaleScope {
     /// Each column (pixel position, sequence feature) gets its own statistics.
+    #[default]
     PerFeature,
     /// One set of statistics over all values.
     Global,
@@ -26,10 +28,12 @@ pub enum ScaleScope {
 
 /// Input scaling as written in a run's configuration, e.g.
 /// `{"kind": "z_score", "scope": "per_feature"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `scope` defaults to per feature; the whole config defaults to no scaling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScalerConfig {
     pub kind: ScaleKind,
+    #[serde(default)]
     pub scope: ScaleScope,
 }
 

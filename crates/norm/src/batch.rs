@@ -140,9 +140,14 @@ impl BatchNormConfig {
 /// `[N, T, F]` with statistics shared over time pools all real steps of all sequences. With
 /// `per_step = Some(t_max)` each step `t < t_max` has its own statistics, taken only over the
 /// sequences still running at `t`; in eval, steps beyond the longest trained one reuse its
-/// statistics. During training a step at which fewer than two sequences are running has no batch
-/// variance: it is normalized with its running statistics and leaves them unchanged (an error
-/// there would make variable-length training fail whenever one sequence is the longest).
+/// statistics.
+///
+/// # Padding
+/// Where padding leaves fewer than two real values of a feature (a time step at which one
+/// sequence is still running), there is no batch variance: those values are normalized with the
+/// running statistics, which they leave unchanged (an error there would make variable-length
+/// training fail whenever one sequence is the longest). Without running statistics they come out
+/// as `beta`. A batch that has one value per feature whatever its padding is an error.
 #[derive(Module, Debug)]
 pub struct BatchNorm {
     pub affine: Option<Affine>,
@@ -268,15 +273,14 @@ impl BatchNorm {
     ) -> Result<Tensor<3>, NormError> {
         let [n, c, s] = x.dims();
         let slots = c / self.num_features;
-        let single_value = || NormError::SingleValueStatistics {
-            layer: self.describe(),
-            shape: [n, c, s].to_vec(),
-            over: "per feature in the batch",
-        };
+        if n * s < 2 {
+            return Err(NormError::SingleValueStatistics {
+                layer: self.describe(),
+                shape: [n, c, s].to_vec(),
+                over: "per feature in the batch",
+            });
+        }
         let Some(weights) = weights else {
-            if n * s < 2 {
-                return Err(single_value());
-            }
             // burn's op has a closed-form backward: one graph node instead of a dozen. Its plain
             // two-pass statistics lose digits when the mean dwarfs the spread (mean 1e4, std 1e-2
             // in f32), so it sees the input shifted by one of its own values per channel: the
@@ -302,10 +306,6 @@ impl BatchNorm {
 
         let stats = moments(x.clone(), Some(weights), &[0, 2]);
         let counts: Vec<f32> = stats.count.clone().into_data().iter::<f32>().collect();
-        let most = counts.iter().cloned().fold(0.0, f32::max);
-        if most < 2.0 {
-            return Err(single_value());
-        }
         let batch_hat = stats.centered.clone() / (stats.var.clone() + self.epsilon).sqrt();
         let shape = [1, c, 1];
         let x_hat = match (counts.iter().all(|&k| k >= 2.0), running) {

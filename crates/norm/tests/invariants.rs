@@ -244,6 +244,33 @@ fn per_step_batch_norm_falls_back_to_running_statistics_where_one_sequence_runs(
 }
 
 #[test]
+fn a_padded_batch_with_a_single_real_value_falls_back_to_running_statistics() {
+    let device = train_device();
+    for config in [
+        BatchNormConfig::default(),
+        BatchNormConfig::default().with_per_step(Some(3)),
+    ] {
+        let norm = config.init(4, &device).unwrap();
+        let x = random([2, 3, 4], &device);
+        // Only the first step of the first sequence is real.
+        let mask = prefix_mask(&[1, 0], 3, &device);
+        let y = values(norm.forward_sequence(x.clone(), Some(mask)).unwrap());
+        // Running statistics at their start: mean 0, variance 1.
+        let expected: Vec<f32> = values(x.slice(s![0..1, 0..1, ..]))
+            .iter()
+            .map(|v| v / (1.0f32 + 1e-5).sqrt())
+            .collect();
+        assert_close("fallback", &y[..4], &expected, 1e-6);
+        assert!(y[4..].iter().all(|v| *v == 0.0));
+        let batches = values(norm.running.as_ref().unwrap().batches.value_sync());
+        assert!(
+            batches.iter().all(|b| *b == 0.0),
+            "no statistics were updated"
+        );
+    }
+}
+
+#[test]
 fn batch_norm_eval_output_does_not_depend_on_the_rest_of_the_batch() {
     let device = train_device();
     let norm = BatchNormConfig::default().init(3, &device).unwrap();
