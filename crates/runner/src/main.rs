@@ -1,0 +1,114 @@
+//! `normlab`: train the grid an experiment file describes, or redraw its plots and report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use burn::prelude::*;
+use clap::{Parser, Subcommand, ValueEnum};
+use normlab_runner::config::Experiment;
+use normlab_runner::sweep::{self, SweepOptions};
+
+#[derive(Parser)]
+#[command(version, about = "Normalization experiments on burn")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the grid of an experiment file; finished runs are kept and skipped.
+    Run {
+        /// e.g. experiments/quick.toml
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        device: Backend,
+        /// Grid points trained at once.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Results go to <results>/<experiment name>/.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
+    /// Redraw the summary, plots and report of a results folder without training.
+    Plot {
+        /// e.g. results/quick
+        results: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// burn's CPU backend.
+    Flex,
+    /// Deprecated in burn 0.22; needs `--features ndarray`.
+    Ndarray,
+    /// GPU through wgpu; needs `--features wgpu`.
+    Wgpu,
+}
+
+impl Backend {
+    fn device(self) -> Result<Device, String> {
+        match self {
+            Self::Flex => Ok(Device::flex()),
+            #[cfg(feature = "ndarray")]
+            Self::Ndarray => Ok(Device::ndarray()),
+            #[cfg(feature = "wgpu")]
+            Self::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[allow(unreachable_patterns)]
+            other => {
+                let name = other
+                    .to_possible_value()
+                    .expect("named")
+                    .get_name()
+                    .to_string();
+                Err(format!(
+                    "this build has no {name} backend: rebuild with `--features {name}`"
+                ))
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Run {
+            config,
+            device,
+            jobs,
+            results,
+        } => {
+            let experiment = Experiment::load(&config).map_err(|e| e.to_string())?;
+            // The command a reader can paste to reproduce the results, in this build's profile.
+            let profile = if cfg!(debug_assertions) {
+                ""
+            } else {
+                " --release"
+            };
+            let command = format!(
+                "cargo run{profile} -- {}",
+                std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+            );
+            let options = SweepOptions {
+                device: device.device()?,
+                jobs,
+                results_root: results,
+                command,
+            };
+            let dir = sweep::run(&experiment, &options)?;
+            println!("results, plots and report in {}", dir.display());
+            Ok(())
+        }
+        Command::Plot { results } => sweep::redraw(&results),
+    }
+}

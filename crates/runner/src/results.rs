@@ -1,0 +1,216 @@
+//! What a run leaves behind: one JSON file per finished run, written atomically, and a summary
+//! CSV joining them. A sweep killed at any moment loses no finished run (its file is complete or
+//! absent) and never repeats one (a run with a file is skipped).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use normlab_model::probe::SiteStats;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Experiment, RunConfig};
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Finished,
+    /// The loss became non-finite or exploded; the run was stopped.
+    Diverged,
+    /// The configuration cannot train (e.g. batch norm on one value per channel); `reason` says
+    /// why, in the layer's own words.
+    Impossible,
+}
+
+/// Training loss at one step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepLoss {
+    pub step: usize,
+    /// Training examples seen after this step.
+    pub samples: usize,
+    pub loss: f32,
+}
+
+/// Loss and error on evaluation windows of one length (text sets).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LengthEval {
+    pub length: usize,
+    pub loss: f32,
+    pub error: f32,
+}
+
+/// One evaluation on the held-out set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Eval {
+    pub step: usize,
+    pub samples: usize,
+    /// Eval mode: running statistics for batch norm.
+    pub valid_loss: f32,
+    /// Share of wrong predictions, 0..1.
+    pub valid_error: f32,
+    /// Training mode at the training batch size: batch statistics. `None` where the model has no
+    /// batch norm (it would equal eval mode) or training-mode eval was off.
+    pub train_mode_loss: Option<f32>,
+    pub train_mode_error: Option<f32>,
+    /// Text sets: eval mode on windows of other lengths.
+    pub by_length: Vec<LengthEval>,
+}
+
+/// Activation statistics at every norm site at one training step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    pub step: usize,
+    pub sites: Vec<SiteStats>,
+}
+
+/// Everything one run recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    /// `(axis name, value label)` for each axis of the experiment, in axis order.
+    pub axes: Vec<(String, String)>,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub config: RunConfig,
+    /// The learning rate used, after scaling with the batch size.
+    pub lr: f64,
+    pub losses: Vec<StepLoss>,
+    pub evals: Vec<Eval>,
+    pub probes: Vec<Probe>,
+    pub steps: usize,
+    pub samples: usize,
+    /// Median wall time of a training step (forward, backward, update), seconds.
+    pub step_seconds: f64,
+    pub wall_seconds: f64,
+}
+
+impl RunRecord {
+    /// The value label of axis `name`, if the experiment has that axis.
+    pub fn axis(&self, name: &str) -> Option<&str> {
+        self.axes
+            .iter()
+            .find(|(axis, _)| axis == name)
+            .map(|(_, label)| label.as_str())
+    }
+
+    /// The last evaluation: the run's result.
+    pub fn final_eval(&self) -> Option<&Eval> {
+        self.evals.last()
+    }
+}
+
+/// The files of one experiment's results: `results/<name>/`.
+#[derive(Debug, Clone)]
+pub struct ResultsDir {
+    pub root: PathBuf,
+}
+
+impl ResultsDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn runs(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    pub fn run_file(&self, id: &str) -> PathBuf {
+        self.runs().join(format!("{id}.json"))
+    }
+
+    /// The copy of the experiment file the results came from.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("experiment.toml")
+    }
+
+    /// True when run `id` finished earlier (in any terminal status).
+    pub fn has_run(&self, id: &str) -> bool {
+        self.run_file(id).is_file()
+    }
+
+    /// Writes `record` so that the file is either complete or absent: a temporary file, then a
+    /// rename, which replaces atomically on one file system.
+    pub fn write_run(&self, record: &RunRecord) -> std::io::Result<()> {
+        let json = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        write_atomically(&self.run_file(&record.id), &json)
+    }
+
+    /// The records of `experiment`'s grid points that have finished, in grid order.
+    pub fn read_runs(&self, experiment: &Experiment) -> Result<Vec<RunRecord>, String> {
+        let mut records = Vec::new();
+        for point in &experiment.points {
+            let path = self.run_file(&point.id);
+            if !path.is_file() {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let record = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not a run record: {e}", path.display()))?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// `summary.csv`: one row per run with its axes and final metrics.
+    pub fn write_summary(
+        &self,
+        experiment: &Experiment,
+        records: &[RunRecord],
+    ) -> Result<(), String> {
+        let path = self.root.join("summary.csv");
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let mut header: Vec<String> = vec!["id".into()];
+        header.extend(experiment.axes.iter().map(|a| a.name.clone()));
+        header.extend(
+            [
+                "status",
+                "valid_error",
+                "valid_loss",
+                "train_mode_valid_error",
+                "lr",
+                "steps",
+                "samples",
+                "step_ms",
+                "wall_s",
+                "reason",
+            ]
+            .map(String::from),
+        );
+        let csv_error = |e: csv::Error| format!("{}: {e}", path.display());
+        writer.write_record(&header).map_err(csv_error)?;
+        let number = |v: Option<f32>| v.map(|v| v.to_string()).unwrap_or_default();
+        for record in records {
+            let last = record.final_eval();
+            let mut row = vec![record.id.clone()];
+            row.extend(record.axes.iter().map(|(_, label)| label.clone()));
+            row.extend([
+                serde_json::to_value(record.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                number(last.map(|e| e.valid_error)),
+                number(last.map(|e| e.valid_loss)),
+                number(last.and_then(|e| e.train_mode_error)),
+                record.lr.to_string(),
+                record.steps.to_string(),
+                record.samples.to_string(),
+                format!("{:.3}", record.step_seconds * 1e3),
+                format!("{:.2}", record.wall_seconds),
+                record.reason.clone().unwrap_or_default(),
+            ]);
+            writer.write_record(&row).map_err(csv_error)?;
+        }
+        let bytes = writer.into_inner().map_err(|e| e.to_string())?;
+        write_atomically(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    fs::write(&temporary, bytes)?;
+    fs::rename(&temporary, path)
+}

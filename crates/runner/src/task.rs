@@ -1,0 +1,262 @@
+//! A data set made ready for training: split, subset, scaled, and cut into batches of tensors.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use normlab_data::{
+    Images, ScaleKind, Scaler, Sequences, Split, Text, batch_order, digits, embedded_shakespeare,
+    fashion_mnist, japanese_vowels, mnist, pad_sequences, shakespeare_full, split_train_valid,
+};
+use normlab_model::{Input, InputShape};
+
+use crate::config::{DataConfig, DataSet};
+
+/// Splits and subsets use this seed, not the run's: every run of an experiment sees the same
+/// training and evaluation examples.
+const DATA_SEED: u64 = 0;
+
+/// A batch ready for the model.
+pub struct Batch {
+    pub input: Input,
+    /// `[N]` labels, or `[N * T]` next characters for a language model.
+    pub targets: Tensor<1, Int>,
+}
+
+enum Examples {
+    Images(Images),
+    Sequences(Sequences),
+    /// Windows of `seq_len` characters; training windows come from the start of the text,
+    /// evaluation windows from its last `valid_fraction`.
+    Text {
+        text: Text,
+        seq_len: usize,
+        valid_start: usize,
+    },
+}
+
+/// A prepared data set.
+pub struct Task {
+    examples: Examples,
+    pub input_shape: InputShape,
+    pub classes: usize,
+    /// Indices of the training examples.
+    pub train: Vec<usize>,
+    /// Indices of the evaluation examples.
+    pub valid: Vec<usize>,
+    /// What the evaluation examples are, for reports.
+    pub valid_source: String,
+    /// Fitted on the training examples; `None` without scaling.
+    pub scaler: Option<Scaler>,
+}
+
+impl Task {
+    /// Loads and prepares the data `config` names. Errors say what is missing and, for sets
+    /// fetched on demand, the command that fetches them.
+    pub fn load(config: &DataConfig) -> Result<Self, String> {
+        let fail = |e: normlab_data::DataError| e.to_string();
+        let held_out = format!(
+            "{:.0}% of the training set, held out",
+            config.valid_fraction * 100.0
+        );
+        let (examples, train, valid, valid_source) = match config.set {
+            DataSet::Digits | DataSet::Mnist | DataSet::FashionMnist => {
+                let images = match config.set {
+                    DataSet::Digits => digits(),
+                    DataSet::Mnist => mnist(Split::Train),
+                    _ => fashion_mnist(Split::Train),
+                }
+                .map_err(fail)?;
+                let splits = split_train_valid(images.len(), config.valid_fraction, DATA_SEED)
+                    .map_err(fail)?;
+                (
+                    Examples::Images(images),
+                    splits.train,
+                    splits.valid,
+                    held_out,
+                )
+            }
+            DataSet::JapaneseVowels => {
+                let mut train = japanese_vowels(Split::Train).map_err(fail)?;
+                let test = japanese_vowels(Split::Test).map_err(fail)?;
+                let (n_train, n_test) = (train.len(), test.len());
+                train.values.extend(test.values);
+                train.labels.extend(test.labels);
+                let valid = (n_train..n_train + n_test).collect();
+                (
+                    Examples::Sequences(train),
+                    (0..n_train).collect(),
+                    valid,
+                    "the official test split".to_string(),
+                )
+            }
+            DataSet::Shakespeare | DataSet::ShakespeareFull => {
+                let text = match config.set {
+                    DataSet::Shakespeare => embedded_shakespeare(),
+                    _ => shakespeare_full(),
+                }
+                .map_err(fail)?;
+                let seq_len = config.seq_len.max(1);
+                let valid_start = (text.len() as f64 * (1.0 - config.valid_fraction)) as usize;
+                let train = (0..valid_start.saturating_sub(1) / seq_len).collect();
+                let valid = (0..(text.len() - valid_start).saturating_sub(1) / seq_len).collect();
+                let source = format!(
+                    "the last {:.0}% of the text, in windows of {seq_len} characters",
+                    config.valid_fraction * 100.0
+                );
+                (
+                    Examples::Text {
+                        text,
+                        seq_len,
+                        valid_start,
+                    },
+                    train,
+                    valid,
+                    source,
+                )
+            }
+        };
+        let mut task = Self::new(examples, train, valid, valid_source);
+        task.subset(config.train_size, config.valid_size);
+        task.fit_scaler(config)?;
+        Ok(task)
+    }
+
+    fn new(examples: Examples, train: Vec<usize>, valid: Vec<usize>, valid_source: String) -> Self {
+        let (input_shape, classes) = match &examples {
+            Examples::Images(images) => (InputShape::Image(images.shape), images.classes),
+            Examples::Sequences(s) => (InputShape::Sequence(s.features), s.classes),
+            Examples::Text { text, .. } => {
+                (InputShape::Sequence(text.vocab_size()), text.vocab_size())
+            }
+        };
+        Self {
+            examples,
+            input_shape,
+            classes,
+            train,
+            valid,
+            valid_source,
+            scaler: None,
+        }
+    }
+
+    /// Keeps a fixed random subset of each split, when asked to.
+    fn subset(&mut self, train_size: Option<usize>, valid_size: Option<usize>) {
+        for (indices, size) in [(&mut self.train, train_size), (&mut self.valid, valid_size)] {
+            if let Some(size) = size.filter(|&s| s < indices.len()) {
+                let shuffled = batch_order(indices, indices.len(), DATA_SEED, 0)
+                    .map(|mut batches| batches.remove(0))
+                    .unwrap_or_else(|_| indices.clone());
+                *indices = shuffled[..size].to_vec();
+                indices.sort_unstable();
+            }
+        }
+    }
+
+    /// Fits the scaler on the training examples and applies it to every example.
+    fn fit_scaler(&mut self, config: &DataConfig) -> Result<(), String> {
+        if config.scaling.kind == ScaleKind::None {
+            return Ok(());
+        }
+        let fail = |e: normlab_data::DataError| e.to_string();
+        let scaler = match &mut self.examples {
+            Examples::Images(images) => {
+                let width = images.example_len();
+                let scaler = Scaler::fit(config.scaling, &images.gather(&self.train), width)
+                    .map_err(fail)?;
+                scaler.transform(&mut images.pixels).map_err(fail)?;
+                scaler
+            }
+            Examples::Sequences(sequences) => {
+                let rows = sequences.rows(&self.train);
+                let scaler =
+                    Scaler::fit(config.scaling, &rows, sequences.features).map_err(fail)?;
+                for case in &mut sequences.values {
+                    scaler.transform(case).map_err(fail)?;
+                }
+                scaler
+            }
+            Examples::Text { .. } => {
+                return Err("data.scaling: text is one-hot encoded; scaling does not apply".into());
+            }
+        };
+        self.scaler = Some(scaler);
+        Ok(())
+    }
+
+    /// The batch of examples `indices` of the training (`eval = false`) or evaluation split, on
+    /// `device`. `length` overrides the window length of a text set.
+    pub fn batch(
+        &self,
+        indices: &[usize],
+        eval: bool,
+        length: Option<usize>,
+        device: &Device,
+    ) -> Batch {
+        let n = indices.len();
+        let labels = |labels: Vec<i64>| {
+            Tensor::from_data(TensorData::new(labels.clone(), [labels.len()]), device)
+        };
+        match &self.examples {
+            Examples::Images(images) => {
+                let [c, h, w] = images.shape;
+                let pixels = TensorData::new(images.gather(indices), [n, c, h, w]);
+                Batch {
+                    input: Input::Images(Tensor::from_data(pixels, device)),
+                    targets: labels(indices.iter().map(|&i| images.labels[i] as i64).collect()),
+                }
+            }
+            Examples::Sequences(sequences) => {
+                let batch = pad_sequences(sequences, indices);
+                let [t, f] = [batch.steps, batch.features];
+                let values = Tensor::from_data(TensorData::new(batch.values, [n, t, f]), device);
+                let mask = Tensor::from_data(TensorData::new(batch.mask, [n, t]), device);
+                Batch {
+                    input: Input::Sequences {
+                        values,
+                        mask: Some(mask),
+                    },
+                    targets: labels(batch.labels.iter().map(|&l| l as i64).collect()),
+                }
+            }
+            Examples::Text {
+                text,
+                seq_len,
+                valid_start,
+            } => {
+                let len = length.unwrap_or(*seq_len);
+                let base = if eval { *valid_start } else { 0 };
+                let vocab = text.vocab_size();
+                let mut one_hot = vec![0.0f32; n * len * vocab];
+                let mut targets = Vec::with_capacity(n * len);
+                for (row, &i) in indices.iter().enumerate() {
+                    let (input, next) = text
+                        .window(base + i * len, len)
+                        .expect("window indices come from the text's length");
+                    for (t, &id) in input.iter().enumerate() {
+                        one_hot[(row * len + t) * vocab + id as usize] = 1.0;
+                    }
+                    targets.extend(next.iter().map(|&id| id as i64));
+                }
+                let values = Tensor::from_data(TensorData::new(one_hot, [n, len, vocab]), device);
+                Batch {
+                    input: Input::Sequences { values, mask: None },
+                    targets: labels(targets),
+                }
+            }
+        }
+    }
+
+    /// Evaluation indices for windows of `length` characters (text sets; the evaluation split
+    /// otherwise).
+    pub fn valid_for_length(&self, length: usize) -> Vec<usize> {
+        match &self.examples {
+            Examples::Text {
+                text, valid_start, ..
+            } => {
+                let count = (text.len() - valid_start).saturating_sub(1) / length.max(1);
+                (0..count.min(self.valid.len().max(1))).collect()
+            }
+            _ => self.valid.clone(),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Experiment files: grids, and errors that name the file, the line and the field.
+
+use std::path::Path;
+
+use normlab_runner::config::{ConfigError, Experiment};
+
+fn parse(text: &str) -> Result<Experiment, ConfigError> {
+    Experiment::parse(Path::new("experiments/test.toml"), text.to_string())
+}
+
+const GOOD: &str = r#"
+description = "a test"
+
+[data]
+set = "digits"
+
+[model]
+kind = "mlp"
+hidden = [32, 16]
+norm = ["none", "batch", { kind = "group", groups = 4 }]
+
+[train]
+batch_size = [2, 8]
+seed = [0, 1]
+lr = 0.1
+samples = 100
+"#;
+
+#[test]
+fn list_valued_fields_are_axes_and_the_grid_is_their_product() {
+    let experiment = parse(GOOD).unwrap();
+    let names: Vec<&str> = experiment.axes.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["norm", "batch_size", "seed"]);
+    assert_eq!(experiment.points.len(), 3 * 2 * 2);
+    let point = &experiment.points[9];
+    assert_eq!(point.labels, ["group(groups=4)", "2", "1"]);
+    assert_eq!(point.id, "norm=group(groups=4),batch_size=2,seed=1");
+    assert_eq!(point.run.train.batch_size, 2);
+    assert_eq!(point.run.model.norm().kind(), "group");
+    // An MLP's `hidden` is a list by nature: one value, not an axis.
+    let ids: std::collections::HashSet<_> = experiment.points.iter().map(|p| &p.id).collect();
+    assert_eq!(ids.len(), experiment.points.len(), "ids are unique");
+}
+
+#[test]
+fn a_list_of_lists_makes_a_native_list_field_an_axis() {
+    let text = GOOD.replace("hidden = [32, 16]", "hidden = [[32], [64, 64]]");
+    let experiment = parse(&text).unwrap();
+    assert_eq!(experiment.axes[0].name, "hidden");
+    assert_eq!(experiment.points.len(), 24);
+    assert_eq!(experiment.points[0].labels[0], "[32]");
+}
+
+fn error(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn errors_name_file_line_and_field() {
+    let err = error(&GOOD.replace("hidden = [32, 16]", "hiden = [32, 16]"));
+    assert!(
+        err.starts_with("experiments/test.toml:9: field `model.hiden`"),
+        "{err}"
+    );
+    assert!(err.contains("expected one of `hidden`"), "{err}");
+
+    let err = error(&GOOD.replace("lr = 0.1", "lr = \"fast\""));
+    assert!(
+        err.starts_with("experiments/test.toml:15: field `train.lr`"),
+        "{err}"
+    );
+
+    let err = error(&GOOD.replace("samples = 100", ""));
+    assert!(
+        err.contains("field `train.epochs`") && err.contains("exactly one training budget"),
+        "{err}"
+    );
+
+    let err = error(&GOOD.replace("lr = 0.1", "lr = 0.1\nbatch = 3"));
+    assert!(
+        err.starts_with("experiments/test.toml:16: field `train.batch`"),
+        "{err}"
+    );
+
+    let err = error(&GOOD.replace("[train]", "[trian]"));
+    assert!(err.contains(":12: field `trian`: unknown section"), "{err}");
+
+    let err = error(&GOOD.replace("lr = 0.1", "lr = [0.1"));
+    assert!(
+        err.starts_with("experiments/test.toml: not valid TOML") && err.contains("line 16"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_names_list_the_valid_ones() {
+    let err = error(&GOOD.replace("\"none\", \"batch\"", "\"none\", \"batchnorm\""));
+    assert!(
+        err.starts_with("experiments/test.toml:10: field `model.norm`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown variant `batchnorm`")
+            && err.contains("`group`")
+            && err.contains("`rms`"),
+        "{err}"
+    );
+
+    let err = error(&GOOD.replace("set = \"digits\"", "set = \"cifar10\""));
+    assert!(
+        err.starts_with("experiments/test.toml:5: field `data.set`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`fashion_mnist`") && err.contains("`japanese_vowels`"),
+        "{err}"
+    );
+
+    let err = error(&GOOD.replace("lr = 0.1", "lr = 0.1\noptimizer = \"lbfgs\""));
+    assert!(
+        err.contains("field `train.optimizer`") && err.contains("`adam`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn linear_learning_rate_scaling_follows_the_batch_size() {
+    let text = GOOD.replace("lr = 0.1", "lr = 0.1\nlr_reference_batch = 32");
+    let experiment = parse(&text).unwrap();
+    let lr: Vec<f64> = experiment
+        .points
+        .iter()
+        .take(4)
+        .map(|p| p.run.lr())
+        .collect();
+    assert_eq!(
+        lr,
+        [
+            0.1 * 2.0 / 32.0,
+            0.1 * 2.0 / 32.0,
+            0.1 * 8.0 / 32.0,
+            0.1 * 8.0 / 32.0
+        ]
+    );
+}
+
+#[test]
+fn every_committed_experiment_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let experiment = Experiment::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!experiment.points.is_empty(), "{}", path.display());
+            assert!(
+                !experiment.description.is_empty(),
+                "{} has no description",
+                path.display()
+            );
+            count += 1;
+        }
+    }
+    assert!(count >= 9, "experiments/ lost files: {count}");
+}

@@ -1,0 +1,235 @@
+//! The `normlab` binary on tiny sweeps over the embedded digits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use normlab_runner::config::Experiment;
+use normlab_runner::results::{ResultsDir, RunRecord, Status};
+
+/// A fresh folder for one test, holding its experiment file and results.
+fn workspace(test: &str, config: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("normlab-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{test}.toml"));
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
+}
+
+fn normlab(config: &Path, results: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_normlab"));
+    command
+        .args([
+            "run",
+            config.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn run_to_end(config: &Path, results: &Path) -> String {
+    let out = normlab(config, results).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "normlab failed:\n{text}");
+    text
+}
+
+fn records(config: &Path, results: &Path) -> Vec<RunRecord> {
+    let experiment = Experiment::load(config).unwrap();
+    ResultsDir::new(results.join(&experiment.name))
+        .read_runs(&experiment)
+        .unwrap()
+}
+
+/// A record without its timings, which differ from run to run.
+fn untimed(mut record: RunRecord) -> RunRecord {
+    record.wall_seconds = 0.0;
+    record.step_seconds = 0.0;
+    record
+}
+
+const SMALL: &str = r#"
+[data]
+set = "digits"
+scaling = { kind = "min_max", scope = "global" }
+train_size = 600
+
+[model]
+kind = "mlp"
+hidden = [32, 32]
+norm = ["none", "batch", "layer"]
+
+[train]
+batch_size = [4, 16]
+seed = [0, 1]
+lr = 0.05
+samples = 2400
+evals = 3
+"#;
+
+#[test]
+fn an_interrupted_sweep_resumes_without_losing_or_repeating_a_run() {
+    let (dir, config) = workspace("resume", SMALL);
+    let interrupted = dir.join("interrupted");
+    let mut child = normlab(&config, &interrupted).spawn().unwrap();
+    let runs = interrupted.join("resume/runs");
+    let started = Instant::now();
+    // Kill it once at least one run has finished, mid-way through the grid.
+    while runs.read_dir().map_or(0, |d| d.count()) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no run finished"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let survivors = records(&config, &interrupted).len();
+    assert!(
+        (1..12).contains(&survivors),
+        "{survivors} runs survived the kill"
+    );
+
+    let log = run_to_end(&config, &interrupted);
+    assert!(
+        log.contains(&format!("{survivors} finished earlier")),
+        "{log}"
+    );
+
+    let uninterrupted = dir.join("uninterrupted");
+    run_to_end(&config, &uninterrupted);
+    let resumed: Vec<_> = records(&config, &interrupted)
+        .into_iter()
+        .map(untimed)
+        .collect();
+    let whole: Vec<_> = records(&config, &uninterrupted)
+        .into_iter()
+        .map(untimed)
+        .collect();
+    assert_eq!(resumed.len(), 12);
+    // Same config and seed, same numbers: resuming changed nothing, and runs are deterministic.
+    assert_eq!(resumed, whole);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn divergent_and_impossible_runs_are_recorded_and_the_sweep_goes_on() {
+    let config = SMALL
+        .replace("lr = 0.05", "lr = [0.05, 1000.0]")
+        .replace("batch_size = [4, 16]", "batch_size = [1, 16]")
+        .replace("seed = [0, 1]", "seed = 0")
+        .replace("\"none\", \"batch\", \"layer\"", "\"batch\", \"layer\"");
+    let (dir, path) = workspace("diverge", &config);
+    let log = run_to_end(&path, &dir);
+    let records = records(&path, &dir);
+    assert_eq!(records.len(), 8, "{log}");
+    for record in &records {
+        let (norm, batch, lr) = (
+            record.axis("norm").unwrap(),
+            record.axis("batch_size").unwrap(),
+            record.axis("lr").unwrap(),
+        );
+        let expected = match (norm, batch, lr) {
+            ("batch", "1", _) => Status::Impossible,
+            (_, _, "1000.0") => Status::Diverged,
+            _ => Status::Finished,
+        };
+        assert_eq!(
+            record.status, expected,
+            "{}: {:?}",
+            record.id, record.reason
+        );
+        if expected == Status::Impossible {
+            let reason = record.reason.as_deref().unwrap();
+            assert!(
+                reason.contains("BatchNorm(32 features)") && reason.contains("one value"),
+                "{reason}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
+    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (word(16), word(20))
+}
+
+#[test]
+fn a_tiny_run_leaves_a_summary_plots_and_a_report() {
+    let (dir, path) = workspace("tiny", SMALL);
+    run_to_end(&path, &dir);
+    let results = dir.join("tiny");
+    let summary = std::fs::read_to_string(results.join("summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 13, "{summary}");
+    assert!(
+        summary.starts_with("id,norm,batch_size,seed,status,valid_error"),
+        "{summary}"
+    );
+    for plot in [
+        "loss_curves.png",
+        "error_vs_batch_size.png",
+        "train_vs_eval.png",
+    ] {
+        let (width, height) = png_size(&results.join(plot));
+        assert!(width >= 800 && height >= 400, "{plot}: {width}x{height}");
+    }
+    let report = std::fs::read_to_string(results.join("README.md")).unwrap();
+    assert!(
+        report.contains("cargo run -- run") || report.contains("cargo run --release -- run"),
+        "{report}"
+    );
+    assert!(report.contains("loss_curves.png") && report.contains("error_vs_batch_size.png"));
+
+    // `plot` redraws from the saved runs without training.
+    std::fs::remove_file(results.join("loss_curves.png")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_normlab"))
+        .args(["plot", results.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    png_size(&results.join("loss_curves.png"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_missing_data_set_stops_the_sweep_before_training_and_names_the_fetch_command() {
+    let config = SMALL.replace("set = \"digits\"", "set = \"mnist\"");
+    let (dir, path) = workspace("missing", &config);
+    let out = normlab(&path, &dir)
+        .env("NORMLAB_DATA", dir.join("nothing-here"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("scripts/fetch-data.sh mnist"), "{stderr}");
+    assert!(
+        !dir.join("missing/runs")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some())
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
