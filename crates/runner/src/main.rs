@@ -51,7 +51,9 @@ impl Backend {
     fn device(self) -> Result<Device, String> {
         match self {
             Self::Flex => Ok(Device::flex()),
+            // Deprecated upstream in burn 0.22, still offered for comparison with older results.
             #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
             Self::Ndarray => Ok(Device::ndarray()),
             #[cfg(feature = "wgpu")]
             Self::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),

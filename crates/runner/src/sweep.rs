@@ -35,6 +35,7 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, S
     let dir = ResultsDir::new(options.results_root.join(&experiment.name));
     claim_results_dir(&dir, experiment, &options.command)?;
     let tasks = load_tasks(experiment)?;
+    save_scalers(&dir, &tasks)?;
     let task_of = |point: &GridPoint| &tasks[&data_key(&point.run.data)];
 
     // Check every point that still has to run before training any.
@@ -187,6 +188,28 @@ fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task>, String> 
         }
     }
     Ok(tasks)
+}
+
+/// Writes each fitted input scaler beside the results (`scaler.json`, or `scaler-<k>.json` when
+/// the grid varies the data), so the numbers a model was trained with can be applied again.
+fn save_scalers(dir: &ResultsDir, tasks: &HashMap<String, Task>) -> Result<(), String> {
+    let mut keys: Vec<&String> = tasks
+        .keys()
+        .filter(|k| tasks[*k].scaler.is_some())
+        .collect();
+    keys.sort();
+    for (k, key) in keys.iter().enumerate() {
+        let name = match keys.len() {
+            1 => "scaler.json".to_string(),
+            _ => format!("scaler-{k}.json"),
+        };
+        let json = serde_json::json!({ "data": serde_json::from_str::<serde_json::Value>(key)
+            .map_err(|e| e.to_string())?, "scaler": tasks[*key].scaler });
+        let path = dir.root.join(name);
+        let bytes = serde_json::to_vec_pretty(&json).map_err(|e| e.to_string())?;
+        write_atomically(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn axes_of(experiment: &Experiment, point: &GridPoint) -> Vec<(String, String)> {

@@ -304,10 +304,15 @@ fn evaluate(
             // A copy with its own running statistics, so evaluating leaves the model as it was.
             let copy = model.valid().train().no_grad();
             let train_device = device.clone().autodiff();
+            // Batches drawn at random, as in training: an evaluation split stored in class order
+            // would give one-class batches, whose statistics erase the class.
+            let shuffled = batch_order(&task.valid, task.valid.len(), config.seed, 0)
+                .map(|mut order| order.swap_remove(0))
+                .unwrap_or_else(|_| task.valid.clone());
             score(
                 &copy,
                 task,
-                &task.valid,
+                &shuffled,
                 config.batch_size,
                 None,
                 &train_device,

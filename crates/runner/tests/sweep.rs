@@ -193,6 +193,11 @@ fn a_tiny_run_leaves_a_summary_plots_and_a_report() {
         let (width, height) = png_size(&results.join(plot));
         assert!(width >= 800 && height >= 400, "{plot}: {width}x{height}");
     }
+    let scaler = std::fs::read_to_string(results.join("scaler.json")).unwrap();
+    assert!(
+        scaler.contains("\"min_max\"") && scaler.contains("\"digits\""),
+        "{scaler}"
+    );
     let report = std::fs::read_to_string(results.join("README.md")).unwrap();
     assert!(
         report.contains("cargo run -- run") || report.contains("cargo run --release -- run"),
