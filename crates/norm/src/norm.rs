@@ -1,6 +1,6 @@
 use burn::prelude::*;
 
-use crate::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, NormError, NormLayer, RmsNorm};
+use crate::{Affine, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, NormError, NormLayer, RmsNorm};
 
 /// Any norm layer, as chosen by a [`NormConfig`](crate::NormConfig).
 #[derive(Module, Debug)]
@@ -34,6 +34,19 @@ impl NormLayer for NoNorm {
 }
 
 impl Norm {
+    /// The layer's `gamma` and `beta` slot: `None` for the "none" choice, which has no slot;
+    /// `Some(None)` for a layer built without affine. Lets a user read, replace or freeze them.
+    pub fn affine_mut(&mut self) -> Option<&mut Option<Affine>> {
+        match self {
+            Self::None(_) => None,
+            Self::Batch(l) => Some(&mut l.affine),
+            Self::Layer(l) => Some(&mut l.affine),
+            Self::Instance(l) => Some(&mut l.affine),
+            Self::Group(l) => Some(&mut l.affine),
+            Self::Rms(l) => Some(&mut l.affine),
+        }
+    }
+
     fn layer(&self) -> &dyn NormLayer {
         match self {
             Self::None(l) => l,

@@ -26,14 +26,7 @@ fn loss(
     let device = x.device();
     let mut norm = config.init(4, &device).unwrap();
     if let Some((gamma, beta)) = affine {
-        let slot = match &mut norm {
-            Norm::None(_) => None,
-            Norm::Batch(l) => Some(&mut l.affine),
-            Norm::Layer(l) => Some(&mut l.affine),
-            Norm::Instance(l) => Some(&mut l.affine),
-            Norm::Group(l) => Some(&mut l.affine),
-            Norm::Rms(l) => Some(&mut l.affine),
-        };
+        let slot = norm.affine_mut();
         if let Some(slot) = slot {
             *slot = Some(Affine {
                 gamma: Param::from_tensor(gamma),

@@ -50,17 +50,6 @@ fn load() -> Reference {
     serde_json::from_str(&text).expect("reference file parses")
 }
 
-fn affine_mut(norm: &mut Norm) -> Option<&mut Option<Affine>> {
-    match norm {
-        Norm::None(_) => None,
-        Norm::Batch(l) => Some(&mut l.affine),
-        Norm::Layer(l) => Some(&mut l.affine),
-        Norm::Instance(l) => Some(&mut l.affine),
-        Norm::Group(l) => Some(&mut l.affine),
-        Norm::Rms(l) => Some(&mut l.affine),
-    }
-}
-
 fn running_stats(norm: &Norm) -> Option<(Vec<f32>, Vec<f32>)> {
     let running = match norm {
         Norm::Batch(l) => l.running.as_ref(),
@@ -116,9 +105,7 @@ fn check_case(case: &Case) {
         .config
         .init(features, &device)
         .expect("config is valid");
-    if let (Some(affine), Some(gamma), Some(beta)) =
-        (affine_mut(&mut norm), &case.gamma, &case.beta)
-    {
+    if let (Some(affine), Some(gamma), Some(beta)) = (norm.affine_mut(), &case.gamma, &case.beta) {
         *affine = Some(Affine {
             gamma: Param::from_tensor(flat(gamma, &device).require_grad()),
             beta: Param::from_tensor(flat(beta, &device).require_grad()),
@@ -159,7 +146,7 @@ fn check_case(case: &Case) {
         TOLERANCE,
     );
     if let (Some(Some(affine)), Some(g_gamma), Some(g_beta)) =
-        (affine_mut(&mut norm), &case.grad_gamma, &case.grad_beta)
+        (norm.affine_mut(), &case.grad_gamma, &case.grad_beta)
     {
         let got_gamma = values(affine.gamma.grad(&grads).expect("gamma gradient"));
         let got_beta = values(affine.beta.grad(&grads).expect("beta gradient"));
