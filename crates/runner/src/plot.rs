@@ -1882,67 +1882,63 @@ samples = 100
         (number(16), number(20))
     }
 
-    #[test]
-    fn draws_the_plots_the_axes_and_records_call_for_at_their_sizes() {
-        let (experiment, records) = fixture();
-        let dir = scratch("plots");
-        let plots = draw_all(&experiment, &records, &dir).unwrap();
+    /// Draws `records` into a scratch folder and checks the files drawn, in order, with their
+    /// pixel sizes, and that nothing else was written. Returns the plots; the caller removes `dir`.
+    fn assert_draws(
+        experiment: &Experiment,
+        records: &[RunRecord],
+        name: &str,
+        expected: &[(&str, (u32, u32))],
+    ) -> (Vec<PlotFile>, PathBuf) {
+        let dir = scratch(name);
+        let plots = draw_all(experiment, records, &dir).unwrap();
         let files: Vec<&str> = plots.iter().map(|p| p.file.as_str()).collect();
-        assert_eq!(
-            files,
-            [
-                "loss_curves.png",
-                "error_vs_batch_size.png",
-                "train_vs_eval.png",
-                "percentiles.png",
-                "step_time.png"
-            ]
-        );
-        // Two batch-size panels side by side; one panel; a 2 x 6 grid of sites x runs.
-        let expected = [
-            (1400, 50 + 427),
-            (1000, 50 + 560),
-            (1000, 50 + 560),
-            (1400, 50 + 2 * 300),
-            (1000, 50 + 560),
-        ];
-        for (file, size) in files.iter().zip(expected) {
-            assert_eq!(png_size(&dir.join(file)), size, "{file}");
+        let wanted: Vec<&str> = expected.iter().map(|(file, _)| *file).collect();
+        assert_eq!(files, wanted);
+        for (file, size) in expected {
+            assert_eq!(png_size(&dir.join(file)), *size, "{file}");
         }
         let pngs = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(pngs, plots.len(), "no other files are written");
+        (plots, dir)
+    }
+
+    #[test]
+    fn draws_the_plots_the_axes_and_records_call_for_at_their_sizes() {
+        let (experiment, records) = fixture();
+        // Two batch-size panels side by side; one panel; a 2 x 6 grid of sites x runs.
+        let (_, dir) = assert_draws(
+            &experiment,
+            &records,
+            "plots",
+            &[
+                ("loss_curves.png", (1400, 50 + 427)),
+                ("error_vs_batch_size.png", (1000, 50 + 560)),
+                ("train_vs_eval.png", (1000, 50 + 560)),
+                ("percentiles.png", (1400, 50 + 2 * 300)),
+                ("step_time.png", (1000, 50 + 560)),
+            ],
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn sweeps_of_other_axes_get_their_own_plots() {
         let (experiment, records) = lr_fixture();
-        let dir = scratch("lr-plots");
-        let plots = draw_all(&experiment, &records, &dir).unwrap();
-        let files: Vec<&str> = plots.iter().map(|p| p.file.as_str()).collect();
-        assert_eq!(
-            files,
-            [
-                "loss_curves.png",
-                "error_vs_lr.png",
-                "percentiles.png",
-                "error_vs_length.png",
-                "step_time.png",
-                "error_by_dropout.png"
-            ]
-        );
         // Panels: 6 (dropout x lr) in 3 columns; 2 (dropout); sites x norms; 6; 1; 3 (lr).
-        let expected = [
-            (1400, 50 + 2 * 300),
-            (1400, 50 + 427),
-            (1400, 50 + 2 * 427),
-            (1400, 50 + 2 * 300),
-            (1000, 50 + 560),
-            (1400, 50 + 300),
-        ];
-        for (file, size) in files.iter().zip(expected) {
-            assert_eq!(png_size(&dir.join(file)), size, "{file}");
-        }
+        let (plots, dir) = assert_draws(
+            &experiment,
+            &records,
+            "lr-plots",
+            &[
+                ("loss_curves.png", (1400, 50 + 2 * 300)),
+                ("error_vs_lr.png", (1400, 50 + 427)),
+                ("percentiles.png", (1400, 50 + 2 * 427)),
+                ("error_vs_length.png", (1400, 50 + 2 * 300)),
+                ("step_time.png", (1000, 50 + 560)),
+                ("error_by_dropout.png", (1400, 50 + 300)),
+            ],
+        );
         let lr = &plots[1];
         assert!(
             lr.caption.contains("diverged (4) or could not train (0)"),
