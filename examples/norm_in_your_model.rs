@@ -18,7 +18,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::relu;
-use normlab_norm::{Norm, NormConfig, NormError, NormLayer};
+use normlab_norm::{Norm, NormConfig, NormError};
 
 const CLASSES: usize = 4;
 const SIZE: usize = 16;

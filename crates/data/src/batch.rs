@@ -18,9 +18,16 @@ pub fn batch_order(
     if batch_size == 0 {
         return Err(DataError::invalid("batch size", "must be at least 1"));
     }
+    let order = shuffled(indices, seed, epoch);
+    Ok(order.chunks(batch_size).map(<[usize]>::to_vec).collect())
+}
+
+/// `indices` in the order epoch `epoch` of [`batch_order`] visits them: a shuffle that depends
+/// only on `(indices, seed, epoch)`.
+pub fn shuffled(indices: &[usize], seed: u64, epoch: u64) -> Vec<usize> {
     let mut order = indices.to_vec();
     order.shuffle(&mut rng(seed, Stream::Batch, epoch));
-    Ok(order.chunks(batch_size).map(<[usize]>::to_vec).collect())
+    order
 }
 
 /// Variable-length sequences padded with zeros to the longest one in the batch.

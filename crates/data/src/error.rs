@@ -10,7 +10,9 @@ pub enum DataError {
     /// The file could not be read at all.
     #[error("{}: cannot read: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
@@ -18,7 +20,9 @@ pub enum DataError {
     /// The file starts like gzip but does not decompress (truncated or corrupt).
     #[error("{}: corrupt or truncated gzip data: {source}", path.display())]
     Gzip {
+        /// The file.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
@@ -29,46 +33,77 @@ pub enum DataError {
         path.display()
     )]
     NotFetched {
+        /// The set's name, as `scripts/fetch-data.sh` takes it.
         set: &'static str,
+        /// The file.
         path: PathBuf,
+        /// The command that fetches it.
         command: String,
     },
 
     /// The first bytes of an IDX file are not `00 00 <dtype> <ndims>`.
     #[error("{}: not an IDX file: magic bytes {found:02x?}, expected [00, 00, 08, ndims]", path.display())]
-    BadMagic { path: PathBuf, found: Vec<u8> },
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// Its first bytes.
+        found: Vec<u8>,
+    },
 
     /// An IDX data type other than unsigned bytes (0x08).
     #[error("{}: IDX data type 0x{dtype:02x} is not supported, only 0x08 (unsigned bytes)", path.display())]
-    UnsupportedDtype { path: PathBuf, dtype: u8 },
+    UnsupportedDtype {
+        /// The file.
+        path: PathBuf,
+        /// The type byte found.
+        dtype: u8,
+    },
 
     /// The IDX payload length does not equal the product of the header's dims.
     #[error("{}: IDX dims {dims:?} need {expected} payload bytes but the file has {actual}", path.display())]
     PayloadSize {
+        /// The file.
         path: PathBuf,
+        /// The dims the header gives.
         dims: Vec<usize>,
+        /// Bytes the dims call for.
         expected: usize,
+        /// Bytes the file has.
         actual: usize,
     },
 
     /// The file parsed, but its content does not fit what the loader expects
     /// (wrong dims, label out of range, missing header, ...).
     #[error("{}: {problem}", path.display())]
-    Format { path: PathBuf, problem: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
 
     /// One line of a text file (CSV, `.ts`) is wrong.
     #[error("{}:{line}: {problem}", path.display())]
     BadLine {
+        /// The file.
         path: PathBuf,
+        /// 1-based line number.
         line: usize,
+        /// What is wrong.
         problem: String,
     },
 
     /// A caller-supplied setting is out of range (split fraction, batch size, data width).
     #[error("invalid {what}: {problem}")]
-    InvalidArgument { what: &'static str, problem: String },
+    InvalidArgument {
+        /// The setting.
+        what: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
+/// A result whose error is a [`DataError`].
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
 impl DataError {

@@ -11,27 +11,30 @@
 //! Loaders keep values raw (pixels 0..16 or 0..255). Nothing here panics on bad files: every
 //! error names the file, and the line where there is one.
 
+#![warn(missing_docs)]
+
 mod batch;
-mod digits;
 mod error;
-mod file;
-mod idx;
+mod format;
 mod images;
-mod paths;
 mod scale;
 mod sequences;
+mod sets;
 mod split;
 mod text;
-mod ts;
 
-pub use batch::{PaddedBatch, batch_order, pad_sequences};
-pub use digits::{digits, digits_from};
+pub use batch::{PaddedBatch, batch_order, pad_sequences, shuffled};
 pub use error::{DataError, Result};
-pub use idx::{Idx, read_idx};
-pub use images::{Images, fashion_mnist, images_from_idx, mnist};
-pub use paths::{data_root, fetched_dir};
+pub use format::digits_csv::digits_from;
+pub use format::idx::{Idx, images_from_idx, read_idx};
+pub use format::plain_text::read_text_dir;
+pub use format::ts::read_ts;
+pub use images::Images;
 pub use scale::{ScaleKind, ScaleScope, Scaler, ScalerConfig};
-pub use sequences::{Sequences, japanese_vowels};
+pub use sequences::Sequences;
+pub use sets::{
+    data_root, digits, embedded_shakespeare, fashion_mnist, fetched_dir, japanese_vowels, mnist,
+    shakespeare_full,
+};
 pub use split::{Split, Splits, split_indices, split_train_valid};
-pub use text::{Text, embedded_shakespeare, read_text_dir, shakespeare_full};
-pub use ts::read_ts;
+pub use text::Text;

@@ -32,7 +32,9 @@ pub enum ScaleScope {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScalerConfig {
+    /// Which scaling.
     pub kind: ScaleKind,
+    /// Statistics per feature or over all values.
     #[serde(default)]
     pub scope: ScaleScope,
 }
@@ -187,6 +189,7 @@ impl Scaler {
         })
     }
 
+    /// The config it was fitted with.
     pub fn config(&self) -> ScalerConfig {
         self.config
     }

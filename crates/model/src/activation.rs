@@ -1,6 +1,6 @@
 use burn::prelude::*;
 use burn::tensor::activation;
-use normlab_norm::{Norm, NormLayer};
+use normlab_norm::Norm;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -10,14 +10,17 @@ use crate::probe::observe;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
+    /// `max(x, 0)`.
     #[default]
     Relu,
+    /// `tanh(x)`.
     Tanh,
     /// The BN paper's MNIST network used sigmoid units.
     Sigmoid,
 }
 
 impl Activation {
+    /// The activation of every element of `x`.
     pub fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Self::Relu => activation::relu(x),
@@ -38,8 +41,9 @@ pub enum NormPosition {
     AfterActivation,
 }
 
-/// `act(norm(x))` or `norm(act(x))`, the norm observed by the probe at `site`.
-/// `x` is channels-first: its units are axis 1.
+/// `act(norm(x))` or `norm(act(x))`, the norm observed by the probe at `site`; just `norm(x)`
+/// for a norm that is its own activation (FRN, EvoNorm). `x` is channels-first: its units are
+/// axis 1.
 pub(crate) fn norm_and_activate<const D: usize>(
     norm: &Norm,
     position: NormPosition,
@@ -47,8 +51,9 @@ pub(crate) fn norm_and_activate<const D: usize>(
     site: impl Fn() -> String,
     x: Tensor<D>,
 ) -> Result<Tensor<D>, ModelError> {
-    let normalize = |x| observe(&site, 1, x, |x| norm.forward(x)).map_err(ModelError::norm(site()));
+    let normalize = |x| observe(&site, 1, x, |x| norm.forward(x)).map_err(ModelError::norm(&site));
     match position {
+        _ if norm.includes_activation() => normalize(x),
         NormPosition::BeforeActivation => Ok(activation.apply(normalize(x)?)),
         NormPosition::AfterActivation => normalize(activation.apply(x)),
     }

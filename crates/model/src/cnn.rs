@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::activation::norm_and_activate;
 use crate::init::scaled_kaiming;
 use crate::mlp::linear;
+use crate::weights::conv_forward;
 use crate::{Activation, ModelError, NormPosition};
 
 /// Downsampling after each conv block.
@@ -19,6 +20,7 @@ pub enum Pool {
     Max,
     /// 2 x 2 average pooling, stride 2.
     Avg,
+    /// No pooling: every block keeps the image size.
     None,
 }
 
@@ -55,6 +57,9 @@ pub struct CnnConfig {
     pub dropout: f64,
     /// Multiplies the default weight init. Default 1.
     pub init_scale: f64,
+    /// Standardize each conv filter's weights before use (Weight Standardization, Qiao et al.
+    /// 2019), meant to be combined with group or layer norm. Default false.
+    pub weight_standardization: bool,
 }
 
 impl Default for CnnConfig {
@@ -69,6 +74,7 @@ impl Default for CnnConfig {
             norm_position: NormPosition::default(),
             dropout: 0.0,
             init_scale: 1.0,
+            weight_standardization: false,
         }
     }
 }
@@ -81,11 +87,11 @@ impl CnnConfig {
         outputs: usize,
         device: &Device,
     ) -> Result<Cnn, ModelError> {
-        let [mut width, mut h, mut w] = image;
+        let [mut channels_in, mut h, mut w] = image;
         let (mut convs, mut norms) = (Vec::new(), Vec::new());
         for (i, &channels) in self.channels.iter().enumerate() {
             convs.push(
-                Conv2dConfig::new([width, channels], [self.kernel_size; 2])
+                Conv2dConfig::new([channels_in, channels], [self.kernel_size; 2])
                     .with_padding(PaddingConfig2d::Same)
                     .with_initializer(scaled_kaiming(self.init_scale))
                     .init(device),
@@ -93,9 +99,9 @@ impl CnnConfig {
             norms.push(
                 self.norm
                     .init(channels, device)
-                    .map_err(ModelError::norm(site(i)))?,
+                    .map_err(ModelError::norm(|| site(i)))?,
             );
-            width = channels;
+            channels_in = channels;
             if self.pool != Pool::None {
                 (h, w) = (h / 2, w / 2);
             }
@@ -112,8 +118,8 @@ impl CnnConfig {
             });
         }
         let head_inputs = match self.head {
-            Head::GlobalAverage => width,
-            Head::Dense => width * h * w,
+            Head::GlobalAverage => channels_in,
+            Head::Dense => channels_in * h * w,
         };
         Ok(Cnn {
             convs,
@@ -126,6 +132,7 @@ impl CnnConfig {
             head_kind: self.head,
             activation: self.activation,
             norm_position: self.norm_position,
+            weight_standardization: self.weight_standardization,
         })
     }
 }
@@ -137,27 +144,39 @@ fn site(block: usize) -> String {
 /// A small CNN: `[conv -> norm -> activation -> pool] x k -> head`.
 #[derive(Module, Debug)]
 pub struct Cnn {
+    /// One 3x3 (or `kernel_size`) "same" convolution per block.
     pub convs: Vec<Conv2d>,
+    /// The norm after each convolution.
     pub norms: Vec<Norm>,
+    /// Used after each block with [`Pool::Max`].
     pub max_pool: MaxPool2d,
+    /// Used after each block with [`Pool::Avg`].
     pub avg_pool: AvgPool2d,
+    /// Before the head.
     pub dropout: Dropout,
+    /// The linear layer that gives the logits.
     pub head: Linear,
+    /// Downsampling after each block.
     #[module(skip)]
     pub pool: Pool,
+    /// How the last feature maps become the head's input.
     #[module(skip)]
     pub head_kind: Head,
+    /// After each norm (or before it, see `norm_position`).
     #[module(skip)]
     pub activation: Activation,
+    /// Where each norm sits relative to the activation.
     #[module(skip)]
     pub norm_position: NormPosition,
+    /// Each conv's filters are standardized before use.
+    pub weight_standardization: bool,
 }
 
 impl Cnn {
     /// `images: [N, C, H, W]` -> logits `[N, outputs]`.
     pub fn forward(&self, mut x: Tensor<4>) -> Result<Tensor<2>, ModelError> {
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            x = conv.forward(x);
+            x = conv_forward(conv, self.weight_standardization, x);
             x = norm_and_activate(norm, self.norm_position, self.activation, || site(i), x)?;
             x = match self.pool {
                 Pool::Max => self.max_pool.forward(x),

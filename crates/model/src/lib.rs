@@ -5,13 +5,17 @@
 //! the [`NormConfig`] of every slot; [`ModelConfig::init`] builds a [`Model`] for the shape of the
 //! data. [`probe::capture`] records activation statistics at every norm site while the model runs.
 
+#![warn(missing_docs)]
+
 mod activation;
 mod cnn;
 mod error;
+mod fixed_statistics;
 mod init;
 mod mlp;
 pub mod probe;
 mod recurrent;
+mod weights;
 
 use burn::prelude::*;
 use normlab_norm::NormConfig;
@@ -29,8 +33,11 @@ pub use recurrent::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelConfig {
+    /// A multilayer perceptron.
     Mlp(MlpConfig),
+    /// A convolutional network.
     Cnn(CnnConfig),
+    /// Stacked recurrent layers (RNN, LSTM or GRU).
     Recurrent(RecurrentConfig),
 }
 
@@ -56,7 +63,9 @@ pub enum Input {
     Images(Tensor<4>),
     /// `[N, T, F]`, with an optional padding mask `[N, T]` (true = real step).
     Sequences {
+        /// `[N, T, F]`.
         values: Tensor<3>,
+        /// `[N, T]`, true at real steps; `None` when every sequence is full length.
         mask: Option<Tensor<2, Bool>>,
     },
 }
@@ -100,19 +109,51 @@ impl ModelConfig {
             }
             (config, shape) => {
                 return Err(ModelError::WrongInput {
-                    model: config.name(),
-                    expected: expected_input(config.name()),
+                    model: config.kind().name(),
+                    expected: config.kind().expected_input(),
                     got: format!("{shape:?}"),
                 });
             }
         })
     }
 
-    fn name(&self) -> &'static str {
+    /// Which of the networks this config builds.
+    pub fn kind(&self) -> ModelKind {
         match self {
-            Self::Mlp(_) => "mlp",
-            Self::Cnn(_) => "cnn",
-            Self::Recurrent(_) => "recurrent",
+            Self::Mlp(_) => ModelKind::Mlp,
+            Self::Cnn(_) => ModelKind::Cnn,
+            Self::Recurrent(_) => ModelKind::Recurrent,
+        }
+    }
+}
+
+/// The networks this crate builds, without their options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// [`Mlp`].
+    Mlp,
+    /// [`Cnn`].
+    Cnn,
+    /// [`RecurrentNet`].
+    Recurrent,
+}
+
+impl ModelKind {
+    /// The name a config gives as `kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mlp => "mlp",
+            Self::Cnn => "cnn",
+            Self::Recurrent => "recurrent",
+        }
+    }
+
+    /// The input it takes, for error messages.
+    fn expected_input(self) -> &'static str {
+        match self {
+            Self::Mlp => "feature or image",
+            Self::Cnn => "image",
+            Self::Recurrent => "sequence",
         }
     }
 }
@@ -120,8 +161,11 @@ impl ModelConfig {
 /// Any network this crate builds.
 #[derive(Module, Debug)]
 pub enum Model {
+    /// A multilayer perceptron.
     Mlp(Mlp),
+    /// A convolutional network.
     Cnn(Cnn),
+    /// Stacked recurrent layers.
     Recurrent(RecurrentNet),
 }
 
@@ -134,8 +178,8 @@ impl Model {
             (Self::Cnn(m), Input::Images(x)) => m.forward(x),
             (Self::Recurrent(m), Input::Sequences { values, mask }) => m.forward(values, mask),
             (model, input) => Err(ModelError::WrongInput {
-                model: model.name(),
-                expected: expected_input(model.name()),
+                model: model.kind().name(),
+                expected: model.kind().expected_input(),
                 got: match input {
                     Input::Features(x) => format!("features {:?}", x.dims()),
                     Input::Images(x) => format!("images {:?}", x.dims()),
@@ -145,19 +189,12 @@ impl Model {
         }
     }
 
-    fn name(&self) -> &'static str {
+    /// Which network this is.
+    pub fn kind(&self) -> ModelKind {
         match self {
-            Self::Mlp(_) => "mlp",
-            Self::Cnn(_) => "cnn",
-            Self::Recurrent(_) => "recurrent",
+            Self::Mlp(_) => ModelKind::Mlp,
+            Self::Cnn(_) => ModelKind::Cnn,
+            Self::Recurrent(_) => ModelKind::Recurrent,
         }
-    }
-}
-
-fn expected_input(model: &str) -> &'static str {
-    match model {
-        "mlp" => "feature or image",
-        "cnn" => "image",
-        _ => "sequence",
     }
 }

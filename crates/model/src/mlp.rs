@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::norm_and_activate;
 use crate::init::scaled_kaiming;
+use crate::weights::linear_forward;
 use crate::{Activation, ModelError, NormPosition};
 
 /// Configuration of [`Mlp`].
@@ -23,6 +24,9 @@ pub struct MlpConfig {
     pub dropout: f64,
     /// Multiplies the default weight init. Default 1.
     pub init_scale: f64,
+    /// Standardize each hidden unit's weights before use (Weight Standardization). Default
+    /// false.
+    pub weight_standardization: bool,
 }
 
 impl Default for MlpConfig {
@@ -34,6 +38,7 @@ impl Default for MlpConfig {
             norm_position: NormPosition::default(),
             dropout: 0.0,
             init_scale: 1.0,
+            weight_standardization: false,
         }
     }
 }
@@ -49,7 +54,7 @@ impl MlpConfig {
             norms.push(
                 self.norm
                     .init(hidden, device)
-                    .map_err(ModelError::norm(site(i)))?,
+                    .map_err(ModelError::norm(|| site(i)))?,
             );
             width = hidden;
         }
@@ -60,6 +65,7 @@ impl MlpConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             activation: self.activation,
             norm_position: self.norm_position,
+            weight_standardization: self.weight_standardization,
         })
     }
 }
@@ -77,21 +83,29 @@ fn site(layer: usize) -> String {
 /// A multilayer perceptron: `[linear -> norm -> activation -> dropout] x k -> linear`.
 #[derive(Module, Debug)]
 pub struct Mlp {
+    /// The hidden linear layers.
     pub layers: Vec<Linear>,
+    /// The norm after each hidden layer.
     pub norms: Vec<Norm>,
+    /// The linear layer that gives the logits.
     pub head: Linear,
+    /// After each hidden layer's activation.
     pub dropout: Dropout,
+    /// After each norm (or before it, see `norm_position`).
     #[module(skip)]
     pub activation: Activation,
+    /// Where each norm sits relative to the activation.
     #[module(skip)]
     pub norm_position: NormPosition,
+    /// Each hidden layer's weights are standardized before use.
+    pub weight_standardization: bool,
 }
 
 impl Mlp {
     /// `x: [N, inputs]` -> logits `[N, outputs]`.
     pub fn forward(&self, mut x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
         for (i, (layer, norm)) in self.layers.iter().zip(&self.norms).enumerate() {
-            x = layer.forward(x);
+            x = linear_forward(layer, self.weight_standardization, x);
             x = norm_and_activate(norm, self.norm_position, self.activation, || site(i), x)?;
             x = self.dropout.forward(x);
         }

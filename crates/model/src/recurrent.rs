@@ -2,7 +2,7 @@ use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, tanh};
-use normlab_norm::{Norm, NormConfig, NormLayer};
+use normlab_norm::{Norm, NormConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -16,8 +16,10 @@ use crate::probe::observe;
 pub enum CellKind {
     /// Elman: `h = tanh(Wx x + Wh h + b)`.
     Rnn,
+    /// Long short-term memory, gates `i, f, g, o`.
     #[default]
     Lstm,
+    /// Gated recurrent unit, PyTorch's formulation (`r` applied after `W_h h`).
     Gru,
 }
 
@@ -112,6 +114,16 @@ impl RecurrentConfig {
                 message: "must be at least 1".into(),
             });
         }
+        if self.norm.includes_activation() {
+            return Err(ModelError::InvalidConfig {
+                field: "norm",
+                message: format!(
+                    "`{}` is an activation of its own, made for conv and dense layers; a \
+                     recurrent cell's gates need their sigmoid and tanh",
+                    self.norm.kind()
+                ),
+            });
+        }
         let norm = match &self.norm {
             NormConfig::Batch(_) => self.norm.clone().with_gamma_init(self.batch_gamma_init),
             other => other.clone(),
@@ -138,10 +150,10 @@ impl RecurrentConfig {
         device: &Device,
     ) -> Result<RecurrentLayer, ModelError> {
         let (hidden, width) = (self.hidden, self.hidden * self.cell.gates());
-        let site = |slot: &str| format!("{:?} layer {} {slot}", self.cell, index + 1);
-        let norm_of = |features, slot| {
+        let name = format!("{:?} layer {}", self.cell, index + 1);
+        let norm_of = |features, slot: &str| {
             norm.init(features, device)
-                .map_err(ModelError::norm(site(slot)))
+                .map_err(ModelError::norm(|| format!("{name} {slot}")))
         };
         let horizontal = self.placement == Placement::Horizontal;
         let weights = |inputs| {
@@ -154,7 +166,7 @@ impl RecurrentConfig {
             input: weights(inputs),
             recurrent: weights(hidden),
             bias: Param::from_tensor(Tensor::zeros([width], device)),
-            input_norm: norm_of(width, "input term")?,
+            input_norm: norm_of(width, INPUT_TERM)?,
             recurrent_norm: horizontal
                 .then(|| norm_of(width, "recurrent term"))
                 .transpose()?,
@@ -163,10 +175,13 @@ impl RecurrentConfig {
                 .transpose()?,
             cell: self.cell,
             hidden,
-            site: site("input term"),
+            name,
         })
     }
 }
+
+/// The site name of the norm on `Wx x_t`.
+const INPUT_TERM: &str = "input term";
 
 /// One recurrent layer, batch-first, written as a step function so norms can sit inside it.
 #[derive(Module, Debug)]
@@ -183,15 +198,23 @@ pub struct RecurrentLayer {
     pub recurrent_norm: Option<Norm>,
     /// On the LSTM cell state before its `tanh` (horizontal only).
     pub cell_norm: Option<Norm>,
+    /// Which cell the step computes.
     #[module(skip)]
     pub cell: CellKind,
+    /// Hidden units.
     pub hidden: usize,
-    pub site: String,
+    /// `Lstm layer 1`: the start of each norm site's name in errors and probes.
+    pub name: String,
 }
 
 impl RecurrentLayer {
     fn horizontal(&self) -> bool {
         self.recurrent_norm.is_some()
+    }
+
+    /// The name of one norm site of this layer: `Lstm layer 1 input term`.
+    fn site(&self, slot: &str) -> String {
+        format!("{} {slot}", self.name)
     }
 
     /// `x: [N, T, inputs]`, `mask: [N, T]` -> hidden states `[N, T, hidden]`. At padded steps
@@ -205,13 +228,11 @@ impl RecurrentLayer {
         let device = x.device();
         let mut terms = self.input.forward(x);
         if !self.horizontal() {
-            terms = observe(
-                || self.site.clone(),
-                2,
-                terms,
-                |t| self.input_norm.forward_sequence(t, mask.clone()),
-            )
-            .map_err(ModelError::norm(&self.site))?;
+            let site = || self.site(INPUT_TERM);
+            terms = observe(site, 2, terms, |t| {
+                self.input_norm.forward_sequence(t, mask.clone())
+            })
+            .map_err(ModelError::norm(site))?;
         }
         let mut h = Tensor::zeros([n, self.hidden], &device);
         let mut c = Tensor::zeros([n, self.hidden], &device);
@@ -221,9 +242,7 @@ impl RecurrentLayer {
             let running = mask
                 .as_ref()
                 .map(|m| m.clone().slice(s![.., t]).squeeze_dim::<1>(1));
-            let (h_new, c_new) = self
-                .step(x_term, h.clone(), c.clone(), t, running.clone())
-                .map_err(ModelError::norm(&self.site))?;
+            let (h_new, c_new) = self.step(x_term, h.clone(), c.clone(), t, running.clone())?;
             (h, c) = match running {
                 Some(running) => {
                     let running = running.unsqueeze_dim::<2>(1).expand([n, self.hidden]);
@@ -247,12 +266,16 @@ impl RecurrentLayer {
         c: Tensor<2>,
         t: usize,
         running: Option<Tensor<1, Bool>>,
-    ) -> Result<(Tensor<2>, Tensor<2>), normlab_norm::NormError> {
+    ) -> Result<(Tensor<2>, Tensor<2>), ModelError> {
+        let normalize = |norm: &Norm, slot: &'static str, x: Tensor<2>| {
+            norm.forward_step(x, t, running.clone())
+                .map_err(ModelError::norm(|| self.site(slot)))
+        };
         let mut h_term = self.recurrent.forward(h.clone());
         let mut x_term = x_term;
         if let Some(recurrent_norm) = &self.recurrent_norm {
-            x_term = self.input_norm.forward_step(x_term, t, running.clone())?;
-            h_term = recurrent_norm.forward_step(h_term, t, running.clone())?;
+            x_term = normalize(&self.input_norm, INPUT_TERM, x_term)?;
+            h_term = normalize(recurrent_norm, "recurrent term", h_term)?;
         }
         let bias = self.bias.val().unsqueeze_dim::<2>(0);
         Ok(match self.cell {
@@ -264,7 +287,7 @@ impl RecurrentLayer {
                     .expect("4 gates");
                 let c = sigmoid(f) * c + sigmoid(i) * tanh(g);
                 let c_out = match &self.cell_norm {
-                    Some(norm) => norm.forward_step(c.clone(), t, running)?,
+                    Some(norm) => normalize(norm, "cell", c.clone())?,
                     None => c.clone(),
                 };
                 (sigmoid(o) * tanh(c_out), c)
@@ -287,9 +310,13 @@ impl RecurrentLayer {
 /// Stacked recurrent layers and a linear head.
 #[derive(Module, Debug)]
 pub struct RecurrentNet {
+    /// The stacked layers, input first.
     pub layers: Vec<RecurrentLayer>,
+    /// Between layers and before the head.
     pub dropout: Dropout,
+    /// The linear layer that gives the logits.
     pub head: Linear,
+    /// One prediction per sequence or per step.
     #[module(skip)]
     pub output: SequenceOutput,
 }

@@ -38,14 +38,31 @@ fn mask(lengths: &[usize], steps: usize, device: &Device) -> Tensor<2, Bool> {
     Tensor::from_data(TensorData::new(flags, [lengths.len(), steps]), device)
 }
 
+/// Every norm a recurrent net takes.
 fn norms() -> Vec<NormConfig> {
     [
         r#"{"kind": "none"}"#,
         r#"{"kind": "batch"}"#,
         r#"{"kind": "batch", "per_step": 6}"#,
+        r#"{"kind": "batch", "ghost_batch": 3}"#,
         r#"{"kind": "layer"}"#,
         r#"{"kind": "group", "groups": 4}"#,
         r#"{"kind": "rms"}"#,
+        r#"{"kind": "batch_renorm"}"#,
+        r#"{"kind": "online"}"#,
+    ]
+    .iter()
+    .map(|json| serde_json::from_str(json).unwrap())
+    .collect()
+}
+
+/// The norms that are their own activation: for dense and conv layers only.
+fn activation_norms() -> Vec<NormConfig> {
+    [
+        r#"{"kind": "frn"}"#,
+        r#"{"kind": "frn", "learned_epsilon": true}"#,
+        r#"{"kind": "evonorm_s0", "groups": 4}"#,
+        r#"{"kind": "evonorm_b0"}"#,
     ]
     .iter()
     .map(|json| serde_json::from_str(json).unwrap())
@@ -135,7 +152,9 @@ fn assert_every_parameter_learns(model: &Model, loss: Tensor<1>, what: &str) {
 #[test]
 fn dense_and_conv_models_have_the_right_shapes_and_every_parameter_learns() {
     let device = train_device();
-    for norm in norms().iter().filter(|n| !per_step(n)) {
+    let dense_norms = norms().into_iter().chain(activation_norms());
+    for norm in dense_norms.filter(|n| !per_step(n)) {
+        let norm = &norm;
         let model = mlp(norm)
             .init(InputShape::Features(12), 5, &device)
             .unwrap();
@@ -261,25 +280,18 @@ fn per_step_batch_norm_keeps_a_statistic_per_step_and_runs_longer_sequences() {
     model.forward(values([4, 5, 3], 6, &device), None).unwrap();
     let layer = &model.layers[0];
     let bn = match &layer.recurrent_norm {
-        Some(normlab_norm::Norm::Batch(bn)) => bn,
+        Some(bn @ normlab_norm::Norm::Batch(_)) => bn,
         other => panic!("expected batch norm, got {other:?}"),
     };
-    let running = bn.running.as_ref().unwrap();
-    let batches: Vec<f32> = running
-        .batches
-        .value_sync()
-        .into_data()
-        .iter::<f32>()
-        .collect();
+    let running = bn.running_stats().unwrap();
+    let batches: Vec<f32> = running.batches().into_data().iter::<f32>().collect();
     assert_eq!(batches, [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
-    assert_eq!(running.mean.value_sync().dims(), [8, 32]);
+    assert_eq!(running.mean().dims(), [8, 32]);
     // gamma of recurrent batch norm starts at 0.1.
     let gamma: Vec<f32> = bn
-        .affine
-        .as_ref()
+        .affine()
         .unwrap()
-        .gamma
-        .val()
+        .gamma()
         .into_data()
         .iter::<f32>()
         .collect();
@@ -451,5 +463,170 @@ fn a_batch_of_one_in_training_names_the_layer() {
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("hidden 1: BatchNorm(16 features)"), "{err}");
-    let _ = NormLayer::describe(&normlab_norm::NoNorm { num_features: 1 });
+}
+
+#[test]
+fn errors_inside_a_recurrent_layer_name_the_norm_site() {
+    let device = train_device();
+    // 16 groups divide the 32 gate pre-activations but not the 8 cells of the LSTM.
+    let norm: NormConfig = serde_json::from_str(r#"{"kind": "group", "groups": 16}"#).unwrap();
+    let err = recurrent(&norm, CellKind::Lstm, Placement::Horizontal)
+        .init(3, 5, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("Lstm layer 1 cell: "), "{err}");
+    // Instance norm has one value per (sample, channel) at a single step: the first norm the
+    // step reaches, on the input term, says so.
+    let norm: NormConfig = "instance".parse().unwrap();
+    let model = recurrent(&norm, CellKind::Gru, Placement::Horizontal)
+        .init(3, 5, &device)
+        .unwrap();
+    let err = model
+        .forward(values([4, 5, 3], 6, &device), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("Gru layer 1 input term: "), "{err}");
+}
+
+#[test]
+fn norms_that_are_activations_replace_the_activation_and_stay_out_of_recurrences() {
+    let device = train_device();
+    for norm in activation_norms() {
+        let config = ModelConfig::Mlp(MlpConfig {
+            hidden: vec![8],
+            activation: Activation::Tanh,
+            norm: norm.clone(),
+            ..MlpConfig::default()
+        });
+        let Model::Mlp(model) = config.init(InputShape::Features(5), 3, &device).unwrap() else {
+            panic!("an mlp");
+        };
+        let x = values([6, 5], 21, &device);
+        let hidden = model.norms[0]
+            .forward(model.layers[0].forward(x.clone()))
+            .unwrap();
+        let expected = model.head.forward(hidden);
+        let out = model.forward(x).unwrap();
+        let diff = (out - expected).abs().max().into_scalar::<f32>();
+        assert!(
+            diff < 1e-6,
+            "{norm:?}: a tanh after the norm's own activation ({diff})"
+        );
+
+        let err = ModelConfig::Recurrent(recurrent(&norm, CellKind::Lstm, Placement::Horizontal))
+            .init(InputShape::Sequence(3), 5, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`norm`") && err.contains("activation of its own"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn weight_standardization_standardizes_every_filter_and_still_learns() {
+    let device = train_device();
+    let config = ModelConfig::Cnn(CnnConfig {
+        channels: vec![4],
+        pool: Pool::None,
+        weight_standardization: true,
+        ..CnnConfig::default()
+    });
+    let model = config
+        .init(InputShape::Image([2, 5, 5]), 3, &device)
+        .unwrap();
+    let Model::Cnn(cnn) = &model else {
+        panic!("a cnn")
+    };
+    // The network by hand: each filter standardized over its 2 x 3 x 3 weights.
+    let x = values([2, 2, 5, 5], 22, &device);
+    let w = cnn.convs[0].weight.val();
+    let mean = w.clone().mean_dims(&[1, 2, 3]);
+    let var = (w.clone() - mean.clone()).square().mean_dims(&[1, 2, 3]);
+    let standardized = (w - mean) / (var + 1e-5).sqrt();
+    let maps = burn::tensor::module::conv2d(
+        x.clone(),
+        standardized,
+        cnn.convs[0].bias.as_ref().map(|b| b.val()),
+        burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+    );
+    let features = burn::tensor::activation::relu(maps)
+        .mean_dims(&[2, 3])
+        .flatten::<2>(1, 3);
+    let expected = cnn.head.forward(features);
+    let out = model.forward(Input::Images(x)).unwrap();
+    let diff = (out.clone() - expected).abs().max().into_scalar::<f32>();
+    assert!(diff < 1e-5, "standardized conv differs by {diff}");
+    assert_every_parameter_learns(&model, out.square().sum(), "cnn with standardized weights");
+}
+
+/// Trains a few steps so batch norms have running statistics, then returns the model.
+fn trained(config: ModelConfig, input: InputShape, batch: impl Fn(u64) -> Input) -> Model {
+    let device = train_device();
+    let model = config.init(input, 3, &device).unwrap();
+    for seed in 0..4 {
+        model.forward(batch(seed)).unwrap();
+    }
+    model
+}
+
+#[test]
+fn folded_and_frozen_models_compute_what_the_eval_model_computes() {
+    let device = train_device();
+    let batch_norm: NormConfig = "batch".parse().unwrap();
+    let dense = |seed| Input::Features(values([8, 5], 30 + seed, &device));
+    let images = |seed| Input::Images(values([4, 1, 6, 6], 40 + seed, &device));
+    // No dropout: the frozen model is compared in training mode.
+    let mlp = ModelConfig::Mlp(MlpConfig {
+        hidden: vec![16, 8],
+        norm: batch_norm.clone(),
+        ..MlpConfig::default()
+    });
+    let models = [
+        trained(mlp, InputShape::Features(5), dense),
+        trained(
+            ModelConfig::Cnn(CnnConfig {
+                channels: vec![4, 6],
+                norm: batch_norm.clone(),
+                weight_standardization: true,
+                ..CnnConfig::default()
+            }),
+            InputShape::Image([1, 6, 6]),
+            images,
+        ),
+    ];
+    let plain = plain_device();
+    let inputs = [
+        Input::Features(values([3, 5], 50, &plain)),
+        Input::Images(values([3, 1, 6, 6], 51, &plain)),
+    ];
+    for (model, input) in models.into_iter().zip(inputs) {
+        let eval = model.valid().forward(input.clone()).unwrap();
+        let folded = model.fold_batch_norms();
+        let norms = match &folded {
+            Model::Mlp(m) => &m.norms,
+            Model::Cnn(m) => &m.norms,
+            Model::Recurrent(_) => unreachable!(),
+        };
+        assert!(
+            norms
+                .iter()
+                .all(|n| matches!(n, normlab_norm::Norm::None(_)))
+        );
+        let out = folded.forward(input.clone()).unwrap();
+        let diff = (out - eval.clone()).abs().max().into_scalar::<f32>();
+        let scale = eval.clone().abs().max().into_scalar::<f32>();
+        assert!(diff <= 1e-5 * scale.max(1.0), "folded differs by {diff}");
+
+        let frozen = model.frozen().unwrap();
+        let train_input = match input {
+            Input::Features(x) => Input::Features(x.autodiff()),
+            Input::Images(x) => Input::Images(x.autodiff()),
+            other => other,
+        };
+        let out = frozen.forward(train_input).unwrap().inner();
+        let diff = (out - eval).abs().max().into_scalar::<f32>();
+        assert!(diff <= 1e-5 * scale.max(1.0), "frozen differs by {diff}");
+    }
 }

@@ -20,7 +20,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use normlab_norm::{NormConfig, NormLayer};
+use normlab_norm::NormConfig;
 
 const RUNS: usize = 9;
 

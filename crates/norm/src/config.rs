@@ -1,12 +1,13 @@
-use std::fmt;
 use std::str::FromStr;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::options::{CheckOptions, invalid};
 use crate::{
-    BatchNormConfig, GroupNormConfig, InstanceNormConfig, LayerNormConfig, NoNorm, Norm, NormError,
-    RmsNormConfig,
+    BatchNormConfig, BatchRenormConfig, EvoNormB0Config, EvoNormS0Config, FrnConfig,
+    GroupNormConfig, InstanceNormConfig, LayerNormConfig, NoNorm, Norm, NormError,
+    OnlineNormConfig, RmsNormConfig,
 };
 
 /// The one serde-configurable choice of norm layer.
@@ -19,16 +20,54 @@ use crate::{
 pub enum NormConfig {
     /// No normalization: the input passes through (padded sequence steps still come out zero).
     None,
+    /// [`BatchNorm`](crate::BatchNorm).
     Batch(BatchNormConfig),
+    /// [`LayerNorm`](crate::LayerNorm).
     Layer(LayerNormConfig),
+    /// [`InstanceNorm`](crate::InstanceNorm).
     Instance(InstanceNormConfig),
+    /// [`GroupNorm`](crate::GroupNorm).
     Group(GroupNormConfig),
+    /// [`RmsNorm`](crate::RmsNorm).
     Rms(RmsNormConfig),
+    /// [`BatchRenorm`](crate::BatchRenorm).
+    BatchRenorm(BatchRenormConfig),
+    /// [`FilterResponseNorm`](crate::FilterResponseNorm), with its TLU.
+    Frn(FrnConfig),
+    /// [`EvoNormS0`](crate::EvoNormS0).
+    #[serde(rename = "evonorm_s0")]
+    EvoNormS0(EvoNormS0Config),
+    /// [`EvoNormB0`](crate::EvoNormB0).
+    #[serde(rename = "evonorm_b0")]
+    EvoNormB0(EvoNormB0Config),
+    /// [`OnlineNorm`](crate::OnlineNorm).
+    Online(OnlineNormConfig),
+}
+
+/// "none" has no options: only the feature count to check.
+struct NoOptions;
+
+impl CheckOptions for NoOptions {
+    fn check_options(&self, _num_features: usize) -> Result<(), NormError> {
+        Ok(())
+    }
 }
 
 impl NormConfig {
     /// The names accepted for `kind`, in the order the docs list them.
-    pub const KINDS: [&'static str; 6] = ["none", "batch", "layer", "instance", "group", "rms"];
+    pub const KINDS: [&'static str; 11] = [
+        "none",
+        "batch",
+        "layer",
+        "instance",
+        "group",
+        "rms",
+        "batch_renorm",
+        "frn",
+        "evonorm_s0",
+        "evonorm_b0",
+        "online",
+    ];
 
     /// The `kind` name of this config.
     pub fn kind(&self) -> &'static str {
@@ -39,7 +78,27 @@ impl NormConfig {
             Self::Instance(_) => "instance",
             Self::Group(_) => "group",
             Self::Rms(_) => "rms",
+            Self::BatchRenorm(_) => "batch_renorm",
+            Self::Frn(_) => "frn",
+            Self::EvoNormS0(_) => "evonorm_s0",
+            Self::EvoNormB0(_) => "evonorm_b0",
+            Self::Online(_) => "online",
         }
+    }
+
+    /// True for the families that are their own activation (FRN with its TLU, EvoNorm): a model
+    /// puts no other activation after them.
+    pub fn includes_activation(&self) -> bool {
+        matches!(self, Self::Frn(_) | Self::EvoNormS0(_) | Self::EvoNormB0(_))
+    }
+
+    /// True for the families whose statistics come from the batch (batch norm and its
+    /// variants), which differ between training and eval.
+    pub fn uses_batch_statistics(&self) -> bool {
+        matches!(
+            self,
+            Self::Batch(_) | Self::BatchRenorm(_) | Self::EvoNormB0(_)
+        )
     }
 
     /// The same config with `gamma` starting at `gamma_init` (no effect without affine, or on
@@ -49,23 +108,37 @@ impl NormConfig {
             Self::None => Self::None,
             Self::Batch(c) => Self::Batch(c.with_gamma_init(gamma_init)),
             Self::Layer(c) => Self::Layer(c.with_gamma_init(gamma_init)),
-            Self::Instance(c) => Self::Instance(InstanceNormConfig { gamma_init, ..c }),
-            Self::Group(c) => Self::Group(GroupNormConfig { gamma_init, ..c }),
-            Self::Rms(c) => Self::Rms(RmsNormConfig { gamma_init, ..c }),
+            Self::Instance(c) => Self::Instance(c.with_gamma_init(gamma_init)),
+            Self::Group(c) => Self::Group(c.with_gamma_init(gamma_init)),
+            Self::Rms(c) => Self::Rms(c.with_gamma_init(gamma_init)),
+            Self::BatchRenorm(c) => Self::BatchRenorm(c.with_gamma_init(gamma_init)),
+            Self::Frn(c) => Self::Frn(c.with_gamma_init(gamma_init)),
+            Self::EvoNormS0(c) => Self::EvoNormS0(c.with_gamma_init(gamma_init)),
+            Self::EvoNormB0(c) => Self::EvoNormB0(c.with_gamma_init(gamma_init)),
+            Self::Online(c) => Self::Online(c.with_gamma_init(gamma_init)),
         }
     }
 
-    /// Checks every option against `num_features` without building anything.
-    pub fn validate(&self, num_features: usize) -> Result<(), NormError> {
-        check_features(num_features)?;
+    fn options(&self) -> &dyn CheckOptions {
         match self {
-            Self::None => Ok(()),
-            Self::Batch(c) => c.validate(),
-            Self::Layer(c) => c.validate(),
-            Self::Instance(c) => c.validate(),
-            Self::Group(c) => c.validate(num_features),
-            Self::Rms(c) => c.validate(),
+            Self::None => &NoOptions,
+            Self::Batch(c) => c,
+            Self::Layer(c) => c,
+            Self::Instance(c) => c,
+            Self::Group(c) => c,
+            Self::Rms(c) => c,
+            Self::BatchRenorm(c) => c,
+            Self::Frn(c) => c,
+            Self::EvoNormS0(c) => c,
+            Self::EvoNormB0(c) => c,
+            Self::Online(c) => c,
         }
+    }
+
+    /// Checks every option against `num_features` without building anything: the same checks,
+    /// and the same errors, as [`init`](NormConfig::init).
+    pub fn validate(&self, num_features: usize) -> Result<(), NormError> {
+        self.options().check(num_features)
     }
 
     /// Builds the layer for `num_features` channels (dim 1 of channels-first input, the last dim
@@ -73,14 +146,19 @@ impl NormConfig {
     pub fn init(&self, num_features: usize, device: &Device) -> Result<Norm, NormError> {
         Ok(match self {
             Self::None => {
-                check_features(num_features)?;
-                Norm::None(NoNorm { num_features })
+                NoOptions.check(num_features)?;
+                Norm::None(NoNorm::new(num_features))
             }
             Self::Batch(c) => Norm::Batch(c.init(num_features, device)?),
             Self::Layer(c) => Norm::Layer(c.init(num_features, device)?),
             Self::Instance(c) => Norm::Instance(c.init(num_features, device)?),
             Self::Group(c) => Norm::Group(c.init(num_features, device)?),
             Self::Rms(c) => Norm::Rms(c.init(num_features, device)?),
+            Self::BatchRenorm(c) => Norm::BatchRenorm(c.init(num_features, device)?),
+            Self::Frn(c) => Norm::Frn(c.init(num_features, device)?),
+            Self::EvoNormS0(c) => Norm::EvoNormS0(c.init(num_features, device)?),
+            Self::EvoNormB0(c) => Norm::EvoNormB0(c.init(num_features, device)?),
+            Self::Online(c) => Norm::Online(c.init(num_features, device)?),
         })
     }
 }
@@ -97,139 +175,15 @@ impl FromStr for NormConfig {
             "instance" => Self::Instance(InstanceNormConfig::default()),
             "group" => Self::Group(GroupNormConfig::default()),
             "rms" => Self::Rms(RmsNormConfig::default()),
+            "batch_renorm" => Self::BatchRenorm(BatchRenormConfig::default()),
+            "frn" => Self::Frn(FrnConfig::default()),
+            "evonorm_s0" => Self::EvoNormS0(EvoNormS0Config::default()),
+            "evonorm_b0" => Self::EvoNormB0(EvoNormB0Config::default()),
+            "online" => Self::Online(OnlineNormConfig::default()),
             other => {
-                return Err(NormError::InvalidConfig {
-                    field: "kind",
-                    value: format!("{other:?}"),
-                    expected: format!("one of {}", Self::KINDS.join(", ")),
-                });
+                let expected = format!("one of {}", Self::KINDS.join(", "));
+                return Err(invalid("kind", format!("{other:?}"), &expected));
             }
         })
     }
-}
-
-/// How running statistics fold in each new batch.
-///
-/// Written in a config as a number in `[0, 1]` or as the word `"cumulative"`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "MomentumRepr", into = "MomentumRepr")]
-pub enum Momentum {
-    /// `running = (1 - m) * running + m * batch` (PyTorch's convention; Keras calls `1 - m` the
-    /// momentum).
-    Exponential(f64),
-    /// The plain average of every batch seen so far (PyTorch's `momentum=None`).
-    Cumulative,
-}
-
-impl Default for Momentum {
-    fn default() -> Self {
-        Self::Exponential(0.1)
-    }
-}
-
-impl Momentum {
-    /// The momentum as the layer stores it: `None` means cumulative.
-    pub(crate) fn factor(self) -> Option<f64> {
-        match self {
-            Self::Exponential(m) => Some(m),
-            Self::Cumulative => None,
-        }
-    }
-
-    pub(crate) fn validate(self) -> Result<(), NormError> {
-        match self {
-            Self::Exponential(m) if !(0.0..=1.0).contains(&m) => Err(NormError::InvalidConfig {
-                field: "momentum",
-                value: m.to_string(),
-                expected: "a number in [0, 1] or \"cumulative\"".into(),
-            }),
-            _ => Ok(()),
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum MomentumRepr {
-    Number(f64),
-    Word(String),
-}
-
-impl TryFrom<MomentumRepr> for Momentum {
-    type Error = String;
-
-    fn try_from(repr: MomentumRepr) -> Result<Self, Self::Error> {
-        match repr {
-            MomentumRepr::Number(m) => Ok(Self::Exponential(m)),
-            MomentumRepr::Word(w) if w == "cumulative" => Ok(Self::Cumulative),
-            MomentumRepr::Word(w) => Err(format!(
-                "momentum must be a number in [0, 1] or \"cumulative\", got {w:?}"
-            )),
-        }
-    }
-}
-
-impl From<Momentum> for MomentumRepr {
-    fn from(m: Momentum) -> Self {
-        match m {
-            Momentum::Exponential(m) => Self::Number(m),
-            Momentum::Cumulative => Self::Word("cumulative".into()),
-        }
-    }
-}
-
-/// Which batch variance the running variance averages.
-///
-/// Training always normalizes with the biased variance; only the running estimate differs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunningVariance {
-    /// `n / (n - 1)` times the batch variance, as the BN paper's inference algorithm and PyTorch
-    /// do.
-    #[default]
-    Unbiased,
-    /// The batch variance as used for normalization, as burn-nn 0.22 does.
-    Biased,
-}
-
-impl fmt::Display for RunningVariance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Unbiased => "unbiased",
-            Self::Biased => "biased",
-        })
-    }
-}
-
-pub(crate) fn check_features(num_features: usize) -> Result<(), NormError> {
-    if num_features == 0 {
-        return Err(NormError::InvalidConfig {
-            field: "num_features",
-            value: "0".into(),
-            expected: "at least 1".into(),
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn check_epsilon(epsilon: f64) -> Result<(), NormError> {
-    if !(epsilon > 0.0 && epsilon.is_finite()) {
-        return Err(NormError::InvalidConfig {
-            field: "epsilon",
-            value: epsilon.to_string(),
-            expected: "a finite number > 0".into(),
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn check_gamma_init(gamma_init: f64) -> Result<(), NormError> {
-    if !gamma_init.is_finite() {
-        return Err(NormError::InvalidConfig {
-            field: "gamma_init",
-            value: gamma_init.to_string(),
-            expected: "a finite number".into(),
-        });
-    }
-    Ok(())
 }

@@ -17,14 +17,20 @@ pub enum NormError {
     },
     /// The input does not have the shape the layer was built for.
     ShapeMismatch {
+        /// The layer, as it describes itself.
         layer: String,
+        /// The shape it needs, e.g. `[N, 8, ...]`.
         expected: String,
+        /// The shape it was given.
         got: Vec<usize>,
     },
     /// The padding mask does not fit the sequence it masks.
     MaskMismatch {
+        /// The layer, as it describes itself.
         layer: String,
+        /// The shape of the masked input.
         input: Vec<usize>,
+        /// The shape of the mask.
         mask: Vec<usize>,
     },
     /// The layer would have to compute a variance from a single value.
@@ -33,18 +39,42 @@ pub enum NormError {
     /// instance norm with one spatial position, can only output `beta`: PyTorch raises, and so
     /// do we, instead of silently learning nothing.
     SingleValueStatistics {
+        /// The layer, as it describes itself.
         layer: String,
+        /// The input, seen channels-first as `[N, C, S]`.
         shape: Vec<usize>,
+        /// Over what the statistic would be taken.
         over: &'static str,
     },
     /// Per-step batch norm was asked for a time step it has no statistics slot for.
     StepOutOfRange {
+        /// The layer, as it describes itself.
         layer: String,
+        /// The time step asked for.
         step: usize,
+        /// How many steps have statistics of their own.
         max_steps: usize,
     },
+    /// The layer has no fixed per-channel affine map to freeze or fold: it keeps no running
+    /// statistics, or keeps one per time step where a single map is needed.
+    NoFixedMap {
+        /// The layer, as it describes itself.
+        layer: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The layer cannot do this here (e.g. on this backend).
+    Unsupported {
+        /// The layer, as it describes itself.
+        layer: String,
+        /// What it cannot do.
+        what: &'static str,
+    },
     /// Per-step batch norm was applied to an input without a time axis.
-    NeedsTimeAxis { layer: String },
+    NeedsTimeAxis {
+        /// The layer, as it describes itself.
+        layer: String,
+    },
 }
 
 impl fmt::Display for NormError {
@@ -85,6 +115,11 @@ impl fmt::Display for NormError {
                 "{layer}: time step {step} has no statistics of its own (per_step = {max_steps}); \
                  raise per_step to the longest training sequence"
             ),
+            Self::NoFixedMap { layer, reason } => write!(
+                f,
+                "{layer}: has no fixed per-channel affine map to freeze or fold: {reason}"
+            ),
+            Self::Unsupported { layer, what } => write!(f, "{layer}: not supported: {what}"),
             Self::NeedsTimeAxis { layer } => write!(
                 f,
                 "{layer}: per-step statistics need a time axis; call forward_sequence or \

@@ -1,14 +1,17 @@
-//! Normalization layers for [burn](https://burn.dev): batch, layer, instance, group and RMS norm
-//! behind one serde-configurable choice, [`NormConfig`].
+//! Normalization layers for [burn](https://burn.dev): batch, layer, instance, group and RMS norm,
+//! and the published remedies for batch norm's failures (batch renormalization, ghost batch
+//! norm, PreciseBN, frozen and folded batch norm, FRN, EvoNorm, weight standardization, online
+//! normalization), behind one serde-configurable choice, [`NormConfig`].
 //!
 //! Every layer implements [`NormLayer`] and accepts dense `[N, F]`, channels-first conv
 //! `[N, C, ...]` and batch-first sequence `[N, T, F]` input (with an optional padding mask);
 //! the numbers match PyTorch's layers of the same name, and the places where they deliberately
-//! differ are written on each layer.
+//! differ are written on each layer. What each family computes, and the numbers the tests hold
+//! it to, is the [`contract`].
 //!
 //! ```
 //! use burn::prelude::*;
-//! use normlab_norm::{NormConfig, NormLayer};
+//! use normlab_norm::NormConfig;
 //!
 //! let device = Device::flex().autodiff();
 //! let config: NormConfig = serde_json::from_str(r#"{"kind": "group", "groups": 4}"#).unwrap();
@@ -17,28 +20,33 @@
 //! let y = norm.forward(x).unwrap();
 //! assert_eq!(y.dims(), [2, 16, 8, 8]);
 //! ```
+#![warn(missing_docs)]
 
 mod affine;
-mod batch;
 mod config;
 mod error;
-mod group;
-mod instance;
-mod layer;
+mod family;
+mod fold;
+mod kernel;
+mod layers;
 mod norm;
 mod norm_layer;
-mod rms;
+mod options;
+mod precise;
 mod running;
-mod stats;
+mod weight_standardization;
+
+#[doc = include_str!("../docs/contract.md")]
+pub mod contract {}
 
 pub use affine::Affine;
-pub use batch::{BatchNorm, BatchNormConfig};
-pub use config::{Momentum, NormConfig, RunningVariance};
+pub use config::NormConfig;
 pub use error::NormError;
-pub use group::{GroupNorm, GroupNormConfig};
-pub use instance::{InstanceNorm, InstanceNormConfig};
-pub use layer::{LayerNorm, LayerNormConfig};
-pub use norm::{NoNorm, Norm};
+pub use fold::{fold_into_conv2d, fold_into_linear};
+pub use layers::*;
+pub use norm::Norm;
 pub use norm_layer::NormLayer;
-pub use rms::{RmsNorm, RmsNormConfig};
+pub use options::{Momentum, RunningVariance};
+pub use precise::precise_statistics;
 pub use running::RunningStats;
+pub use weight_standardization::{WEIGHT_STANDARDIZATION_EPSILON, standardize_weights};

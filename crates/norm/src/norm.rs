@@ -1,91 +1,152 @@
 use burn::prelude::*;
 
-use crate::{Affine, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, NormError, NormLayer, RmsNorm};
+use crate::family::{AsFamily, Family};
+use crate::{
+    BatchNorm, BatchRenorm, EvoNormB0, EvoNormS0, FilterResponseNorm, FrozenBatchNorm, GroupNorm,
+    InstanceNorm, LayerNorm, NoNorm, NormError, NormLayer, OnlineNorm, RmsNorm,
+};
 
-/// Any norm layer, as chosen by a [`NormConfig`](crate::NormConfig).
+/// Any norm layer, as chosen by a [`NormConfig`](crate::NormConfig) (or, for
+/// [`FrozenBatch`](Norm::FrozenBatch), made by [`Norm::frozen`]).
+///
+/// It has the [`NormLayer`] methods a model calls (`forward`, `forward_sequence`,
+/// `forward_step`, `describe`, `num_features`, `includes_activation`) as its own, so using it
+/// needs no trait import.
 #[derive(Module, Debug)]
 pub enum Norm {
+    /// No normalization.
     None(NoNorm),
+    /// Batch norm (and ghost batch norm).
     Batch(BatchNorm),
+    /// Layer norm.
     Layer(LayerNorm),
+    /// Instance norm.
     Instance(InstanceNorm),
+    /// Group norm.
     Group(GroupNorm),
+    /// RMS norm.
     Rms(RmsNorm),
+    /// Batch renormalization.
+    BatchRenorm(BatchRenorm),
+    /// Filter response normalization with its TLU.
+    Frn(FilterResponseNorm),
+    /// EvoNorm-S0.
+    EvoNormS0(EvoNormS0),
+    /// EvoNorm-B0.
+    EvoNormB0(EvoNormB0),
+    /// Online normalization.
+    Online(OnlineNorm),
+    /// A batch norm frozen into a fixed affine map.
+    FrozenBatch(FrozenBatchNorm),
 }
 
-/// The "none" choice: passes its input through, still checking its shape.
-#[derive(Module, Debug)]
-pub struct NoNorm {
-    pub num_features: usize,
+/// The chosen layer of a [`Norm`], whatever its family, as `$layer` in `$body`.
+macro_rules! chosen {
+    ($norm:expr, $layer:ident => $body:expr) => {
+        match $norm {
+            Norm::None($layer) => $body,
+            Norm::Batch($layer) => $body,
+            Norm::Layer($layer) | Norm::Rms($layer) => $body,
+            Norm::Instance($layer) => $body,
+            Norm::Group($layer) => $body,
+            Norm::BatchRenorm($layer) => $body,
+            Norm::Frn($layer) => $body,
+            Norm::EvoNormS0($layer) => $body,
+            Norm::EvoNormB0($layer) => $body,
+            Norm::Online($layer) => $body,
+            Norm::FrozenBatch($layer) => $body,
+        }
+    };
 }
 
-impl NormLayer for NoNorm {
-    fn describe(&self) -> String {
-        format!("NoNorm({} features)", self.num_features)
+impl AsFamily for Norm {
+    fn family(&self) -> &dyn Family {
+        chosen!(self, layer => layer)
     }
 
-    fn num_features(&self) -> usize {
-        self.num_features
-    }
-
-    fn normalize(&self, x: Tensor<3>, _weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
-        Ok(x)
+    fn family_mut(&mut self) -> &mut dyn Family {
+        chosen!(self, layer => layer)
     }
 }
 
 impl Norm {
-    /// The layer's `gamma` and `beta` slot: `None` for the "none" choice, which has no slot;
-    /// `Some(None)` for a layer built without affine. Lets a user read, replace or freeze them.
-    pub fn affine_mut(&mut self) -> Option<&mut Option<Affine>> {
-        match self {
-            Self::None(_) => None,
-            Self::Batch(l) => Some(&mut l.affine),
-            Self::Layer(l) => Some(&mut l.affine),
-            Self::Instance(l) => Some(&mut l.affine),
-            Self::Group(l) => Some(&mut l.affine),
-            Self::Rms(l) => Some(&mut l.affine),
-        }
+    /// See [`NormLayer::describe`].
+    pub fn describe(&self) -> String {
+        NormLayer::describe(self)
     }
 
-    fn layer(&self) -> &dyn NormLayer {
-        match self {
-            Self::None(l) => l,
-            Self::Batch(l) => l,
-            Self::Layer(l) => l,
-            Self::Instance(l) => l,
-            Self::Group(l) => l,
-            Self::Rms(l) => l,
-        }
-    }
-}
-
-impl NormLayer for Norm {
-    fn describe(&self) -> String {
-        self.layer().describe()
+    /// See [`NormLayer::num_features`].
+    pub fn num_features(&self) -> usize {
+        NormLayer::num_features(self)
     }
 
-    fn num_features(&self) -> usize {
-        self.layer().num_features()
+    /// See [`NormLayer::includes_activation`]: FRN and EvoNorm are their own activation.
+    pub fn includes_activation(&self) -> bool {
+        NormLayer::includes_activation(self)
     }
 
-    fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
-        self.layer().normalize(x, weights)
+    /// See [`NormLayer::forward`]: channels-first `[N, C, ...]` in, the same shape out.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        NormLayer::forward(self, x)
     }
 
-    fn normalize_sequence(
+    /// See [`NormLayer::forward_sequence`]: `[N, T, F]` with a padding mask `[N, T]`.
+    pub fn forward_sequence(
         &self,
         x: Tensor<3>,
-        weights: Option<Tensor<3>>,
+        mask: Option<Tensor<2, Bool>>,
     ) -> Result<Tensor<3>, NormError> {
-        self.layer().normalize_sequence(x, weights)
+        NormLayer::forward_sequence(self, x, mask)
     }
 
-    fn normalize_step(
+    /// See [`NormLayer::forward_step`]: step `step` of a recurrence, `[N, F]`, mask `[N]`.
+    pub fn forward_step(
         &self,
         x: Tensor<2>,
         step: usize,
-        weights: Option<Tensor<2>>,
+        mask: Option<Tensor<1, Bool>>,
     ) -> Result<Tensor<2>, NormError> {
-        self.layer().normalize_step(x, step, weights)
+        NormLayer::forward_step(self, x, step, mask)
+    }
+
+    /// The same layer with batch statistics frozen: batch norm and batch renormalization become
+    /// the fixed affine map they apply in eval ([`FrozenBatchNorm`]); every other family is
+    /// returned as it is. An error for a batch norm without running statistics.
+    pub fn frozen(self) -> Result<Self, NormError> {
+        Ok(match self {
+            Self::Batch(l) => Self::FrozenBatch(l.frozen()?),
+            Self::BatchRenorm(l) => Self::FrozenBatch(l.frozen()),
+            other => other,
+        })
+    }
+
+    /// The per-channel `(scale, shift)`, each `[features]`, that the layer applies in eval when
+    /// that is a fixed affine map (batch norm, batch renormalization, frozen batch norm; the
+    /// identity for no norm): what [`fold_into_linear`](crate::fold_into_linear) writes into
+    /// the preceding layer. An error for any other family, or for per-step statistics.
+    pub fn eval_map(&self, device: &Device) -> Result<(Tensor<1>, Tensor<1>), NormError> {
+        let frozen = match self {
+            Self::Batch(l) if l.per_step().is_some() => {
+                return Err(NormError::NoFixedMap {
+                    layer: self.describe(),
+                    reason: "its statistics differ from time step to time step",
+                });
+            }
+            Self::Batch(l) => l.frozen()?,
+            Self::BatchRenorm(l) => l.frozen(),
+            Self::FrozenBatch(l) => return Ok(l.scale_and_shift()),
+            Self::None(l) => {
+                let c = NormLayer::num_features(l);
+                return Ok((Tensor::ones([c], device), Tensor::zeros([c], device)));
+            }
+            _ => {
+                return Err(NormError::NoFixedMap {
+                    layer: self.describe(),
+                    reason: "its output depends on the sample's own statistics",
+                });
+            }
+        };
+        let (scale, shift) = frozen.scale_and_shift();
+        Ok((scale.to_device(device), shift.to_device(device)))
     }
 }

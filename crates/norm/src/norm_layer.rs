@@ -1,11 +1,12 @@
 use burn::prelude::*;
 
-use crate::NormError;
+use crate::family::AsFamily;
+use crate::{Affine, NormError, RunningStats};
 
-/// What every norm layer offers: one trait, so a model can hold any of them.
+/// What every norm layer offers: one trait, so that generic code can hold any of them.
 ///
-/// Implementors provide the computation on a canonical channels-first view; the shape checks,
-/// the layouts and the padding mask are handled here once for all families.
+/// [`Norm`](crate::Norm) has the same methods inherently, so the common case needs no import of
+/// this trait. The trait is sealed: every family of this crate implements it, nothing else can.
 ///
 /// # Layouts
 /// - [`forward`](NormLayer::forward): channels-first `[N, C]`, `[N, C, L]`, `[N, C, H, W]`,
@@ -19,45 +20,58 @@ use crate::NormError;
 /// batch statistics and updates its running ones only when the input lives on an autodiff device
 /// **and** the layer is in training mode, the same rule as burn-nn. `model.valid()` gives the
 /// eval copy (plain device, running statistics); `model.train()` switches back.
-pub trait NormLayer {
+pub trait NormLayer: AsFamily {
     /// A short description naming the layer and its size, used in error messages.
-    fn describe(&self) -> String;
-
-    /// The number of features (channels) the layer was built for.
-    fn num_features(&self) -> usize;
-
-    /// Normalizes a channels-first `x: [N, C, S]`. `weights: [N, 1 or C, S]` is 1 for real
-    /// elements and 0 for padding, which must not enter any statistic. The output at padding is
-    /// zeroed by the caller.
-    fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError>;
-
-    /// Normalizes a sequence `x: [N, T, F]` with `weights: [N, T, 1]`.
-    ///
-    /// The default treats time like a spatial axis, which is right for batch norm with shared
-    /// statistics, instance and group norm; per-step families override it.
-    fn normalize_sequence(
-        &self,
-        x: Tensor<3>,
-        weights: Option<Tensor<3>>,
-    ) -> Result<Tensor<3>, NormError> {
-        let weights = weights.map(|w| w.swap_dims(1, 2));
-        Ok(self.normalize(x.swap_dims(1, 2), weights)?.swap_dims(1, 2))
+    fn describe(&self) -> String {
+        self.family().describe()
     }
 
-    /// Normalizes time step `step` of a recurrence, `x: [N, F]`, `weights: [N, 1]`.
-    ///
-    /// The default sees the step as a sequence of length one; per-step batch norm overrides it to
-    /// pick the statistics of `step`.
-    fn normalize_step(
-        &self,
-        x: Tensor<2>,
-        step: usize,
-        weights: Option<Tensor<2>>,
-    ) -> Result<Tensor<2>, NormError> {
-        let _ = step;
-        let out =
-            self.normalize_sequence(x.unsqueeze_dim(1), weights.map(|w| w.unsqueeze_dim(1)))?;
-        Ok(out.squeeze_dim(1))
+    /// The number of features (channels) the layer was built for.
+    fn num_features(&self) -> usize {
+        self.family().num_features()
+    }
+
+    /// The learned `gamma` and `beta`; `None` for a layer without them.
+    fn affine(&self) -> Option<&Affine> {
+        self.family().affine()
+    }
+
+    /// Replaces the layer's `gamma` and `beta` (e.g. with trained or frozen ones), or removes
+    /// them with `None`. An error if the family has no affine (no norm) or the feature count
+    /// differs.
+    fn set_affine(&mut self, affine: Option<Affine>) -> Result<(), NormError> {
+        let layer = self.describe();
+        let features = self.num_features();
+        if let Some(given) = affine.as_ref().map(Affine::num_features)
+            && given != features
+        {
+            return Err(NormError::ShapeMismatch {
+                layer,
+                expected: format!("gamma and beta of shape [{features}]"),
+                got: vec![given],
+            });
+        }
+        let slot = self
+            .family_mut()
+            .affine_slot()
+            .ok_or_else(|| NormError::InvalidConfig {
+                field: "affine",
+                value: "Some".into(),
+                expected: format!("none: {layer} has no gamma or beta"),
+            })?;
+        *slot = affine;
+        Ok(())
+    }
+
+    /// True when the layer brings its own nonlinearity (FRN's TLU, EvoNorm): a model puts no
+    /// activation after it.
+    fn includes_activation(&self) -> bool {
+        self.family().includes_activation()
+    }
+
+    /// The running statistics; `None` for a layer that keeps none.
+    fn running_stats(&self) -> Option<&RunningStats> {
+        self.family().running_stats()
     }
 
     /// Normalizes channels-first input `[N, C, ...]`; the output has the input's shape.
@@ -65,16 +79,13 @@ pub trait NormLayer {
     where
         Self: Sized,
     {
+        let family = self.family();
         let dims = x.dims();
-        if D < 2 || dims[1] != self.num_features() {
-            return Err(NormError::ShapeMismatch {
-                layer: self.describe(),
-                expected: format!("[N, {}, ...]", self.num_features()),
-                got: dims.to_vec(),
-            });
+        if D < 2 || dims[1] != family.num_features() {
+            return Err(shape_mismatch(self, "[N, {}, ...]", &dims));
         }
         let spatial: usize = dims[2..].iter().product();
-        let out = self.normalize(x.reshape([dims[0], dims[1], spatial]), None)?;
+        let out = family.normalize(x.reshape([dims[0], dims[1], spatial]), None)?;
         Ok(out.reshape(dims))
     }
 
@@ -86,26 +97,9 @@ pub trait NormLayer {
         x: Tensor<3>,
         mask: Option<Tensor<2, Bool>>,
     ) -> Result<Tensor<3>, NormError> {
-        let dims = x.dims();
-        if dims[2] != self.num_features() {
-            return Err(NormError::ShapeMismatch {
-                layer: self.describe(),
-                expected: format!("[N, T, {}]", self.num_features()),
-                got: dims.to_vec(),
-            });
-        }
-        let Some(mask) = mask else {
-            return self.normalize_sequence(x, None);
-        };
-        if mask.dims() != [dims[0], dims[1]] {
-            return Err(NormError::MaskMismatch {
-                layer: self.describe(),
-                input: dims.to_vec(),
-                mask: mask.dims().to_vec(),
-            });
-        }
-        let weights = mask.float().unsqueeze_dim::<3>(2);
-        Ok(self.normalize_sequence(x, Some(weights.clone()))? * weights)
+        masked(self, x, mask, "[N, T, {}]", |x, weights| {
+            self.family().normalize_sequence(x, weights)
+        })
     }
 
     /// Normalizes time step `step` of a recurrence, `x: [N, F]`; `mask: [N]` marks the
@@ -117,43 +111,51 @@ pub trait NormLayer {
         step: usize,
         mask: Option<Tensor<1, Bool>>,
     ) -> Result<Tensor<2>, NormError> {
-        let dims = x.dims();
-        if dims[1] != self.num_features() {
-            return Err(NormError::ShapeMismatch {
-                layer: self.describe(),
-                expected: format!("[N, {}]", self.num_features()),
-                got: dims.to_vec(),
-            });
-        }
-        let Some(mask) = mask else {
-            return self.normalize_step(x, step, None);
-        };
-        if mask.dims() != [dims[0]] {
-            return Err(NormError::MaskMismatch {
-                layer: self.describe(),
-                input: dims.to_vec(),
-                mask: mask.dims().to_vec(),
-            });
-        }
-        let weights = mask.float().unsqueeze_dim::<2>(1);
-        Ok(self.normalize_step(x, step, Some(weights.clone()))? * weights)
+        masked(self, x, mask, "[N, {}]", |x, weights| {
+            self.family().normalize_step(x, step, weights)
+        })
     }
 }
 
-/// True when a layer should use batch statistics and update running ones: the input can be
-/// differentiated and the layer's training flag is on (burn-nn's rule).
-pub(crate) fn is_training(x: &Tensor<3>, flag: bool) -> bool {
-    flag && x.device().is_autodiff()
+impl<L: AsFamily + ?Sized> NormLayer for L {}
+
+/// The error for input of shape `got` where `pattern` (with `{}` for the feature count) was
+/// expected.
+fn shape_mismatch<L: NormLayer + ?Sized>(layer: &L, pattern: &str, got: &[usize]) -> NormError {
+    NormError::ShapeMismatch {
+        layer: layer.describe(),
+        expected: pattern.replace("{}", &layer.num_features().to_string()),
+        got: got.to_vec(),
+    }
 }
 
-/// `normalize_sequence` for families whose statistics belong to one (sample, step): each step of
-/// `x: [N, T, F]` is seen as a sample with `F` channels. Padding needs no care here, since no
-/// statistic crosses steps and the caller zeroes padded outputs.
-pub(crate) fn normalize_each_step<L: NormLayer + ?Sized>(
+/// Runs `hook` on `x`, whose last axis holds the features, with the mask `[N, ...]` (one flag
+/// per position of `x` but the features) turned into 0/1 weights; checks both shapes first and
+/// zeroes the output where the mask is false.
+fn masked<L, const D: usize, const M: usize>(
     layer: &L,
-    x: Tensor<3>,
-) -> Result<Tensor<3>, NormError> {
-    let [n, t, f] = x.dims();
-    let out = layer.normalize(x.reshape([n * t, f, 1]), None)?;
-    Ok(out.reshape([n, t, f]))
+    x: Tensor<D>,
+    mask: Option<Tensor<M, Bool>>,
+    pattern: &str,
+    hook: impl FnOnce(Tensor<D>, Option<Tensor<D>>) -> Result<Tensor<D>, NormError>,
+) -> Result<Tensor<D>, NormError>
+where
+    L: NormLayer + ?Sized,
+{
+    let dims = x.dims();
+    if dims[D - 1] != layer.num_features() {
+        return Err(shape_mismatch(layer, pattern, &dims));
+    }
+    let Some(mask) = mask else {
+        return hook(x, None);
+    };
+    if mask.dims()[..] != dims[..M] {
+        return Err(NormError::MaskMismatch {
+            layer: layer.describe(),
+            input: dims.to_vec(),
+            mask: mask.dims().to_vec(),
+        });
+    }
+    let weights = mask.float().unsqueeze_dim::<D>(M);
+    Ok(hook(x, Some(weights.clone()))? * weights)
 }

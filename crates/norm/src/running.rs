@@ -1,7 +1,13 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use burn::module::RunningState;
 use burn::prelude::*;
 
-use crate::config::{Momentum, RunningVariance};
+use crate::precise;
+use crate::{Momentum, RunningVariance};
+
+/// Tells each [`RunningStats`] apart, for PreciseBN's restart.
+static NEXT_KEY: AtomicUsize = AtomicUsize::new(0);
 
 /// Running mean and variance, in one or more *slots* of `[features]` each.
 ///
@@ -12,17 +18,35 @@ use crate::config::{Momentum, RunningVariance};
 #[derive(Module, Debug)]
 pub struct RunningStats {
     /// `[slots, features]`, starts at 0.
-    pub mean: RunningState<Tensor<2>>,
+    mean: RunningState<Tensor<2>>,
     /// `[slots, features]`, starts at 1.
-    pub var: RunningState<Tensor<2>>,
+    var: RunningState<Tensor<2>>,
     /// `[slots]`: batches folded into each slot so far (PyTorch's `num_batches_tracked`).
-    pub batches: RunningState<Tensor<1>>,
+    batches: RunningState<Tensor<1>>,
     /// `None`: cumulative average.
-    pub momentum: Option<f64>,
-    pub unbiased: bool,
+    momentum: Option<f64>,
+    unbiased: bool,
+    /// Unique per layer built (clones share it).
+    key: usize,
 }
 
 impl RunningStats {
+    /// The running means, `[slots, features]` (one slot unless batch norm keeps statistics per
+    /// time step).
+    pub fn mean(&self) -> Tensor<2> {
+        self.mean.value_sync()
+    }
+
+    /// The running variances, `[slots, features]`.
+    pub fn var(&self) -> Tensor<2> {
+        self.var.value_sync()
+    }
+
+    /// How many batches each slot has folded in, `[slots]`.
+    pub fn batches(&self) -> Tensor<1> {
+        self.batches.value_sync()
+    }
+
     pub(crate) fn new(
         slots: usize,
         num_features: usize,
@@ -36,6 +60,7 @@ impl RunningStats {
             batches: RunningState::new(Tensor::zeros([slots], device)),
             momentum: momentum.factor(),
             unbiased: variance == RunningVariance::Unbiased,
+            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -92,35 +117,59 @@ impl RunningStats {
 
     /// Folds batch statistics into slots `first..first + k`.
     ///
-    /// `mean` and `var` (from [`variance_estimate`](Self::variance_estimate)) are
-    /// `[k, features]`; `valid: [k, 1]` (optional) leaves the slots it marks false untouched.
+    /// `mean` is `[k, features]`, and so is the second statistic (see [`Spread`]); `valid:
+    /// [k, 1]` (optional) leaves the slots it marks false untouched. During
+    /// [`precise_statistics`](crate::precise_statistics) every fold is an equal-weight average
+    /// over the batches of that run, whatever the momentum.
     pub(crate) fn update(
         &self,
         first: usize,
         mean: Tensor<2>,
-        var: Tensor<2>,
+        spread: Spread,
         valid: Option<Tensor<2, Bool>>,
     ) {
         let [k, features] = mean.dims();
         let device = mean.device();
         let slots = first..first + k;
-        let batches = self.batches.value_sync().to_device(&device);
+        let precise = precise::restarts(self.key);
+        let mut batches = self.batches.value_sync().to_device(&device);
+        if precise == Some(true) {
+            batches = batches.zeros_like();
+        }
         let seen = batches.clone().slice(slots.clone()).reshape([k, 1]);
-        let factor = match self.momentum {
-            Some(m) => Tensor::full([k, 1], m, &device),
-            None => (seen.clone() + 1.0).recip(),
+        let factor = match (self.momentum, precise) {
+            (Some(m), None) => Tensor::full([k, 1], m, &device),
+            _ => (seen.clone() + 1.0).recip(),
         };
-        let keep = valid.unwrap_or_else(|| Tensor::<2, Bool>::ones([k, 1], &device));
-        let fold = |state: &RunningState<Tensor<2>>, batch: Tensor<2>| {
+        let keep = valid
+            .unwrap_or_else(|| Tensor::<2, Bool>::ones([k, 1], &device))
+            .expand([k, features]);
+        let old_of = |state: &RunningState<Tensor<2>>| {
             let all = state.value_sync().to_device(&device);
-            let old = all.clone().slice(slots.clone());
-            let new = old.clone() + (batch.detach() - old.clone()) * factor.clone();
-            let new = old.mask_where(keep.clone().expand([k, features]), new);
+            (all.clone().slice(slots.clone()), all)
+        };
+        let store = |state: &RunningState<Tensor<2>>, all: Tensor<2>, old: Tensor<2>, new| {
+            let new = old.mask_where(keep.clone(), new);
             state.update(all.slice_assign(slots.clone(), new).detach());
         };
-        fold(&self.mean, mean);
-        fold(&self.var, var);
-        let seen = seen.clone().mask_where(keep, seen + 1.0).reshape([k]);
+        let fold = |old: Tensor<2>, batch: Tensor<2>| {
+            old.clone() + (batch.detach() - old) * factor.clone()
+        };
+        let (old_mean, all_mean) = old_of(&self.mean);
+        store(&self.mean, all_mean, old_mean.clone(), fold(old_mean, mean));
+        let (old_var, all_var) = old_of(&self.var);
+        let new_var = match spread {
+            Spread::Variance(var) => fold(old_var.clone(), var),
+            Spread::StdDev { std, epsilon } => {
+                let old_std = (old_var.clone() + epsilon).sqrt();
+                (fold(old_std, std).square() - epsilon).clamp_min(0.0)
+            }
+        };
+        store(&self.var, all_var, old_var, new_var);
+        let seen = seen
+            .clone()
+            .mask_where(keep.slice(s![.., 0..1]), seen + 1.0)
+            .reshape([k]);
         self.batches
             .update(batches.slice_assign(slots, seen).detach());
         // burn folds a thread's update in only at the next read of that thread (or `valid()`),
@@ -132,4 +181,31 @@ impl RunningStats {
         }
         self.batches.value_sync();
     }
+}
+
+impl RunningStats {
+    /// Replaces slot 0's statistics by `mean` and `var`, each `[1, features]`: for a layer
+    /// that computes its running statistics itself (Online Normalization).
+    pub(crate) fn set(&self, mean: Tensor<2>, var: Tensor<2>) {
+        for (state, value) in [(&self.mean, mean), (&self.var, var)] {
+            let all = state.value_sync().to_device(&value.device());
+            state.update(all.slice_assign(s![0..1, ..], value).detach());
+            state.value_sync();
+        }
+    }
+}
+
+/// The second statistic a batch folds into the running variance.
+pub(crate) enum Spread {
+    /// A variance (from [`RunningStats::variance_estimate`]), averaged as it is.
+    Variance(Tensor<2>),
+    /// A standard deviation `sqrt(var + epsilon)`, averaged as a standard deviation (batch
+    /// renormalization); the running variance stays `std^2 - epsilon`, so that eval reads
+    /// `sqrt(var + epsilon)` as for batch norm.
+    StdDev {
+        /// `[k, features]`.
+        std: Tensor<2>,
+        /// The layer's epsilon.
+        epsilon: f64,
+    },
 }

@@ -80,6 +80,48 @@ fn invalid_configs_name_the_field_and_the_value() {
             "`gamma_init` = inf",
             "finite",
         ),
+        (
+            NormConfig::Batch(BatchNormConfig::default().with_ghost_batch(Some(0))),
+            8,
+            "`ghost_batch` = 0",
+            "at least 1 sample",
+        ),
+        (
+            NormConfig::BatchRenorm(BatchRenormConfig::default().with_r_max(0.5)),
+            8,
+            "`r_max` = 0.5",
+            ">= 1",
+        ),
+        (
+            NormConfig::BatchRenorm(BatchRenormConfig::default().with_d_max(-1.0)),
+            8,
+            "`d_max` = -1",
+            ">= 0",
+        ),
+        (
+            NormConfig::BatchRenorm(BatchRenormConfig::default().with_r_max_steps(10)),
+            8,
+            "`r_max_steps` = 10",
+            "warmup_steps = 5000",
+        ),
+        (
+            NormConfig::EvoNormS0(EvoNormS0Config::default()),
+            8,
+            "`groups` = 32",
+            "divisor of num_features = 8",
+        ),
+        (
+            NormConfig::Online(OnlineNormConfig::default().with_alpha_forward(1.5)),
+            8,
+            "`alpha_forward` = 1.5",
+            "[0, 1]",
+        ),
+        (
+            NormConfig::Frn(FrnConfig::default().with_epsilon(0.0)),
+            8,
+            "`epsilon` = 0",
+            "> 0",
+        ),
     ];
     for (config, features, names, expected) in cases {
         let message = init_error(config.clone(), features);
@@ -93,7 +135,11 @@ fn invalid_configs_name_the_field_and_the_value() {
 fn unknown_kinds_and_fields_list_what_is_valid() {
     let err = "batchnorm".parse::<NormConfig>().unwrap_err().to_string();
     assert!(
-        err.contains("\"batchnorm\"") && err.contains("none, batch, layer, instance, group, rms"),
+        err.contains("\"batchnorm\"")
+            && err.contains(
+                "none, batch, layer, instance, group, rms, batch_renorm, frn, evonorm_s0, \
+                 evonorm_b0, online"
+            ),
         "{err}"
     );
 

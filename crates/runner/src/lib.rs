@@ -1,10 +1,24 @@
 //! The experiment runner behind the `normlab` binary: reads an experiment file, trains its grid,
 //! and leaves metrics, plots and a report in `results/<name>/`.
+//!
+//! [`config`] reads an experiment file into a grid of runs; [`sweep`] trains what is left of the
+//! grid, one run by [`train`] (the training loop) scored by [`evaluate`], and writes the
+//! [`results`]; [`plot`] and [`report`] read those records through [`analysis`].
+#![warn(missing_docs)]
 
+pub mod analysis;
 pub mod config;
+mod error;
+pub mod evaluate;
+#[cfg(test)]
+mod fixtures;
+pub mod model_init;
 pub mod plot;
+mod progress;
 pub mod report;
 pub mod results;
 pub mod sweep;
 pub mod task;
 pub mod train;
+
+pub use error::RunnerError;

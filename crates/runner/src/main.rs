@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use burn::prelude::*;
 use clap::{Parser, Subcommand, ValueEnum};
+use normlab_runner::RunnerError;
 use normlab_runner::config::Experiment;
 use normlab_runner::sweep::{self, SweepOptions};
 
@@ -48,7 +49,7 @@ enum Backend {
 }
 
 impl Backend {
-    fn device(self) -> Result<Device, String> {
+    fn device(self) -> Result<Device, RunnerError> {
         match self {
             Self::Flex => Ok(Device::flex()),
             // Deprecated upstream in burn 0.22, still offered for comparison with older results.
@@ -64,9 +65,7 @@ impl Backend {
                     .expect("named")
                     .get_name()
                     .to_string();
-                Err(format!(
-                    "this build has no {name} backend: rebuild with `--features {name}`"
-                ))
+                Err(RunnerError::NoBackend { name })
             }
         }
     }
@@ -82,7 +81,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), RunnerError> {
     match cli.command {
         Command::Run {
             config,
@@ -90,7 +89,7 @@ fn run(cli: Cli) -> Result<(), String> {
             jobs,
             results,
         } => {
-            let experiment = Experiment::load(&config).map_err(|e| e.to_string())?;
+            let experiment = Experiment::load(&config)?;
             // The command a reader can paste to reproduce the results, in this build's profile.
             let profile = if cfg!(debug_assertions) {
                 ""

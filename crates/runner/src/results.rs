@@ -4,16 +4,19 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use normlab_model::probe::SiteStats;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Experiment, RunConfig};
+use crate::config::{Experiment, GridPoint, RunConfig};
+use crate::error::RunnerError;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Trained for its whole budget.
     Finished,
     /// The loss became non-finite or exploded; the run was stopped.
     Diverged,
@@ -25,24 +28,31 @@ pub enum Status {
 /// Training loss at one step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepLoss {
+    /// 1-based step number.
     pub step: usize,
     /// Training examples seen after this step.
     pub samples: usize,
+    /// The step's mean cross-entropy on its batch.
     pub loss: f32,
 }
 
 /// Loss and error on evaluation windows of one length (text sets).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LengthEval {
+    /// Characters per evaluation window.
     pub length: usize,
+    /// Mean cross-entropy.
     pub loss: f32,
+    /// Share of wrong predictions, 0..1.
     pub error: f32,
 }
 
 /// One evaluation on the held-out set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Eval {
+    /// Training steps done when it was taken.
     pub step: usize,
+    /// Training examples seen when it was taken.
     pub samples: usize,
     /// Eval mode: running statistics for batch norm.
     pub valid_loss: f32,
@@ -51,6 +61,7 @@ pub struct Eval {
     /// Training mode at the training batch size: batch statistics. `None` where the model has no
     /// batch norm (it would equal eval mode) or training-mode eval was off.
     pub train_mode_loss: Option<f32>,
+    /// Share of wrong predictions in training mode, 0..1.
     pub train_mode_error: Option<f32>,
     /// Text sets: eval mode on windows of other lengths.
     pub by_length: Vec<LengthEval>,
@@ -59,32 +70,71 @@ pub struct Eval {
 /// Activation statistics at every norm site at one training step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
+    /// Training steps done before it.
     pub step: usize,
+    /// One entry per norm site the forward pass went through.
     pub sites: Vec<SiteStats>,
 }
 
 /// Everything one run recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// The grid point's id, also the run file's name.
     pub id: String,
     /// `(axis name, value label)` for each axis of the experiment, in axis order.
     pub axes: Vec<(String, String)>,
+    /// How it ended.
     pub status: Status,
+    /// Why it ended early, when it did.
     pub reason: Option<String>,
+    /// The config it ran with.
     pub config: RunConfig,
     /// The learning rate used, after scaling with the batch size.
     pub lr: f64,
+    /// The training loss of every step.
     pub losses: Vec<StepLoss>,
+    /// The evaluations, in order; the last is the run's result.
     pub evals: Vec<Eval>,
+    /// Activation statistics, when probed.
     pub probes: Vec<Probe>,
+    /// Training steps done.
     pub steps: usize,
+    /// Training examples seen.
     pub samples: usize,
     /// Median wall time of a training step (forward, backward, update), seconds.
     pub step_seconds: f64,
+    /// Wall time of the whole run, evaluations included, seconds.
     pub wall_seconds: f64,
 }
 
 impl RunRecord {
+    /// The record of `point` before it trains; the sweep stamps its axis labels.
+    pub fn new(point: &GridPoint) -> Self {
+        Self {
+            id: point.id.clone(),
+            axes: Vec::new(),
+            status: Status::Finished,
+            reason: None,
+            config: point.run.clone(),
+            lr: point.run.lr(),
+            losses: Vec::new(),
+            evals: Vec::new(),
+            probes: Vec::new(),
+            steps: 0,
+            samples: 0,
+            step_seconds: 0.0,
+            wall_seconds: 0.0,
+        }
+    }
+
+    /// The record ended early with `status` (diverged, impossible) for `reason`.
+    pub fn ended(mut self, status: Status, reason: String, started: Instant) -> Self {
+        self.status = status;
+        self.reason = Some(reason);
+        self.wall_seconds = started.elapsed().as_secs_f64();
+        self
+    }
+
     /// The value label of axis `name`, if the experiment has that axis.
     pub fn axis(&self, name: &str) -> Option<&str> {
         self.axes
@@ -102,18 +152,22 @@ impl RunRecord {
 /// The files of one experiment's results: `results/<name>/`.
 #[derive(Debug, Clone)]
 pub struct ResultsDir {
+    /// `results/<name>/`.
     pub root: PathBuf,
 }
 
 impl ResultsDir {
+    /// The results folder at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
 
+    /// The folder of the run files.
     pub fn runs(&self) -> PathBuf {
         self.root.join("runs")
     }
 
+    /// The file of run `id`.
     pub fn run_file(&self, id: &str) -> PathBuf {
         self.runs().join(format!("{id}.json"))
     }
@@ -136,16 +190,16 @@ impl ResultsDir {
     }
 
     /// The records of `experiment`'s grid points that have finished, in grid order.
-    pub fn read_runs(&self, experiment: &Experiment) -> Result<Vec<RunRecord>, String> {
+    pub fn read_runs(&self, experiment: &Experiment) -> Result<Vec<RunRecord>, RunnerError> {
         let mut records = Vec::new();
         for point in &experiment.points {
             let path = self.run_file(&point.id);
             if !path.is_file() {
                 continue;
             }
-            let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes = fs::read(&path).map_err(RunnerError::io(&path))?;
             let record = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: not a run record: {e}", path.display()))?;
+                .map_err(|source| RunnerError::RunRecord { path, source })?;
             records.push(record);
         }
         Ok(records)
@@ -156,7 +210,7 @@ impl ResultsDir {
         &self,
         experiment: &Experiment,
         records: &[RunRecord],
-    ) -> Result<(), String> {
+    ) -> Result<(), RunnerError> {
         let path = self.root.join("summary.csv");
         let mut writer = csv::Writer::from_writer(Vec::new());
         let mut header: Vec<String> = vec!["id".into()];
@@ -176,7 +230,10 @@ impl ResultsDir {
             ]
             .map(String::from),
         );
-        let csv_error = |e: csv::Error| format!("{}: {e}", path.display());
+        let csv_error = |source| RunnerError::Csv {
+            path: path.clone(),
+            source,
+        };
         writer.write_record(&header).map_err(csv_error)?;
         let number = |v: Option<f32>| v.map(|v| v.to_string()).unwrap_or_default();
         for record in records {
@@ -200,9 +257,22 @@ impl ResultsDir {
             ]);
             writer.write_record(&row).map_err(csv_error)?;
         }
-        let bytes = writer.into_inner().map_err(|e| e.to_string())?;
-        write_atomically(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
+        let bytes = writer
+            .into_inner()
+            .map_err(|e| RunnerError::io(&path)(e.into_error()))?;
+        write_atomically(&path, &bytes).map_err(RunnerError::io(&path))
     }
+}
+
+/// A PNG drawn into a results folder, with what the report says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlotFile {
+    /// The file name inside the results folder, e.g. `loss_curves.png`.
+    pub file: String,
+    /// The plot's title.
+    pub title: String,
+    /// What the plot shows and how its numbers were computed.
+    pub caption: String,
 }
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename.

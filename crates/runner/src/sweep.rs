@@ -3,22 +3,24 @@
 //! and the report.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::prelude::*;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::{DataConfig, Experiment, GridPoint};
+use crate::error::RunnerError;
+use crate::model_init::dry_run;
+use crate::progress::Progress;
 use crate::results::{ResultsDir, RunRecord, Status, write_atomically};
 use crate::task::Task;
-use crate::train::{dry_run, train};
+use crate::train::train;
 use crate::{plot, report};
 
 /// How to run a sweep.
 pub struct SweepOptions {
+    /// The device runs train on (made autodiff for training).
     pub device: Device,
     /// Grid points trained at once.
     pub jobs: usize,
@@ -30,7 +32,7 @@ pub struct SweepOptions {
 
 /// Trains what is left of `experiment`'s grid and writes its results; returns the results
 /// folder. Errors are for the user: a bad config or data set stops the sweep before training.
-pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, String> {
+pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, RunnerError> {
     let started = Instant::now();
     let dir = ResultsDir::new(options.results_root.join(&experiment.name));
     claim_results_dir(&dir, experiment, &options.command)?;
@@ -50,10 +52,11 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, S
             Ok(()) => to_train.push(point),
             Err(reason) => {
                 println!("{}: impossible, recorded as such: {reason}", point.id);
-                let mut record = RunRecord::new(point, axes_of(experiment, point));
+                let mut record = stamped(RunRecord::new(point), experiment, point);
                 record.status = Status::Impossible;
-                record.reason = Some(reason);
-                dir.write_run(&record).map_err(|e| e.to_string())?;
+                record.reason = Some(reason.to_string());
+                let path = dir.run_file(&point.id);
+                dir.write_run(&record).map_err(RunnerError::io(path))?;
             }
         }
     }
@@ -67,26 +70,21 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, S
 
     let progress = Progress::new(to_train.len());
     let queue = Mutex::new(to_train.into_iter());
-    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let failure: Mutex<Option<RunnerError>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
             scope.spawn(|| {
                 while let Some(point) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() {
                     let bar = progress.start(&point.id);
-                    let axes = axes_of(experiment, point);
-                    let record = train(
-                        point,
-                        axes,
-                        task_of(point),
-                        &options.device,
-                        |step, total| {
-                            bar.set_length(total as u64);
-                            bar.set_position(step as u64);
-                        },
-                    );
+                    let record = train(point, task_of(point), &options.device, |step, total| {
+                        bar.set_length(total as u64);
+                        bar.set_position(step as u64);
+                    });
+                    let record = stamped(record, experiment, point);
                     if let Err(e) = dir.write_run(&record) {
+                        let path = dir.run_file(&point.id);
                         *failure.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(format!("{}: {e}", dir.run_file(&point.id).display()));
+                            Some(RunnerError::io(path)(e));
                         return;
                     }
                     progress.finish(bar, &record);
@@ -103,20 +101,18 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, S
 }
 
 /// Redraws the summary, plots and report of `results_dir` from its saved runs.
-pub fn redraw(results_dir: &Path) -> Result<(), String> {
+pub fn redraw(results_dir: &Path) -> Result<(), RunnerError> {
     let dir = ResultsDir::new(results_dir);
-    let text = std::fs::read_to_string(dir.config_file()).map_err(|e| {
-        format!(
-            "{}: {e} (is this a results folder?)",
-            dir.config_file().display()
-        )
-    })?;
+    let text =
+        std::fs::read_to_string(dir.config_file()).map_err(|source| RunnerError::NotResults {
+            path: dir.config_file(),
+            source,
+        })?;
     let name = results_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let experiment =
-        Experiment::parse(Path::new(&format!("{name}.toml")), text).map_err(|e| e.to_string())?;
+    let experiment = Experiment::parse(Path::new(&format!("{name}.toml")), text)?;
     let command = std::fs::read_to_string(dir.root.join("command.txt")).unwrap_or_default();
     let wall = std::fs::read_to_string(dir.root.join("wall_seconds.txt"))
         .ok()
@@ -129,15 +125,13 @@ fn write_outputs(
     dir: &ResultsDir,
     command: &str,
     wall: Option<f64>,
-) -> Result<(), String> {
+) -> Result<(), RunnerError> {
     let records = dir.read_runs(experiment)?;
     dir.write_summary(experiment, &records)?;
     if let Some(wall) = wall {
-        write_atomically(
-            &dir.root.join("wall_seconds.txt"),
-            format!("{wall:.1}\n").as_bytes(),
-        )
-        .map_err(|e| e.to_string())?;
+        let path = dir.root.join("wall_seconds.txt");
+        write_atomically(&path, format!("{wall:.1}\n").as_bytes())
+            .map_err(RunnerError::io(path))?;
     }
     let plots = plot::draw_all(experiment, &records, &dir.root)?;
     report::write(experiment, &records, &dir.root, &plots, command, wall)?;
@@ -150,26 +144,20 @@ fn claim_results_dir(
     dir: &ResultsDir,
     experiment: &Experiment,
     command: &str,
-) -> Result<(), String> {
+) -> Result<(), RunnerError> {
     let config = dir.config_file();
     if let Ok(previous) = std::fs::read_to_string(&config)
         && previous != experiment.text
     {
-        return Err(format!(
-            "{} holds results of a different version of {}; move that folder away or delete it \
-             to start over",
-            dir.root.display(),
-            experiment.path.display()
-        ));
+        return Err(RunnerError::OtherExperiment {
+            dir: dir.root.clone(),
+            experiment: experiment.path.clone(),
+        });
     }
-    let io = |e: std::io::Error| format!("{}: {e}", dir.root.display());
-    std::fs::create_dir_all(dir.runs()).map_err(io)?;
-    write_atomically(&config, experiment.text.as_bytes()).map_err(io)?;
-    write_atomically(
-        &dir.root.join("command.txt"),
-        format!("{command}\n").as_bytes(),
-    )
-    .map_err(io)
+    std::fs::create_dir_all(dir.runs()).map_err(RunnerError::io(dir.runs()))?;
+    write_atomically(&config, experiment.text.as_bytes()).map_err(RunnerError::io(&config))?;
+    let path = dir.root.join("command.txt");
+    write_atomically(&path, format!("{command}\n").as_bytes()).map_err(RunnerError::io(path))
 }
 
 fn data_key(config: &DataConfig) -> String {
@@ -177,13 +165,15 @@ fn data_key(config: &DataConfig) -> String {
 }
 
 /// Loads each distinct data config once.
-fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task>, String> {
+fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task>, RunnerError> {
     let mut tasks = HashMap::new();
     for point in &experiment.points {
         let key = data_key(&point.run.data);
         if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(key) {
-            let task = Task::load(&point.run.data)
-                .map_err(|e| format!("{}: [data]: {e}", experiment.path.display()))?;
+            let task = Task::load(&point.run.data).map_err(|source| RunnerError::Data {
+                experiment: experiment.path.clone(),
+                source,
+            })?;
             slot.insert(task);
         }
     }
@@ -192,7 +182,7 @@ fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task>, String> 
 
 /// Writes each fitted input scaler beside the results (`scaler.json`, or `scaler-<k>.json` when
 /// the grid varies the data), so the numbers a model was trained with can be applied again.
-fn save_scalers(dir: &ResultsDir, tasks: &HashMap<String, Task>) -> Result<(), String> {
+fn save_scalers(dir: &ResultsDir, tasks: &HashMap<String, Task>) -> Result<(), RunnerError> {
     let mut keys: Vec<&String> = tasks
         .keys()
         .filter(|k| tasks[*k].scaler.is_some())
@@ -203,81 +193,22 @@ fn save_scalers(dir: &ResultsDir, tasks: &HashMap<String, Task>) -> Result<(), S
             1 => "scaler.json".to_string(),
             _ => format!("scaler-{k}.json"),
         };
-        let json = serde_json::json!({ "data": serde_json::from_str::<serde_json::Value>(key)
-            .map_err(|e| e.to_string())?, "scaler": tasks[*key].scaler });
+        let data: serde_json::Value = serde_json::from_str(key).expect("keys are JSON");
+        let json = serde_json::json!({ "data": data, "scaler": tasks[*key].scaler });
         let path = dir.root.join(name);
-        let bytes = serde_json::to_vec_pretty(&json).map_err(|e| e.to_string())?;
-        write_atomically(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = serde_json::to_vec_pretty(&json).expect("scalers serialize");
+        write_atomically(&path, &bytes).map_err(RunnerError::io(path))?;
     }
     Ok(())
 }
 
-fn axes_of(experiment: &Experiment, point: &GridPoint) -> Vec<(String, String)> {
-    experiment
+/// `record` with the value of each of the experiment's axes at its grid point.
+fn stamped(mut record: RunRecord, experiment: &Experiment, point: &GridPoint) -> RunRecord {
+    record.axes = experiment
         .axes
         .iter()
         .map(|a| a.name.clone())
         .zip(point.labels.iter().cloned())
-        .collect()
-}
-
-/// Progress bars on a terminal (the grid, and each run in flight, with ETAs); a plain line per
-/// finished run otherwise.
-struct Progress {
-    bars: MultiProgress,
-    grid: ProgressBar,
-    terminal: bool,
-}
-
-impl Progress {
-    fn new(runs: usize) -> Self {
-        let terminal = std::io::stderr().is_terminal();
-        let bars = MultiProgress::with_draw_target(match terminal {
-            true => ProgressDrawTarget::stderr(),
-            false => ProgressDrawTarget::hidden(),
-        });
-        let grid = bars.add(ProgressBar::new(runs as u64));
-        grid.set_style(
-            ProgressStyle::with_template("grid {bar:30} {pos}/{len} runs, eta {eta}")
-                .expect("valid template"),
-        );
-        grid.enable_steady_tick(Duration::from_millis(500));
-        Self {
-            bars,
-            grid,
-            terminal,
-        }
-    }
-
-    fn start(&self, id: &str) -> ProgressBar {
-        let bar = self.bars.add(ProgressBar::new(1));
-        bar.set_style(
-            ProgressStyle::with_template("{msg:40!} {bar:30} {pos}/{len} steps, eta {eta}")
-                .expect("valid template"),
-        );
-        bar.set_message(id.to_string());
-        bar
-    }
-
-    fn finish(&self, bar: ProgressBar, record: &RunRecord) {
-        bar.finish_and_clear();
-        self.grid.inc(1);
-        let outcome = match (record.status, record.final_eval()) {
-            (Status::Finished, Some(eval)) => {
-                format!("valid error {:.2}%", eval.valid_error * 100.0)
-            }
-            (status, _) => format!("{status:?}: {}", record.reason.as_deref().unwrap_or("")),
-        };
-        let line = format!(
-            "[{}/{}] {}: {outcome} ({:.1} s)",
-            self.grid.position(),
-            self.grid.length().unwrap_or(0),
-            record.id,
-            record.wall_seconds
-        );
-        match self.terminal {
-            true => self.bars.println(line).unwrap_or(()),
-            false => println!("{line}"),
-        }
-    }
+        .collect();
+    record
 }

@@ -3,8 +3,9 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use normlab_data::{
-    Images, ScaleKind, Scaler, Sequences, Split, Text, batch_order, digits, embedded_shakespeare,
-    fashion_mnist, japanese_vowels, mnist, pad_sequences, shakespeare_full, split_train_valid,
+    DataError, Images, ScaleKind, Scaler, Sequences, Split, Text, digits, embedded_shakespeare,
+    fashion_mnist, japanese_vowels, mnist, pad_sequences, shakespeare_full, shuffled,
+    split_train_valid,
 };
 use normlab_model::{Input, InputShape};
 
@@ -16,6 +17,7 @@ const DATA_SEED: u64 = 0;
 
 /// A batch ready for the model.
 pub struct Batch {
+    /// The model's input.
     pub input: Input,
     /// `[N]` labels, or `[N * T]` next characters for a language model.
     pub targets: Tensor<1, Int>,
@@ -36,7 +38,9 @@ enum Examples {
 /// A prepared data set.
 pub struct Task {
     examples: Examples,
+    /// The shape of one example.
     pub input_shape: InputShape,
+    /// Classes (or characters of the vocabulary).
     pub classes: usize,
     /// Indices of the training examples.
     pub train: Vec<usize>,
@@ -51,8 +55,7 @@ pub struct Task {
 impl Task {
     /// Loads and prepares the data `config` names. Errors say what is missing and, for sets
     /// fetched on demand, the command that fetches them.
-    pub fn load(config: &DataConfig) -> Result<Self, String> {
-        let fail = |e: normlab_data::DataError| e.to_string();
+    pub fn load(config: &DataConfig) -> Result<Self, DataError> {
         let held_out = format!(
             "{:.0}% of the training set, held out",
             config.valid_fraction * 100.0
@@ -63,10 +66,8 @@ impl Task {
                     DataSet::Digits => digits(),
                     DataSet::Mnist => mnist(Split::Train),
                     _ => fashion_mnist(Split::Train),
-                }
-                .map_err(fail)?;
-                let splits = split_train_valid(images.len(), config.valid_fraction, DATA_SEED)
-                    .map_err(fail)?;
+                }?;
+                let splits = split_train_valid(images.len(), config.valid_fraction, DATA_SEED)?;
                 (
                     Examples::Images(images),
                     splits.train,
@@ -75,8 +76,8 @@ impl Task {
                 )
             }
             DataSet::JapaneseVowels => {
-                let mut train = japanese_vowels(Split::Train).map_err(fail)?;
-                let test = japanese_vowels(Split::Test).map_err(fail)?;
+                let mut train = japanese_vowels(Split::Train)?;
+                let test = japanese_vowels(Split::Test)?;
                 let (n_train, n_test) = (train.len(), test.len());
                 train.values.extend(test.values);
                 train.labels.extend(test.labels);
@@ -92,8 +93,7 @@ impl Task {
                 let text = match config.set {
                     DataSet::Shakespeare => embedded_shakespeare(),
                     _ => shakespeare_full(),
-                }
-                .map_err(fail)?;
+                }?;
                 let seq_len = config.seq_len.max(1);
                 let valid_start = (text.len() as f64 * (1.0 - config.valid_fraction)) as usize;
                 let train = (0..valid_start.saturating_sub(1) / seq_len).collect();
@@ -143,40 +143,37 @@ impl Task {
     fn subset(&mut self, train_size: Option<usize>, valid_size: Option<usize>) {
         for (indices, size) in [(&mut self.train, train_size), (&mut self.valid, valid_size)] {
             if let Some(size) = size.filter(|&s| s < indices.len()) {
-                let shuffled = batch_order(indices, indices.len(), DATA_SEED, 0)
-                    .map(|mut batches| batches.remove(0))
-                    .unwrap_or_else(|_| indices.clone());
-                *indices = shuffled[..size].to_vec();
+                *indices = shuffled(indices, DATA_SEED, 0)[..size].to_vec();
                 indices.sort_unstable();
             }
         }
     }
 
     /// Fits the scaler on the training examples and applies it to every example.
-    fn fit_scaler(&mut self, config: &DataConfig) -> Result<(), String> {
+    fn fit_scaler(&mut self, config: &DataConfig) -> Result<(), DataError> {
         if config.scaling.kind == ScaleKind::None {
             return Ok(());
         }
-        let fail = |e: normlab_data::DataError| e.to_string();
         let scaler = match &mut self.examples {
             Examples::Images(images) => {
                 let width = images.example_len();
-                let scaler = Scaler::fit(config.scaling, &images.gather(&self.train), width)
-                    .map_err(fail)?;
-                scaler.transform(&mut images.pixels).map_err(fail)?;
+                let scaler = Scaler::fit(config.scaling, &images.gather(&self.train), width)?;
+                scaler.transform(&mut images.pixels)?;
                 scaler
             }
             Examples::Sequences(sequences) => {
                 let rows = sequences.rows(&self.train);
-                let scaler =
-                    Scaler::fit(config.scaling, &rows, sequences.features).map_err(fail)?;
+                let scaler = Scaler::fit(config.scaling, &rows, sequences.features)?;
                 for case in &mut sequences.values {
-                    scaler.transform(case).map_err(fail)?;
+                    scaler.transform(case)?;
                 }
                 scaler
             }
             Examples::Text { .. } => {
-                return Err("data.scaling: text is one-hot encoded; scaling does not apply".into());
+                return Err(DataError::InvalidArgument {
+                    what: "data.scaling",
+                    problem: "text is one-hot encoded; scaling does not apply".into(),
+                });
             }
         };
         self.scaler = Some(scaler);

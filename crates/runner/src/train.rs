@@ -1,6 +1,5 @@
 //! One training run, start to finish: the loop a newcomer reads top to bottom.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use burn::module::{ModuleVisitor, Param};
@@ -10,55 +9,16 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use normlab_data::batch_order;
 use normlab_model::{Model, probe};
-use normlab_norm::NormConfig;
 
 use crate::config::{GridPoint, OptimizerKind, TrainConfig};
-use crate::results::{Eval, LengthEval, Probe, RunRecord, Status, StepLoss};
+use crate::evaluate::evaluate;
+use crate::model_init::build_model;
+use crate::results::{Probe, RunRecord, Status, StepLoss};
 use crate::task::Task;
-
-/// Parameters are drawn lazily from burn's one process-wide RNG. Runs on parallel threads take
-/// turns at seeding and drawing, so each run's initial weights depend on its seed alone.
-static INIT: Mutex<()> = Mutex::new(());
-
-/// Builds the model of `point` for `task` on `device`, with its weights drawn from its seed.
-pub fn build_model(point: &GridPoint, task: &Task, device: &Device) -> Result<Model, String> {
-    let _turn = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    device.seed(point.run.train.seed);
-    let model = point
-        .run
-        .model
-        .init(task.input_shape, task.classes, device)
-        .map_err(|e| e.to_string())?;
-    model.visit(&mut DrawWeights);
-    Ok(model)
-}
-
-/// Touches every parameter so its lazy initializer runs now, under the lock.
-struct DrawWeights;
-
-impl ModuleVisitor for DrawWeights {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
-    }
-}
-
-/// Checks that `point` can train on `task` at all: one forward pass on a training batch. The
-/// error, if any, is the layer's own (e.g. batch norm on one value per channel).
-pub fn dry_run(point: &GridPoint, task: &Task, device: &Device) -> Result<(), String> {
-    let train_device = device.clone().autodiff();
-    let model = build_model(point, task, &train_device)?;
-    let size = point.run.train.batch_size.min(task.train.len());
-    let batch = task.batch(&task.train[..size], false, None, &train_device);
-    model
-        .forward(batch.input)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
 
 /// Trains `point` on `task` and records everything; `on_step(step, total)` reports progress.
 pub fn train(
     point: &GridPoint,
-    axes: Vec<(String, String)>,
     task: &Task,
     device: &Device,
     mut on_step: impl FnMut(usize, usize),
@@ -67,10 +27,10 @@ pub fn train(
     let config = &point.run.train;
     let lr = point.run.lr();
     let train_device = device.clone().autodiff();
-    let mut record = RunRecord::new(point, axes);
+    let mut record = RunRecord::new(point);
     let mut model = match build_model(point, task, &train_device) {
         Ok(model) => model,
-        Err(reason) => return record.ended(Status::Impossible, reason, started),
+        Err(e) => return record.ended(Status::Impossible, e.to_string(), started),
     };
     let mut optimizer = optimizer(config);
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
@@ -143,9 +103,10 @@ pub fn train(
                 loss: loss_value,
             });
             if eval_steps.contains(&record.steps) {
+                let when = (record.steps, record.samples);
                 record
                     .evals
-                    .push(evaluate(&model, point, task, &record, device));
+                    .push(evaluate(&model, point, task, when, device));
             }
             on_step(record.steps, total_steps);
         }
@@ -156,34 +117,6 @@ pub fn train(
         .map_or(0.0, Duration::as_secs_f64);
     record.wall_seconds = started.elapsed().as_secs_f64();
     record
-}
-
-impl RunRecord {
-    /// The record of `point` before it trains.
-    pub fn new(point: &GridPoint, axes: Vec<(String, String)>) -> Self {
-        Self {
-            id: point.id.clone(),
-            axes,
-            status: Status::Finished,
-            reason: None,
-            config: point.run.clone(),
-            lr: point.run.lr(),
-            losses: Vec::new(),
-            evals: Vec::new(),
-            probes: Vec::new(),
-            steps: 0,
-            samples: 0,
-            step_seconds: 0.0,
-            wall_seconds: 0.0,
-        }
-    }
-
-    fn ended(mut self, status: Status, reason: String, started: Instant) -> Self {
-        self.status = status;
-        self.reason = Some(reason);
-        self.wall_seconds = started.elapsed().as_secs_f64();
-        self
-    }
 }
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
@@ -277,124 +210,4 @@ fn clip_global_norm(model: &Model, grads: &mut GradientsParams, max_norm: f64) {
         norm.scale = Some(max_norm / (total + 1e-6));
         model.visit(&mut norm);
     }
-}
-
-/// Loss and error on the evaluation split: in eval mode (running statistics), and for batch
-/// norm also in training mode at the training batch size (batch statistics).
-fn evaluate(
-    model: &Model,
-    point: &GridPoint,
-    task: &Task,
-    record: &RunRecord,
-    device: &Device,
-) -> Eval {
-    let config = &point.run.train;
-    let eval_model = model.valid();
-    let (valid_loss, valid_error) = score(
-        &eval_model,
-        task,
-        &task.valid,
-        config.eval_batch_size,
-        None,
-        device,
-    )
-    .expect("eval mode accepts any batch");
-    let train_mode = (config.train_mode_eval && has_batch_norm(point.run.model.norm()))
-        .then(|| {
-            // A copy with its own running statistics, so evaluating leaves the model as it was.
-            let copy = model.valid().train().no_grad();
-            let train_device = device.clone().autodiff();
-            // Batches drawn at random, as in training: an evaluation split stored in class order
-            // would give one-class batches, whose statistics erase the class.
-            let shuffled = batch_order(&task.valid, task.valid.len(), config.seed, 0)
-                .map(|mut order| order.swap_remove(0))
-                .unwrap_or_else(|_| task.valid.clone());
-            score(
-                &copy,
-                task,
-                &shuffled,
-                config.batch_size,
-                None,
-                &train_device,
-            )
-        })
-        .flatten();
-    let by_length = config
-        .eval_lengths
-        .iter()
-        .filter_map(|&length| {
-            let indices = task.valid_for_length(length);
-            let (loss, error) = score(
-                &eval_model,
-                task,
-                &indices,
-                config.eval_batch_size,
-                Some(length),
-                device,
-            )?;
-            Some(LengthEval {
-                length,
-                loss,
-                error,
-            })
-        })
-        .collect();
-    Eval {
-        step: record.steps,
-        samples: record.samples,
-        valid_loss,
-        valid_error,
-        train_mode_loss: train_mode.map(|(loss, _)| loss),
-        train_mode_error: train_mode.map(|(_, error)| error),
-        by_length,
-    }
-}
-
-fn has_batch_norm(norm: &NormConfig) -> bool {
-    matches!(norm, NormConfig::Batch(_))
-}
-
-/// Mean cross-entropy and error rate of `model` over `indices`, in batches of `batch_size`;
-/// `None` if the model refuses a batch (batch statistics of a single value).
-fn score(
-    model: &Model,
-    task: &Task,
-    indices: &[usize],
-    batch_size: usize,
-    length: Option<usize>,
-    device: &Device,
-) -> Option<(f32, f32)> {
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let (mut loss_sum, mut wrong, mut count) = (0.0f64, 0usize, 0usize);
-    for chunk in eval_chunks(indices, batch_size) {
-        let batch = task.batch(chunk, true, length, device);
-        let logits = model.forward(batch.input).ok()?;
-        let rows = logits.dims()[0];
-        let predicted = logits.clone().argmax(1).squeeze_dim::<1>(1);
-        wrong += predicted
-            .not_equal(batch.targets.clone())
-            .int()
-            .sum()
-            .into_scalar::<i64>() as usize;
-        loss_sum += loss_fn.forward(logits, batch.targets).into_scalar::<f64>() * rows as f64;
-        count += rows;
-    }
-    (count > 0).then(|| {
-        (
-            (loss_sum / count as f64) as f32,
-            wrong as f32 / count as f32,
-        )
-    })
-}
-
-/// `indices` in chunks of `batch_size`, a last chunk of one folded into the one before: batch
-/// statistics of a single example do not exist, and eval mode does not care.
-fn eval_chunks(indices: &[usize], batch_size: usize) -> Vec<&[usize]> {
-    let mut chunks: Vec<&[usize]> = indices.chunks(batch_size.max(1)).collect();
-    if chunks.len() > 1 && chunks.last().is_some_and(|c| c.len() == 1) {
-        chunks.pop();
-        let start = (chunks.len() - 1) * batch_size;
-        *chunks.last_mut().expect("two or more chunks") = &indices[start..];
-    }
-    chunks
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes PyTorch reference values for the norm crate's tests to torch_reference.json.
 
-Run once by a developer when cases change (the tests read the committed JSON and need no Python):
+Run once by a developer when cases change (the tests read the committed JSON and need no Python).
+It also writes remedies_reference.json, from remedies.py: the remedies for batch norm's failures,
+which PyTorch does not have, written op by op from their papers' equations in float64.
 
     python3 -m venv /tmp/torch-venv && /tmp/torch-venv/bin/pip install torch numpy
     /tmp/torch-venv/bin/python crates/norm/tests/reference/generate.py
@@ -243,6 +245,10 @@ def main():
     out.write_text(json.dumps({"torch_version": torch.__version__, "features": FEATURES,
                                "cases": cases}))
     print(f"wrote {len(cases)} cases to {out}")
+
+    import remedies  # the layers PyTorch lacks, written from their papers in float64
+
+    remedies.main(pathlib.Path(__file__).with_name("remedies_reference.json"))
 
 
 if __name__ == "__main__":

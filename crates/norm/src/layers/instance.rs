@@ -1,14 +1,14 @@
 use burn::module::{Flag, Param};
 use burn::prelude::*;
-use burn::tensor::module::batch_norm;
 use serde::{Deserialize, Serialize};
 
-use crate::affine::{Affine, apply_affine};
-use crate::config::{Momentum, RunningVariance, check_epsilon, check_features, check_gamma_init};
-use crate::group::normalize_groups;
-use crate::norm_layer::is_training;
-use crate::running::RunningStats;
-use crate::{NormError, NormLayer};
+use crate::affine::apply_affine;
+use crate::family::{Family, is_training};
+use crate::kernel::{group_norm, normalize_with};
+use crate::layers::CommonParts;
+use crate::options::{CheckOptions, builder, check_common};
+use crate::running::Spread;
+use crate::{Momentum, NormError, RunningStats, RunningVariance};
 
 /// Configuration of [`InstanceNorm`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,40 +43,33 @@ impl Default for InstanceNormConfig {
     }
 }
 
+builder!(InstanceNormConfig {
+    with_epsilon => epsilon: f64,
+    with_affine => affine: bool,
+    with_track_running_stats => track_running_stats: bool,
+    with_momentum => momentum: Momentum,
+    with_running_variance => running_variance: RunningVariance,
+    with_gamma_init => gamma_init: f64,
+});
+
+impl CheckOptions for InstanceNormConfig {
+    fn check_options(&self, _num_features: usize) -> Result<(), NormError> {
+        check_common(self.epsilon, self.gamma_init, Some(self.momentum))
+    }
+}
+
 impl InstanceNormConfig {
-    pub fn with_epsilon(self, epsilon: f64) -> Self {
-        Self { epsilon, ..self }
-    }
-
-    pub fn with_affine(self, affine: bool) -> Self {
-        Self { affine, ..self }
-    }
-
-    pub fn with_track_running_stats(self, track_running_stats: bool) -> Self {
-        Self {
-            track_running_stats,
-            ..self
-        }
-    }
-
-    pub fn with_momentum(self, momentum: Momentum) -> Self {
-        Self { momentum, ..self }
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), NormError> {
-        check_epsilon(self.epsilon)?;
-        check_gamma_init(self.gamma_init)?;
-        self.momentum.validate()
-    }
-
     /// Builds the layer for `num_features` channels, in training mode.
     pub fn init(&self, num_features: usize, device: &Device) -> Result<InstanceNorm, NormError> {
-        check_features(num_features)?;
-        self.validate()?;
+        self.check(num_features)?;
         Ok(InstanceNorm {
-            affine: self
-                .affine
-                .then(|| Affine::new(num_features, self.gamma_init, device)),
+            parts: CommonParts::new(
+                num_features,
+                self.epsilon,
+                self.affine,
+                self.gamma_init,
+                device,
+            ),
             running: self.track_running_stats.then(|| {
                 RunningStats::new(
                     1,
@@ -87,8 +80,6 @@ impl InstanceNormConfig {
                 )
             }),
             training: Param::from_bool(true),
-            num_features,
-            epsilon: self.epsilon,
         })
     }
 }
@@ -103,20 +94,26 @@ impl InstanceNormConfig {
 /// own statistics, like training.
 #[derive(Module, Debug)]
 pub struct InstanceNorm {
-    pub affine: Option<Affine>,
-    pub running: Option<RunningStats>,
-    pub training: Param<Flag>,
-    pub num_features: usize,
-    pub epsilon: f64,
+    parts: CommonParts,
+    running: Option<RunningStats>,
+    training: Param<Flag>,
 }
 
-impl NormLayer for InstanceNorm {
+impl Family for InstanceNorm {
     fn describe(&self) -> String {
-        format!("InstanceNorm({} features)", self.num_features)
+        format!("InstanceNorm({} features)", self.parts.num_features)
     }
 
-    fn num_features(&self) -> usize {
-        self.num_features
+    fn parts(&self) -> Option<&CommonParts> {
+        Some(&self.parts)
+    }
+
+    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
+        Some(&mut self.parts)
+    }
+
+    fn running_stats(&self) -> Option<&RunningStats> {
+        self.running.as_ref()
     }
 
     /// `x: [N, C, S] -> [N, C, S]`, statistics per (sample, channel) over `S`.
@@ -130,31 +127,29 @@ impl NormLayer for InstanceNorm {
             });
         }
         let training = is_training(&x, self.training.is_enabled());
+        let CommonParts {
+            affine, epsilon, ..
+        } = &self.parts;
         match &self.running {
             Some(running) if !training => {
-                let (mean, var) = running.read(0, 1, &x.device());
-                let x_hat = batch_norm(
-                    x,
-                    Tensor::ones([c], &mean.device()),
-                    Tensor::zeros([c], &mean.device()),
-                    mean,
-                    var,
-                    self.epsilon,
-                );
-                Ok(apply_affine(&self.affine, x_hat))
+                let device = x.device();
+                let (mean, var) = running.read(0, 1, &device);
+                let (ones, zeros) = (Tensor::ones([c], &device), Tensor::zeros([c], &device));
+                let x_hat = normalize_with(x, mean, var, ones, zeros, *epsilon);
+                Ok(apply_affine(affine, x_hat))
             }
             running => {
-                let (x_hat, stats) = normalize_groups(x, weights, c, self.epsilon);
+                let (out, stats) = group_norm(x, weights, c, true, *epsilon, affine.as_ref());
                 if let (Some(running), true) = (running, training) {
                     let var = running.variance_estimate(stats.var, stats.count);
                     running.update(
                         0,
                         stats.mean.mean_dim(0).reshape([1, c]),
-                        var.mean_dim(0).reshape([1, c]),
+                        Spread::Variance(var.mean_dim(0).reshape([1, c])),
                         None,
                     );
                 }
-                Ok(apply_affine(&self.affine, x_hat))
+                Ok(out)
             }
         }
     }

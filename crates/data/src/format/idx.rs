@@ -1,7 +1,8 @@
 use std::path::Path;
 
 use crate::error::{DataError, Result};
-use crate::file::read_maybe_gzip;
+use crate::format::gzip::read_maybe_gzip;
+use crate::images::Images;
 
 /// IDX type byte for unsigned bytes, the only type the MNIST family uses.
 const DTYPE_U8: u8 = 0x08;
@@ -72,4 +73,44 @@ fn parse(path: &Path, mut bytes: Vec<u8>) -> Result<Idx> {
     // Reuse the buffer: MNIST's training images are 47 MB.
     bytes.drain(..header_len);
     Ok(Idx { dims, data: bytes })
+}
+
+/// Images from an IDX image file (`[N, H, W]`) and an IDX label file (`[N]`, each `< classes`),
+/// raw or gzipped.
+pub fn images_from_idx(images: &Path, labels: &Path, classes: usize) -> Result<Images> {
+    let pixels = read_idx(images)?;
+    let &[n, height, width] = pixels.dims.as_slice() else {
+        return Err(DataError::format(
+            images,
+            format!("expected image dims [N, H, W], found {:?}", pixels.dims),
+        ));
+    };
+    let label_idx = read_idx(labels)?;
+    if label_idx.dims != [n] {
+        return Err(DataError::format(
+            labels,
+            format!(
+                "expected label dims [{n}] to match the {n} images of {}, found {:?}",
+                images.display(),
+                label_idx.dims
+            ),
+        ));
+    }
+    if let Some((i, &label)) = label_idx
+        .data
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| usize::from(l) >= classes)
+    {
+        return Err(DataError::format(
+            labels,
+            format!("example {i} has label {label}, but there are only {classes} classes"),
+        ));
+    }
+    Ok(Images {
+        pixels: pixels.data.into_iter().map(f32::from).collect(),
+        labels: label_idx.data.into_iter().map(usize::from).collect(),
+        shape: [1, height, width],
+        classes,
+    })
 }

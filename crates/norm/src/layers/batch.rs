@@ -1,14 +1,13 @@
 use burn::module::{Flag, Param};
 use burn::prelude::*;
-use burn::tensor::module::{BatchNormTrainOutput, batch_norm, batch_norm_train};
 use serde::{Deserialize, Serialize};
 
-use crate::affine::Affine;
-use crate::config::{Momentum, RunningVariance, check_epsilon, check_features, check_gamma_init};
-use crate::norm_layer::is_training;
-use crate::running::RunningStats;
-use crate::stats::moments;
-use crate::{NormError, NormLayer};
+use crate::family::{Family, is_training, normalize_time_as_space, with_unit_axis};
+use crate::kernel::{batch_norm_train_unmasked, moments, normalize_with};
+use crate::layers::CommonParts;
+use crate::options::{CheckOptions, builder, check_common, invalid};
+use crate::running::Spread;
+use crate::{FrozenBatchNorm, Momentum, NormError, RunningStats, RunningVariance};
 
 /// Configuration of [`BatchNorm`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +30,14 @@ pub struct BatchNormConfig {
     pub per_step: Option<usize>,
     /// Initial value of `gamma`. Default `1.0`; recurrent batch norm recommends `0.1`.
     pub gamma_init: f64,
+    /// `Some(g)`: ghost batch norm (Hoffer, Hubara & Soudry 2017). In training, the batch is
+    /// cut into consecutive virtual batches of `g` samples, each normalized with its own
+    /// statistics, and the running statistics fold in each virtual batch in turn (the authors'
+    /// code). The last virtual batch holds the remainder, and joins the one before if it would
+    /// hold a single value per feature. Eval is unchanged. This varies the number of samples
+    /// behind each statistic without changing the optimizer's batch. Default `None`: the whole
+    /// batch.
+    pub ghost_batch: Option<usize>,
 }
 
 impl Default for BatchNormConfig {
@@ -43,68 +50,50 @@ impl Default for BatchNormConfig {
             running_variance: RunningVariance::Unbiased,
             per_step: None,
             gamma_init: 1.0,
+            ghost_batch: None,
         }
     }
 }
 
-impl BatchNormConfig {
-    pub fn with_epsilon(self, epsilon: f64) -> Self {
-        Self { epsilon, ..self }
-    }
+builder!(BatchNormConfig {
+    with_epsilon => epsilon: f64,
+    with_momentum => momentum: Momentum,
+    with_affine => affine: bool,
+    with_track_running_stats => track_running_stats: bool,
+    with_running_variance => running_variance: RunningVariance,
+    with_per_step => per_step: Option<usize>,
+    with_gamma_init => gamma_init: f64,
+    with_ghost_batch => ghost_batch: Option<usize>,
+});
 
-    pub fn with_momentum(self, momentum: Momentum) -> Self {
-        Self { momentum, ..self }
-    }
-
-    pub fn with_affine(self, affine: bool) -> Self {
-        Self { affine, ..self }
-    }
-
-    pub fn with_track_running_stats(self, track_running_stats: bool) -> Self {
-        Self {
-            track_running_stats,
-            ..self
-        }
-    }
-
-    pub fn with_running_variance(self, running_variance: RunningVariance) -> Self {
-        Self {
-            running_variance,
-            ..self
-        }
-    }
-
-    pub fn with_per_step(self, per_step: Option<usize>) -> Self {
-        Self { per_step, ..self }
-    }
-
-    pub fn with_gamma_init(self, gamma_init: f64) -> Self {
-        Self { gamma_init, ..self }
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), NormError> {
-        check_epsilon(self.epsilon)?;
-        check_gamma_init(self.gamma_init)?;
-        self.momentum.validate()?;
+impl CheckOptions for BatchNormConfig {
+    fn check_options(&self, _num_features: usize) -> Result<(), NormError> {
+        check_common(self.epsilon, self.gamma_init, Some(self.momentum))?;
         if self.per_step == Some(0) {
-            return Err(NormError::InvalidConfig {
-                field: "per_step",
-                value: "0".into(),
-                expected: "at least 1 time step (leave it out for shared statistics)".into(),
-            });
+            let expected = "at least 1 time step (leave it out for shared statistics)";
+            return Err(invalid("per_step", 0, expected));
+        }
+        if self.ghost_batch == Some(0) {
+            let expected = "at least 1 sample (leave it out for the whole batch)";
+            return Err(invalid("ghost_batch", 0, expected));
         }
         Ok(())
     }
+}
 
+impl BatchNormConfig {
     /// Builds the layer for `num_features` features, in training mode.
     pub fn init(&self, num_features: usize, device: &Device) -> Result<BatchNorm, NormError> {
-        check_features(num_features)?;
-        self.validate()?;
+        self.check(num_features)?;
         let slots = self.per_step.unwrap_or(1);
         Ok(BatchNorm {
-            affine: self
-                .affine
-                .then(|| Affine::new(num_features, self.gamma_init, device)),
+            parts: CommonParts::new(
+                num_features,
+                self.epsilon,
+                self.affine,
+                self.gamma_init,
+                device,
+            ),
             running: self.track_running_stats.then(|| {
                 RunningStats::new(
                     slots,
@@ -115,9 +104,8 @@ impl BatchNormConfig {
                 )
             }),
             training: Param::from_bool(true),
-            num_features,
-            epsilon: self.epsilon,
             per_step: self.per_step,
+            ghost_batch: self.ghost_batch,
         })
     }
 }
@@ -150,28 +138,35 @@ impl BatchNormConfig {
 /// as `beta`. A batch that has one value per feature whatever its padding is an error.
 #[derive(Module, Debug)]
 pub struct BatchNorm {
-    pub affine: Option<Affine>,
+    parts: CommonParts,
     /// `None` when `track_running_stats` is off.
-    pub running: Option<RunningStats>,
-    pub training: Param<Flag>,
-    pub num_features: usize,
-    pub epsilon: f64,
-    pub per_step: Option<usize>,
+    running: Option<RunningStats>,
+    training: Param<Flag>,
+    per_step: Option<usize>,
+    ghost_batch: Option<usize>,
 }
 
-impl NormLayer for BatchNorm {
+impl Family for BatchNorm {
     fn describe(&self) -> String {
         match self.per_step {
             Some(t) => format!(
                 "BatchNorm({} features, per step up to {t})",
-                self.num_features
+                self.parts.num_features
             ),
-            None => format!("BatchNorm({} features)", self.num_features),
+            None => format!("BatchNorm({} features)", self.parts.num_features),
         }
     }
 
-    fn num_features(&self) -> usize {
-        self.num_features
+    fn parts(&self) -> Option<&CommonParts> {
+        Some(&self.parts)
+    }
+
+    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
+        Some(&mut self.parts)
+    }
+
+    fn running_stats(&self) -> Option<&RunningStats> {
+        self.running.as_ref()
     }
 
     /// `x: [N, C, S] -> [N, C, S]`, statistics per channel over `N` and `S`.
@@ -190,8 +185,7 @@ impl NormLayer for BatchNorm {
         weights: Option<Tensor<3>>,
     ) -> Result<Tensor<3>, NormError> {
         if self.per_step.is_none() {
-            let weights = weights.map(|w| w.swap_dims(1, 2));
-            return Ok(self.normalize(x.swap_dims(1, 2), weights)?.swap_dims(1, 2));
+            return normalize_time_as_space(self, x, weights);
         }
         // Step t, feature f becomes channel t * F + f of a dense batch: statistics over N only.
         let [n, t, f] = x.dims();
@@ -207,16 +201,35 @@ impl NormLayer for BatchNorm {
         weights: Option<Tensor<2>>,
     ) -> Result<Tensor<2>, NormError> {
         let first_slot = if self.per_step.is_some() { step } else { 0 };
-        let out = self.normalize_slots(
-            x.unsqueeze_dim(2),
-            weights.map(|w| w.unsqueeze_dim(2)),
-            first_slot,
-        )?;
-        Ok(out.squeeze_dim(2))
+        with_unit_axis(2, x, weights, |x, w| self.normalize_slots(x, w, first_slot))
     }
 }
 
 impl BatchNorm {
+    /// `Some(t)` when the layer keeps statistics for each of `t` time steps.
+    pub fn per_step(&self) -> Option<usize> {
+        self.per_step
+    }
+
+    /// The fixed affine map this layer applies in eval; an error without running statistics.
+    pub fn frozen(&self) -> Result<FrozenBatchNorm, NormError> {
+        let Some(running) = &self.running else {
+            return Err(NormError::NoFixedMap {
+                layer: self.describe(),
+                reason: "it keeps no running statistics (track_running_stats = false)",
+            });
+        };
+        let device = running.mean().device();
+        let (gamma, beta) = self.affine_over(1, &device);
+        Ok(FrozenBatchNorm::new(
+            running,
+            self.parts.epsilon,
+            gamma,
+            beta,
+            self.per_step.is_some(),
+        ))
+    }
+
     /// Normalizes `x: [N, K * F, S]`, whose channels are `K` consecutive statistics slots of `F`
     /// features starting at `first_slot` (`K = 1` for shared statistics).
     fn normalize_slots(
@@ -225,7 +238,7 @@ impl BatchNorm {
         weights: Option<Tensor<3>>,
         first_slot: usize,
     ) -> Result<Tensor<3>, NormError> {
-        let slots = x.dims()[1] / self.num_features;
+        let slots = x.dims()[1] / self.parts.num_features;
         let device = x.device();
         let training = is_training(&x, self.training.is_enabled());
         let (gamma, beta) = self.affine_over(slots, &device);
@@ -244,24 +257,32 @@ impl BatchNorm {
             return self.normalize_with_batch(x, weights, gamma, beta, Some(running), first_slot);
         }
         let (mean, var) = running.read(first_slot, slots, &device);
-        Ok(batch_norm(x, gamma, beta, mean, var, self.epsilon))
+        Ok(normalize_with(
+            x,
+            mean,
+            var,
+            gamma,
+            beta,
+            self.parts.epsilon,
+        ))
     }
 
     /// `gamma` and `beta` repeated for `slots` slots; ones and zeros without affine.
     fn affine_over(&self, slots: usize, device: &Device) -> (Tensor<1>, Tensor<1>) {
-        match &self.affine {
+        match &self.parts.affine {
             Some(a) => (
-                a.gamma.val().repeat_dim(0, slots),
-                a.beta.val().repeat_dim(0, slots),
+                a.gamma().repeat_dim(0, slots),
+                a.beta().repeat_dim(0, slots),
             ),
             None => {
-                let c = slots * self.num_features;
+                let c = slots * self.parts.num_features;
                 (Tensor::ones([c], device), Tensor::zeros([c], device))
             }
         }
     }
 
-    /// Normalizes with the batch's own statistics, folding them into `running` when given.
+    /// Normalizes with the batch's own statistics (each virtual batch's, for ghost batch norm),
+    /// folding them into `running` when given.
     fn normalize_with_batch(
         &self,
         x: Tensor<3>,
@@ -271,8 +292,43 @@ impl BatchNorm {
         running: Option<&RunningStats>,
         first_slot: usize,
     ) -> Result<Tensor<3>, NormError> {
+        let [n, _, s] = x.dims();
+        let chunks = ghost_chunks(n, s, self.ghost_batch);
+        if chunks.len() == 1 {
+            return self.normalize_chunk(x, weights, gamma, beta, running, first_slot);
+        }
+        let mut outputs = Vec::with_capacity(chunks.len());
+        let mut start = 0;
+        for size in chunks {
+            let rows = start..start + size;
+            let chunk = x.clone().slice(s![rows.clone(), .., ..]);
+            let chunk_weights = weights.clone().map(|w| w.slice(s![rows, .., ..]));
+            let (gamma, beta) = (gamma.clone(), beta.clone());
+            outputs.push(self.normalize_chunk(
+                chunk,
+                chunk_weights,
+                gamma,
+                beta,
+                running,
+                first_slot,
+            )?);
+            start += size;
+        }
+        Ok(Tensor::cat(outputs, 0))
+    }
+
+    /// Normalizes one (virtual) batch with its own statistics.
+    fn normalize_chunk(
+        &self,
+        x: Tensor<3>,
+        weights: Option<Tensor<3>>,
+        gamma: Tensor<1>,
+        beta: Tensor<1>,
+        running: Option<&RunningStats>,
+        first_slot: usize,
+    ) -> Result<Tensor<3>, NormError> {
         let [n, c, s] = x.dims();
-        let slots = c / self.num_features;
+        let slots = c / self.parts.num_features;
         if n * s < 2 {
             return Err(NormError::SingleValueStatistics {
                 layer: self.describe(),
@@ -281,23 +337,14 @@ impl BatchNorm {
             });
         }
         let Some(weights) = weights else {
-            // burn's op has a closed-form backward: one graph node instead of a dozen. Its plain
-            // two-pass statistics lose digits when the mean dwarfs the spread (mean 1e4, std 1e-2
-            // in f32), so it sees the input shifted by one of its own values per channel: the
-            // output and its gradient are unchanged, the data it averages is now centred.
-            let shift = x.clone().slice(s![0..1, .., 0..1]).detach();
-            let out = batch_norm_train(x - shift.clone(), gamma, beta, self.epsilon);
-            let out = BatchNormTrainOutput {
-                mean: out.mean + shift.reshape([c]),
-                ..out
-            };
+            let out = batch_norm_train_unmasked(x, gamma, beta, self.parts.epsilon);
             if let Some(running) = running {
                 let count = Tensor::<1>::full([1], (n * s) as f64, &out.output.device());
                 let var = running.variance_estimate(out.variance, count);
                 running.update(
                     first_slot,
-                    out.mean.reshape([slots, self.num_features]),
-                    var.reshape([slots, self.num_features]),
+                    out.mean.reshape([slots, self.parts.num_features]),
+                    Spread::Variance(var.reshape([slots, self.parts.num_features])),
                     None,
                 );
             }
@@ -306,21 +353,21 @@ impl BatchNorm {
 
         let stats = moments(x.clone(), Some(weights), &[0, 2]);
         let counts: Vec<f32> = stats.count.clone().into_data().iter::<f32>().collect();
-        let batch_hat = stats.centered.clone() / (stats.var.clone() + self.epsilon).sqrt();
+        let batch_hat = stats.centered.clone() / (stats.var.clone() + self.parts.epsilon).sqrt();
         let shape = [1, c, 1];
         let x_hat = match (counts.iter().all(|&k| k >= 2.0), running) {
             (false, Some(running)) => {
                 // Steps with a single running sequence fall back to their running statistics.
                 let (mean, var) = running.read(first_slot, slots, &x.device());
                 let running_hat =
-                    (x - mean.reshape(shape)) / (var.reshape(shape) + self.epsilon).sqrt();
+                    (x - mean.reshape(shape)) / (var.reshape(shape) + self.parts.epsilon).sqrt();
                 let valid = stats.count.clone().greater_equal_elem(2.0);
                 running_hat.mask_where(valid.expand([n, c, s]), batch_hat)
             }
             _ => batch_hat,
         };
         if let Some(running) = running {
-            let per_slot = [slots, self.num_features];
+            let per_slot = [slots, self.parts.num_features];
             let var = running.variance_estimate(stats.var, stats.count.clone());
             let valid = stats
                 .count
@@ -330,10 +377,28 @@ impl BatchNorm {
             running.update(
                 first_slot,
                 stats.mean.reshape(per_slot),
-                var.reshape(per_slot),
+                Spread::Variance(var.reshape(per_slot)),
                 Some(valid),
             );
         }
         Ok(x_hat * gamma.reshape(shape) + beta.reshape(shape))
     }
+}
+
+/// The sizes of the consecutive virtual batches `n` samples of `positions` values per feature
+/// are cut into: batches of `ghost` with the remainder last, joined to the one before when it
+/// would hold a single value per feature. One batch of `n` without `ghost`.
+pub(crate) fn ghost_chunks(n: usize, positions: usize, ghost: Option<usize>) -> Vec<usize> {
+    let Some(g) = ghost.filter(|&g| g < n) else {
+        return vec![n];
+    };
+    let mut sizes = vec![g; n / g];
+    if !n.is_multiple_of(g) {
+        sizes.push(n % g);
+    }
+    if sizes.len() > 1 && sizes[sizes.len() - 1] * positions == 1 {
+        let last = sizes.pop().expect("two or more");
+        *sizes.last_mut().expect("one or more") += last;
+    }
+    sizes
 }

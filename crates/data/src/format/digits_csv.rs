@@ -1,20 +1,13 @@
 use std::path::Path;
 
 use crate::error::{DataError, Result};
-use crate::file::read_maybe_gzip;
+use crate::format::gzip::read_maybe_gzip;
 use crate::images::Images;
-use crate::paths::embedded;
 
 const SIDE: usize = 8;
 const PIXELS: usize = SIDE * SIDE;
 const MAX_PIXEL: f32 = 16.0;
 const CLASSES: usize = 10;
-
-/// scikit-learn's 8x8 handwritten digits (UCI optdigits test set), committed to the repository:
-/// 1797 images, `[1, 8, 8]`, pixels 0..16, 10 classes. Needs no network.
-pub fn digits() -> Result<Images> {
-    digits_from(embedded("digits.csv.gz"))
-}
 
 /// Digits in scikit-learn's CSV layout, raw or gzipped: no header, one image a line, 64 pixel
 /// values (0..=16, row-major) then the label 0..9.

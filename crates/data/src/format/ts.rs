@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::error::{DataError, Result};
-use crate::file::read_text;
+use crate::format::gzip::read_text;
 use crate::sequences::Sequences;
 
 /// Read a classification `.ts` file (raw or gzipped) into [`Sequences`].

@@ -1,0 +1,123 @@
+//! The computations the families are made of, behind one seam: the layers say *what* to
+//! normalize over, these functions say *how*. Today they compose burn tensor ops, which every
+//! backend runs and burn differentiates; a fused kernel for a backend replaces one of them here
+//! without any layer noticing.
+
+mod moments;
+mod online;
+
+use burn::prelude::*;
+use burn::tensor::module::{BatchNormTrainOutput, batch_norm, batch_norm_train};
+
+use crate::affine::Affine;
+pub(crate) use moments::{Moments, moments};
+pub(crate) use online::{
+    OnlineStream, StreamState, online_normalize, supported as online_supported,
+};
+
+/// Normalizes `x: [N, C, S]` per sample over groups of `C / groups` channels and all of `S`
+/// (centred unless `center` is false: then it divides by the root mean square), then applies
+/// `affine`. Returns the output and the statistics, shaped `[N, groups, 1]`.
+///
+/// Layer norm (one group), group norm, instance norm (one group per channel) and RMS norm (one
+/// group, not centred) are this computation.
+pub(crate) fn group_norm(
+    x: Tensor<3>,
+    weights: Option<Tensor<3>>,
+    groups: usize,
+    center: bool,
+    epsilon: f64,
+    affine: Option<&Affine>,
+) -> (Tensor<3>, Moments) {
+    let [n, c, s] = x.dims();
+    let grouped = [n, groups, c / groups * s];
+    let (x_hat, stats) = match center {
+        true => {
+            let weights = weights.map(|w| w.expand([n, c, s]).reshape(grouped));
+            let stats = moments(x.reshape(grouped), weights, &[2]);
+            let x_hat = stats.centered.clone() / (stats.var.clone() + epsilon).sqrt();
+            (x_hat.reshape([n, c, s]), stats)
+        }
+        false => {
+            // Each group as `[C / groups, S]`, reduced over both axes.
+            let split = [n * groups, c / groups, s];
+            let weights = weights.map(|w| w.expand([n, c, s]).reshape(split));
+            let stats = mean_square(x.reshape(split), weights);
+            let x_hat = stats.centered.clone() / (stats.var.clone() + epsilon).sqrt();
+            let stats = Moments {
+                centered: stats.centered.reshape(grouped),
+                mean: stats.mean.reshape([n, groups, 1]),
+                var: stats.var.reshape([n, groups, 1]),
+                count: stats.count,
+            };
+            (x_hat.reshape([n, c, s]), stats)
+        }
+    };
+    let out = match affine {
+        Some(affine) => affine.apply(x_hat),
+        None => x_hat,
+    };
+    (out, stats)
+}
+
+/// The statistics of RMS norm over the last two axes of `x: [M, K, L]`: the "variance" is the
+/// mean square and nothing is subtracted.
+pub(crate) fn mean_square(x: Tensor<3>, weights: Option<Tensor<3>>) -> Moments {
+    let device = x.device();
+    let [_, k, l] = x.dims();
+    let (var, count) = match weights {
+        None => (
+            x.clone().square().mean_dims(&[1, 2]),
+            Tensor::full([1, 1, 1], (k * l) as f64, &device),
+        ),
+        Some(w) => {
+            let w = w.expand(x.dims());
+            let count = w.clone().sum_dims(&[1, 2]).clamp_min(1.0);
+            (
+                (x.clone().square() * w).sum_dims(&[1, 2]) / count.clone(),
+                count,
+            )
+        }
+    };
+    Moments {
+        mean: var.zeros_like(),
+        centered: x,
+        var,
+        count,
+    }
+}
+
+/// Batch norm in training on `x: [N, C, S]` with every element real: normalizes each channel by
+/// its mean and biased variance over `N` and `S`, then scales and shifts. Returns the output
+/// and the statistics, each `[C]`, detached.
+pub(crate) fn batch_norm_train_unmasked(
+    x: Tensor<3>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> BatchNormTrainOutput<3> {
+    // burn's op has a closed-form backward: one graph node instead of a dozen. Its plain
+    // two-pass statistics lose digits when the mean dwarfs the spread (mean 1e4, std 1e-2 in
+    // f32), so it sees the input shifted by one of its own values per channel: the output and its
+    // gradient are unchanged, the data it averages is now centred.
+    let [_, c, _] = x.dims();
+    let shift = x.clone().slice(s![0..1, .., 0..1]).detach();
+    let out = batch_norm_train(x - shift.clone(), gamma, beta, epsilon);
+    BatchNormTrainOutput {
+        mean: out.mean + shift.reshape([c]),
+        ..out
+    }
+}
+
+/// `(x - mean) / sqrt(var + epsilon) * gamma + beta` per channel of `x: [N, C, S]`, with given
+/// statistics, each `[C]`: batch norm in eval.
+pub(crate) fn normalize_with(
+    x: Tensor<3>,
+    mean: Tensor<1>,
+    var: Tensor<1>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<3> {
+    batch_norm(x, gamma, beta, mean, var, epsilon)
+}

@@ -1,0 +1,30 @@
+use burn::prelude::*;
+
+use crate::Affine;
+
+/// What every normalizing layer holds: its feature count, the `epsilon` under its square root
+/// and its optional `gamma` and `beta`.
+#[derive(Module, Debug)]
+pub struct CommonParts {
+    pub(crate) affine: Option<Affine>,
+    pub(crate) num_features: usize,
+    pub(crate) epsilon: f64,
+}
+
+impl CommonParts {
+    /// The parts of a layer of `num_features`, with `gamma` starting at `gamma_init` when
+    /// `affine`.
+    pub(crate) fn new(
+        num_features: usize,
+        epsilon: f64,
+        affine: bool,
+        gamma_init: f64,
+        device: &Device,
+    ) -> Self {
+        Self {
+            affine: affine.then(|| Affine::init(num_features, gamma_init, device)),
+            num_features,
+            epsilon,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+use serde::{Deserialize, Serialize};
+
+use crate::NormError;
+use crate::affine::apply_affine;
+use crate::family::Family;
+use crate::kernel::moments;
+use crate::layers::CommonParts;
+use crate::options::{CheckOptions, builder, check_common, invalid};
+
+/// Configuration of [`EvoNormS0`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvoNormS0Config {
+    /// Channel groups of the standard deviation; must divide the number of features. Default
+    /// 32, the paper's.
+    pub groups: usize,
+    /// Added to the group variance before the square root. Default `1e-5`, the paper's.
+    pub epsilon: f64,
+    /// Learn a per-channel `gamma` and `beta`. Default `true`.
+    pub affine: bool,
+    /// Initial value of `gamma`. Default `1.0`.
+    pub gamma_init: f64,
+}
+
+impl Default for EvoNormS0Config {
+    fn default() -> Self {
+        Self {
+            groups: 32,
+            epsilon: 1e-5,
+            affine: true,
+            gamma_init: 1.0,
+        }
+    }
+}
+
+builder!(EvoNormS0Config {
+    with_groups => groups: usize,
+    with_epsilon => epsilon: f64,
+    with_affine => affine: bool,
+    with_gamma_init => gamma_init: f64,
+});
+
+impl CheckOptions for EvoNormS0Config {
+    fn check_options(&self, num_features: usize) -> Result<(), NormError> {
+        check_common(self.epsilon, self.gamma_init, None)?;
+        if self.groups == 0 || !num_features.is_multiple_of(self.groups) {
+            let expected = format!("a divisor of num_features = {num_features}");
+            return Err(invalid("groups", self.groups, &expected));
+        }
+        Ok(())
+    }
+}
+
+impl EvoNormS0Config {
+    /// Builds the layer for `num_features` channels.
+    pub fn init(&self, num_features: usize, device: &Device) -> Result<EvoNormS0, NormError> {
+        self.check(num_features)?;
+        Ok(EvoNormS0 {
+            parts: CommonParts::new(
+                num_features,
+                self.epsilon,
+                self.affine,
+                self.gamma_init,
+                device,
+            ),
+            v: Param::from_tensor(Tensor::ones([num_features], device)),
+            groups: self.groups,
+        })
+    }
+}
+
+/// EvoNorm-S0 (Liu, Brock, Simonyan & Le 2020): a norm and activation in one, found by search,
+/// that uses no batch statistic: `y = x * sigmoid(v * x) / group_std(x) * gamma + beta`, with a
+/// learned per-channel `v` (starting at 1).
+///
+/// `group_std` is the standard deviation of one sample's group of `C / groups` channels over all
+/// positions (biased, `sqrt(var + eps)`), as in group norm; on dense input a group is `C /
+/// groups` features. It brings its own activation
+/// ([`Norm::includes_activation`](crate::Norm::includes_activation)).
+#[derive(Module, Debug)]
+pub struct EvoNormS0 {
+    parts: CommonParts,
+    v: Param<Tensor<1>>,
+    groups: usize,
+}
+
+impl EvoNormS0 {
+    /// The learned gate slope `v`, `[features]`.
+    pub fn v(&self) -> Tensor<1> {
+        self.v.val()
+    }
+}
+
+impl Family for EvoNormS0 {
+    fn describe(&self) -> String {
+        let features = self.parts.num_features;
+        format!("EvoNormS0({features} features, {} groups)", self.groups)
+    }
+
+    fn parts(&self) -> Option<&CommonParts> {
+        Some(&self.parts)
+    }
+
+    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
+        Some(&mut self.parts)
+    }
+
+    fn includes_activation(&self) -> bool {
+        true
+    }
+
+    /// `x: [N, C, S] -> [N, C, S]`, the standard deviation per (sample, group).
+    fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
+        let [n, c, s] = x.dims();
+        let grouped = [n, self.groups, c / self.groups * s];
+        let weights = weights.map(|w| w.expand([n, c, s]).reshape(grouped));
+        let stats = moments(x.clone().reshape(grouped), weights, &[2]);
+        let std = (stats.var + self.parts.epsilon).sqrt();
+        let v = self.v.val().reshape([1, c, 1]);
+        let gated = x.clone() * sigmoid(v * x);
+        let y = (gated.reshape(grouped) / std).reshape([n, c, s]);
+        Ok(apply_affine(&self.parts.affine, y))
+    }
+}

@@ -1,0 +1,111 @@
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::NormError;
+use crate::family::Family;
+use crate::kernel::group_norm;
+use crate::layers::CommonParts;
+use crate::options::{CheckOptions, builder, check_common, invalid};
+
+/// Configuration of [`GroupNorm`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupNormConfig {
+    /// Number of channel groups; must divide the number of features. Default 32, as in the GN
+    /// paper; 1 group is layer norm over `C, H, W`, `C` groups is instance norm.
+    pub groups: usize,
+    /// Added to the variance before the square root. Default `1e-5`.
+    pub epsilon: f64,
+    /// Learn a per-channel `gamma` and `beta`. Default `true`.
+    pub affine: bool,
+    /// Initial value of `gamma`. Default `1.0`.
+    pub gamma_init: f64,
+}
+
+impl Default for GroupNormConfig {
+    fn default() -> Self {
+        Self {
+            groups: 32,
+            epsilon: 1e-5,
+            affine: true,
+            gamma_init: 1.0,
+        }
+    }
+}
+
+builder!(GroupNormConfig {
+    with_groups => groups: usize,
+    with_epsilon => epsilon: f64,
+    with_affine => affine: bool,
+    with_gamma_init => gamma_init: f64,
+});
+
+impl CheckOptions for GroupNormConfig {
+    fn check_options(&self, num_features: usize) -> Result<(), NormError> {
+        check_common(self.epsilon, self.gamma_init, None)?;
+        if self.groups == 0 || !num_features.is_multiple_of(self.groups) {
+            let expected = format!("a divisor of num_features = {num_features}");
+            return Err(invalid("groups", self.groups, &expected));
+        }
+        Ok(())
+    }
+}
+
+impl GroupNormConfig {
+    /// A config with `groups` groups and every other option at its default.
+    pub fn new(groups: usize) -> Self {
+        Self::default().with_groups(groups)
+    }
+
+    /// Builds the layer for `num_features` channels.
+    pub fn init(&self, num_features: usize, device: &Device) -> Result<GroupNorm, NormError> {
+        self.check(num_features)?;
+        Ok(GroupNorm {
+            parts: CommonParts::new(
+                num_features,
+                self.epsilon,
+                self.affine,
+                self.gamma_init,
+                device,
+            ),
+            groups: self.groups,
+        })
+    }
+}
+
+/// Group normalization (Wu & He, 2018): each sample's channels are split into groups, and each
+/// group is normalized over its channels and all spatial positions (or time steps).
+///
+/// Matches PyTorch's `nn.GroupNorm`. Statistics never mix samples, so train and eval compute the
+/// same thing at any batch size.
+#[derive(Module, Debug)]
+pub struct GroupNorm {
+    parts: CommonParts,
+    groups: usize,
+}
+
+impl Family for GroupNorm {
+    fn describe(&self) -> String {
+        format!(
+            "GroupNorm({} features, {} groups)",
+            self.parts.num_features, self.groups
+        )
+    }
+
+    fn parts(&self) -> Option<&CommonParts> {
+        Some(&self.parts)
+    }
+
+    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
+        Some(&mut self.parts)
+    }
+
+    /// `x: [N, C, S] -> [N, C, S]`, statistics per (sample, group).
+    fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
+        let CommonParts {
+            affine, epsilon, ..
+        } = &self.parts;
+        let (out, _) = group_norm(x, weights, self.groups, true, *epsilon, affine.as_ref());
+        Ok(out)
+    }
+}

@@ -1,0 +1,212 @@
+//! Experiment files: TOML with `[data]`, `[model]` and `[train]` sections, any list-valued field
+//! of which is a grid axis. The grid is the product of the axes.
+//!
+//! A field that holds a list by nature (an MLP's `hidden`, a CNN's `channels`,
+//! `train.eval_lengths`) is an axis only when it holds a list of lists.
+
+mod grid;
+mod locate;
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+pub use grid::label;
+pub use schema::{DataConfig, DataSet, OptimizerKind, ProbeConfig, RunConfig, TrainConfig};
+
+use crate::config::grid::{expand_norm_shorthand, find_axes, product, run_id, set};
+use crate::config::locate::Locator;
+
+/// A config file that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The experiment file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not TOML; the parser's message gives the line and column.
+    #[error("{}: not valid TOML: {message}", path.display())]
+    Syntax {
+        /// The experiment file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A field is missing, unknown or holds a value that cannot be used.
+    #[error("{}:{line}: field `{field}`: {message}", path.display())]
+    Field {
+        /// The experiment file.
+        path: PathBuf,
+        /// The 1-based line where the field is written (or its section starts).
+        line: usize,
+        /// The dotted field, e.g. `model.norm`.
+        field: String,
+        /// What is wrong, with the valid names where there is a list of them.
+        message: String,
+    },
+}
+
+/// One grid axis: a field of the file given a list of values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridAxis {
+    /// `model.norm`
+    pub path: String,
+    /// `norm`: the path's last part, what plots and tables call it.
+    pub name: String,
+}
+
+/// One point of the grid: a run.
+#[derive(Debug, Clone)]
+pub struct GridPoint {
+    /// Unique within the experiment and usable as a file name.
+    pub id: String,
+    /// The value of each axis at this point, in axis order, as short labels.
+    pub labels: Vec<String>,
+    /// The run's full config.
+    pub run: RunConfig,
+}
+
+/// A parsed experiment file.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// The file's stem: `experiments/quick.toml` is `quick`.
+    pub name: String,
+    /// Where the file was read.
+    pub path: PathBuf,
+    /// Its `description`, empty if none.
+    pub description: String,
+    /// The grid axes, in file order.
+    pub axes: Vec<GridAxis>,
+    /// The grid, the last axis varying fastest.
+    pub points: Vec<GridPoint>,
+    /// The file as written, kept with the results.
+    pub text: String,
+}
+
+/// The sections an experiment file has.
+pub(crate) const SECTIONS: [&str; 3] = ["data", "model", "train"];
+
+impl Experiment {
+    /// Reads and checks `path` and expands its grid.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, text)
+    }
+
+    /// Parses `text` as if read from `path`.
+    pub fn parse(path: &Path, text: String) -> Result<Self, ConfigError> {
+        let mut table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let locator = Locator::new(&text);
+        let field_error = |field: &str, line: usize, message: String| ConfigError::Field {
+            path: path.to_path_buf(),
+            line,
+            field: field.to_string(),
+            message,
+        };
+        let at_field =
+            |field: &str, message: String| field_error(field, locator.line(field, None), message);
+        let description = match table.remove("description") {
+            None => String::new(),
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(at_field("description", "must be a string".into())),
+        };
+        if let Some(key) = table.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+            let expected = format!("unknown section, expected one of {}", SECTIONS.join(", "));
+            return Err(at_field(key, expected));
+        }
+        for section in SECTIONS {
+            if !matches!(table.get(section), Some(Value::Table(_))) {
+                return Err(at_field(section, format!("missing `[{section}]` section")));
+            }
+        }
+
+        let axes = find_axes(&table);
+        let mut points = Vec::new();
+        for values in product(&axes) {
+            let mut point = table.clone();
+            let mut labels = Vec::new();
+            for ((path, _), value) in axes.iter().zip(&values) {
+                set(&mut point, path, value.clone());
+                labels.push(label(value));
+            }
+            expand_norm_shorthand(&mut point);
+            let run: RunConfig =
+                serde_path_to_error::deserialize(Value::Table(point)).map_err(|e| {
+                    let message = e.inner().to_string();
+                    let message = message.lines().next().unwrap_or_default().to_string();
+                    let (field, line) = field_of(&locator, &e.path().to_string(), &message);
+                    field_error(&field, line, message)
+                })?;
+            run.check()
+                .map_err(|(field, message)| at_field(field, message))?;
+            let id = run_id(&axes, &labels);
+            points.push(GridPoint { id, labels, run });
+        }
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "experiment".into());
+        Ok(Self {
+            name,
+            path: path.to_path_buf(),
+            description,
+            axes: axes
+                .iter()
+                .map(|(path, _)| GridAxis {
+                    name: path.rsplit('.').next().unwrap_or(path).to_string(),
+                    path: path.clone(),
+                })
+                .collect(),
+            points,
+            text,
+        })
+    }
+
+    /// The index of the axis called `name` (`norm`, `batch_size`, ...).
+    pub fn axis(&self, name: &str) -> Option<usize> {
+        self.axes.iter().position(|a| a.name == name)
+    }
+}
+
+/// The dotted field an error is about, and its line: serde's path, extended by the unknown
+/// field it names. An unknown name of an internally tagged enum (a norm's `kind`) is reported at
+/// the enum's parent, so that field is found by the unknown value itself.
+fn field_of(locator: &Locator, path: &str, message: &str) -> (String, usize) {
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(String::from)
+    };
+    if let Some(variant) = quoted("unknown variant `")
+        && let Some(found) = locator.holding(&variant)
+    {
+        return found;
+    }
+    let field = match quoted("unknown field `") {
+        // serde_path_to_error's path ends at the unknown field, except inside an internally
+        // tagged enum, where it ends at the enum.
+        Some(field) => match path {
+            "." => field,
+            _ if path.ends_with(&format!(".{field}")) => path.to_string(),
+            _ => format!("{path}.{field}"),
+        },
+        None => path.to_string(),
+    };
+    let line = locator.line(&field, None);
+    (field, line)
+}

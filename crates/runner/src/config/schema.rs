@@ -1,0 +1,209 @@
+//! What an experiment file holds once its grid is expanded: the schema of one run, with the
+//! defaults of every field and the checks serde cannot make.
+
+use normlab_data::ScalerConfig;
+use normlab_model::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+/// Where the data comes from and how it is prepared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Which data set.
+    pub set: DataSet,
+    /// Input scaling, fitted on the training split only. Default none.
+    #[serde(default)]
+    pub scaling: ScalerConfig,
+    /// Use only this many training examples (a fixed subset, the same for every run).
+    pub train_size: Option<usize>,
+    /// Use only this many evaluation examples.
+    pub valid_size: Option<usize>,
+    /// Share of the training data held out for evaluation, for sets without an official test
+    /// split. Default 0.2.
+    #[serde(default = "default_valid_fraction")]
+    pub valid_fraction: f64,
+    /// Characters per training window (text sets). Default 64.
+    #[serde(default = "default_seq_len")]
+    pub seq_len: usize,
+}
+
+fn default_valid_fraction() -> f64 {
+    0.2
+}
+
+fn default_seq_len() -> usize {
+    64
+}
+
+/// The data sets an experiment can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSet {
+    /// scikit-learn's 8x8 digits, embedded.
+    Digits,
+    /// MNIST digits, 28x28, fetched.
+    Mnist,
+    /// Fashion-MNIST clothes, 28x28, fetched.
+    FashionMnist,
+    /// Variable-length 12-feature sequences, 9 speakers.
+    JapaneseVowels,
+    /// Eight plays, embedded, as a character language model.
+    Shakespeare,
+    /// The whole corpus, fetched.
+    ShakespeareFull,
+}
+
+/// The optimizer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// SGD with momentum (`train.momentum`, no dampening, as PyTorch).
+    #[default]
+    Sgd,
+    /// Adam with PyTorch's defaults (`eps = 1e-8`).
+    Adam,
+}
+
+/// How a run trains and is evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Examples per training step.
+    pub batch_size: usize,
+    /// Seeds the weights, dropout and batch order. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// Default SGD.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// The learning rate (at `lr_reference_batch` when it scales with the batch size).
+    pub lr: f64,
+    /// SGD momentum. Default 0.9.
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    /// Scale the learning rate linearly with the batch size: `lr * batch_size / lr_reference_batch`
+    /// (the GN paper's `0.1 * N / 32`).
+    pub lr_reference_batch: Option<usize>,
+    /// Training budget in passes over the training set...
+    pub epochs: Option<f64>,
+    /// ...or in examples seen, so that small and large batches see the same data.
+    pub samples: Option<usize>,
+    /// Evaluations spread over the run. Default 10.
+    #[serde(default = "default_evals")]
+    pub evals: usize,
+    /// Default 500.
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    /// L1 penalty on the weights (not biases or norm parameters). Default 0.
+    #[serde(default)]
+    pub l1: f64,
+    /// L2 penalty `l2 / 2 * sum(w^2)` on the same weights; both > 0 is Elastic Net. Default 0.
+    #[serde(default)]
+    pub l2: f64,
+    /// Clip the gradient to this global norm (all parameters together, as PyTorch's
+    /// `clip_grad_norm_`).
+    pub grad_clip: Option<f64>,
+    /// A run whose smoothed training loss exceeds this many times its first loss, or is not
+    /// finite, is stopped and recorded as diverged. Default 10.
+    #[serde(default = "default_divergence")]
+    pub divergence_factor: f64,
+    /// Also evaluate with batch statistics (batch norm in training mode, at the training batch
+    /// size) beside the running statistics. Default true; only batch norm differs.
+    #[serde(default = "default_true")]
+    pub train_mode_eval: bool,
+    /// Text sets: also evaluate on windows of these lengths (longer than training). Default none.
+    #[serde(default)]
+    pub eval_lengths: Vec<usize>,
+    /// Record activation statistics at every norm site every `every` steps.
+    pub probe: Option<ProbeConfig>,
+}
+
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_evals() -> usize {
+    10
+}
+fn default_eval_batch_size() -> usize {
+    500
+}
+fn default_divergence() -> f64 {
+    10.0
+}
+fn default_true() -> bool {
+    true
+}
+
+/// When and how much the probe records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Record every this many training steps.
+    pub every: usize,
+    /// Units per site whose percentiles are tracked. Default 3.
+    #[serde(default = "default_units")]
+    pub units: usize,
+}
+
+fn default_units() -> usize {
+    3
+}
+
+/// Everything one training run needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// `[data]`.
+    pub data: DataConfig,
+    /// `[model]`.
+    pub model: ModelConfig,
+    /// `[train]`.
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    /// The learning rate after linear scaling with the batch size.
+    pub fn lr(&self) -> f64 {
+        match self.train.lr_reference_batch {
+            Some(reference) => self.train.lr * self.train.batch_size as f64 / reference as f64,
+            None => self.train.lr,
+        }
+    }
+
+    /// Checks what serde cannot: returns the offending field and why.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
+        let train = &self.train;
+        match (train.epochs, train.samples) {
+            (Some(e), None) if e > 0.0 => {}
+            (None, Some(s)) if s > 0 => {}
+            _ => {
+                return Err((
+                    "train.epochs",
+                    "give exactly one training budget: `epochs` (> 0) or `samples` (> 0)".into(),
+                ));
+            }
+        }
+        if train.batch_size == 0 {
+            return Err(("train.batch_size", "must be at least 1".into()));
+        }
+        if !(train.lr > 0.0 && train.lr.is_finite()) {
+            return Err((
+                "train.lr",
+                format!("must be a finite number > 0, got {}", train.lr),
+            ));
+        }
+        if train.evals == 0 || train.eval_batch_size == 0 {
+            return Err((
+                "train.evals",
+                "evals and eval_batch_size must be at least 1".into(),
+            ));
+        }
+        if train.lr_reference_batch == Some(0) {
+            return Err(("train.lr_reference_batch", "must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&self.data.valid_fraction) {
+            return Err(("data.valid_fraction", "must be in [0, 1)".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! Scoring a model on the evaluation split: in eval mode (running statistics), in train mode
+//! (batch statistics at the training batch size) and on evaluation windows of other lengths.
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+use normlab_data::shuffled;
+use normlab_model::Model;
+use normlab_norm::NormConfig;
+
+use crate::config::GridPoint;
+use crate::results::{Eval, LengthEval};
+use crate::task::Task;
+
+/// Everything one evaluation records: eval mode, train mode where batch norm makes it differ,
+/// and every evaluation length the config asks for. `step` and `samples` say when it happened.
+pub fn evaluate(
+    model: &Model,
+    point: &GridPoint,
+    task: &Task,
+    (step, samples): (usize, usize),
+    device: &Device,
+) -> Eval {
+    let eval_model = model.valid();
+    let (valid_loss, valid_error) = eval_mode(&eval_model, point, task, device);
+    let train_mode = train_mode(model, point, task, device);
+    Eval {
+        step,
+        samples,
+        valid_loss,
+        valid_error,
+        train_mode_loss: train_mode.map(|(loss, _)| loss),
+        train_mode_error: train_mode.map(|(_, error)| error),
+        by_length: by_length(&eval_model, point, task, device),
+    }
+}
+
+/// Loss and error of the eval copy (`model.valid()`): running statistics for batch norm.
+fn eval_mode(eval_model: &Model, point: &GridPoint, task: &Task, device: &Device) -> (f32, f32) {
+    let batch_size = point.run.train.eval_batch_size;
+    score(eval_model, task, &task.valid, batch_size, None, device)
+        .expect("eval mode accepts any batch")
+}
+
+/// For batch norm: loss and error in training mode at the training batch size, that is with
+/// the statistics of each evaluation batch. `None` when the config turns it off, the model has
+/// no batch norm (it would equal eval mode) or a batch cannot be normalized.
+fn train_mode(
+    model: &Model,
+    point: &GridPoint,
+    task: &Task,
+    device: &Device,
+) -> Option<(f32, f32)> {
+    let config = &point.run.train;
+    if !(config.train_mode_eval && has_batch_norm(point.run.model.norm())) {
+        return None;
+    }
+    // A copy with its own running statistics, so evaluating leaves the model as it was.
+    let copy = model.valid().train().no_grad();
+    let train_device = device.clone().autodiff();
+    // Batches drawn at random, as in training: an evaluation split stored in class order would
+    // give one-class batches, whose statistics erase the class.
+    let order = shuffled(&task.valid, config.seed, 0);
+    score(&copy, task, &order, config.batch_size, None, &train_device)
+}
+
+/// Eval mode on windows of each length in `train.eval_lengths` (text sets).
+fn by_length(
+    eval_model: &Model,
+    point: &GridPoint,
+    task: &Task,
+    device: &Device,
+) -> Vec<LengthEval> {
+    let config = &point.run.train;
+    config
+        .eval_lengths
+        .iter()
+        .filter_map(|&length| {
+            let indices = task.valid_for_length(length);
+            let batch_size = config.eval_batch_size;
+            let (loss, error) =
+                score(eval_model, task, &indices, batch_size, Some(length), device)?;
+            Some(LengthEval {
+                length,
+                loss,
+                error,
+            })
+        })
+        .collect()
+}
+
+fn has_batch_norm(norm: &NormConfig) -> bool {
+    matches!(norm, NormConfig::Batch(_))
+}
+
+/// Mean cross-entropy and error rate of `model` over `indices`, in batches of `batch_size`;
+/// `None` if the model refuses a batch (batch statistics of a single value).
+fn score(
+    model: &Model,
+    task: &Task,
+    indices: &[usize],
+    batch_size: usize,
+    length: Option<usize>,
+    device: &Device,
+) -> Option<(f32, f32)> {
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (mut loss_sum, mut wrong, mut count) = (0.0f64, 0usize, 0usize);
+    for chunk in eval_chunks(indices, batch_size) {
+        let batch = task.batch(chunk, true, length, device);
+        let logits = model.forward(batch.input).ok()?;
+        let rows = logits.dims()[0];
+        let predicted = logits.clone().argmax(1).squeeze_dim::<1>(1);
+        wrong += predicted
+            .not_equal(batch.targets.clone())
+            .int()
+            .sum()
+            .into_scalar::<i64>() as usize;
+        loss_sum += loss_fn.forward(logits, batch.targets).into_scalar::<f64>() * rows as f64;
+        count += rows;
+    }
+    (count > 0).then(|| {
+        (
+            (loss_sum / count as f64) as f32,
+            wrong as f32 / count as f32,
+        )
+    })
+}
+
+/// `indices` in chunks of `batch_size`, a last chunk of one folded into the one before: batch
+/// statistics of a single example do not exist, and eval mode does not care.
+fn eval_chunks(indices: &[usize], batch_size: usize) -> Vec<&[usize]> {
+    let mut chunks: Vec<&[usize]> = indices.chunks(batch_size.max(1)).collect();
+    if chunks.len() > 1 && chunks.last().is_some_and(|c| c.len() == 1) {
+        chunks.pop();
+        let start = (chunks.len() - 1) * batch_size;
+        *chunks.last_mut().expect("two or more chunks") = &indices[start..];
+    }
+    chunks
+}

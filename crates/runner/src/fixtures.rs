@@ -1,0 +1,235 @@
+//! Synthetic experiments and their run records, for the tests of the plots and the report.
+
+use std::path::{Path, PathBuf};
+
+use normlab_model::probe::{SiteStats, Summary};
+
+use crate::config::{Experiment, GridPoint};
+use crate::results::{Eval, LengthEval, Probe, RunRecord, Status, StepLoss};
+
+const EXPERIMENT: &str = r#"
+description = "Batch norm against group norm at small batches."
+
+[data]
+set = "digits"
+
+[model]
+kind = "mlp"
+hidden = [8, 8]
+norm = ["none", "batch", { kind = "group", groups = 4 }]
+
+[train]
+batch_size = [2, 8]
+seed = [0, 1]
+lr = 0.1
+samples = 100
+"#;
+
+/// Final validation error in % of each synthetic run: batch norm gets 15 points worse at
+/// batch size 2, the others do not move; seed 1 adds one point.
+fn error_percent(norm: &str, batch_size: usize, seed: u64) -> f32 {
+    let base = match (norm, batch_size) {
+        ("batch", 2) => 20.0,
+        ("batch", _) => 5.0,
+        ("none", _) => 10.0,
+        _ => 6.0,
+    };
+    base + seed as f32
+}
+
+/// Train-mode error of batch norm: 9% (+ seed) at batch size 2, equal to eval mode at 8.
+fn train_mode_percent(norm: &str, batch_size: usize, seed: u64) -> Option<f32> {
+    match (norm, batch_size) {
+        ("batch", 2) => Some(9.0 + seed as f32),
+        ("batch", _) => Some(error_percent(norm, batch_size, seed)),
+        _ => None,
+    }
+}
+
+/// Step time: none 1 ms, batch 1.25 ms, group 1.5 ms.
+fn step_seconds(norm: &str) -> f64 {
+    match norm {
+        "none" => 1.0e-3,
+        "batch" => 1.25e-3,
+        _ => 1.5e-3,
+    }
+}
+
+/// Percentiles of unit 0 at a probe: without a norm the median drifts by 0.05 per step.
+fn probe(norm: &str, step: usize) -> Probe {
+    let drift = if norm == "none" {
+        0.05 * step as f32
+    } else {
+        0.0
+    };
+    let summary = Summary {
+        mean: drift,
+        std: 1.0,
+        percentiles: vec![[drift - 1.0, drift, drift + 1.0]],
+    };
+    let sites = ["hidden 1", "hidden 2"].map(|site| SiteStats {
+        site: site.into(),
+        before: summary.clone(),
+        after: summary.clone(),
+    });
+    Probe {
+        step,
+        sites: sites.to_vec(),
+    }
+}
+
+/// What a synthetic run ends with.
+struct Outcome {
+    error_percent: f32,
+    train_mode_percent: Option<f32>,
+    diverged: bool,
+}
+
+/// A synthetic record of `point`: a decaying loss (exploding after step 5 and cut at step 10
+/// if it diverged), one final evaluation unless it diverged, probes at steps 0, 10 and 20,
+/// and the step time of its norm.
+fn record(experiment: &Experiment, point: &GridPoint, outcome: Outcome) -> RunRecord {
+    let norm = norm_labels_of(experiment, point);
+    let (batch_size, seed) = (point.run.train.batch_size, point.run.train.seed);
+    let diverged = outcome.diverged;
+    let steps = if diverged { 10 } else { 100 / batch_size };
+    let losses = (0..steps)
+        .map(|step| {
+            let samples = (step + 1) * batch_size;
+            let loss = 2.3 * (-(samples as f32) / 40.0).exp() + 0.05 * seed as f32;
+            let exploded = diverged && step > 5;
+            StepLoss {
+                step,
+                samples,
+                loss: if exploded { 1e3 * step as f32 } else { loss },
+            }
+        })
+        .collect();
+    let final_eval = Eval {
+        step: steps,
+        samples: 100,
+        valid_loss: 0.5,
+        valid_error: outcome.error_percent / 100.0,
+        train_mode_loss: None,
+        train_mode_error: outcome.train_mode_percent.map(|e| e / 100.0),
+        by_length: Vec::new(),
+    };
+    RunRecord {
+        id: point.id.clone(),
+        axes: experiment
+            .axes
+            .iter()
+            .map(|a| a.name.clone())
+            .zip(point.labels.clone())
+            .collect(),
+        status: if diverged {
+            Status::Diverged
+        } else {
+            Status::Finished
+        },
+        reason: diverged.then(|| "the loss became non-finite at step 9".to_string()),
+        config: point.run.clone(),
+        lr: point.run.lr(),
+        losses,
+        evals: if diverged {
+            Vec::new()
+        } else {
+            vec![final_eval]
+        },
+        probes: [0, 10, 20].map(|step| probe(&norm, step)).to_vec(),
+        steps,
+        samples: 100,
+        step_seconds: step_seconds(&norm),
+        wall_seconds: 1.5,
+    }
+}
+
+/// The norm label of a grid point (the first axis of the fixtures).
+fn norm_labels_of(experiment: &Experiment, point: &GridPoint) -> String {
+    point.labels[experiment.axis("norm").unwrap()].clone()
+}
+
+/// The synthetic experiment: 3 norms x batch sizes 2, 8 x seeds 0, 1, every run finished
+/// except `none` at batch size 2 with seed 1, which diverged.
+pub(crate) fn fixture() -> (Experiment, Vec<RunRecord>) {
+    let experiment =
+        Experiment::parse(Path::new("small_batches.toml"), EXPERIMENT.to_string()).unwrap();
+    let records = experiment
+        .points
+        .iter()
+        .map(|point| {
+            let norm = norm_labels_of(&experiment, point);
+            let (batch_size, seed) = (point.run.train.batch_size, point.run.train.seed);
+            let outcome = Outcome {
+                error_percent: error_percent(&norm, batch_size, seed),
+                train_mode_percent: train_mode_percent(&norm, batch_size, seed),
+                diverged: norm == "none" && batch_size == 2 && seed == 1,
+            };
+            record(&experiment, point, outcome)
+        })
+        .collect();
+    (experiment, records)
+}
+
+const LR_EXPERIMENT: &str = r#"
+[data]
+set = "digits"
+
+[model]
+kind = "mlp"
+hidden = [8]
+norm = ["none", "layer"]
+dropout = [0.0, 0.5]
+
+[train]
+batch_size = 10
+seed = [0, 1]
+lr = [0.01, 0.1, 1.0]
+samples = 100
+"#;
+
+/// A learning-rate sweep: without a norm every run at lr 1 diverges; errors fall with the
+/// learning rate (10% at 0.01, 8% at 0.1, 6% at 1, layer norm 1 point lower) and are
+/// evaluated at lengths 64 (the training length) and 256 (3 points worse).
+pub(crate) fn lr_fixture() -> (Experiment, Vec<RunRecord>) {
+    let experiment =
+        Experiment::parse(Path::new("lr_sweep.toml"), LR_EXPERIMENT.to_string()).unwrap();
+    let records = experiment
+        .points
+        .iter()
+        .map(|point| {
+            let norm = norm_labels_of(&experiment, point);
+            let lr = point.run.train.lr;
+            let error_percent = match lr {
+                0.01 => 10.0,
+                0.1 => 8.0,
+                _ => 6.0,
+            } - if norm == "layer" { 1.0 } else { 0.0 };
+            let outcome = Outcome {
+                error_percent,
+                train_mode_percent: None,
+                diverged: norm == "none" && lr == 1.0,
+            };
+            let mut record = record(&experiment, point, outcome);
+            for eval in &mut record.evals {
+                eval.by_length = [(64, 0.0), (256, 3.0)]
+                    .map(|(length, worse)| LengthEval {
+                        length,
+                        loss: 1.0,
+                        error: (error_percent + worse) / 100.0,
+                    })
+                    .to_vec();
+            }
+            record
+        })
+        .collect();
+    (experiment, records)
+}
+
+/// A fresh empty folder under the system's temporary folder.
+pub(crate) fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("normlab-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

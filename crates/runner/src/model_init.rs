@@ -1,0 +1,46 @@
+//! Building a run's model so that its initial weights depend on its seed alone, and checking
+//! that it can train at all.
+
+use std::sync::Mutex;
+
+use burn::module::{ModuleVisitor, Param};
+use burn::prelude::*;
+use normlab_model::{Model, ModelError};
+
+use crate::config::GridPoint;
+use crate::task::Task;
+
+/// Parameters are drawn lazily from burn's one process-wide RNG. Runs on parallel threads take
+/// turns at seeding and drawing, so each run's initial weights depend on its seed alone.
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Builds the model of `point` for `task` on `device`, with its weights drawn from its seed.
+pub fn build_model(point: &GridPoint, task: &Task, device: &Device) -> Result<Model, ModelError> {
+    let _turn = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(point.run.train.seed);
+    let model = point
+        .run
+        .model
+        .init(task.input_shape, task.classes, device)?;
+    model.visit(&mut DrawWeights);
+    Ok(model)
+}
+
+/// Touches every parameter so its lazy initializer runs now, under the lock.
+struct DrawWeights;
+
+impl ModuleVisitor for DrawWeights {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Checks that `point` can train on `task` at all: one forward pass on a training batch. The
+/// error, if any, is the layer's own (e.g. batch norm on one value per channel).
+pub fn dry_run(point: &GridPoint, task: &Task, device: &Device) -> Result<(), ModelError> {
+    let train_device = device.clone().autodiff();
+    let model = build_model(point, task, &train_device)?;
+    let size = point.run.train.batch_size.min(task.train.len());
+    let batch = task.batch(&task.train[..size], false, None, &train_device);
+    model.forward(batch.input).map(|_| ())
+}

@@ -1,0 +1,218 @@
+use std::path::{Path, PathBuf};
+
+use crate::config::Experiment;
+use crate::fixtures::{fixture, lr_fixture, scratch};
+use crate::plot::axis::Axis;
+use crate::plot::charts::{CURVE_POINTS, error_vs_axis, error_vs_length, mean_band};
+use crate::plot::figure::{Look, Series};
+use crate::plot::palette::{KIND_COLORS, Palette, VARIANT_COLORS};
+use crate::plot::{Context, draw_all};
+use crate::results::{PlotFile, RunRecord};
+
+/// Width and height from a PNG's IHDR chunk, after checking the signature.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let number = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (number(16), number(20))
+}
+
+/// Draws `records` into a scratch folder and checks the files drawn, in order, with their
+/// pixel sizes, and that nothing else was written. Returns the plots; the caller removes `dir`.
+fn assert_draws(
+    experiment: &Experiment,
+    records: &[RunRecord],
+    name: &str,
+    expected: &[(&str, (u32, u32))],
+) -> (Vec<PlotFile>, PathBuf) {
+    let dir = scratch(name);
+    let plots = draw_all(experiment, records, &dir).unwrap();
+    let files: Vec<&str> = plots.iter().map(|p| p.file.as_str()).collect();
+    let wanted: Vec<&str> = expected.iter().map(|(file, _)| *file).collect();
+    assert_eq!(files, wanted);
+    for (file, size) in expected {
+        assert_eq!(png_size(&dir.join(file)), *size, "{file}");
+    }
+    let pngs = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(pngs, plots.len(), "no other files are written");
+    (plots, dir)
+}
+
+#[test]
+fn draws_the_plots_the_axes_and_records_call_for_at_their_sizes() {
+    let (experiment, records) = fixture();
+    // Two batch-size panels side by side; one panel; a 2 x 6 grid of sites x runs.
+    let (_, dir) = assert_draws(
+        &experiment,
+        &records,
+        "plots",
+        &[
+            ("loss_curves.png", (1400, 50 + 427)),
+            ("error_vs_batch_size.png", (1000, 50 + 560)),
+            ("train_vs_eval.png", (1000, 50 + 560)),
+            ("percentiles.png", (1400, 50 + 2 * 300)),
+            ("step_time.png", (1000, 50 + 560)),
+        ],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sweeps_of_other_axes_get_their_own_plots() {
+    let (experiment, records) = lr_fixture();
+    // Panels: 6 (dropout x lr) in 3 columns; 2 (dropout); sites x norms; 6; 1; 3 (lr).
+    let (plots, dir) = assert_draws(
+        &experiment,
+        &records,
+        "lr-plots",
+        &[
+            ("loss_curves.png", (1400, 50 + 2 * 300)),
+            ("error_vs_lr.png", (1400, 50 + 427)),
+            ("percentiles.png", (1400, 50 + 2 * 427)),
+            ("error_vs_length.png", (1400, 50 + 2 * 300)),
+            ("step_time.png", (1000, 50 + 560)),
+            ("error_by_dropout.png", (1400, 50 + 300)),
+        ],
+    );
+    let lr = &plots[1];
+    assert!(
+        lr.caption.contains("diverged (4) or could not train (0)"),
+        "{}",
+        lr.caption
+    );
+    assert!(
+        lr.caption.contains("One panel per dropout."),
+        "{}",
+        lr.caption
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let context = Context::new(&experiment, &records);
+    let by_dropout = error_vs_axis(&context, "dropout", "d.png", false).unwrap();
+    let x = &by_dropout.figure.panels[0].x;
+    assert!(
+        !x.log,
+        "dropout 0 cannot go on a log scale, nor should categories"
+    );
+    assert_eq!(x.ticks, [(0.0, "0.0".into()), (1.0, "0.5".into())]);
+    let length = error_vs_length(&context).unwrap();
+    let layer = &length.figure.panels[0].series[1];
+    let means: Vec<(f64, f64)> = layer.points.iter().map(|p| (p.x, p.y)).collect();
+    // The first panel is dropout 0, lr 0.01: layer norm's 9% at the training length, 3 more
+    // at length 256.
+    assert_eq!(length.figure.panels[0].title, "dropout=0.0, lr=0.01");
+    assert!((means[0].1 - 9.0).abs() < 1e-4 && (means[1].1 - 12.0).abs() < 1e-4);
+    assert_eq!((means[0].0, means[1].0), (64.0, 256.0));
+}
+
+#[test]
+fn captions_count_the_runs_without_a_result() {
+    let (experiment, records) = fixture();
+    let context = Context::new(&experiment, &records);
+    let plot = error_vs_axis(&context, "batch_size", "e.png", true).unwrap();
+    assert!(
+        plot.caption.contains("diverged (1) or could not train (0)"),
+        "{}",
+        plot.caption
+    );
+    let crosses: Vec<&Series> = plot.figure.panels[0]
+        .series
+        .iter()
+        .filter(|s| s.look == Look::Failed)
+        .collect();
+    assert_eq!(crosses.len(), 1);
+    assert_eq!(crosses[0].points[0].x, 2.0);
+    assert_eq!(crosses[0].color, KIND_COLORS[0].1);
+}
+
+#[test]
+fn error_points_are_means_with_min_max_over_seeds() {
+    let (experiment, records) = fixture();
+    let context = Context::new(&experiment, &records);
+    let plot = error_vs_axis(&context, "batch_size", "e.png", true).unwrap();
+    let batch = plot.figure.panels[0]
+        .series
+        .iter()
+        .find(|s| s.color == KIND_COLORS[1].1 && s.look != Look::Failed)
+        .unwrap();
+    assert_eq!(
+        batch.look,
+        Look::Marks {
+            dashed: false,
+            joined: true
+        }
+    );
+    let at_2 = batch.points[0];
+    assert_eq!(at_2.x, 2.0);
+    assert!((at_2.y - 20.5).abs() < 1e-4 && (at_2.low - 20.0).abs() < 1e-4);
+    assert!((at_2.high - 21.0).abs() < 1e-4);
+    // Ticks exactly at the batch sizes, on a log scale.
+    let x = &plot.figure.panels[0].x;
+    assert!(x.log);
+    assert_eq!(x.ticks, [(2f64.ln(), "2".into()), (8f64.ln(), "8".into())]);
+}
+
+#[test]
+fn nothing_to_plot_draws_nothing() {
+    let (experiment, _) = fixture();
+    let dir = scratch("no-plots");
+    assert_eq!(draw_all(&experiment, &[], &dir).unwrap(), Vec::new());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn colours_are_fixed_by_kind_and_variants_sorted() {
+    let labels = [
+        "group(groups=4)",
+        "layer",
+        "batch(per_step=30)",
+        "none",
+        "batch",
+        "rms(eps=1)",
+    ]
+    .map(String::from);
+    let palette = Palette::new(&labels);
+    let reversed: Vec<String> = labels.iter().rev().cloned().collect();
+    for label in &labels {
+        assert_eq!(palette.color(label), Palette::new(&reversed).color(label));
+    }
+    let kind = |k: &str| KIND_COLORS.iter().find(|(n, _)| *n == k).unwrap().1;
+    assert_eq!(palette.color("none"), kind("none"));
+    assert_eq!(palette.color("batch"), kind("batch"));
+    assert_eq!(palette.color("group(groups=4)"), kind("group"));
+    assert_eq!(palette.color("rms(eps=1)"), kind("rms"));
+    assert_eq!(palette.color("batch(per_step=30)"), VARIANT_COLORS[0]);
+}
+
+#[test]
+fn loss_band_counts_only_curves_that_reach_each_x() {
+    let long = vec![(0.0, 2.0), (10.0, 1.0)];
+    let short = vec![(0.0, 4.0), (5.0, 3.0)];
+    let band = mean_band(&[long, short]);
+    assert_eq!(band.len(), CURVE_POINTS);
+    assert_eq!((band[0].y, band[0].low, band[0].high), (3.0, 2.0, 4.0));
+    let last = band[CURVE_POINTS - 1];
+    assert_eq!((last.x, last.y, last.low, last.high), (10.0, 1.0, 1.0, 1.0));
+}
+
+#[test]
+fn axes_switch_to_log_beyond_twenty_fold() {
+    assert!(!Axis::fit("loss", 0.1, 1.9, true).log);
+    let log = Axis::fit("loss", 0.01, 2.0, true);
+    assert!(log.log && log.label.ends_with("(log scale)"));
+    let texts: Vec<&str> = log.ticks.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1", "2"]
+    );
+    let linear = Axis::fit("error", 0.0, 10.0, false);
+    let texts: Vec<&str> = linear.ticks.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts, ["0", "2", "4", "6", "8", "10"]);
+}

@@ -1,0 +1,342 @@
+//! The `README.md` report of an experiment's results: how they were produced, the config, the
+//! plots, a table of final metrics and statements computed from those metrics.
+//!
+//! Every number is computed here from the run records, with the same helpers the plots use;
+//! nothing is hand-written. Where an expected effect is absent or within the spread over seeds,
+//! the statement says so.
+
+mod findings;
+
+use std::path::Path;
+
+use crate::analysis::{Spread, distinct, final_error, final_train_mode_error, step_ms};
+use crate::config::Experiment;
+use crate::error::RunnerError;
+use crate::report::findings::findings;
+use crate::results::{PlotFile, RunRecord, Status, write_atomically};
+
+/// Writes `out_dir/README.md` for `records` of `experiment`, linking `plots` (drawn into the
+/// same folder). `command` is the command line that produced the results; without
+/// `total_wall_seconds` the report gives the sum of the runs' own wall times instead.
+pub fn write(
+    experiment: &Experiment,
+    records: &[RunRecord],
+    out_dir: &Path,
+    plots: &[PlotFile],
+    command: &str,
+    total_wall_seconds: Option<f64>,
+) -> Result<(), RunnerError> {
+    let text = [
+        header(experiment),
+        provenance(experiment, records, command, total_wall_seconds),
+        config(experiment),
+        plot_section(plots),
+        table(experiment, records),
+        failures(records),
+        findings(experiment, records),
+    ]
+    .concat();
+    let path = out_dir.join("README.md");
+    write_atomically(&path, text.as_bytes()).map_err(RunnerError::io(&path))
+}
+
+fn header(experiment: &Experiment) -> String {
+    let description = experiment.description.trim();
+    match description.is_empty() {
+        true => format!("# {}\n\n", experiment.name),
+        false => format!("# {}\n\n{description}\n\n", experiment.name),
+    }
+}
+
+fn provenance(
+    experiment: &Experiment,
+    records: &[RunRecord],
+    command: &str,
+    total_wall_seconds: Option<f64>,
+) -> String {
+    let wall = match total_wall_seconds {
+        Some(seconds) => format!("Total wall time: {}.", fmt_duration(seconds)),
+        None => format!(
+            "Total wall time: not recorded (the runs were trained over several sessions); the \
+             sum of the runs' wall times is {}.",
+            fmt_duration(records.iter().map(|r| r.wall_seconds).sum())
+        ),
+    };
+    let count = |status| records.iter().filter(|r| r.status == status).count();
+    format!(
+        "## How these results were produced\n\n```sh\n{}\n```\n\n{wall}\n\n{} of the {} runs of \
+         the grid have a record: {} finished, {} diverged, {} impossible.\n\n",
+        command.trim(),
+        records.len(),
+        experiment.points.len(),
+        count(Status::Finished),
+        count(Status::Diverged),
+        count(Status::Impossible),
+    )
+}
+
+/// `42.0 s`, `3 min 12 s`, `1 h 05 min`.
+fn fmt_duration(seconds: f64) -> String {
+    let whole = seconds.round() as u64;
+    match seconds {
+        s if s < 60.0 => format!("{s:.1} s"),
+        s if s < 3600.0 => format!("{} min {} s", whole / 60, whole % 60),
+        _ => format!("{} h {:02} min", whole / 3600, whole % 3600 / 60),
+    }
+}
+
+fn config(experiment: &Experiment) -> String {
+    format!("## Config\n\n```toml\n{}\n```\n\n", experiment.text.trim())
+}
+
+fn plot_section(plots: &[PlotFile]) -> String {
+    let mut text = String::from("## Plots\n\n");
+    if plots.is_empty() {
+        text.push_str("No plots: no run has recorded anything to plot yet.\n\n");
+    }
+    for plot in plots {
+        text.push_str(&format!(
+            "### {title}\n\n![{title}]({file})\n\n{caption}\n\n",
+            title = plot.title,
+            file = plot.file,
+            caption = plot.caption
+        ));
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table: one row per setting, that is per value of every axis except the seed.
+
+/// The runs of each setting in grid order: `(labels of the axes except seed, runs)`.
+pub(crate) fn settings<'a>(
+    experiment: &Experiment,
+    records: &'a [RunRecord],
+) -> Vec<(Vec<String>, Vec<&'a RunRecord>)> {
+    let key = |record: &RunRecord| -> Vec<String> {
+        experiment
+            .axes
+            .iter()
+            .filter(|axis| axis.name != "seed")
+            .map(|axis| record.axis(&axis.name).unwrap_or("?").to_string())
+            .collect()
+    };
+    distinct(records.iter().map(key))
+        .into_iter()
+        .map(|labels| {
+            let runs = records.iter().filter(|r| key(r) == labels).collect();
+            (labels, runs)
+        })
+        .collect()
+}
+
+fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
+    if records.is_empty() {
+        return String::new();
+    }
+    let with_train_mode = records.iter().any(|r| final_train_mode_error(r).is_some());
+    let mut header: Vec<String> = experiment
+        .axes
+        .iter()
+        .filter(|axis| axis.name != "seed")
+        .map(|axis| axis.name.clone())
+        .collect();
+    header.extend(["runs", "diverged / impossible", "valid error (%)"].map(String::from));
+    if with_train_mode {
+        header.push("train-mode error (%)".into());
+    }
+    header.push("step time (ms)".into());
+    let mut text = String::from(
+        "## Final metrics\n\nOne row per setting (every axis except the seed). Errors are on the \
+         validation set in %, given as mean (min..max) over the seeds' finished runs; diverged \
+         and impossible runs have no final result and are counted apart. Train-mode error uses \
+         batch statistics instead of running ones. Step time is each run's median, averaged \
+         over the setting's runs (min..max).\n\n",
+    );
+    text.push_str(&row(&header));
+    text.push_str(&row(&vec!["---".to_string(); header.len()]));
+    for (labels, runs) in settings(experiment, records) {
+        let failed = runs.iter().filter(|r| r.status != Status::Finished).count();
+        let mut cells = labels;
+        cells.push(runs.len().to_string());
+        cells.push(failed.to_string());
+        cells.push(fmt_spread(
+            Spread::of(runs.iter().filter_map(|r| final_error(r))),
+            2,
+        ));
+        if with_train_mode {
+            let train_mode = runs.iter().filter_map(|r| final_train_mode_error(r));
+            cells.push(fmt_spread(Spread::of(train_mode), 2));
+        }
+        cells.push(fmt_spread(
+            Spread::of(runs.iter().filter_map(|r| step_ms(r))),
+            3,
+        ));
+        text.push_str(&row(&cells));
+    }
+    text.push('\n');
+    text
+}
+
+fn row(cells: &[String]) -> String {
+    format!("| {} |\n", cells.join(" | "))
+}
+
+/// `mean (min..max)`, just the mean for one value, `—` for none.
+fn fmt_spread(spread: Option<Spread>, decimals: usize) -> String {
+    match spread {
+        None => "—".into(),
+        Some(s) if s.count == 1 => format!("{:.decimals$}", s.mean),
+        Some(s) => format!(
+            "{:.decimals$} ({:.decimals$}..{:.decimals$})",
+            s.mean, s.min, s.max
+        ),
+    }
+}
+
+fn failures(records: &[RunRecord]) -> String {
+    let failed: Vec<&RunRecord> = records
+        .iter()
+        .filter(|r| r.status != Status::Finished)
+        .collect();
+    if failed.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("## Runs without a result\n\n");
+    for record in failed {
+        let status = match record.status {
+            Status::Diverged => "diverged",
+            _ => "impossible",
+        };
+        let reason = record.reason.as_deref().unwrap_or("no reason recorded");
+        text.push_str(&format!(
+            "- `{}`: {status} after {} steps: {reason}\n",
+            record.id, record.steps
+        ));
+    }
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{fixture, lr_fixture, scratch};
+    use crate::plot::draw_all;
+
+    const COMMAND: &str = "normlab run experiments/small_batches.toml --jobs 2";
+
+    /// Draws the fixture's plots and report into a fresh folder and returns the report and the
+    /// plots.
+    fn report(
+        name: &str,
+        (experiment, records): (Experiment, Vec<RunRecord>),
+        wall: Option<f64>,
+    ) -> (String, Vec<PlotFile>) {
+        let dir = scratch(name);
+        let plots = draw_all(&experiment, &records, &dir).unwrap();
+        write(&experiment, &records, &dir, &plots, COMMAND, wall).unwrap();
+        let text = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        (text, plots)
+    }
+
+    /// The one list item that contains `needle`.
+    fn statement<'a>(text: &'a str, needle: &str) -> &'a str {
+        let found: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("- ") && l.contains(needle))
+            .collect();
+        assert_eq!(found.len(), 1, "one statement with {needle:?} in:\n{text}");
+        found[0]
+    }
+
+    #[test]
+    fn readme_holds_provenance_config_plots_and_table() {
+        let (text, plots) = report("report", fixture(), Some(63.2));
+        assert!(text.starts_with("# small_batches\n\nBatch norm against group norm"));
+        assert!(text.contains(&format!("```sh\n{COMMAND}\n```")));
+        assert!(text.contains("Total wall time: 1 min 3 s."));
+        assert!(
+            text.contains("12 of the 12 runs of the grid have a record: 11 finished, 1 diverged")
+        );
+        assert!(text.contains("```toml\ndescription = \"Batch norm against group norm"));
+        assert_eq!(plots.len(), 5);
+        for plot in &plots {
+            assert!(text.contains(&format!(
+                "![{}]({})\n\n{}",
+                plot.title, plot.file, plot.caption
+            )));
+        }
+        assert!(text.contains(
+            "| norm | batch_size | runs | diverged / impossible | valid error (%) | train-mode \
+             error (%) | step time (ms) |"
+        ));
+        assert!(text.contains("| batch | 2 | 2 | 0 | 20.50 (20.00..21.00) | 9.50 (9.00..10.00) | 1.250 (1.250..1.250) |"));
+        assert!(text.contains("| none | 2 | 2 | 1 | 10.00 | — | 1.000 (1.000..1.000) |"));
+        assert!(text.contains(
+            "- `norm=none,batch_size=2,seed=1`: diverged after 10 steps: the loss became \
+             non-finite at step 9"
+        ));
+    }
+
+    #[test]
+    fn findings_are_computed_from_the_runs() {
+        let (text, _) = report("findings", fixture(), None);
+        let batch = statement(&text, "`batch`: mean error");
+        assert!(batch.contains("5.50% at batch size 8 and 20.50% at batch size 2: +15.00 points"));
+        assert!(batch.ends_with("beyond the spread over seeds."));
+        let group = statement(&text, "`group(groups=4)`: mean error");
+        assert!(group.contains("+0.00 points") && group.contains("within the spread over seeds"));
+        let none = statement(&text, "`none`: mean error");
+        assert!(none.contains("-0.50 points") && none.contains("a single run at one end"));
+        let compared = statement(&text, "`batch`'s error rises");
+        assert!(
+            compared.contains("rises 15.00 points more than `group(groups=4)`'s (+15.00 vs +0.00)")
+        );
+        let gap = statement(&text, "`batch, batch_size=2`: eval mode");
+        assert!(gap.contains(
+            "20.50%, train mode (batch statistics) 9.50%: train minus eval -11.00 points"
+        ));
+        let cost = statement(&text, "`batch`: 1.25 ms per step");
+        assert!(cost.contains("vs 1 ms for `none`: normalization takes 20% of the step"));
+        assert!(statement(&text, "`group(groups=4)`: 1.5 ms").contains("takes 33% of the step"));
+        let drift = statement(&text, "`none` (batch_size=2): the median");
+        assert!(drift.contains("moved by 1.000"));
+        assert!(statement(&text, "`batch` (batch_size=2): the median").contains("moved by 0.000"));
+        assert!(text.contains("the sum of the runs' wall times is 18.0 s"));
+    }
+
+    #[test]
+    fn sweeps_state_divergence_and_length_effects() {
+        let (text, plots) = report("lr-report", lr_fixture(), None);
+        assert!(text.contains("![Final validation error vs learning rate](error_vs_lr.png)"));
+        assert_eq!(plots.len(), 6);
+        let none = statement(&text, "`none` (dropout=0.0): trained");
+        assert_eq!(
+            none,
+            "- `none` (dropout=0.0): trained without diverging up to learning rate 0.1; diverged \
+             at 1.0 (2 of 2 runs); lowest mean error 8.00% at learning rate 0.1."
+        );
+        let layer = statement(&text, "`layer` (dropout=0.5): trained");
+        assert!(
+            layer.contains("up to learning rate 1.0; no run diverged; lowest mean error 5.00%")
+        );
+        let length = statement(&text, "`layer` (dropout=0.0, lr=0.01): mean error");
+        assert!(length.contains(
+            "9.00% at the training length 64 and 12.00% at length 256: +3.00 points, beyond the \
+             spread over seeds."
+        ));
+        assert!(
+            !text.contains("train-mode error"),
+            "no batch norm, no train-mode column"
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(fmt_duration(42.04), "42.0 s");
+        assert_eq!(fmt_duration(192.4), "3 min 12 s");
+        assert_eq!(fmt_duration(3900.0), "1 h 05 min");
+    }
+}
