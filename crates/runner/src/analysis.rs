@@ -81,6 +81,20 @@ pub(crate) fn final_train_mode_error(record: &RunRecord) -> Option<f64> {
         .map(|error| f64::from(error) * 100.0)
 }
 
+/// The final error with PreciseBN's statistics of a finished run, in percent.
+pub(crate) fn final_precise_error(record: &RunRecord) -> Option<f64> {
+    finished_eval(record)
+        .and_then(|eval| eval.precise_error)
+        .map(|error| f64::from(error) * 100.0)
+}
+
+/// The final error of the folded model of a finished run, in percent.
+pub(crate) fn final_folded_error(record: &RunRecord) -> Option<f64> {
+    finished_eval(record)
+        .and_then(|eval| eval.folded_error)
+        .map(|error| f64::from(error) * 100.0)
+}
+
 pub(crate) fn finished_eval(record: &RunRecord) -> Option<&Eval> {
     (record.status == Status::Finished)
         .then(|| record.final_eval())

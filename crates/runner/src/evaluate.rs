@@ -1,28 +1,33 @@
 //! Scoring a model on the evaluation split: in eval mode (running statistics), in train mode
-//! (batch statistics at the training batch size) and on evaluation windows of other lengths.
+//! (batch statistics), with PreciseBN's statistics, folded for inference, and on evaluation
+//! windows of other lengths.
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use normlab_data::shuffled;
+use normlab_data::{batch_order, shuffled};
 use normlab_model::Model;
-use normlab_norm::NormConfig;
+use normlab_norm::precise_statistics;
 
 use crate::config::GridPoint;
 use crate::results::{Eval, LengthEval};
 use crate::task::Task;
 
-/// Everything one evaluation records: eval mode, train mode where batch norm makes it differ,
-/// and every evaluation length the config asks for. `step` and `samples` say when it happened.
+/// Everything one evaluation records: eval mode, train mode where batch statistics make it
+/// differ, every evaluation length the config asks for, and at the `last` evaluation the
+/// PreciseBN and folded scores it asks for. `step` and `samples` say when it happened.
 pub fn evaluate(
     model: &Model,
     point: &GridPoint,
     task: &Task,
-    (step, samples): (usize, usize),
+    (step, samples, last): (usize, usize, bool),
     device: &Device,
 ) -> Eval {
     let eval_model = model.valid();
     let (valid_loss, valid_error) = eval_mode(&eval_model, point, task, device);
     let train_mode = train_mode(model, point, task, device);
+    let precise = last.then(|| precise(model, point, task, device)).flatten();
+    let folded = (last && point.run.train.folded_eval)
+        .then(|| eval_mode(&model.fold_batch_norms(), point, task, device));
     Eval {
         step,
         samples,
@@ -31,7 +36,34 @@ pub fn evaluate(
         train_mode_loss: train_mode.map(|(loss, _)| loss),
         train_mode_error: train_mode.map(|(_, error)| error),
         by_length: by_length(&eval_model, point, task, device),
+        precise_loss: precise.map(|(loss, _)| loss),
+        precise_error: precise.map(|(_, error)| error),
+        folded_loss: folded.map(|(loss, _)| loss),
+        folded_error: folded.map(|(_, error)| error),
     }
+}
+
+/// PreciseBN: eval mode after re-estimating the population statistics of a copy of the model
+/// as the equal-weight average over `precise_batches` training batches (shuffled as in
+/// training, at the training batch size, the weights fixed).
+fn precise(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Option<(f32, f32)> {
+    let config = &point.run.train;
+    let batches = config.precise_batches?;
+    if !point.run.model.norm().uses_batch_statistics() {
+        return None;
+    }
+    let copy = model.valid().train().no_grad();
+    let train_device = device.clone().autodiff();
+    // An epoch no training run reaches: batches in a fresh order.
+    let order = batch_order(&task.train, config.batch_size, config.seed, u64::MAX)
+        .expect("batch size checked when the config was read");
+    let order = order.into_iter().cycle().take(batches);
+    let mut refused = false;
+    precise_statistics(order, |indices| {
+        let batch = task.batch(&indices, false, None, &train_device);
+        refused |= copy.forward(batch.input).is_err();
+    });
+    (!refused).then(|| eval_mode(&copy.valid(), point, task, device))
 }
 
 /// Loss and error of the eval copy (`model.valid()`): running statistics for batch norm.
@@ -51,7 +83,7 @@ fn train_mode(
     device: &Device,
 ) -> Option<(f32, f32)> {
     let config = &point.run.train;
-    if !(config.train_mode_eval && has_batch_norm(point.run.model.norm())) {
+    if !(config.train_mode_eval && point.run.model.norm().uses_batch_statistics()) {
         return None;
     }
     // A copy with its own running statistics, so evaluating leaves the model as it was.
@@ -60,7 +92,8 @@ fn train_mode(
     // Batches drawn at random, as in training: an evaluation split stored in class order would
     // give one-class batches, whose statistics erase the class.
     let order = shuffled(&task.valid, config.seed, 0);
-    score(&copy, task, &order, config.batch_size, None, &train_device)
+    let batch_size = config.train_mode_batch_size.unwrap_or(config.batch_size);
+    score(&copy, task, &order, batch_size, None, &train_device)
 }
 
 /// Eval mode on windows of each length in `train.eval_lengths` (text sets).
@@ -86,10 +119,6 @@ fn by_length(
             })
         })
         .collect()
-}
-
-fn has_batch_norm(norm: &NormConfig) -> bool {
-    matches!(norm, NormConfig::Batch(_))
 }
 
 /// Mean cross-entropy and error rate of `model` over `indices`, in batches of `batch_size`;

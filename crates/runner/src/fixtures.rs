@@ -113,6 +113,13 @@ fn record(experiment: &Experiment, point: &GridPoint, outcome: Outcome) -> RunRe
         train_mode_loss: None,
         train_mode_error: outcome.train_mode_percent.map(|e| e / 100.0),
         by_length: Vec::new(),
+        precise_loss: None,
+        // PreciseBN recovers 3 points of batch norm's eval error.
+        precise_error: outcome
+            .train_mode_percent
+            .map(|_| (outcome.error_percent - 3.0) / 100.0),
+        folded_loss: None,
+        folded_error: None,
     };
     RunRecord {
         id: point.id.clone(),

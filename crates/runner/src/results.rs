@@ -65,6 +65,19 @@ pub struct Eval {
     pub train_mode_error: Option<f32>,
     /// Text sets: eval mode on windows of other lengths.
     pub by_length: Vec<LengthEval>,
+    /// At the last evaluation with `precise_batches`: eval mode with PreciseBN's re-estimated
+    /// statistics.
+    #[serde(default)]
+    pub precise_loss: Option<f32>,
+    /// Share of wrong predictions with PreciseBN's statistics, 0..1.
+    #[serde(default)]
+    pub precise_error: Option<f32>,
+    /// At the last evaluation with `folded_eval`: the model with its batch norms folded.
+    #[serde(default)]
+    pub folded_loss: Option<f32>,
+    /// Share of wrong predictions of the folded model, 0..1.
+    #[serde(default)]
+    pub folded_error: Option<f32>,
 }
 
 /// Activation statistics at every norm site at one training step.

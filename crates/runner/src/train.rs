@@ -103,10 +103,9 @@ pub fn train(
                 loss: loss_value,
             });
             if eval_steps.contains(&record.steps) {
-                let when = (record.steps, record.samples);
-                record
-                    .evals
-                    .push(evaluate(&model, point, task, when, device));
+                let when = (record.steps, record.samples, record.steps == total_steps);
+                let eval = evaluate(&model, point, task, when, device);
+                record.evals.push(eval);
             }
             on_step(record.steps, total_steps);
         }

@@ -238,3 +238,56 @@ fn a_missing_data_set_stops_the_sweep_before_training_and_names_the_fetch_comman
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_remedies_train_and_report_precise_and_folded_scores() {
+    let config = r#"
+[data]
+set = "digits"
+scaling = { kind = "min_max", scope = "global" }
+train_size = 400
+
+[model]
+kind = "mlp"
+hidden = [16]
+norm = ["batch", { kind = "batch", ghost_batch = 4 }, { kind = "batch_renorm", warmup_steps = 5, r_max_steps = 20, d_max_steps = 20 }, "frn", { kind = "evonorm_s0", groups = 4 }, "evonorm_b0", "online"]
+
+[train]
+batch_size = 8
+lr = 0.05
+samples = 800
+evals = 2
+precise_batches = 10
+folded_eval = true
+"#;
+    let (dir, path) = workspace("remedies", config);
+    let results = dir.join("results");
+    run_to_end(&path, &results);
+    let records = records(&path, &results);
+    assert_eq!(records.len(), 7);
+    for record in &records {
+        assert_eq!(record.status, Status::Finished, "{}", record.id);
+        let last = record.final_eval().unwrap();
+        let batch_statistics = record.config.model.norm().uses_batch_statistics();
+        assert_eq!(
+            last.precise_error.is_some(),
+            batch_statistics,
+            "{}",
+            record.id
+        );
+        assert_eq!(
+            last.train_mode_error.is_some(),
+            batch_statistics,
+            "{}",
+            record.id
+        );
+        // Folding changes how eval computes, not what.
+        let folded = last.folded_error.unwrap();
+        assert!((folded - last.valid_error).abs() < 0.01, "{}", record.id);
+        // Only the last evaluation pays for PreciseBN and folding.
+        assert!(record.evals[0].precise_error.is_none() && record.evals[0].folded_error.is_none());
+    }
+    let report = std::fs::read_to_string(results.join("remedies/README.md")).unwrap();
+    assert!(report.contains("PreciseBN error (%)") && report.contains("folded error (%)"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

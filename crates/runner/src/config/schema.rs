@@ -111,6 +111,17 @@ pub struct TrainConfig {
     /// size) beside the running statistics. Default true; only batch norm differs.
     #[serde(default = "default_true")]
     pub train_mode_eval: bool,
+    /// The batch size of train-mode evaluation (batch statistics). Default the training batch
+    /// size.
+    pub train_mode_batch_size: Option<usize>,
+    /// PreciseBN: at the last evaluation, also evaluate with population statistics re-estimated
+    /// as the equal-weight average over this many training batches (weights fixed), beside the
+    /// moving averages. Only for norms with batch statistics. Default none.
+    pub precise_batches: Option<usize>,
+    /// At the last evaluation, also evaluate the model with its batch norms folded into the
+    /// layers before them (inference form). Default false.
+    #[serde(default)]
+    pub folded_eval: bool,
     /// Text sets: also evaluate on windows of these lengths (longer than training). Default none.
     #[serde(default)]
     pub eval_lengths: Vec<usize>,

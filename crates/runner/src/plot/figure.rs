@@ -8,6 +8,17 @@ use crate::plot::axis::Axis;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rgb(pub u8, pub u8, pub u8);
 
+/// How a series of marks is drawn: one look per measure of the same norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stroke {
+    /// A solid line and circles: the plot's main measure.
+    Solid,
+    /// A dashed line and triangles.
+    Dashed,
+    /// A dotted line and squares.
+    Dotted,
+}
+
 /// Marks that belong to no norm (legend samples of shapes).
 pub(crate) const NEUTRAL: Rgb = Rgb(60, 60, 60);
 
@@ -75,8 +86,8 @@ pub(crate) enum Look {
     /// A thin line through `y`.
     Thin,
     /// Markers at `y` with error bars from `low` to `high`, joined by a line if `joined`;
-    /// dashed series use triangles, to tell a second measure of the same norm apart.
-    Marks { dashed: bool, joined: bool },
+    /// each stroke has its own marker, to tell measures of the same norm apart.
+    Marks { stroke: Stroke, joined: bool },
     /// Crosses at the top of the panel: runs without a result.
     Failed,
 }

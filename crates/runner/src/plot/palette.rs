@@ -4,25 +4,28 @@ use crate::analysis::norm_kind;
 use crate::plot::figure::{NEUTRAL, Rgb};
 
 /// The colour of each norm kind's plain label (or first variant).
-pub(crate) const KIND_COLORS: [(&str, Rgb); 6] = [
+pub(crate) const KIND_COLORS: [(&str, Rgb); 11] = [
     ("none", Rgb(110, 110, 110)),
     ("batch", Rgb(31, 119, 180)),
     ("layer", Rgb(255, 127, 14)),
     ("instance", Rgb(44, 160, 44)),
     ("group", Rgb(214, 39, 40)),
     ("rms", Rgb(148, 103, 189)),
+    ("batch_renorm", Rgb(0, 128, 128)),
+    ("frn", Rgb(218, 165, 32)),
+    ("evonorm_s0", Rgb(112, 48, 160)),
+    ("evonorm_b0", Rgb(60, 120, 60)),
+    ("online", Rgb(0, 0, 0)),
 ];
 
 /// Colours of further variants of a kind, handed out in sorted label order.
-pub(crate) const VARIANT_COLORS: [Rgb; 8] = [
+pub(crate) const VARIANT_COLORS: [Rgb; 6] = [
     Rgb(140, 86, 75),
     Rgb(227, 119, 194),
     Rgb(188, 189, 34),
     Rgb(23, 190, 207),
     Rgb(0, 0, 128),
-    Rgb(0, 128, 128),
-    Rgb(218, 165, 32),
-    Rgb(0, 0, 0),
+    Rgb(255, 152, 150),
 ];
 
 /// The colour of every norm label of an experiment.

@@ -14,7 +14,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::RunnerError;
 use crate::plot::axis::Axis;
-use crate::plot::figure::{Figure, LegendEntry, Look, Panel, Rgb, Series};
+use crate::plot::figure::{Figure, LegendEntry, Look, Panel, Rgb, Series, Stroke};
 
 /// The axis as plotters' coordinate: linear in drawing coordinates, with grid lines and labels
 /// exactly at the ticks.
@@ -200,14 +200,17 @@ fn draw_series<DB: DrawingBackend>(
                 series.points.iter().map(|p| at(p.x, p.high)).collect();
             outline.extend(series.points.iter().rev().map(|p| at(p.x, p.low)));
             chart.draw_series([Polygon::new(outline, color.mix(0.18).filled())])?;
-            chart.draw_series([stroke(line, false, color.stroke_width(2))])?;
+            chart.draw_series([stroke(line, Stroke::Solid, color.stroke_width(2))])?;
         }
         Look::Thin => {
-            chart.draw_series([stroke(line, false, color.stroke_width(1))])?;
+            chart.draw_series([stroke(line, Stroke::Solid, color.stroke_width(1))])?;
         }
-        Look::Marks { dashed, joined } => {
+        Look::Marks {
+            stroke: line_stroke,
+            joined,
+        } => {
             if joined {
-                chart.draw_series([stroke(line.clone(), dashed, color.stroke_width(2))])?;
+                chart.draw_series([stroke(line.clone(), line_stroke, color.stroke_width(2))])?;
             }
             let bars = series.points.iter().filter(|p| p.high > p.low);
             chart.draw_series(bars.clone().map(|p| {
@@ -218,7 +221,15 @@ fn draw_series<DB: DrawingBackend>(
                 EmptyElement::at(end)
                     + PathElement::new(vec![(-6, 0), (6, 0)], color.stroke_width(2))
             }))?;
-            chart.draw_series(line.into_iter().map(|point| marker(point, dashed, color)))?;
+            match line_stroke {
+                Stroke::Dotted => {
+                    let square = |p| EmptyElement::at(p) + Rectangle::new(SQUARE, color.filled());
+                    chart.draw_series(line.into_iter().map(square))?;
+                }
+                _ => {
+                    chart.draw_series(line.into_iter().map(|p| marker(p, line_stroke, color)))?;
+                }
+            }
         }
         Look::Failed => {
             let span = panel.y.range.end - panel.y.range.start;
@@ -230,29 +241,34 @@ fn draw_series<DB: DrawingBackend>(
     Ok(())
 }
 
-/// A solid or dashed line through `points`.
+/// A solid, dashed or dotted line through `points`.
 fn stroke<DB: DrawingBackend, C: Clone + 'static>(
     points: Vec<C>,
-    dashed: bool,
+    stroke: Stroke,
     style: ShapeStyle,
 ) -> DynElement<'static, DB, C> {
-    match dashed {
-        true => DashedPathElement::new(points, 10, 6, style).into_dyn(),
-        false => PathElement::new(points, style).into_dyn(),
+    match stroke {
+        Stroke::Solid => PathElement::new(points, style).into_dyn(),
+        Stroke::Dashed => DashedPathElement::new(points, 10, 6, style).into_dyn(),
+        Stroke::Dotted => DashedPathElement::new(points, 3, 5, style).into_dyn(),
     }
 }
 
-/// A filled circle, or a triangle for the dashed (second) measure of a norm.
+/// A filled circle for the main measure of a norm, a triangle for the dashed one (the dotted
+/// one has [`SQUARE`]s).
 fn marker<DB: DrawingBackend, C: Clone + 'static>(
     at: C,
-    dashed: bool,
+    stroke: Stroke,
     color: RGBColor,
 ) -> DynElement<'static, DB, C> {
-    match dashed {
-        true => TriangleMarker::new(at, 7, color.filled()).into_dyn(),
-        false => Circle::new(at, 5, color.filled()).into_dyn(),
+    match stroke {
+        Stroke::Dashed => TriangleMarker::new(at, 7, color.filled()).into_dyn(),
+        _ => Circle::new(at, 5, color.filled()).into_dyn(),
     }
 }
+
+/// The square marker of a dotted measure, in pixels around its point.
+const SQUARE: [(i32, i32); 2] = [(-5, -5), (5, 5)];
 
 fn cross<DB: DrawingBackend, C: Clone + 'static>(
     at: C,
@@ -294,12 +310,20 @@ fn draw_sample<DB: DrawingBackend>(
                 [(left, y - 7), (right, y + 7)],
                 color.mix(0.18).filled(),
             ))?;
-            area.draw(&stroke(line, false, color.stroke_width(2)))
+            area.draw(&stroke(line, Stroke::Solid, color.stroke_width(2)))
         }
-        Look::Thin => area.draw(&stroke(line, false, color.stroke_width(1))),
-        Look::Marks { dashed, .. } => {
-            area.draw(&stroke(line, dashed, color.stroke_width(2)))?;
-            area.draw(&marker((middle, y), dashed, color))
+        Look::Thin => area.draw(&stroke(line, Stroke::Solid, color.stroke_width(1))),
+        Look::Marks {
+            stroke: line_stroke,
+            ..
+        } => {
+            area.draw(&stroke(line, line_stroke, color.stroke_width(2)))?;
+            match line_stroke {
+                Stroke::Dotted => area.draw(
+                    &(EmptyElement::at((middle, y)) + Rectangle::new(SQUARE, color.filled())),
+                ),
+                _ => area.draw(&marker((middle, y), line_stroke, color)),
+            }
         }
         Look::Failed => area.draw(&cross((middle, y), color)),
     }

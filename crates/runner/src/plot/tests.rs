@@ -4,6 +4,7 @@ use crate::config::Experiment;
 use crate::fixtures::{fixture, lr_fixture, scratch};
 use crate::plot::axis::Axis;
 use crate::plot::charts::{CURVE_POINTS, error_vs_axis, error_vs_length, mean_band};
+use crate::plot::figure::Stroke;
 use crate::plot::figure::{Look, Series};
 use crate::plot::palette::{KIND_COLORS, Palette, VARIANT_COLORS};
 use crate::plot::{Context, draw_all};
@@ -144,7 +145,7 @@ fn error_points_are_means_with_min_max_over_seeds() {
     assert_eq!(
         batch.look,
         Look::Marks {
-            dashed: false,
+            stroke: Stroke::Solid,
             joined: true
         }
     );

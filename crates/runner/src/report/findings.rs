@@ -3,8 +3,8 @@
 
 use crate::analysis::{
     Spread, axis_values, describe, describe_axis, distinct, errors_by_length, facets, final_error,
-    final_train_mode_error, fmt_number, in_facet, norm_kind, norm_label, norm_labels, other_axes,
-    percentile_runs, step_ms, unit_zero, varies,
+    final_precise_error, final_train_mode_error, fmt_number, in_facet, norm_kind, norm_label,
+    norm_labels, other_axes, percentile_runs, step_ms, unit_zero, varies,
 };
 use crate::config::Experiment;
 use crate::report::settings;
@@ -171,21 +171,44 @@ fn train_eval_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<St
                 .filter(|part| !part.is_empty())
                 .collect::<Vec<_>>()
                 .join(", ");
-            let spread = match gap.count {
-                1 => " (a single run: no spread over seeds)".to_string(),
-                _ if gap.min <= 0.0 && 0.0 <= gap.max => format!(
-                    " ({:+.2}..{:+.2} over seeds: the gap is within the spread over seeds)",
-                    gap.min, gap.max
-                ),
-                _ => format!(" ({:+.2}..{:+.2} over seeds)", gap.min, gap.max),
-            };
-            Some(format!(
+            let mut statement = format!(
                 "`{name}`: eval mode (running statistics) {:.2}%, train mode (batch statistics) \
-                 {:.2}%: train minus eval {:+.2} points{spread}.",
-                eval.mean, train.mean, gap.mean
-            ))
+                 {:.2}%: train minus eval {:+.2} points{}",
+                eval.mean,
+                train.mean,
+                gap.mean,
+                gap_spread(&gap)
+            );
+            let precise: Vec<(f64, f64)> = runs
+                .iter()
+                .filter_map(|r| final_error(r).zip(final_precise_error(r)))
+                .collect();
+            if let (Some(value), Some(gap)) = (
+                Spread::of(precise.iter().map(|p| p.1)),
+                Spread::of(precise.iter().map(|p| p.1 - p.0)),
+            ) {
+                statement.push_str(&format!(
+                    "; PreciseBN statistics {:.2}%: PreciseBN minus eval {:+.2} points{}",
+                    value.mean,
+                    gap.mean,
+                    gap_spread(&gap)
+                ));
+            }
+            Some(format!("{statement}."))
         })
         .collect()
+}
+
+/// How the gap between two measures of the same runs varies over seeds.
+fn gap_spread(gap: &Spread) -> String {
+    match gap.count {
+        1 => " (a single run: no spread over seeds)".to_string(),
+        _ if gap.min <= 0.0 && 0.0 <= gap.max => format!(
+            " ({:+.2}..{:+.2} over seeds: the gap is within the spread over seeds)",
+            gap.min, gap.max
+        ),
+        _ => format!(" ({:+.2}..{:+.2} over seeds)", gap.min, gap.max),
+    }
 }
 
 /// For an axis such as the learning rate: the largest value each norm trained at without any

@@ -9,7 +9,10 @@ mod findings;
 
 use std::path::Path;
 
-use crate::analysis::{Spread, distinct, final_error, final_train_mode_error, step_ms};
+use crate::analysis::{
+    Spread, distinct, final_error, final_folded_error, final_precise_error, final_train_mode_error,
+    step_ms,
+};
 use crate::config::Experiment;
 use crate::error::RunnerError;
 use crate::report::findings::findings;
@@ -135,6 +138,8 @@ fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
         return String::new();
     }
     let with_train_mode = records.iter().any(|r| final_train_mode_error(r).is_some());
+    let with_precise = records.iter().any(|r| final_precise_error(r).is_some());
+    let with_folded = records.iter().any(|r| final_folded_error(r).is_some());
     let mut header: Vec<String> = experiment
         .axes
         .iter()
@@ -145,14 +150,33 @@ fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
     if with_train_mode {
         header.push("train-mode error (%)".into());
     }
+    if with_precise {
+        header.push("PreciseBN error (%)".into());
+    }
+    if with_folded {
+        header.push("folded error (%)".into());
+    }
     header.push("step time (ms)".into());
     let mut text = String::from(
         "## Final metrics\n\nOne row per setting (every axis except the seed). Errors are on the \
          validation set in %, given as mean (min..max) over the seeds' finished runs; diverged \
          and impossible runs have no final result and are counted apart. Train-mode error uses \
          batch statistics instead of running ones. Step time is each run's median, averaged \
-         over the setting's runs (min..max).\n\n",
+         over the setting's runs (min..max).",
     );
+    if with_precise {
+        text.push_str(
+            " PreciseBN error uses population statistics re-estimated after training as the \
+             equal-weight average over many training batches.",
+        );
+    }
+    if with_folded {
+        text.push_str(
+            " Folded error is the model with its batch norms folded into the layers before \
+             them, for inference.",
+        );
+    }
+    text.push_str("\n\n");
     text.push_str(&row(&header));
     text.push_str(&row(&vec!["---".to_string(); header.len()]));
     for (labels, runs) in settings(experiment, records) {
@@ -164,9 +188,18 @@ fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
             Spread::of(runs.iter().filter_map(|r| final_error(r))),
             2,
         ));
-        if with_train_mode {
-            let train_mode = runs.iter().filter_map(|r| final_train_mode_error(r));
-            cells.push(fmt_spread(Spread::of(train_mode), 2));
+        for (shown, measure) in [
+            (
+                with_train_mode,
+                final_train_mode_error as fn(&RunRecord) -> Option<f64>,
+            ),
+            (with_precise, final_precise_error),
+            (with_folded, final_folded_error),
+        ] {
+            if shown {
+                let values = runs.iter().filter_map(|r| measure(r));
+                cells.push(fmt_spread(Spread::of(values), 2));
+            }
         }
         cells.push(fmt_spread(
             Spread::of(runs.iter().filter_map(|r| step_ms(r))),
@@ -270,10 +303,13 @@ mod tests {
         }
         assert!(text.contains(
             "| norm | batch_size | runs | diverged / impossible | valid error (%) | train-mode \
-             error (%) | step time (ms) |"
+             error (%) | PreciseBN error (%) | step time (ms) |"
         ));
-        assert!(text.contains("| batch | 2 | 2 | 0 | 20.50 (20.00..21.00) | 9.50 (9.00..10.00) | 1.250 (1.250..1.250) |"));
-        assert!(text.contains("| none | 2 | 2 | 1 | 10.00 | — | 1.000 (1.000..1.000) |"));
+        assert!(text.contains(
+            "| batch | 2 | 2 | 0 | 20.50 (20.00..21.00) | 9.50 (9.00..10.00) | 17.50 \
+             (17.00..18.00) | 1.250 (1.250..1.250) |"
+        ));
+        assert!(text.contains("| none | 2 | 2 | 1 | 10.00 | — | — | 1.000 (1.000..1.000) |"));
         assert!(text.contains(
             "- `norm=none,batch_size=2,seed=1`: diverged after 10 steps: the loss became \
              non-finite at step 9"
@@ -298,6 +334,7 @@ mod tests {
         assert!(gap.contains(
             "20.50%, train mode (batch statistics) 9.50%: train minus eval -11.00 points"
         ));
+        assert!(gap.contains("PreciseBN statistics 17.50%: PreciseBN minus eval -3.00 points"));
         let cost = statement(&text, "`batch`: 1.25 ms per step");
         assert!(cost.contains("vs 1 ms for `none`: normalization takes 20% of the step"));
         assert!(statement(&text, "`group(groups=4)`: 1.5 ms").contains("takes 33% of the step"));

@@ -1,5 +1,6 @@
 use crate::analysis::{describe_axis, final_error, other_axes, varies};
 use crate::plot::charts::{Measure, SpreadPlot, XPlacement, pair, spread_plot};
+use crate::plot::figure::Stroke;
 use crate::plot::{Context, Plot};
 use crate::results::RunRecord;
 
@@ -34,7 +35,7 @@ pub(crate) fn error_vs_axis(
             norms: context.norms.clone(),
             measures: vec![Measure {
                 name: None,
-                dashed: false,
+                stroke: Stroke::Solid,
                 values: &values,
             }],
             failed_x: Some(&placement),

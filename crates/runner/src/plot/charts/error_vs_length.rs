@@ -1,6 +1,7 @@
 use crate::analysis::{distinct, errors_by_length, other_axes};
 use crate::plot::axis::Axis;
 use crate::plot::charts::{Measure, SpreadPlot, spread_plot};
+use crate::plot::figure::Stroke;
 use crate::plot::{Context, Plot};
 use crate::results::RunRecord;
 
@@ -35,7 +36,7 @@ pub(crate) fn error_vs_length(context: &Context) -> Option<Plot> {
             norms: context.norms.clone(),
             measures: vec![Measure {
                 name: None,
-                dashed: false,
+                stroke: Stroke::Solid,
                 values: &values,
             }],
             failed_x: None,

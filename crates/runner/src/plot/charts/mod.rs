@@ -19,6 +19,7 @@ pub(crate) use train_vs_eval::train_vs_eval;
 
 use crate::analysis::{Spread, axis_label, describe_axis, distinct, norm_label};
 use crate::plot::axis::Axis;
+use crate::plot::figure::Stroke;
 use crate::plot::figure::{Figure, LegendEntry, Look, NEUTRAL, Point, Series, band_of, extent};
 use crate::plot::{Context, Plot};
 use crate::results::{RunRecord, Status};
@@ -58,7 +59,7 @@ pub(crate) fn legend<'s>(
 pub(crate) struct Measure<'a> {
     /// Added to the norm label in the legend, e.g. `eval mode`; None for a plot's only measure.
     pub(crate) name: Option<&'a str>,
-    pub(crate) dashed: bool,
+    pub(crate) stroke: Stroke,
     /// The `(x, value)` pairs one run contributes.
     pub(crate) values: &'a dyn Fn(&RunRecord) -> Vec<(f64, f64)>,
 }
@@ -106,7 +107,7 @@ pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
                     series.push(Series {
                         color,
                         look: Look::Marks {
-                            dashed: measure.dashed,
+                            stroke: measure.stroke,
                             joined: spec.joined,
                         },
                         dodge: dodge(slot, slots),
@@ -148,7 +149,7 @@ pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
     let slots = spec.norms.iter().flat_map(|norm| {
         spec.measures.iter().map(move |measure| {
             let look = Look::Marks {
-                dashed: measure.dashed,
+                stroke: measure.stroke,
                 joined: true,
             };
             (norm, measure.name, look)

@@ -1,5 +1,6 @@
 use crate::analysis::{step_ms, varies};
 use crate::plot::charts::{Measure, SpreadPlot, XPlacement, pair, spread_plot};
+use crate::plot::figure::Stroke;
 use crate::plot::{Context, Plot};
 use crate::results::RunRecord;
 
@@ -31,7 +32,7 @@ pub(crate) fn step_time(context: &Context) -> Option<Plot> {
             norms: context.norms.clone(),
             measures: vec![Measure {
                 name: None,
-                dashed: false,
+                stroke: Stroke::Solid,
                 values: &values,
             }],
             failed_x: None,
