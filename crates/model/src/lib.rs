@@ -9,6 +9,7 @@
 
 mod activation;
 mod cnn;
+mod conv;
 mod error;
 mod fixed_statistics;
 mod init;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use activation::{Activation, NormPosition};
 pub use cnn::{Cnn, CnnConfig, Head, Pool};
+pub use conv::conv2d;
 pub use error::ModelError;
 pub use mlp::{Mlp, MlpConfig};
 pub use recurrent::{

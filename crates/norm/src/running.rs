@@ -102,12 +102,13 @@ impl RunningStats {
 
     /// The batch variance the running variance averages: `biased_var` itself, or times
     /// `count / (count - 1)`, `count` being how many elements each statistic was taken over
-    /// (broadcastable to `biased_var`).
+    /// (broadcastable to `biased_var`). Off the autodiff graph, as the running statistics are.
     pub(crate) fn variance_estimate<const D: usize>(
         &self,
         biased_var: Tensor<D>,
         count: Tensor<D>,
     ) -> Tensor<D> {
+        let (biased_var, count) = (biased_var.without_autodiff(), count.without_autodiff());
         match self.unbiased {
             // Callers use the estimate only where count >= 2; the clamp keeps the rest finite.
             true => biased_var * count.clone() / (count - 1.0).clamp_min(1.0),
@@ -129,35 +130,55 @@ impl RunningStats {
         valid: Option<Tensor<2, Bool>>,
     ) {
         let [k, features] = mean.dims();
+        let autodiff = mean.is_autodiff();
         let device = mean.device();
+        // The bookkeeping runs off the autodiff graph: it is never differentiated, and each of
+        // its small ops would otherwise pay autodiff's dispatch (half a dense batch norm's time).
+        let plain = |state: &RunningState<Tensor<2>>| {
+            state.value_sync().to_device(&device).without_autodiff()
+        };
         let slots = first..first + k;
+        let whole = first == 0 && k == self.slots();
+        // The slots this batch folds into, and all slots with those replaced.
+        let region = |all: Tensor<2>| match whole {
+            true => all,
+            false => all.slice(slots.clone()),
+        };
+        let replace = |all: Tensor<2>, new: Tensor<2>| match whole {
+            true => new,
+            false => all.slice_assign(slots.clone(), new),
+        };
         let precise = precise::restarts(self.key);
-        let mut batches = self.batches.value_sync().to_device(&device);
+        let mut batches = self
+            .batches
+            .value_sync()
+            .to_device(&device)
+            .without_autodiff();
         if precise == Some(true) {
             batches = batches.zeros_like();
         }
         let seen = batches.clone().slice(slots.clone()).reshape([k, 1]);
         let factor = match (self.momentum, precise) {
-            (Some(m), None) => Tensor::full([k, 1], m, &device),
+            (Some(m), None) => Tensor::full([k, 1], m, &batches.device()),
             _ => (seen.clone() + 1.0).recip(),
         };
-        let keep = valid
-            .unwrap_or_else(|| Tensor::<2, Bool>::ones([k, 1], &device))
-            .expand([k, features]);
-        let old_of = |state: &RunningState<Tensor<2>>| {
-            let all = state.value_sync().to_device(&device);
-            (all.clone().slice(slots.clone()), all)
-        };
+        let keep = valid.map(|v| v.without_autodiff());
         let store = |state: &RunningState<Tensor<2>>, all: Tensor<2>, old: Tensor<2>, new| {
-            let new = old.mask_where(keep.clone(), new);
-            state.update(all.slice_assign(slots.clone(), new).detach());
+            let new = match &keep {
+                Some(keep) => old.mask_where(keep.clone().expand([k, features]), new),
+                None => new,
+            };
+            let all = replace(all, new);
+            state.update(if autodiff { all.autodiff() } else { all });
         };
         let fold = |old: Tensor<2>, batch: Tensor<2>| {
-            old.clone() + (batch.detach() - old) * factor.clone()
+            old.clone() + (batch.without_autodiff() - old) * factor.clone()
         };
-        let (old_mean, all_mean) = old_of(&self.mean);
+        let all_mean = plain(&self.mean);
+        let old_mean = region(all_mean.clone());
         store(&self.mean, all_mean, old_mean.clone(), fold(old_mean, mean));
-        let (old_var, all_var) = old_of(&self.var);
+        let all_var = plain(&self.var);
+        let old_var = region(all_var.clone());
         let new_var = match spread {
             Spread::Variance(var) => fold(old_var.clone(), var),
             Spread::StdDev { std, epsilon } => {
@@ -166,12 +187,16 @@ impl RunningStats {
             }
         };
         store(&self.var, all_var, old_var, new_var);
-        let seen = seen
-            .clone()
-            .mask_where(keep.slice(s![.., 0..1]), seen + 1.0)
-            .reshape([k]);
-        self.batches
-            .update(batches.slice_assign(slots, seen).detach());
+        let counted = match &keep {
+            Some(keep) => seen.clone().mask_where(keep.clone(), seen + 1.0),
+            None => seen + 1.0,
+        };
+        let batches = batches.slice_assign(slots, counted.reshape([k]));
+        self.batches.update(if autodiff {
+            batches.autodiff()
+        } else {
+            batches
+        });
         // burn folds a thread's update in only at the next read of that thread (or `valid()`),
         // and saving reads without folding: a model saved right after a training step would hold
         // statistics one step stale. Fold now. (burn averages updates from several threads for

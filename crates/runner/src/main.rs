@@ -9,6 +9,12 @@ use normlab_runner::RunnerError;
 use normlab_runner::config::Experiment;
 use normlab_runner::sweep::{self, SweepOptions};
 
+// Training allocates activation-sized buffers at every step; mimalloc hands freed ones back
+// where the system allocator returns them to the kernel and page-faults them in again, which
+// costs more than some layers' arithmetic (benches/norm_layers.rs measures with it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "Normalization experiments on burn")]
 struct Cli {

@@ -1,8 +1,10 @@
 //! The computations the families are made of, behind one seam: the layers say *what* to
-//! normalize over, these functions say *how*. Today they compose burn tensor ops, which every
-//! backend runs and burn differentiates; a fused kernel for a backend replaces one of them here
-//! without any layer noticing.
+//! normalize over, these functions say *how*. On the flex (CPU) backend, for input without
+//! padding, they run fused kernels with hand-written backward passes (`fused`); elsewhere they
+//! compose burn tensor ops, which every backend runs and burn differentiates. Padded (masked)
+//! input always takes the composed path.
 
+mod fused;
 mod moments;
 mod online;
 
@@ -15,12 +17,21 @@ pub(crate) use online::{
     OnlineStream, StreamState, online_normalize, supported as online_supported,
 };
 
+/// The statistics of [`group_norm`], each `[N, groups, 1]`.
+pub(crate) struct GroupStats {
+    pub mean: Tensor<3>,
+    /// Biased variance (RMS norm: the mean square).
+    pub var: Tensor<3>,
+    /// How many elements each statistic was taken over.
+    pub count: Tensor<3>,
+}
+
 /// Normalizes `x: [N, C, S]` per sample over groups of `C / groups` channels and all of `S`
 /// (centred unless `center` is false: then it divides by the root mean square), then applies
-/// `affine`. Returns the output and the statistics, shaped `[N, groups, 1]`.
+/// `affine`. Returns the output and the statistics.
 ///
-/// Layer norm (one group), group norm, instance norm (one group per channel) and RMS norm (one
-/// group, not centred) are this computation.
+/// Layer norm (one group), group norm, instance norm (one group per channel), RMS norm (one
+/// group, not centred) and FRN (one group per channel, not centred) are this computation.
 pub(crate) fn group_norm(
     x: Tensor<3>,
     weights: Option<Tensor<3>>,
@@ -28,7 +39,26 @@ pub(crate) fn group_norm(
     center: bool,
     epsilon: f64,
     affine: Option<&Affine>,
-) -> (Tensor<3>, Moments) {
+) -> (Tensor<3>, GroupStats) {
+    let [_, c, s] = x.dims();
+    if weights.is_none() && fused::available(&x) {
+        let (gamma, beta) = affine_or_identity(affine, c, &x.device());
+        let (y, mean, var) = fused::group_norm(x, gamma, beta, groups, center, epsilon);
+        let count = Tensor::full([1, 1, 1], (c / groups * s) as f64, &y.device());
+        return (y, GroupStats { mean, var, count });
+    }
+    composed_group_norm(x, weights, groups, center, epsilon, affine)
+}
+
+/// [`group_norm`] in burn tensor ops: every backend, and padded input.
+fn composed_group_norm(
+    x: Tensor<3>,
+    weights: Option<Tensor<3>>,
+    groups: usize,
+    center: bool,
+    epsilon: f64,
+    affine: Option<&Affine>,
+) -> (Tensor<3>, GroupStats) {
     let [n, c, s] = x.dims();
     let grouped = [n, groups, c / groups * s];
     let (x_hat, stats) = match center {
@@ -57,7 +87,24 @@ pub(crate) fn group_norm(
         Some(affine) => affine.apply(x_hat),
         None => x_hat,
     };
+    let stats = GroupStats {
+        mean: stats.mean,
+        var: stats.var,
+        count: stats.count,
+    };
     (out, stats)
+}
+
+/// `gamma` and `beta` of `affine`, or ones and zeros without one.
+fn affine_or_identity(
+    affine: Option<&Affine>,
+    c: usize,
+    device: &Device,
+) -> (Tensor<1>, Tensor<1>) {
+    match affine {
+        Some(a) => (a.gamma(), a.beta()),
+        None => (Tensor::ones([c], device), Tensor::zeros([c], device)),
+    }
 }
 
 /// The statistics of RMS norm over the last two axes of `x: [M, K, L]`: the "variance" is the
@@ -96,6 +143,24 @@ pub(crate) fn batch_norm_train_unmasked(
     beta: Tensor<1>,
     epsilon: f64,
 ) -> BatchNormTrainOutput<3> {
+    if fused::available(&x) {
+        let (output, mean, variance) = fused::batch_norm(x, gamma, beta, epsilon);
+        return BatchNormTrainOutput {
+            output,
+            mean: mean.detach(),
+            variance: variance.detach(),
+        };
+    }
+    composed_batch_norm_train(x, gamma, beta, epsilon)
+}
+
+/// [`batch_norm_train_unmasked`] in burn tensor ops.
+fn composed_batch_norm_train(
+    x: Tensor<3>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> BatchNormTrainOutput<3> {
     // burn's op has a closed-form backward: one graph node instead of a dozen. Its plain
     // two-pass statistics lose digits when the mean dwarfs the spread (mean 1e4, std 1e-2 in
     // f32), so it sees the input shifted by one of its own values per channel: the output and its
@@ -119,5 +184,12 @@ pub(crate) fn normalize_with(
     beta: Tensor<1>,
     epsilon: f64,
 ) -> Tensor<3> {
+    if fused::available(&x) {
+        let scale = gamma / (var + epsilon).sqrt();
+        return fused::channel_affine(x, mean, scale, beta);
+    }
     batch_norm(x, gamma, beta, mean, var, epsilon)
 }
+
+#[cfg(test)]
+mod tests;

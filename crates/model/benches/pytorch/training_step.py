@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Times one training step (forward, cross-entropy, backward, SGD with momentum) of the networks
+of benches/training_step.rs in PyTorch on the CPU: the same layers, shapes, norm sites and batch
+sizes, its own random weights and data. Prints one JSON object per line: first {"torch": version},
+then {"model", "norm", "batch", "ms"} with the median over the timed steps. Optional: the Rust
+bench runs it when a Python with torch is at hand and never needs it.
+
+    python3 crates/model/benches/pytorch/training_step.py --threads 2
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch import nn
+
+WARMUP, STEPS = 3, 15
+
+
+def norm_2d(kind, channels):
+    return {
+        "none": nn.Identity(),
+        "batch": nn.BatchNorm2d(channels),
+        "group": nn.GroupNorm(4, channels),
+        "layer": nn.GroupNorm(1, channels),
+    }[kind]
+
+
+def cnn(norm, channels=(8, 16, 32)):
+    """Conv 3x3 (same padding, bias), norm, ReLU, 2x2 max pool per block; a dense head."""
+    layers, c_in, side = [], 1, 28
+    for c in channels:
+        layers += [nn.Conv2d(c_in, c, 3, padding=1), norm_2d(norm, c), nn.ReLU(), nn.MaxPool2d(2)]
+        c_in, side = c, side // 2
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * side * side, 10))
+
+
+def mlp(norm, hidden=(256, 256)):
+    """Linear, norm, ReLU per hidden layer; a linear head."""
+    layers, width = [nn.Flatten()], 28 * 28
+    for h in hidden:
+        site = {"none": nn.Identity(), "batch": nn.BatchNorm1d(h), "layer": nn.LayerNorm(h)}[norm]
+        layers += [nn.Linear(width, h), site, nn.ReLU()]
+        width = h
+    return nn.Sequential(*layers, nn.Linear(width, 10))
+
+
+class NormLstm(nn.Module):
+    """normlab's LSTM layer as a step loop: `Wx x` for the whole sequence, then at every step a
+    norm on `Wx x_t` and on `Wh h` separately and on the cell before its tanh (none, LN-LSTM, or
+    recurrent BN with statistics per step), one bias after the norms, a head on the last step."""
+
+    def __init__(self, norm, features=28, hidden=64, steps=28):
+        super().__init__()
+        self.norm = norm
+        self.input = nn.Linear(features, 4 * hidden, bias=False)
+        self.recurrent = nn.Linear(hidden, 4 * hidden, bias=False)
+        self.bias = nn.Parameter(torch.zeros(4 * hidden))
+        self.head = nn.Linear(hidden, 10)
+        self.hidden = hidden
+
+        def sites(width):
+            if norm == "layer":
+                return nn.LayerNorm(width)
+            if norm == "batch(per_step)":
+                return nn.ModuleList(nn.BatchNorm1d(width) for _ in range(steps))
+            return None
+
+        self.input_norm = sites(4 * hidden)
+        self.recurrent_norm = sites(4 * hidden)
+        self.cell_norm = sites(hidden)
+
+    def site(self, norm, x, t):
+        if norm is None:
+            return x
+        return norm[t](x) if isinstance(norm, nn.ModuleList) else norm(x)
+
+    def forward(self, x):
+        n, steps, _ = x.shape
+        terms = self.input(x)
+        h = x.new_zeros(n, self.hidden)
+        c = x.new_zeros(n, self.hidden)
+        for t in range(steps):
+            x_term = self.site(self.input_norm, terms[:, t], t)
+            h_term = self.site(self.recurrent_norm, self.recurrent(h), t)
+            i, f, g, o = (x_term + h_term + self.bias).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(self.site(self.cell_norm, c, t))
+        return self.head(h)
+
+
+def cases():
+    for batch in (32, 64):
+        for norm in ("none", "batch", "group", "layer"):
+            yield "cnn", norm, batch, lambda norm=norm: cnn(norm)
+    for norm in ("none", "batch", "layer"):
+        yield "mlp", norm, 64, lambda norm=norm: mlp(norm)
+    for norm in ("none", "layer", "batch(per_step)"):
+        yield "lstm", norm, 32, lambda norm=norm: NormLstm(norm)
+
+
+def step_ms(model, batch, sequences):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    times = []
+    for step in range(WARMUP + STEPS):
+        shape = (batch, 28, 28) if sequences else (batch, 1, 28, 28)
+        x, labels = torch.rand(*shape), torch.randint(0, 10, (batch,))
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), labels).backward()
+        optimizer.step()
+        if step >= WARMUP:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(json.dumps({"torch": torch.__version__}))
+    for model, norm, batch, build in cases():
+        ms = step_ms(build().train(), batch, sequences=model == "lstm")
+        print(json.dumps({"model": model, "norm": norm, "batch": batch, "ms": ms}))
+
+
+if __name__ == "__main__":
+    main()

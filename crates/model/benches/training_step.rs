@@ -1,0 +1,174 @@
+//! One training step (forward, cross-entropy, backward, SGD with momentum) of the networks the
+//! experiments train, with and without each norm, on flex (CPU), beside the same models in
+//! PyTorch when a Python with torch is at hand.
+//!
+//! ```text
+//! cargo bench -p normlab-model --bench training_step
+//! NORMLAB_PYTHON=/path/to/python-with-torch cargo bench -p normlab-model --bench training_step
+//! ```
+//!
+//! Prints a table and writes `results/benchmarks/training_step.{json,md}` (the machine and the
+//! date with them). Times are medians over the timed steps; PyTorch runs with as many threads as
+//! flex (`benches/pytorch/training_step.py`, the same shapes and initial conditions, its own
+//! weights).
+
+// The allocator the runner uses: big buffers are reused instead of page-faulted in anew.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::time::{Duration, Instant};
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::{Distribution, Int};
+use normlab_model::{Input, InputShape, Model, ModelConfig};
+
+/// Warm-up steps (allocations, rayon threads) and timed steps.
+const WARMUP: usize = 3;
+const STEPS: usize = 15;
+
+/// One benchmarked setting.
+struct Case {
+    model: &'static str,
+    norm: &'static str,
+    batch: usize,
+    /// The `[model]` section of an experiment file.
+    config: String,
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let norms = [
+        ("none", r#"{ kind = "none" }"#),
+        ("batch", r#"{ kind = "batch" }"#),
+        ("group", r#"{ kind = "group", groups = 4 }"#),
+        ("layer", r#"{ kind = "layer" }"#),
+    ];
+    for batch in [32, 64] {
+        for (norm, toml) in norms {
+            cases.push(Case {
+                model: "cnn",
+                norm,
+                batch,
+                config: format!(
+                    "kind = \"cnn\"\nchannels = [8, 16, 32]\nhead = \"dense\"\nnorm = {toml}"
+                ),
+            });
+        }
+    }
+    for (norm, toml) in [norms[0], norms[1], norms[3]] {
+        cases.push(Case {
+            model: "mlp",
+            norm,
+            batch: 64,
+            config: format!("kind = \"mlp\"\nhidden = [256, 256]\nnorm = {toml}"),
+        });
+    }
+    for (norm, toml) in [
+        ("none", r#"{ kind = "none" }"#),
+        ("layer", r#"{ kind = "layer" }"#),
+        ("batch(per_step)", r#"{ kind = "batch", per_step = 28 }"#),
+    ] {
+        cases.push(Case {
+            model: "lstm",
+            norm,
+            batch: 32,
+            config: format!("kind = \"recurrent\"\ncell = \"lstm\"\nhidden = 64\nnorm = {toml}"),
+        });
+    }
+    cases
+}
+
+/// The input of a batch: 28x28 images (1 channel) for the CNN and MLP, 28 steps of 28
+/// features for the LSTM (row-by-row MNIST), and random labels of 10 classes.
+fn batch(model: &str, n: usize, device: &Device) -> (Input, Tensor<1, Int>) {
+    let labels = Tensor::<1, Int>::random([n], Distribution::Uniform(0.0, 10.0), device);
+    let input = match model {
+        "lstm" => Input::Sequences {
+            values: Tensor::random([n, 28, 28], Distribution::Default, device),
+            mask: None,
+        },
+        _ => Input::Images(Tensor::random(
+            [n, 1, 28, 28],
+            Distribution::Default,
+            device,
+        )),
+    };
+    (input, labels)
+}
+
+/// The median time of one step.
+fn time_step(case: &Case) -> Duration {
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let config: ModelConfig = toml::from_str(&case.config).expect("bench config");
+    let shape = match case.model {
+        "lstm" => InputShape::Sequence(28),
+        _ => InputShape::Image([1, 28, 28]),
+    };
+    let mut model: Model = config.init(shape, 10, &device).expect("bench model");
+    let mut optimizer = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut times = Vec::new();
+    for step in 0..WARMUP + STEPS {
+        let (input, labels) = batch(case.model, case.batch, &device);
+        let start = Instant::now();
+        let logits = model.forward(input).expect("bench input fits");
+        let loss = loss_fn.forward(logits, labels);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(0.01, model, grads);
+        if step >= WARMUP {
+            times.push(start.elapsed());
+        }
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn main() {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let torch = normlab_benchkit::pytorch(
+        "crates/model/benches/pytorch/training_step.py",
+        &["--threads", &threads.to_string()],
+    );
+    let mut rows = Vec::new();
+    for case in cases() {
+        let ours = time_step(&case);
+        let key = (case.model, case.norm, case.batch);
+        let theirs = torch
+            .iter()
+            .find(|r| r["model"] == key.0 && r["norm"] == key.1 && r["batch"] == key.2 as u64);
+        rows.push(normlab_benchkit::Row {
+            fields: vec![
+                ("model", case.model.to_string()),
+                ("norm", case.norm.to_string()),
+                ("batch", case.batch.to_string()),
+            ],
+            values: vec![
+                ("normlab ms", Some(ours.as_secs_f64() * 1e3)),
+                ("PyTorch ms", theirs.and_then(|r| r["ms"].as_f64())),
+            ],
+        });
+    }
+    let notes = [
+        "normlab: flex (burn's CPU backend) with normlab's fused norm kernels.".to_string(),
+        match torch.is_empty() {
+            true => {
+                "PyTorch: not measured (no Python with torch found; set NORMLAB_PYTHON).".into()
+            }
+            false => format!(
+                "PyTorch: {} CPU, same thread count.",
+                normlab_benchkit::torch_version(&torch)
+            ),
+        },
+    ];
+    normlab_benchkit::finish(env!("CARGO_PKG_NAME"), "training_step", &rows, &notes);
+}

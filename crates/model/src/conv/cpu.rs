@@ -1,0 +1,306 @@
+//! 2-D convolution on the CPU as one matrix product per sample, in the `[N, C, H, W]` layout
+//! throughout: the sample's patches are laid out as columns (`im2col`, skipped for a 1x1
+//! kernel without stride or padding), and `W [C_out, C_in * kh * kw]` times them is the output
+//! sample `[C_out, H_out * W_out]` itself, with no transposes. The backward runs the same
+//! products transposed, and scatters the patch gradients back (`col2im`).
+//!
+//! Samples are spread over the cores in tasks whose size depends on the shape alone, and the
+//! weight gradient adds the tasks' partial sums in task order: the same numbers on every run.
+
+use std::ops::Range;
+
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+/// The float types the kernels run on.
+pub(crate) trait Real:
+    burn::tensor::Element + Default + bytemuck::Pod + std::ops::Add<Output = Self>
+{
+    const ONE: Self;
+}
+
+impl Real for f32 {
+    const ONE: Self = 1.0;
+}
+
+impl Real for f64 {
+    const ONE: Self = 1.0;
+}
+
+/// The geometry of a convolution: `n` samples of `c_in x h x w` into `c_out x h_out x w_out`
+/// through `kernel` with `stride` and zero `padding` (the same on both sides of each axis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvDims {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+impl ConvDims {
+    pub fn out_hw(&self) -> [usize; 2] {
+        let out = |size: usize, axis: usize| {
+            (size + 2 * self.padding[axis] - self.kernel[axis]) / self.stride[axis] + 1
+        };
+        [out(self.h, 0), out(self.w, 1)]
+    }
+
+    fn out_plane(&self) -> usize {
+        let [ho, wo] = self.out_hw();
+        ho * wo
+    }
+
+    fn in_sample(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn out_sample(&self) -> usize {
+        self.c_out * self.out_plane()
+    }
+
+    /// Rows of the patch matrix: one per input channel and kernel position.
+    fn patch_rows(&self) -> usize {
+        self.c_in * self.kernel[0] * self.kernel[1]
+    }
+
+    /// A 1x1 kernel without stride or padding: the input sample is its own patch matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// Samples per task: enough work per task to outweigh handing it to a thread (about a
+    /// million multiply-adds), whatever the number of threads.
+    fn task(&self) -> usize {
+        let per_sample = self.out_sample() * self.patch_rows();
+        (1usize << 20)
+            .div_ceil(per_sample.max(1))
+            .clamp(1, self.n.max(1))
+    }
+
+    /// The output positions along one axis whose input `index * stride + k - padding` falls
+    /// inside `0..size`, for kernel offset `k`.
+    fn valid_outputs(&self, axis: usize, k: usize) -> Range<usize> {
+        let size = [self.h, self.w][axis];
+        let out = self.out_hw()[axis];
+        let (stride, pad) = (self.stride[axis], self.padding[axis]);
+        // First output with index * stride + k >= pad, and first with it >= size + pad.
+        let first = pad.saturating_sub(k).div_ceil(stride);
+        let end = (size + pad).saturating_sub(k).div_ceil(stride);
+        first.min(out)..end.min(out)
+    }
+}
+
+/// `dst = (read_dst ? dst : 0) + lhs * rhs` for row-major `lhs [m, k]` (strides given) and
+/// `rhs [k, n]`, into row-major `dst [m, n]`, on this thread.
+#[allow(clippy::too_many_arguments)]
+fn matmul<T: Real>(
+    [m, n, k]: [usize; 3],
+    dst: &mut [T],
+    read_dst: bool,
+    lhs: &[T],
+    [lhs_rs, lhs_cs]: [usize; 2],
+    rhs: &[T],
+    [rhs_rs, rhs_cs]: [usize; 2],
+) {
+    assert!(dst.len() >= m * n);
+    let last = |rs: usize, cs: usize, rows: usize, cols: usize| {
+        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs + 1
+    };
+    assert!(lhs.len() >= last(lhs_rs, lhs_cs, m, k) && rhs.len() >= last(rhs_rs, rhs_cs, k, n));
+    // SAFETY: the asserts above keep every index the strides reach inside the slices, and
+    // `dst` does not alias the inputs (a `&mut` and two `&`).
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            read_dst,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+/// Lays one sample `x: [C_in, H, W]` out as patch columns: `col [C_in * kh * kw, H_out *
+/// W_out]`, zero where a patch reaches into the padding.
+fn im2col<T: Real>(x: &[T], d: &ConvDims, col: &mut [T]) {
+    let [ho, wo] = d.out_hw();
+    let [kh, kw] = d.kernel;
+    let rows = col.chunks_exact_mut(ho * wo);
+    for (r, row) in rows.enumerate() {
+        let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
+        let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
+        let (ys, xs) = (d.valid_outputs(0, ky), d.valid_outputs(1, kx));
+        for (oy, out) in row.chunks_exact_mut(wo).enumerate() {
+            if !ys.contains(&oy) {
+                out.fill(T::default());
+                continue;
+            }
+            let iy = oy * d.stride[0] + ky - d.padding[0];
+            let line = &plane[iy * d.w..(iy + 1) * d.w];
+            out[..xs.start].fill(T::default());
+            out[xs.end..].fill(T::default());
+            let ix = |ox: usize| ox * d.stride[1] + kx - d.padding[1];
+            match d.stride[1] {
+                1 => out[xs.clone()].copy_from_slice(&line[ix(xs.start)..ix(xs.start) + xs.len()]),
+                _ => {
+                    for ox in xs.clone() {
+                        out[ox] = line[ix(ox)];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds patch-column gradients `dcol [C_in * kh * kw, H_out * W_out]` back onto the sample's
+/// input gradient `dx: [C_in, H, W]`: the adjoint of [`im2col`].
+fn col2im<T: Real>(dcol: &[T], d: &ConvDims, dx: &mut [T]) {
+    let [ho, wo] = d.out_hw();
+    let [kh, kw] = d.kernel;
+    for (r, row) in dcol.chunks_exact(ho * wo).enumerate() {
+        let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
+        let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
+        let xs = d.valid_outputs(1, kx);
+        for oy in d.valid_outputs(0, ky) {
+            let iy = oy * d.stride[0] + ky - d.padding[0];
+            let line = &mut plane[iy * d.w..(iy + 1) * d.w];
+            let grads = &row[oy * wo..(oy + 1) * wo];
+            for ox in xs.clone() {
+                let ix = ox * d.stride[1] + kx - d.padding[1];
+                line[ix] = line[ix] + grads[ox];
+            }
+        }
+    }
+}
+
+/// The convolution of `x: [N, C_in, H, W]` with `weight: [C_out, C_in, kh, kw]` plus `bias:
+/// [C_out]`, as `[N, C_out, H_out, W_out]`.
+pub(crate) fn conv2d<T: Real>(x: &[T], weight: &[T], bias: &[T], d: &ConvDims) -> Vec<T> {
+    let (plane, k) = (d.out_plane(), d.patch_rows());
+    let mut out = vec![T::default(); d.n * d.out_sample()];
+    let task = d.task();
+    out.par_chunks_mut(task * d.out_sample())
+        .zip(x.par_chunks(task * d.in_sample()))
+        .for_each(|(out, x)| {
+            let mut col = vec![T::default(); if d.is_pointwise() { 0 } else { k * plane }];
+            for (out, x) in out.chunks_mut(d.out_sample()).zip(x.chunks(d.in_sample())) {
+                for (row, &b) in out.chunks_mut(plane).zip(bias) {
+                    row.fill(b);
+                }
+                let patches = match d.is_pointwise() {
+                    true => x,
+                    false => {
+                        im2col(x, d, &mut col);
+                        &col
+                    }
+                };
+                matmul(
+                    [d.c_out, plane, k],
+                    out,
+                    true,
+                    weight,
+                    [k, 1],
+                    patches,
+                    [plane, 1],
+                );
+            }
+        });
+    out
+}
+
+/// The input gradient of [`conv2d`] given the output gradient `dy`: per sample, `W^T dy` as
+/// patch gradients, scattered back onto the input.
+pub(crate) fn conv2d_input_grad<T: Real>(weight: &[T], dy: &[T], d: &ConvDims) -> Vec<T> {
+    let (plane, k) = (d.out_plane(), d.patch_rows());
+    let mut dx = vec![T::default(); d.n * d.in_sample()];
+    let task = d.task();
+    dx.par_chunks_mut(task * d.in_sample())
+        .zip(dy.par_chunks(task * d.out_sample()))
+        .for_each(|(dx, dy)| {
+            let mut dcol = vec![T::default(); if d.is_pointwise() { 0 } else { k * plane }];
+            for (dx, dy) in dx.chunks_mut(d.in_sample()).zip(dy.chunks(d.out_sample())) {
+                // dpatches [k, plane] = W^T [k, C_out] * dy [C_out, plane].
+                let shape = [k, plane, d.c_out];
+                match d.is_pointwise() {
+                    true => matmul(shape, dx, false, weight, [1, k], dy, [plane, 1]),
+                    false => {
+                        matmul(shape, &mut dcol, false, weight, [1, k], dy, [plane, 1]);
+                        col2im(&dcol, d, dx);
+                    }
+                }
+            }
+        });
+    dx
+}
+
+/// The weight and bias gradients `(dweight, dbias)` of [`conv2d`] given the output gradient
+/// `dy`: `dy` times each sample's patches, transposed, summed over the samples.
+pub(crate) fn conv2d_weight_grad<T: Real>(x: &[T], dy: &[T], d: &ConvDims) -> (Vec<T>, Vec<T>) {
+    let (plane, k) = (d.out_plane(), d.patch_rows());
+    let task = d.task();
+    // Each task's gradients, summed in task order afterwards.
+    let partials: Vec<(Vec<T>, Vec<T>)> = x
+        .par_chunks(task * d.in_sample())
+        .zip(dy.par_chunks(task * d.out_sample()))
+        .map(|(x, dy)| {
+            let mut dweight = vec![T::default(); d.c_out * k];
+            let mut dbias = vec![T::default(); d.c_out];
+            let mut col = vec![T::default(); if d.is_pointwise() { 0 } else { k * plane }];
+            for (i, (x, dy)) in x
+                .chunks(d.in_sample())
+                .zip(dy.chunks(d.out_sample()))
+                .enumerate()
+            {
+                for (db, row) in dbias.iter_mut().zip(dy.chunks(plane)) {
+                    *db = row.iter().fold(*db, |sum, &v| sum + v);
+                }
+                let patches = match d.is_pointwise() {
+                    true => x,
+                    false => {
+                        im2col(x, d, &mut col);
+                        &col
+                    }
+                };
+                // dW [C_out, k] += dy [C_out, plane] * patches^T [plane, k].
+                let shape = [d.c_out, k, plane];
+                matmul(
+                    shape,
+                    &mut dweight,
+                    i > 0,
+                    dy,
+                    [plane, 1],
+                    patches,
+                    [1, plane],
+                );
+            }
+            (dweight, dbias)
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let zeros = || (vec![T::default(); d.c_out * k], vec![T::default(); d.c_out]);
+    let (mut dweight, mut dbias) = parts.next().unwrap_or_else(zeros);
+    for (w, b) in parts {
+        for (total, v) in dweight.iter_mut().zip(w).chain(dbias.iter_mut().zip(b)) {
+            *total = *total + v;
+        }
+    }
+    (dweight, dbias)
+}

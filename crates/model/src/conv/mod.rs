@@ -1,0 +1,309 @@
+//! The model's 2-D convolutions: burn's `conv2d` on every backend, and on flex (CPU) a custom op
+//! with its own backward ([`cpu`]) that runs the experiment networks' small convolutions two to
+//! three times faster than flex's general path (`benches/training_step.rs`).
+
+mod cpu;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata,
+    backend_extension,
+};
+use burn::prelude::*;
+use burn::tensor::module::conv2d as burn_conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Bytes, DType};
+
+use cpu::{ConvDims, Real};
+
+/// `x: [N, C_in, H, W]` convolved with `weight: [C_out, C_in, kh, kw]` plus `bias: [C_out]`,
+/// with `stride` and symmetric zero `padding`, no dilation or groups:
+/// `[N, C_out, H_out, W_out]`, differentiable in all three.
+///
+/// On flex in f32 or f64 it runs normlab's kernel, elsewhere burn's `conv2d`; the two agree to
+/// float rounding (`src/conv/tests.rs`).
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<4> {
+    let on_flex = matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    if !on_flex || !matches!(x.dtype(), DType::F32 | DType::F64) || x.dtype() != weight.dtype() {
+        let options = ConvOptions::new(stride, padding, [1, 1], 1);
+        return burn_conv2d(x, weight, bias, options);
+    }
+    let [c_out, ..] = weight.dims();
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([c_out], (&weight.device(), weight.dtype())));
+    Tensor::from_dispatch(<Dispatch as ConvOps>::normlab_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride,
+        padding,
+    ))
+}
+
+/// The convolution as a backend op, and its backward.
+#[backend_extension(Flex, Autodiff)]
+pub(crate) trait ConvOps: Backend {
+    /// See [`conv2d`].
+    fn normlab_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self>;
+
+    /// The input gradient of [`normlab_conv2d`](ConvOps::normlab_conv2d), for an input of
+    /// `x_shape`.
+    fn normlab_conv2d_input_grad(
+        weight: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        x_shape: [usize; 4],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self>;
+
+    /// `(dweight, dbias)` of [`normlab_conv2d`](ConvOps::normlab_conv2d), for a kernel of
+    /// `kernel` size.
+    fn normlab_conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// The geometry of a convolution of an input of `x` shape with `c_out` filters of `kernel`.
+fn dims(
+    x: &[usize],
+    c_out: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> ConvDims {
+    ConvDims {
+        n: x[0],
+        c_in: x[1],
+        h: x[2],
+        w: x[3],
+        c_out,
+        kernel,
+        stride,
+        padding,
+    }
+}
+
+/// The contiguous values of `t` as `T`.
+fn values<T: Real>(t: &FlexTensor) -> &[T] {
+    t.storage()
+}
+
+/// Runs `$body` with `$t` the float type of `$dtype` (f32 or f64).
+macro_rules! on_floats {
+    ($dtype:expr, |$t:ident| $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            DType::F64 => {
+                type $t = f64;
+                $body
+            }
+            other => panic!("the conv2d kernel takes f32 or f64, got {other:?}"),
+        }
+    };
+}
+
+/// A flex tensor of `shape` holding `values`.
+fn tensor<T: Real>(values: Vec<T>, shape: &[usize], dtype: DType) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape.to_vec().into()),
+        dtype,
+    )
+}
+
+impl ConvOps for Flex {
+    fn normlab_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FlexTensor {
+        let (x, weight, bias) = (
+            x.to_contiguous(),
+            weight.to_contiguous(),
+            bias.to_contiguous(),
+        );
+        let (x_shape, w_shape) = (x.layout().shape(), weight.layout().shape());
+        assert_eq!(
+            x_shape[1], w_shape[1],
+            "conv2d: input {x_shape:?}, weight {w_shape:?}"
+        );
+        let d = dims(
+            x_shape,
+            w_shape[0],
+            [w_shape[2], w_shape[3]],
+            stride,
+            padding,
+        );
+        let [ho, wo] = d.out_hw();
+        on_floats!(x.dtype(), |T| {
+            let y = cpu::conv2d::<T>(values(&x), values(&weight), values(&bias), &d);
+            tensor(y, &[d.n, d.c_out, ho, wo], x.dtype())
+        })
+    }
+
+    fn normlab_conv2d_input_grad(
+        weight: FlexTensor,
+        dy: FlexTensor,
+        x_shape: [usize; 4],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FlexTensor {
+        let (weight, dy) = (weight.to_contiguous(), dy.to_contiguous());
+        let w_shape = weight.layout().shape();
+        let d = dims(
+            &x_shape,
+            w_shape[0],
+            [w_shape[2], w_shape[3]],
+            stride,
+            padding,
+        );
+        on_floats!(dy.dtype(), |T| {
+            let dx = cpu::conv2d_input_grad::<T>(values(&weight), values(&dy), &d);
+            tensor(dx, &x_shape, dy.dtype())
+        })
+    }
+
+    fn normlab_conv2d_weight_grad(
+        x: FlexTensor,
+        dy: FlexTensor,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> (FlexTensor, FlexTensor) {
+        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
+        let c_out = dy.layout().shape()[1];
+        let d = dims(x.layout().shape(), c_out, kernel, stride, padding);
+        on_floats!(x.dtype(), |T| {
+            let (dw, db) = cpu::conv2d_weight_grad::<T>(values(&x), values(&dy), &d);
+            (
+                tensor(dw, &[c_out, d.c_in, kernel[0], kernel[1]], x.dtype()),
+                tensor(db, &[c_out], x.dtype()),
+            )
+        })
+    }
+}
+
+impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
+    fn normlab_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        /// Computes only the gradients some parent needs: the first layer's input, for one,
+        /// needs none.
+        #[derive(Debug)]
+        struct Conv2dBackward;
+
+        impl<B: Backend + ConvOps> Backward<B, 3> for Conv2dBackward {
+            type State = (
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+                [usize; 2],
+                [usize; 2],
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let dy = grads.consume::<B>(&ops.node);
+                let (x, weight, stride, padding) = ops.state;
+                let [x_node, weight_node, bias_node] = ops.parents;
+                if weight_node.is_some() || bias_node.is_some() {
+                    let w_shape = weight.shape();
+                    let kernel = [w_shape[2], w_shape[3]];
+                    let (dweight, dbias) = B::normlab_conv2d_weight_grad(
+                        x.clone(),
+                        dy.clone(),
+                        kernel,
+                        stride,
+                        padding,
+                    );
+                    for (node, grad) in [(weight_node, dweight), (bias_node, dbias)] {
+                        if let Some(node) = node {
+                            grads.register::<B>(node.id, grad);
+                        }
+                    }
+                }
+                if let Some(node) = x_node {
+                    let s = x.shape();
+                    let x_shape = [s[0], s[1], s[2], s[3]];
+                    let dx = B::normlab_conv2d_input_grad(weight, dy, x_shape, stride, padding);
+                    grads.register::<B>(node.id, dx);
+                }
+            }
+        }
+
+        let prepared = Conv2dBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful();
+        let (x, weight, bias) = (
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        );
+        let y = B::normlab_conv2d(x.clone(), weight.clone(), bias, stride, padding);
+        match prepared {
+            OpsKind::Tracked(prep) => prep.finish((x, weight, stride, padding), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn normlab_conv2d_input_grad(
+        weight: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        x_shape: [usize; 4],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let (weight, dy) = (weight.into_primitive(), dy.into_primitive());
+        Self::from_inner(B::normlab_conv2d_input_grad(
+            weight, dy, x_shape, stride, padding,
+        ))
+    }
+
+    fn normlab_conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (x, dy) = (x.into_primitive(), dy.into_primitive());
+        let (dweight, dbias) = B::normlab_conv2d_weight_grad(x, dy, kernel, stride, padding);
+        (Self::from_inner(dweight), Self::from_inner(dbias))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,571 @@
+//! Fused norm kernels as burn custom ops: one op per computation (group norm and its special
+//! cases, batch norm in training, a per-channel affine map) with a hand-written backward, so
+//! that a norm layer costs two passes over its activation forward and two backward instead of a
+//! dozen composed ops. The kernels run on the flex (CPU) backend; [`available`] says when the
+//! seam may use them.
+
+mod cpu;
+mod simd;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, backend_extension,
+};
+use burn::prelude::*;
+use burn::tensor::{Bytes, DType};
+
+use cpu::{Dims, Real};
+
+/// True when `x` lives on the flex backend (with or without autodiff) in a float type the
+/// kernels handle.
+pub(crate) fn available(x: &Tensor<3>) -> bool {
+    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// The fused ops. Every method has a twin `_backward`; the autodiff implementation wires them.
+#[backend_extension(Flex, Autodiff)]
+pub(crate) trait FusedNormOps: Backend {
+    /// Group norm of `x: [N, C, S]` -> `(y, mean, var)`, the statistics `[N * groups]`.
+    fn fused_group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        center: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `(dx, dgamma, dbeta)` of [`fused_group_norm`](FusedNormOps::fused_group_norm).
+    fn fused_group_norm_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        groups: usize,
+        center: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Batch norm in training of `x: [N, C, S]` -> `(y, mean, var)`, the statistics `[C]`.
+    fn fused_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `(dx, dgamma, dbeta)` of [`fused_batch_norm`](FusedNormOps::fused_batch_norm).
+    fn fused_batch_norm_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `(x - centre[c]) * scale[c] + shift[c]` of `x: [N, C, S]`; no gradient reaches the
+    /// centre.
+    fn fused_channel_affine(
+        x: FloatTensor<Self>,
+        centre: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// `(dx, dscale, dshift)` of [`fused_channel_affine`](FusedNormOps::fused_channel_affine).
+    fn fused_channel_affine_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        centre: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// The `[N, C, S]` of a rank-3 flex tensor.
+fn dims(x: &FlexTensor) -> Dims {
+    let shape = x.layout().shape();
+    Dims {
+        n: shape[0],
+        c: shape[1],
+        s: shape[2],
+    }
+}
+
+/// A flex tensor of `shape` holding `values`.
+fn tensor<T: Real>(values: Vec<T>, shape: &[usize], dtype: DType) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape.to_vec().into()),
+        dtype,
+    )
+}
+
+/// Runs `kernel` on the contiguous data of `inputs`, in the inputs' float type.
+macro_rules! on_floats {
+    ($dtype:expr, |$t:ident| $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            DType::F64 => {
+                type $t = f64;
+                $body
+            }
+            other => panic!("fused norm kernels take f32 or f64, got {other:?}"),
+        }
+    };
+}
+
+impl FusedNormOps for Flex {
+    fn fused_group_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        groups: usize,
+        center: bool,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, gamma, beta) = (
+            x.to_contiguous(),
+            gamma.to_contiguous(),
+            beta.to_contiguous(),
+        );
+        let (dtype, d) = (x.dtype(), dims(&x));
+        on_floats!(dtype, |T| {
+            let (y, mean, var) = cpu::group_norm::<T>(
+                x.storage(),
+                gamma.storage(),
+                beta.storage(),
+                d,
+                groups,
+                center,
+                epsilon,
+            );
+            let stats = [d.n * groups];
+            (
+                tensor(y, &[d.n, d.c, d.s], dtype),
+                tensor(mean, &stats, dtype),
+                tensor(var, &stats, dtype),
+            )
+        })
+    }
+
+    fn fused_group_norm_backward(
+        x: FlexTensor,
+        dy: FlexTensor,
+        gamma: FlexTensor,
+        var: FlexTensor,
+        groups: usize,
+        center: bool,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
+        let (gamma, var) = (gamma.to_contiguous(), var.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        on_floats!(dtype, |T| {
+            let (dx, dgamma, dbeta) = cpu::group_norm_backward::<T>(
+                x.storage(),
+                dy.storage(),
+                gamma.storage(),
+                var.storage(),
+                d,
+                groups,
+                center,
+                epsilon,
+            );
+            (
+                tensor(dx, &[d.n, d.c, d.s], dtype),
+                tensor(dgamma, &[d.c], dtype),
+                tensor(dbeta, &[d.c], dtype),
+            )
+        })
+    }
+
+    fn fused_batch_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, gamma, beta) = (
+            x.to_contiguous(),
+            gamma.to_contiguous(),
+            beta.to_contiguous(),
+        );
+        let (dtype, d) = (x.dtype(), dims(&x));
+        on_floats!(dtype, |T| {
+            let (y, mean, var) =
+                cpu::batch_norm::<T>(x.storage(), gamma.storage(), beta.storage(), d, epsilon);
+            (
+                tensor(y, &[d.n, d.c, d.s], dtype),
+                tensor(mean, &[d.c], dtype),
+                tensor(var, &[d.c], dtype),
+            )
+        })
+    }
+
+    fn fused_batch_norm_backward(
+        x: FlexTensor,
+        dy: FlexTensor,
+        gamma: FlexTensor,
+        var: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
+        let (gamma, var) = (gamma.to_contiguous(), var.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        on_floats!(dtype, |T| {
+            let (dx, dgamma, dbeta) = cpu::batch_norm_backward::<T>(
+                x.storage(),
+                dy.storage(),
+                gamma.storage(),
+                var.storage(),
+                d,
+                epsilon,
+            );
+            (
+                tensor(dx, &[d.n, d.c, d.s], dtype),
+                tensor(dgamma, &[d.c], dtype),
+                tensor(dbeta, &[d.c], dtype),
+            )
+        })
+    }
+
+    fn fused_channel_affine(
+        x: FlexTensor,
+        centre: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+    ) -> FlexTensor {
+        let (x, centre) = (x.to_contiguous(), centre.to_contiguous());
+        let (scale, shift) = (scale.to_contiguous(), shift.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        on_floats!(dtype, |T| {
+            let y = cpu::channel_affine::<T>(
+                x.storage(),
+                centre.storage(),
+                scale.storage(),
+                shift.storage(),
+                d,
+            );
+            tensor(y, &[d.n, d.c, d.s], dtype)
+        })
+    }
+
+    fn fused_channel_affine_backward(
+        x: FlexTensor,
+        dy: FlexTensor,
+        centre: FlexTensor,
+        scale: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
+        let (centre, scale) = (centre.to_contiguous(), scale.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        on_floats!(dtype, |T| {
+            let (dx, dscale, dshift) = cpu::channel_affine_backward::<T>(
+                x.storage(),
+                dy.storage(),
+                centre.storage(),
+                scale.storage(),
+                d,
+            );
+            (
+                tensor(dx, &[d.n, d.c, d.s], dtype),
+                tensor(dscale, &[d.c], dtype),
+                tensor(dshift, &[d.c], dtype),
+            )
+        })
+    }
+}
+
+/// Registers the three gradients `(dx, dp, dq)` of an op with the parents `[x, p, q]` that
+/// require them.
+macro_rules! register {
+    ($backend:ty, $parents:expr, $grads:expr, $out:expr) => {{
+        let [x, p, q] = $parents;
+        let (dx, dp, dq) = $out;
+        for (parent, grad) in [(x, dx), (p, dp), (q, dq)] {
+            if let Some(node) = parent {
+                $grads.register::<$backend>(node.id, grad);
+            }
+        }
+    }};
+}
+
+impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff<B, C> {
+    fn fused_group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        center: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        #[derive(Debug)]
+        struct GroupNormBackward;
+
+        impl<B: Backend + FusedNormOps> Backward<B, 3> for GroupNormBackward {
+            #[allow(clippy::type_complexity)]
+            type State = (
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+                usize,
+                bool,
+                f64,
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let dy = grads.consume::<B>(&ops.node);
+                let (x, gamma, var, groups, center, epsilon) = ops.state;
+                let out = B::fused_group_norm_backward(x, dy, gamma, var, groups, center, epsilon);
+                register!(B, ops.parents, grads, out);
+            }
+        }
+
+        let prepared = GroupNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        let (x, gamma, beta) = (
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+        );
+        let (y, mean, var) =
+            B::fused_group_norm(x.clone(), gamma.clone(), beta, groups, center, epsilon);
+        let y = match prepared {
+            OpsKind::Tracked(prep) => {
+                let state = (x, gamma, var.clone(), groups, center, epsilon);
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        (y, Self::from_inner(mean), Self::from_inner(var))
+    }
+
+    fn fused_group_norm_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        groups: usize,
+        center: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dgamma, dbeta) = B::fused_group_norm_backward(
+            x.into_primitive(),
+            dy.into_primitive(),
+            gamma.into_primitive(),
+            var.into_primitive(),
+            groups,
+            center,
+            epsilon,
+        );
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dgamma),
+            Self::from_inner(dbeta),
+        )
+    }
+
+    fn fused_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        #[derive(Debug)]
+        struct BatchNormBackward;
+
+        impl<B: Backend + FusedNormOps> Backward<B, 3> for BatchNormBackward {
+            type State = (
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+                f64,
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let dy = grads.consume::<B>(&ops.node);
+                let (x, gamma, var, epsilon) = ops.state;
+                let out = B::fused_batch_norm_backward(x, dy, gamma, var, epsilon);
+                register!(B, ops.parents, grads, out);
+            }
+        }
+
+        let prepared = BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        let (x, gamma, beta) = (
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+        );
+        let (y, mean, var) = B::fused_batch_norm(x.clone(), gamma.clone(), beta, epsilon);
+        let y = match prepared {
+            OpsKind::Tracked(prep) => prep.finish((x, gamma, var.clone(), epsilon), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        (y, Self::from_inner(mean), Self::from_inner(var))
+    }
+
+    fn fused_batch_norm_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dgamma, dbeta) = B::fused_batch_norm_backward(
+            x.into_primitive(),
+            dy.into_primitive(),
+            gamma.into_primitive(),
+            var.into_primitive(),
+            epsilon,
+        );
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dgamma),
+            Self::from_inner(dbeta),
+        )
+    }
+
+    fn fused_channel_affine(
+        x: FloatTensor<Self>,
+        centre: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ChannelAffineBackward;
+
+        impl<B: Backend + FusedNormOps> Backward<B, 3> for ChannelAffineBackward {
+            type State = (
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let dy = grads.consume::<B>(&ops.node);
+                let (x, centre, scale) = ops.state;
+                let out = B::fused_channel_affine_backward(x, dy, centre, scale);
+                register!(B, ops.parents, grads, out);
+            }
+        }
+
+        let prepared = ChannelAffineBackward
+            .prepare::<C>([x.node(), scale.node(), shift.node()])
+            .compute_bound()
+            .stateful();
+        let (x, centre) = (x.into_primitive(), centre.into_primitive());
+        let (scale, shift) = (scale.into_primitive(), shift.into_primitive());
+        let y = B::fused_channel_affine(x.clone(), centre.clone(), scale.clone(), shift);
+        match prepared {
+            OpsKind::Tracked(prep) => prep.finish((x, centre, scale), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_channel_affine_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        centre: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dscale, dshift) = B::fused_channel_affine_backward(
+            x.into_primitive(),
+            dy.into_primitive(),
+            centre.into_primitive(),
+            scale.into_primitive(),
+        );
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dscale),
+            Self::from_inner(dshift),
+        )
+    }
+}
+
+/// Group norm of `x: [N, C, S]` (every element real) -> `(y, mean, var)`, the statistics
+/// shaped `[N, groups, 1]`.
+pub(crate) fn group_norm(
+    x: Tensor<3>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    groups: usize,
+    center: bool,
+    epsilon: f64,
+) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+    let [n, _, _] = x.dims();
+    let (y, mean, var) = <Dispatch as FusedNormOps>::fused_group_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        groups,
+        center,
+        epsilon,
+    );
+    let stats = |t| Tensor::<1>::from_dispatch(t).reshape([n, groups, 1]);
+    (Tensor::from_dispatch(y), stats(mean), stats(var))
+}
+
+/// Batch norm in training of `x: [N, C, S]` (every element real) -> `(y, mean, var)`, each
+/// statistic `[C]`.
+pub(crate) fn batch_norm(
+    x: Tensor<3>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<3>, Tensor<1>, Tensor<1>) {
+    let (y, mean, var) = <Dispatch as FusedNormOps>::fused_batch_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    (
+        Tensor::from_dispatch(y),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(var),
+    )
+}
+
+/// `(x - centre[c]) * scale[c] + shift[c]` of `x: [N, C, S]`, the centre a constant.
+pub(crate) fn channel_affine(
+    x: Tensor<3>,
+    centre: Tensor<1>,
+    scale: Tensor<1>,
+    shift: Tensor<1>,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as FusedNormOps>::fused_channel_affine(
+        x.into_dispatch(),
+        centre.detach().into_dispatch(),
+        scale.into_dispatch(),
+        shift.into_dispatch(),
+    ))
+}

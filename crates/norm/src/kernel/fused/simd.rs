@@ -1,0 +1,333 @@
+//! The inner loops of the fused kernels, written with explicit vectors: `macerator` picks the
+//! widest instruction set the CPU has at run time (SSE4.2, AVX2, AVX-512, NEON), the same way
+//! burn's flex backend does. Left to the compiler, the sums vectorize across their two or three
+//! accumulators instead of across the data, and only for the baseline x86-64 (SSE2) target:
+//! three to six times slower.
+//!
+//! Every function works on one contiguous segment; the callers spread segments over the cores.
+//! A sum adds its vector lanes in `T`, over blocks of [`BLOCK`] values, and the blocks in `f64`,
+//! so `f32` input keeps its digits over long rows. Lane count and so the order of additions
+//! follow the instruction set: results can differ in the last bit between machines, never
+//! between runs.
+
+use std::mem::MaybeUninit;
+
+use macerator::{ReduceAdd, Scalar, Simd, VAdd, VMul, VSub, Vector, vload_unaligned, with_simd};
+
+/// How many values a block of vector sums holds before it is added into the `f64` totals.
+const BLOCK: usize = 512;
+
+/// What the vector loops need of a float type.
+pub(crate) trait Lanes: Scalar + VAdd + VSub + VMul + ReduceAdd {
+    fn to_f64(self) -> f64;
+}
+
+impl Lanes for f32 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Lanes for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+/// The vector at the start of `values`, which holds at least one vector's worth.
+#[inline(always)]
+fn load<S: Simd, T: Lanes>(values: &[T]) -> Vector<S, T> {
+    assert!(values.len() >= T::lanes::<S>());
+    // SAFETY: `values` holds a whole vector, checked above; the load needs no alignment.
+    unsafe { vload_unaligned::<S, T>(values.as_ptr()) }
+}
+
+/// Writes `value` at the start of `out`, which holds at least one vector's worth.
+#[inline(always)]
+fn store<S: Simd, T: Lanes>(out: &mut [MaybeUninit<T>], value: Vector<S, T>) {
+    assert!(out.len() >= T::lanes::<S>());
+    // SAFETY: `out` holds a whole vector, checked above; `MaybeUninit<T>` has `T`'s layout and
+    // writing initializes it; the store needs no alignment.
+    unsafe { macerator::vstore_unaligned::<S, T>(out.as_mut_ptr().cast::<T>(), value) }
+}
+
+/// Adds `value` into the vector at the start of `sums`, which holds at least one vector's worth.
+#[inline(always)]
+fn add_into<S: Simd, T: Lanes>(sums: &mut [T], value: Vector<S, T>) {
+    let sum = load::<S, T>(sums) + value;
+    // SAFETY: `sums` holds a whole vector, as `load` checked; the store needs no alignment.
+    unsafe { macerator::vstore_unaligned::<S, T>(sums.as_mut_ptr(), sum) }
+}
+
+/// `[Σ (x - k), Σ (x - k)^2]` over `x`.
+#[with_simd]
+pub(crate) fn shifted_sums<S: Simd, T: Lanes>(x: &[T], k: T) -> [f64; 2] {
+    let lanes = T::lanes::<S>();
+    let whole = x.len() / lanes * lanes;
+    let kv = k.splat::<S>();
+    let mut totals = [0.0f64; 2];
+    for block in x[..whole].chunks(BLOCK) {
+        let (mut sum, mut sum_sq) = (T::default().splat::<S>(), T::default().splat::<S>());
+        for chunk in block.chunks_exact(lanes) {
+            let d = load::<S, T>(chunk) - kv;
+            sum += d;
+            sum_sq += d * d;
+        }
+        totals[0] += sum.reduce_add().to_f64();
+        totals[1] += sum_sq.reduce_add().to_f64();
+    }
+    for &v in &x[whole..] {
+        let d = (v - k).to_f64();
+        totals[0] += d;
+        totals[1] += d * d;
+    }
+    totals
+}
+
+/// `[Σ dy, Σ dy (x - k), Σ (x - k)]` over `dy` and `x`, of the same length.
+#[with_simd]
+pub(crate) fn shifted_grad_sums<S: Simd, T: Lanes>(dy: &[T], x: &[T], k: T) -> [f64; 3] {
+    assert_eq!(dy.len(), x.len());
+    let lanes = T::lanes::<S>();
+    let whole = x.len() / lanes * lanes;
+    let kv = k.splat::<S>();
+    let mut totals = [0.0f64; 3];
+    for (block_dy, block_x) in dy[..whole].chunks(BLOCK).zip(x[..whole].chunks(BLOCK)) {
+        let zero = T::default().splat::<S>();
+        let (mut sum_g, mut sum_gd, mut sum_d) = (zero, zero, zero);
+        let chunks = block_dy
+            .chunks_exact(lanes)
+            .zip(block_x.chunks_exact(lanes));
+        for (chunk_dy, chunk_x) in chunks {
+            let g = load::<S, T>(chunk_dy);
+            let d = load::<S, T>(chunk_x) - kv;
+            sum_g += g;
+            sum_gd += g * d;
+            sum_d += d;
+        }
+        totals[0] += sum_g.reduce_add().to_f64();
+        totals[1] += sum_gd.reduce_add().to_f64();
+        totals[2] += sum_d.reduce_add().to_f64();
+    }
+    for (&g, &v) in dy[whole..].iter().zip(&x[whole..]) {
+        let (g, d) = (g.to_f64(), (v - k).to_f64());
+        totals[0] += g;
+        totals[1] += g * d;
+        totals[2] += d;
+    }
+    totals
+}
+
+/// `out = ((x - k) - r) * scale + shift`: a segment normalized by a centre kept as one of its
+/// values `k` and the residual `r`, then scaled and shifted.
+#[with_simd]
+pub(crate) fn affine<S: Simd, T: Lanes>(out: &mut [MaybeUninit<T>], x: &[T], coefficients: [T; 4]) {
+    let [k, r, scale, shift] = coefficients;
+    assert_eq!(out.len(), x.len());
+    let lanes = T::lanes::<S>();
+    let whole = x.len() / lanes * lanes;
+    let [kv, rv, scale_v, shift_v] = [k, r, scale, shift].map(|v| v.splat::<S>());
+    let (out_head, out_tail) = out.split_at_mut(whole);
+    for (o, chunk) in out_head.chunks_exact_mut(lanes).zip(x.chunks_exact(lanes)) {
+        let v = load::<S, T>(chunk);
+        store(o, ((v - kv) - rv) * scale_v + shift_v);
+    }
+    for (o, &v) in out_tail.iter_mut().zip(&x[whole..]) {
+        o.write(((v - k) - r) * scale + shift);
+    }
+}
+
+/// `dx = dy * per_dy + ((x - k) - r) * slope + offset`: the input gradient of a normalized
+/// segment, given the coefficients its statistics give.
+#[with_simd]
+pub(crate) fn gradient<S: Simd, T: Lanes>(
+    dx: &mut [MaybeUninit<T>],
+    x: &[T],
+    dy: &[T],
+    coefficients: [T; 5],
+) {
+    let [k, r, per_dy, slope, offset] = coefficients;
+    assert!(dx.len() == x.len() && dy.len() == x.len());
+    let lanes = T::lanes::<S>();
+    let whole = x.len() / lanes * lanes;
+    let [kv, rv, per_dy_v, slope_v, offset_v] =
+        [k, r, per_dy, slope, offset].map(|v| v.splat::<S>());
+    let (dx_head, dx_tail) = dx.split_at_mut(whole);
+    let inputs = x.chunks_exact(lanes).zip(dy.chunks_exact(lanes));
+    for (d, (chunk_x, chunk_dy)) in dx_head.chunks_exact_mut(lanes).zip(inputs) {
+        let centred = (load::<S, T>(chunk_x) - kv) - rv;
+        let g = load::<S, T>(chunk_dy);
+        store(d, g * per_dy_v + centred * slope_v + offset_v);
+    }
+    for (d, (&v, &g)) in dx_tail.iter_mut().zip(x[whole..].iter().zip(&dy[whole..])) {
+        d.write(g * per_dy + ((v - k) - r) * slope + offset);
+    }
+}
+
+/// `out_i = (x_i - centre_i) * scale_i + shift_i`: a dense row, one coefficient set per value.
+#[with_simd]
+pub(crate) fn affine_each<S: Simd, T: Lanes>(
+    out: &mut [MaybeUninit<T>],
+    x: &[T],
+    centre: &[T],
+    scale: &[T],
+    shift: &[T],
+) {
+    let n = x.len();
+    assert!(out.len() == n && centre.len() == n && scale.len() == n && shift.len() == n);
+    let lanes = T::lanes::<S>();
+    let whole = n / lanes * lanes;
+    let mut i = 0;
+    while i < whole {
+        let v = load::<S, T>(&x[i..]) - load::<S, T>(&centre[i..]);
+        store(
+            &mut out[i..],
+            v * load::<S, T>(&scale[i..]) + load::<S, T>(&shift[i..]),
+        );
+        i += lanes;
+    }
+    for i in whole..n {
+        out[i].write((x[i] - centre[i]) * scale[i] + shift[i]);
+    }
+}
+
+/// `dx_i = dy_i * per_dy_i + (x_i - centre_i) * slope_i + offset_i`: a dense row's input
+/// gradient, one coefficient set per value; `coefficients` is `[centre, per_dy, slope, offset]`.
+#[with_simd]
+pub(crate) fn gradient_each<S: Simd, T: Lanes>(
+    dx: &mut [MaybeUninit<T>],
+    x: &[T],
+    dy: &[T],
+    coefficients: [&[T]; 4],
+) {
+    let [centre, per_dy, slope, offset] = coefficients;
+    let n = x.len();
+    assert!(dx.len() == n && dy.len() == n && coefficients.iter().all(|c| c.len() == n));
+    let lanes = T::lanes::<S>();
+    let whole = n / lanes * lanes;
+    let mut i = 0;
+    while i < whole {
+        let centred = load::<S, T>(&x[i..]) - load::<S, T>(&centre[i..]);
+        let from_dy = load::<S, T>(&dy[i..]) * load::<S, T>(&per_dy[i..]);
+        let value = from_dy + centred * load::<S, T>(&slope[i..]) + load::<S, T>(&offset[i..]);
+        store(&mut dx[i..], value);
+        i += lanes;
+    }
+    for i in whole..n {
+        dx[i].write(dy[i] * per_dy[i] + (x[i] - centre[i]) * slope[i] + offset[i]);
+    }
+}
+
+/// `sum_i += x_i - k_i`, `sum_sq_i += (x_i - k_i)^2`: one dense row added into per-channel
+/// accumulators.
+#[with_simd]
+pub(crate) fn add_shifted_sums<S: Simd, T: Lanes>(sums: [&mut [T]; 2], x: &[T], k: &[T]) {
+    let [sum, sum_sq] = sums;
+    let n = x.len();
+    assert!(sum.len() == n && sum_sq.len() == n && k.len() == n);
+    let lanes = T::lanes::<S>();
+    let whole = n / lanes * lanes;
+    let mut i = 0;
+    while i < whole {
+        let d = load::<S, T>(&x[i..]) - load::<S, T>(&k[i..]);
+        add_into(&mut sum[i..], d);
+        add_into(&mut sum_sq[i..], d * d);
+        i += lanes;
+    }
+    for i in whole..n {
+        let d = x[i] - k[i];
+        sum[i] = sum[i] + d;
+        sum_sq[i] = sum_sq[i] + d * d;
+    }
+}
+
+/// `sum_dy_i += dy_i`, `sum_dy_d_i += dy_i (x_i - k_i)`, `sum_d_i += x_i - k_i`: one dense
+/// row added into per-channel accumulators.
+#[with_simd]
+pub(crate) fn add_shifted_grad_sums<S: Simd, T: Lanes>(
+    sums: [&mut [T]; 3],
+    dy: &[T],
+    x: &[T],
+    k: &[T],
+) {
+    let [sum_dy, sum_dy_d, sum_d] = sums;
+    let n = x.len();
+    assert!(dy.len() == n && k.len() == n);
+    assert!(sum_dy.len() == n && sum_dy_d.len() == n && sum_d.len() == n);
+    let lanes = T::lanes::<S>();
+    let whole = n / lanes * lanes;
+    let mut i = 0;
+    while i < whole {
+        let g = load::<S, T>(&dy[i..]);
+        let d = load::<S, T>(&x[i..]) - load::<S, T>(&k[i..]);
+        add_into(&mut sum_dy[i..], g);
+        add_into(&mut sum_dy_d[i..], g * d);
+        add_into(&mut sum_d[i..], d);
+        i += lanes;
+    }
+    for i in whole..n {
+        let d = x[i] - k[i];
+        sum_dy[i] = sum_dy[i] + dy[i];
+        sum_dy_d[i] = sum_dy_d[i] + dy[i] * d;
+        sum_d[i] = sum_d[i] + d;
+    }
+}
+
+/// `sum_dy_i += dy_i`, `sum_dy_x_hat_i += dy_i * ((x_i - k) - r) * rstd`: a dense row's share
+/// of the parameter gradients, the row normalized by one centre and `rstd`; `coefficients` is
+/// `[k, r, rstd]`.
+#[with_simd]
+pub(crate) fn add_param_grads<S: Simd, T: Lanes>(
+    sums: [&mut [T]; 2],
+    dy: &[T],
+    x: &[T],
+    coefficients: [T; 3],
+) {
+    let [sum_dy, sum_dy_x_hat] = sums;
+    let [k, r, rstd] = coefficients;
+    let n = x.len();
+    assert!(dy.len() == n && sum_dy.len() == n && sum_dy_x_hat.len() == n);
+    let lanes = T::lanes::<S>();
+    let whole = n / lanes * lanes;
+    let [kv, rv, rstd_v] = [k, r, rstd].map(|v| v.splat::<S>());
+    let mut i = 0;
+    while i < whole {
+        let g = load::<S, T>(&dy[i..]);
+        let x_hat = ((load::<S, T>(&x[i..]) - kv) - rv) * rstd_v;
+        add_into(&mut sum_dy[i..], g);
+        add_into(&mut sum_dy_x_hat[i..], g * x_hat);
+        i += lanes;
+    }
+    for i in whole..n {
+        sum_dy[i] = sum_dy[i] + dy[i];
+        sum_dy_x_hat[i] = sum_dy_x_hat[i] + dy[i] * (((x[i] - k) - r) * rstd);
+    }
+}
+
+/// `out_i = ((x_i - k) - r) * (rstd * gamma_i) + beta_i`: a dense row normalized by one centre
+/// and `rstd`, then scaled and shifted per value; `coefficients` is `[k, r, rstd]`.
+#[with_simd]
+pub(crate) fn normalize_each<S: Simd, T: Lanes>(
+    out: &mut [MaybeUninit<T>],
+    x: &[T],
+    coefficients: [T; 3],
+    gamma: &[T],
+    beta: &[T],
+) {
+    let [k, r, rstd] = coefficients;
+    let n = x.len();
+    assert!(out.len() == n && gamma.len() == n && beta.len() == n);
+    let lanes = T::lanes::<S>();
+    let whole = n / lanes * lanes;
+    let [kv, rv, rstd_v] = [k, r, rstd].map(|v| v.splat::<S>());
+    let mut i = 0;
+    while i < whole {
+        let centred = (load::<S, T>(&x[i..]) - kv) - rv;
+        let scale = rstd_v * load::<S, T>(&gamma[i..]);
+        store(&mut out[i..], centred * scale + load::<S, T>(&beta[i..]));
+        i += lanes;
+    }
+    for i in whole..n {
+        out[i].write(((x[i] - k) - r) * (rstd * gamma[i]) + beta[i]);
+    }
+}

@@ -1,0 +1,160 @@
+//! The fused flex kernels against the composed burn ops they replace, on shapes the reference
+//! files do not reach: rows longer than a vector block, tails that are not a whole vector,
+//! tensors large enough to be split into parallel tasks, dense rows (one position per channel)
+//! of odd widths, many groups. Output, statistics and the gradients of input, `gamma` and
+//! `beta` must agree to f32 rounding.
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::module::batch_norm;
+
+use super::*;
+
+/// Largest difference relative to the largest composed value.
+const TOLERANCE: f32 = 2e-5;
+
+/// `[N, C, S]` shapes: one position per channel (dense), short odd segments, a segment longer
+/// than a vector block, and tensors above the kernels' parallel threshold.
+const SHAPES: [[usize; 3]; 8] = [
+    [3, 5, 1],
+    [7, 13, 1],
+    [64, 1030, 1],
+    [2, 6, 3],
+    [5, 4, 37],
+    [3, 8, 1027],
+    [16, 32, 257],
+    [32, 64, 64],
+];
+
+fn relative_error<const D: usize>(what: &str, got: Tensor<D>, want: Tensor<D>) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let scale = want.clone().abs().max().into_scalar::<f32>().max(1e-6);
+    let error = (got - want).abs().max().into_scalar::<f32>() / scale;
+    assert!(error <= TOLERANCE, "{what}: off by {error:e}");
+}
+
+/// Random input with a per-channel offset, so that centring matters.
+fn input(shape: [usize; 3], device: &Device) -> Tensor<3> {
+    let x = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let offset = Tensor::<1>::random([shape[1]], Distribution::Uniform(-3.0, 3.0), device);
+    x + offset.reshape([1, shape[1], 1])
+}
+
+/// Runs `op` on fresh leaves `(x, gamma, beta)` and returns its output, its extra outputs and
+/// the three gradients of `Σ y * dy`.
+fn run(
+    x: &Tensor<3>,
+    params: [&Tensor<1>; 2],
+    dy: &Tensor<3>,
+    op: impl Fn(Tensor<3>, Tensor<1>, Tensor<1>) -> (Tensor<3>, Vec<Tensor<3>>),
+) -> (Tensor<3>, Vec<Tensor<3>>, [Tensor<3>; 3]) {
+    let x = x.clone().require_grad();
+    let [gamma, beta] = params.map(|p| p.clone().require_grad());
+    let (y, stats) = op(x.clone(), gamma.clone(), beta.clone());
+    let grads = (y.clone() * dy.clone()).sum().backward();
+    let as_3d = |t: Tensor<1>| t.reshape([1, 1, -1]);
+    let grads = [
+        x.grad(&grads).expect("input gradient"),
+        as_3d(gamma.grad(&grads).expect("gamma gradient")),
+        as_3d(beta.grad(&grads).expect("beta gradient")),
+    ];
+    (
+        y.inner(),
+        stats.into_iter().map(Tensor::inner).collect(),
+        grads,
+    )
+}
+
+fn compare(
+    name: &str,
+    shape: [usize; 3],
+    fused: impl Fn(Tensor<3>, Tensor<1>, Tensor<1>) -> (Tensor<3>, Vec<Tensor<3>>),
+    composed: impl Fn(Tensor<3>, Tensor<1>, Tensor<1>) -> (Tensor<3>, Vec<Tensor<3>>),
+) {
+    let device = Device::flex().autodiff();
+    device.seed(shape.iter().product::<usize>() as u64);
+    let x = input(shape, &device);
+    let gamma = Tensor::<1>::random([shape[1]], Distribution::Uniform(0.5, 1.5), &device);
+    let beta = Tensor::<1>::random([shape[1]], Distribution::Normal(0.0, 1.0), &device);
+    let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let ours = run(&x, [&gamma, &beta], &dy, fused);
+    let theirs = run(&x, [&gamma, &beta], &dy, composed);
+    let at = format!("{name} on {shape:?}");
+    relative_error(&format!("{at}: output"), ours.0, theirs.0);
+    for (i, (got, want)) in ours.1.into_iter().zip(theirs.1).enumerate() {
+        relative_error(&format!("{at}: statistic {i}"), got, want);
+    }
+    let names = ["input gradient", "gamma gradient", "beta gradient"];
+    for ((what, got), want) in names.iter().zip(ours.2).zip(theirs.2) {
+        relative_error(&format!("{at}: {what}"), got, want);
+    }
+}
+
+#[test]
+fn group_norm_kernels_match_the_composed_ops() {
+    for shape in SHAPES {
+        let c = shape[1];
+        let divisors = [
+            1,
+            c,
+            (1..=c)
+                .rev()
+                .find(|g| c % g == 0 && *g < c && *g > 1)
+                .unwrap_or(1),
+        ];
+        // Groups of a single value have no variance: the layers refuse them.
+        for groups in divisors.into_iter().filter(|g| c / g * shape[2] >= 2) {
+            for center in [true, false] {
+                let name = format!("group norm, {groups} groups, centred {center}");
+                let op = |composed: bool| {
+                    move |x: Tensor<3>, gamma: Tensor<1>, beta: Tensor<1>| {
+                        let affine = Affine::new(gamma, beta).expect("affine");
+                        let (y, stats) = match composed {
+                            true => {
+                                composed_group_norm(x, None, groups, center, 1e-5, Some(&affine))
+                            }
+                            false => group_norm(x, None, groups, center, 1e-5, Some(&affine)),
+                        };
+                        (y, vec![stats.mean, stats.var])
+                    }
+                };
+                compare(&name, shape, op(false), op(true));
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_norm_kernels_match_the_composed_ops() {
+    let as_3d = |t: Tensor<1>| t.reshape([1, 1, -1]);
+    for shape in SHAPES {
+        let op = |composed: bool| {
+            move |x: Tensor<3>, gamma: Tensor<1>, beta: Tensor<1>| {
+                let out = match composed {
+                    true => composed_batch_norm_train(x, gamma, beta, 1e-5),
+                    false => batch_norm_train_unmasked(x, gamma, beta, 1e-5),
+                };
+                (out.output, vec![as_3d(out.mean), as_3d(out.variance)])
+            }
+        };
+        compare("batch norm in training", shape, op(false), op(true));
+
+        let eval = |composed: bool| {
+            move |x: Tensor<3>, gamma: Tensor<1>, beta: Tensor<1>| {
+                let c = x.dims()[1];
+                let device = x.device();
+                let mean = Tensor::<1>::from_data(
+                    TensorData::new((0..c).map(|i| i as f32 * 0.1 - 1.0).collect(), [c]),
+                    &device,
+                );
+                let var = mean.clone().abs() + 0.5;
+                let y = match composed {
+                    true => batch_norm(x, gamma, beta, mean, var, 1e-5),
+                    false => normalize_with(x, mean, var, gamma, beta, 1e-5),
+                };
+                (y, Vec::new())
+            }
+        };
+        compare("batch norm in eval", shape, eval(false), eval(true));
+    }
+}
