@@ -13,7 +13,8 @@ scripts/fetch-data.sh japanese-vowels
 # masks come from burn's process-wide RNG and are reproducible only without parallel runs.
 declare -A JOBS=([cost]=1 [regularization]=1)
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(quick small_batch online recurrent recurrent_text learning_rate init_scale covariate_shift cost regularization)
+[ ${#names[@]} -gt 0 ] || names=(quick small_batch ghost_batch non_iid online recurrent recurrent_vowels
+    recurrent_text learning_rate init_scale covariate_shift cost regularization)
 
 cargo build --release -p normlab-runner
 for name in "${names[@]}"; do

@@ -22,6 +22,56 @@ pub fn batch_order(
     Ok(order.chunks(batch_size).map(<[usize]>::to_vec).collect())
 }
 
+/// Batches of `batch_size` that each hold examples of two classes only, half of each: the
+/// non-i.i.d. batches under which batch norm's statistics stop describing the data (Ioffe 2017,
+/// section 4.3). `label(i)` is the class of example `i`.
+///
+/// Each class's examples are shuffled and cut into halves of `batch_size / 2`; the halves are
+/// shuffled and each is paired with the next half of another class. Halves left without a
+/// partner, and the remainder of each class, are left out of this epoch. Like
+/// [`batch_order`], the batches depend only on `(indices, labels, seed, epoch)`. Errors if
+/// `batch_size` is below 2.
+pub fn class_pair_batches(
+    indices: &[usize],
+    label: impl Fn(usize) -> usize,
+    batch_size: usize,
+    seed: u64,
+    epoch: u64,
+) -> Result<Vec<Vec<usize>>> {
+    if batch_size < 2 {
+        return Err(DataError::invalid(
+            "batch size",
+            "class-pair batches need at least 2 examples",
+        ));
+    }
+    let half = batch_size / 2;
+    let mut by_class: Vec<Vec<usize>> = Vec::new();
+    for i in shuffled(indices, seed, epoch) {
+        let class = label(i);
+        if by_class.len() <= class {
+            by_class.resize_with(class + 1, Vec::new);
+        }
+        by_class[class].push(i);
+    }
+    let mut halves: Vec<(usize, &[usize])> = by_class
+        .iter()
+        .enumerate()
+        .flat_map(|(class, examples)| examples.chunks_exact(half).map(move |h| (class, h)))
+        .collect();
+    halves.shuffle(&mut rng(seed, Stream::ClassPairs, epoch));
+    let mut batches = Vec::with_capacity(halves.len() / 2);
+    while let Some((class, first)) = halves.pop() {
+        let Some(partner) = halves.iter().rposition(|&(other, _)| other != class) else {
+            break;
+        };
+        let (_, second) = halves.remove(partner);
+        let mut batch = first.to_vec();
+        batch.extend_from_slice(second);
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
 /// `indices` in the order epoch `epoch` of [`batch_order`] visits them: a shuffle that depends
 /// only on `(indices, seed, epoch)`.
 pub fn shuffled(indices: &[usize], seed: u64, epoch: u64) -> Vec<usize> {

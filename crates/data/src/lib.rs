@@ -23,7 +23,7 @@ mod sets;
 mod split;
 mod text;
 
-pub use batch::{PaddedBatch, batch_order, pad_sequences, shuffled};
+pub use batch::{PaddedBatch, batch_order, class_pair_batches, pad_sequences, shuffled};
 pub use error::{DataError, Result};
 pub use format::digits_csv::digits_from;
 pub use format::idx::{Idx, images_from_idx, read_idx};

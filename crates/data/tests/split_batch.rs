@@ -1,4 +1,6 @@
-use normlab_data::{DataError, Splits, batch_order, split_indices, split_train_valid};
+use normlab_data::{
+    DataError, Splits, batch_order, class_pair_batches, split_indices, split_train_valid,
+};
 
 /// Every index of `0..n` appears exactly once across `parts`.
 fn assert_partition(n: usize, parts: &[&[usize]]) {
@@ -93,4 +95,35 @@ fn zero_batch_size_is_rejected() {
     let err = batch_order(&[1, 2, 3], 0, 0, 0).unwrap_err();
     assert!(err.to_string().contains("batch size"), "{err}");
     assert!(batch_order(&[], 4, 0, 0).unwrap().is_empty());
+}
+
+#[test]
+fn class_pair_batches_hold_two_classes_half_each_and_no_example_twice() {
+    // 10 classes of 37 examples each, labelled by index.
+    let indices: Vec<usize> = (0..370).collect();
+    let label = |i: usize| i % 10;
+    let batches = class_pair_batches(&indices, label, 8, 3, 0).unwrap();
+    // Each class gives 9 halves of 4 (one example left over): 90 halves, 45 batches at most.
+    assert!(batches.len() >= 40, "{} batches", batches.len());
+    for batch in &batches {
+        assert_eq!(batch.len(), 8);
+        let classes: Vec<usize> = batch.iter().map(|&i| label(i)).collect();
+        assert!(classes[..4].iter().all(|&c| c == classes[0]), "{classes:?}");
+        assert!(classes[4..].iter().all(|&c| c == classes[4]), "{classes:?}");
+        assert_ne!(classes[0], classes[4], "{classes:?}");
+    }
+    let mut all: Vec<usize> = batches.concat();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), batches.len() * 8, "an example appears twice");
+    // Deterministic per (seed, epoch), and different across epochs.
+    assert_eq!(
+        batches,
+        class_pair_batches(&indices, label, 8, 3, 0).unwrap()
+    );
+    assert_ne!(
+        batches,
+        class_pair_batches(&indices, label, 8, 3, 1).unwrap()
+    );
+    assert!(class_pair_batches(&indices, label, 1, 3, 0).is_err());
 }

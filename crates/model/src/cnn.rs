@@ -41,6 +41,9 @@ pub enum Head {
 pub struct CnnConfig {
     /// Output channels of each conv block. Default `[16, 32]`.
     pub channels: Vec<usize>,
+    /// Convs (each with its norm and activation) per block, before the block's pooling: 2 gives
+    /// a VGG-style network. Default 1.
+    pub convs_per_block: usize,
     /// Square kernel size of every conv ("same" padding). Default 3.
     pub kernel_size: usize,
     /// Default 2 x 2 max pooling after each block.
@@ -66,6 +69,7 @@ impl Default for CnnConfig {
     fn default() -> Self {
         Self {
             channels: vec![16, 32],
+            convs_per_block: 1,
             kernel_size: 3,
             pool: Pool::default(),
             head: Head::default(),
@@ -87,21 +91,30 @@ impl CnnConfig {
         outputs: usize,
         device: &Device,
     ) -> Result<Cnn, ModelError> {
+        if self.convs_per_block == 0 {
+            return Err(ModelError::InvalidConfig {
+                field: "convs_per_block",
+                message: "must be at least 1".into(),
+            });
+        }
         let [mut channels_in, mut h, mut w] = image;
         let (mut convs, mut norms) = (Vec::new(), Vec::new());
-        for (i, &channels) in self.channels.iter().enumerate() {
-            convs.push(
-                Conv2dConfig::new([channels_in, channels], [self.kernel_size; 2])
-                    .with_padding(PaddingConfig2d::Same)
-                    .with_initializer(scaled_kaiming(self.init_scale))
-                    .init(device),
-            );
-            norms.push(
-                self.norm
-                    .init(channels, device)
-                    .map_err(ModelError::norm(|| site(i)))?,
-            );
-            channels_in = channels;
+        for &channels in &self.channels {
+            for _ in 0..self.convs_per_block {
+                let i = convs.len();
+                convs.push(
+                    Conv2dConfig::new([channels_in, channels], [self.kernel_size; 2])
+                        .with_padding(PaddingConfig2d::Same)
+                        .with_initializer(scaled_kaiming(self.init_scale))
+                        .init(device),
+                );
+                norms.push(
+                    self.norm
+                        .init(channels, device)
+                        .map_err(ModelError::norm(|| site(i)))?,
+                );
+                channels_in = channels;
+            }
             if self.pool != Pool::None {
                 (h, w) = (h / 2, w / 2);
             }
@@ -129,6 +142,7 @@ impl CnnConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             head: linear(head_inputs, outputs, self.init_scale, device),
             pool: self.pool,
+            convs_per_block: self.convs_per_block,
             head_kind: self.head,
             activation: self.activation,
             norm_position: self.norm_position,
@@ -159,6 +173,9 @@ pub struct Cnn {
     /// Downsampling after each block.
     #[module(skip)]
     pub pool: Pool,
+    /// Convs per block: the pooling comes after every this many.
+    #[module(skip)]
+    pub convs_per_block: usize,
     /// How the last feature maps become the head's input.
     #[module(skip)]
     pub head_kind: Head,
@@ -178,6 +195,9 @@ impl Cnn {
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
             x = conv_forward(conv, self.weight_standardization, x);
             x = norm_and_activate(norm, self.norm_position, self.activation, || site(i), x)?;
+            if (i + 1) % self.convs_per_block != 0 {
+                continue;
+            }
             x = match self.pool {
                 Pool::Max => self.max_pool.forward(x),
                 Pool::Avg => self.avg_pool.forward(x),

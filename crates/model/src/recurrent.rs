@@ -73,9 +73,6 @@ pub struct RecurrentConfig {
     pub norm: NormConfig,
     /// Default horizontal.
     pub placement: Placement,
-    /// Initial `gamma` of the batch norms, 0.1 by default as recurrent BN recommends (it keeps
-    /// the gates out of saturation). Other families keep their own `gamma_init`.
-    pub batch_gamma_init: f64,
     /// Default one prediction per sequence.
     pub output: SequenceOutput,
     /// Dropout probability between stacked layers and before the head. Default 0.
@@ -92,7 +89,6 @@ impl Default for RecurrentConfig {
             layers: 1,
             norm: NormConfig::None,
             placement: Placement::default(),
-            batch_gamma_init: 0.1,
             output: SequenceOutput::default(),
             dropout: 0.0,
             init_scale: 1.0,
@@ -124,14 +120,10 @@ impl RecurrentConfig {
                 ),
             });
         }
-        let norm = match &self.norm {
-            NormConfig::Batch(_) => self.norm.clone().with_gamma_init(self.batch_gamma_init),
-            other => other.clone(),
-        };
         let layers = (0..self.layers)
             .map(|i| {
                 let inputs = if i == 0 { features } else { self.hidden };
-                self.layer(i, inputs, &norm, device)
+                self.layer(i, inputs, &self.norm, device)
             })
             .collect::<Result<_, _>>()?;
         Ok(RecurrentNet {

@@ -194,6 +194,41 @@ fn dense_and_conv_models_have_the_right_shapes_and_every_parameter_learns() {
 }
 
 #[test]
+fn a_vgg_style_cnn_normalizes_every_convolution_and_pools_once_per_block() {
+    let device = train_device();
+    let config = |convs_per_block| {
+        ModelConfig::Cnn(CnnConfig {
+            channels: vec![4, 8],
+            convs_per_block,
+            head: Head::GlobalAverage,
+            norm: NormConfig::Batch(Default::default()),
+            ..CnnConfig::default()
+        })
+    };
+    let model = config(3)
+        .init(InputShape::Image([1, 8, 8]), 5, &device)
+        .unwrap();
+    let Model::Cnn(cnn) = &model else {
+        panic!("a cnn config builds a cnn")
+    };
+    assert_eq!(cnn.convs.len(), 6);
+    assert_eq!(cnn.norms.len(), 6);
+    let channels: Vec<usize> = cnn.convs.iter().map(|c| c.weight.val().dims()[0]).collect();
+    assert_eq!(channels, [4, 4, 4, 8, 8, 8]);
+    // Two pools for two blocks, not six: an 8x8 image would not survive six.
+    let out = model
+        .forward(Input::Images(values([4, 1, 8, 8], 3, &device)))
+        .unwrap();
+    assert_eq!(out.dims(), [4, 5]);
+    assert_every_parameter_learns(&model, out.square().sum(), "vgg-style cnn");
+
+    let err = config(0)
+        .init(InputShape::Image([1, 8, 8]), 5, &device)
+        .unwrap_err();
+    assert!(err.to_string().contains("convs_per_block"), "{err}");
+}
+
+#[test]
 fn recurrent_models_have_the_right_shapes_and_every_parameter_learns() {
     let device = train_device();
     let x = values([4, 6, 3], 4, &device);

@@ -68,17 +68,44 @@ pub(crate) fn axis_label(record: &RunRecord, name: &str) -> Option<String> {
         .or_else(|| (name == "batch_size").then(|| record.config.train.batch_size.to_string()))
 }
 
-/// The final validation error of a finished run, in percent. Diverged and impossible runs have
-/// no result, whatever they evaluated before stopping.
+/// How many of the last evaluations a run's final error is the median of.
+pub(crate) const FINAL_EVALS: usize = 3;
+
+/// The final validation error of a finished run, in percent: the median of its last
+/// [`FINAL_EVALS`] evaluations, so that one noisy last step does not decide a comparison.
+/// Diverged and impossible runs have no result, whatever they evaluated before stopping.
 pub(crate) fn final_error(record: &RunRecord) -> Option<f64> {
-    finished_eval(record).map(|eval| f64::from(eval.valid_error) * 100.0)
+    median_of_last_evals(record, |eval| Some(eval.valid_error))
 }
 
-/// The final train-mode (batch statistics) error of a finished run, in percent.
+/// The final train-mode (batch statistics) error of a finished run, in percent, taken as
+/// [`final_error`] is.
 pub(crate) fn final_train_mode_error(record: &RunRecord) -> Option<f64> {
-    finished_eval(record)
-        .and_then(|eval| eval.train_mode_error)
-        .map(|error| f64::from(error) * 100.0)
+    median_of_last_evals(record, |eval| eval.train_mode_error)
+}
+
+fn median_of_last_evals(record: &RunRecord, error: impl Fn(&Eval) -> Option<f32>) -> Option<f64> {
+    finished_eval(record)?;
+    let mut last: Vec<f64> = record
+        .evals
+        .iter()
+        .rev()
+        .take(FINAL_EVALS)
+        .map_while(|eval| error(eval).map(|e| f64::from(e) * 100.0))
+        .collect();
+    last.sort_by(f64::total_cmp);
+    let mid = last.len() / 2;
+    match last.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(last[mid]),
+        _ => Some((last[mid - 1] + last[mid]) / 2.0),
+    }
+}
+
+/// The validation error of a finished run's last evaluation alone, in percent: what the
+/// PreciseBN and folded scores, made at that evaluation only, are compared with.
+pub(crate) fn last_eval_error(record: &RunRecord) -> Option<f64> {
+    finished_eval(record).map(|eval| f64::from(eval.valid_error) * 100.0)
 }
 
 /// The final error with PreciseBN's statistics of a finished run, in percent.

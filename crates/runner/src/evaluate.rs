@@ -4,7 +4,7 @@
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use normlab_data::{batch_order, shuffled};
+use normlab_data::shuffled;
 use normlab_model::Model;
 use normlab_norm::precise_statistics;
 
@@ -54,9 +54,10 @@ fn precise(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Op
     }
     let copy = model.valid().train().no_grad();
     let train_device = device.clone().autodiff();
-    // An epoch no training run reaches: batches in a fresh order.
-    let order = batch_order(&task.train, config.batch_size, config.seed, u64::MAX)
-        .expect("batch size checked when the config was read");
+    // An epoch no training run reaches: batches in a fresh order, composed as in training.
+    let order = task
+        .train_batches(config.batch_size, config.batches, config.seed, u64::MAX)
+        .ok()?;
     let order = order.into_iter().cycle().take(batches);
     let mut refused = false;
     precise_statistics(order, |indices| {

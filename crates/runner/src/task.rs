@@ -3,13 +3,13 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use normlab_data::{
-    DataError, Images, ScaleKind, Scaler, Sequences, Split, Text, digits, embedded_shakespeare,
-    fashion_mnist, japanese_vowels, mnist, pad_sequences, shakespeare_full, shuffled,
-    split_train_valid,
+    DataError, Images, ScaleKind, Scaler, Sequences, Split, Text, batch_order, class_pair_batches,
+    digits, embedded_shakespeare, fashion_mnist, japanese_vowels, mnist, pad_sequences,
+    shakespeare_full, shuffled, split_train_valid,
 };
 use normlab_model::{Input, InputShape};
 
-use crate::config::{DataConfig, DataSet};
+use crate::config::{Batching, DataConfig, DataSet};
 
 /// Splits and subsets use this seed, not the run's: every run of an experiment sees the same
 /// training and evaluation examples.
@@ -24,7 +24,11 @@ pub struct Batch {
 }
 
 enum Examples {
-    Images(Images),
+    /// Images, presented as sequences of their rows when `rows_as_steps`.
+    Images {
+        images: Images,
+        rows_as_steps: bool,
+    },
     Sequences(Sequences),
     /// Windows of `seq_len` characters; training windows come from the start of the text,
     /// evaluation windows from its last `valid_fraction`.
@@ -69,7 +73,10 @@ impl Task {
                 }?;
                 let splits = split_train_valid(images.len(), config.valid_fraction, DATA_SEED)?;
                 (
-                    Examples::Images(images),
+                    Examples::Images {
+                        images,
+                        rows_as_steps: config.rows_as_steps,
+                    },
                     splits.train,
                     splits.valid,
                     held_out,
@@ -122,7 +129,16 @@ impl Task {
 
     fn new(examples: Examples, train: Vec<usize>, valid: Vec<usize>, valid_source: String) -> Self {
         let (input_shape, classes) = match &examples {
-            Examples::Images(images) => (InputShape::Image(images.shape), images.classes),
+            Examples::Images {
+                images,
+                rows_as_steps,
+            } => {
+                let [c, _, w] = images.shape;
+                match rows_as_steps {
+                    true => (InputShape::Sequence(c * w), images.classes),
+                    false => (InputShape::Image(images.shape), images.classes),
+                }
+            }
             Examples::Sequences(s) => (InputShape::Sequence(s.features), s.classes),
             Examples::Text { text, .. } => {
                 (InputShape::Sequence(text.vocab_size()), text.vocab_size())
@@ -155,7 +171,7 @@ impl Task {
             return Ok(());
         }
         let scaler = match &mut self.examples {
-            Examples::Images(images) => {
+            Examples::Images { images, .. } => {
                 let width = images.example_len();
                 let scaler = Scaler::fit(config.scaling, &images.gather(&self.train), width)?;
                 scaler.transform(&mut images.pixels)?;
@@ -194,11 +210,29 @@ impl Task {
             Tensor::from_data(TensorData::new(labels.clone(), [labels.len()]), device)
         };
         match &self.examples {
-            Examples::Images(images) => {
+            Examples::Images {
+                images,
+                rows_as_steps,
+            } => {
                 let [c, h, w] = images.shape;
-                let pixels = TensorData::new(images.gather(indices), [n, c, h, w]);
+                let pixels = images.gather(indices);
+                let input = match rows_as_steps {
+                    // Row `t` of every channel side by side: step `t` of the sequence.
+                    true => {
+                        let rows = TensorData::new(pixels, [n, c, h, w]);
+                        let rows = Tensor::<4>::from_data(rows, device).swap_dims(1, 2);
+                        Input::Sequences {
+                            values: rows.reshape([n, h, c * w]),
+                            mask: None,
+                        }
+                    }
+                    false => {
+                        let pixels = TensorData::new(pixels, [n, c, h, w]);
+                        Input::Images(Tensor::from_data(pixels, device))
+                    }
+                };
                 Batch {
-                    input: Input::Images(Tensor::from_data(pixels, device)),
+                    input,
                     targets: labels(indices.iter().map(|&i| images.labels[i] as i64).collect()),
                 }
             }
@@ -240,6 +274,31 @@ impl Task {
                     targets: labels(targets),
                 }
             }
+        }
+    }
+
+    /// The training batches of `epoch`: shuffled, or two classes per batch.
+    pub fn train_batches(
+        &self,
+        batch_size: usize,
+        batching: Batching,
+        seed: u64,
+        epoch: u64,
+    ) -> Result<Vec<Vec<usize>>, DataError> {
+        match (batching, &self.examples) {
+            (Batching::Shuffled, _) => batch_order(&self.train, batch_size, seed, epoch),
+            (Batching::ClassPairs, Examples::Images { images, .. }) => {
+                let label = |i: usize| images.labels[i];
+                class_pair_batches(&self.train, label, batch_size, seed, epoch)
+            }
+            (Batching::ClassPairs, Examples::Sequences(sequences)) => {
+                let label = |i: usize| sequences.labels[i];
+                class_pair_batches(&self.train, label, batch_size, seed, epoch)
+            }
+            (Batching::ClassPairs, Examples::Text { .. }) => Err(DataError::InvalidArgument {
+                what: "train.batches",
+                problem: "a language model has no class per example".into(),
+            }),
         }
     }
 

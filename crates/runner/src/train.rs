@@ -4,10 +4,10 @@ use std::time::{Duration, Instant};
 
 use burn::module::{ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
-use normlab_data::batch_order;
 use normlab_model::{Model, probe};
 
 use crate::config::{GridPoint, OptimizerKind, TrainConfig};
@@ -42,8 +42,15 @@ pub fn train(
     let mut smoothed_loss: Option<f32> = None;
 
     'training: for epoch in 0.. {
-        let batches = batch_order(&task.train, config.batch_size, config.seed, epoch)
-            .expect("batch size checked when the config was read");
+        let batches =
+            match task.train_batches(config.batch_size, config.batches, config.seed, epoch) {
+                Ok(batches) if !batches.is_empty() => batches,
+                Ok(_) => {
+                    let reason = "the training split makes no batch of this kind".to_string();
+                    return record.ended(Status::Impossible, reason, started);
+                }
+                Err(e) => return record.ended(Status::Impossible, e.to_string(), started),
+            };
         for indices in batches {
             if record.steps == total_steps {
                 break 'training;
@@ -92,7 +99,10 @@ pub fn train(
             if let Some(max_norm) = config.grad_clip {
                 clip_global_norm(&model, &mut grads, max_norm);
             }
-            model = optimizer.step(lr, model, grads);
+            let rate = config
+                .lr_schedule
+                .rate(lr, record.steps, total_steps, config.warmup);
+            model = optimizer.step(rate, model, grads);
             step_times.push(step_started.elapsed());
 
             record.steps += 1;
@@ -119,6 +129,8 @@ pub fn train(
 }
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match config.optimizer {
         OptimizerKind::Sgd => SgdConfig::new()
             .with_momentum((config.momentum > 0.0).then_some(MomentumConfig {
@@ -126,8 +138,12 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
                 dampening: 0.0,
                 nesterov: false,
             }))
+            .with_weight_decay(decay)
             .init(),
-        OptimizerKind::Adam => AdamConfig::new().with_epsilon(1e-8).init(),
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(decay)
+            .init(),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod grid;
 mod locate;
+mod schedule;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,10 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 pub use grid::label;
-pub use schema::{DataConfig, DataSet, OptimizerKind, ProbeConfig, RunConfig, TrainConfig};
+pub use schedule::LrSchedule;
+pub use schema::{
+    Batching, DataConfig, DataSet, OptimizerKind, ProbeConfig, RunConfig, TrainConfig,
+};
 
 use crate::config::grid::{expand_norm_shorthand, find_axes, product, run_id, set};
 use crate::config::locate::Locator;

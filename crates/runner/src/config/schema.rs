@@ -5,6 +5,8 @@ use normlab_data::ScalerConfig;
 use normlab_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
+use super::LrSchedule;
+
 /// Where the data comes from and how it is prepared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +27,10 @@ pub struct DataConfig {
     /// Characters per training window (text sets). Default 64.
     #[serde(default = "default_seq_len")]
     pub seq_len: usize,
+    /// Image sets: present each image as a sequence of its rows (28 steps of 28 values for
+    /// MNIST), for recurrent networks. Default false.
+    #[serde(default)]
+    pub rows_as_steps: bool,
 }
 
 fn default_valid_fraction() -> f64 {
@@ -64,6 +70,17 @@ pub enum OptimizerKind {
     Adam,
 }
 
+/// How training examples are grouped into batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Batching {
+    /// Shuffled anew every epoch: i.i.d. batches.
+    #[default]
+    Shuffled,
+    /// Every batch from two classes, half each (non-i.i.d.; Ioffe 2017, section 4.3).
+    ClassPairs,
+}
+
 /// How a run trains and is evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +98,20 @@ pub struct TrainConfig {
     /// SGD momentum. Default 0.9.
     #[serde(default = "default_momentum")]
     pub momentum: f64,
+    /// Weight decay on every parameter, added to its gradient as PyTorch's optimizers do.
+    /// Default 0.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Default constant.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Share of the run over which the learning rate first rises linearly from zero. Default
+    /// 0.
+    #[serde(default)]
+    pub warmup: f64,
+    /// Default shuffled.
+    #[serde(default)]
+    pub batches: Batching,
     /// Scale the learning rate linearly with the batch size: `lr * batch_size / lr_reference_batch`
     /// (the GN paper's `0.1 * N / 32`).
     pub lr_reference_batch: Option<usize>,
@@ -207,6 +238,21 @@ impl RunConfig {
             return Err((
                 "train.evals",
                 "evals and eval_batch_size must be at least 1".into(),
+            ));
+        }
+        if !(train.weight_decay >= 0.0 && train.weight_decay.is_finite()) {
+            return Err(("train.weight_decay", "must be a finite number >= 0".into()));
+        }
+        if !(0.0..1.0).contains(&train.warmup) {
+            return Err((
+                "train.warmup",
+                "must be a share of the run in [0, 1)".into(),
+            ));
+        }
+        if train.batches == Batching::ClassPairs && train.batch_size < 2 {
+            return Err((
+                "train.batches",
+                "class-pair batches need a batch size of at least 2".into(),
             ));
         }
         if train.lr_reference_batch == Some(0) {

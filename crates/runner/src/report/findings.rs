@@ -3,8 +3,8 @@
 
 use crate::analysis::{
     Spread, axis_values, describe, describe_axis, distinct, errors_by_length, facets, final_error,
-    final_precise_error, final_train_mode_error, fmt_number, in_facet, norm_kind, norm_label,
-    norm_labels, other_axes, percentile_runs, step_ms, unit_zero, varies,
+    final_precise_error, final_train_mode_error, fmt_number, in_facet, last_eval_error, norm_kind,
+    norm_label, norm_labels, other_axes, percentile_runs, step_ms, unit_zero, varies,
 };
 use crate::config::Experiment;
 use crate::report::settings;
@@ -181,14 +181,15 @@ fn train_eval_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<St
             );
             let precise: Vec<(f64, f64)> = runs
                 .iter()
-                .filter_map(|r| final_error(r).zip(final_precise_error(r)))
+                .filter_map(|r| last_eval_error(r).zip(final_precise_error(r)))
                 .collect();
             if let (Some(value), Some(gap)) = (
                 Spread::of(precise.iter().map(|p| p.1)),
                 Spread::of(precise.iter().map(|p| p.1 - p.0)),
             ) {
                 statement.push_str(&format!(
-                    "; PreciseBN statistics {:.2}%: PreciseBN minus eval {:+.2} points{}",
+                    "; PreciseBN statistics {:.2}%: PreciseBN minus eval at the last evaluation \
+                     {:+.2} points{}",
                     value.mean,
                     gap.mean,
                     gap_spread(&gap)

@@ -6,6 +6,7 @@
 //! the statement says so.
 
 mod findings;
+mod headline;
 
 use std::path::Path;
 
@@ -16,6 +17,7 @@ use crate::analysis::{
 use crate::config::Experiment;
 use crate::error::RunnerError;
 use crate::report::findings::findings;
+use crate::report::headline::headline;
 use crate::results::{PlotFile, RunRecord, Status, write_atomically};
 
 /// Writes `out_dir/README.md` for `records` of `experiment`, linking `plots` (drawn into the
@@ -31,6 +33,7 @@ pub fn write(
 ) -> Result<(), RunnerError> {
     let text = [
         header(experiment),
+        headline(experiment, records),
         provenance(experiment, records, command, total_wall_seconds),
         config(experiment),
         plot_section(plots),
@@ -159,7 +162,8 @@ fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
     header.push("step time (ms)".into());
     let mut text = String::from(
         "## Final metrics\n\nOne row per setting (every axis except the seed). Errors are on the \
-         validation set in %, given as mean (min..max) over the seeds' finished runs; diverged \
+         validation set in %, each run's the median of its last three evaluations, given as \
+         mean (min..max) over the seeds' finished runs; diverged \
          and impossible runs have no final result and are counted apart. Train-mode error uses \
          batch statistics instead of running ones. Step time is each run's median, averaged \
          over the setting's runs (min..max).",
@@ -167,13 +171,13 @@ fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
     if with_precise {
         text.push_str(
             " PreciseBN error uses population statistics re-estimated after training as the \
-             equal-weight average over many training batches.",
+             equal-weight average over many training batches (at the last evaluation only).",
         );
     }
     if with_folded {
         text.push_str(
             " Folded error is the model with its batch norms folded into the layers before \
-             them, for inference.",
+             them, for inference (at the last evaluation only).",
         );
     }
     text.push_str("\n\n");
@@ -334,7 +338,9 @@ mod tests {
         assert!(gap.contains(
             "20.50%, train mode (batch statistics) 9.50%: train minus eval -11.00 points"
         ));
-        assert!(gap.contains("PreciseBN statistics 17.50%: PreciseBN minus eval -3.00 points"));
+        assert!(gap.contains(
+            "PreciseBN statistics 17.50%: PreciseBN minus eval at the last evaluation -3.00 points"
+        ));
         let cost = statement(&text, "`batch`: 1.25 ms per step");
         assert!(cost.contains("vs 1 ms for `none`: normalization takes 20% of the step"));
         assert!(statement(&text, "`group(groups=4)`: 1.5 ms").contains("takes 33% of the step"));
@@ -342,6 +348,39 @@ mod tests {
         assert!(drift.contains("moved by 1.000"));
         assert!(statement(&text, "`batch` (batch_size=2): the median").contains("moved by 0.000"));
         assert!(text.contains("the sum of the runs' wall times is 18.0 s"));
+    }
+
+    #[test]
+    fn headline_measures_the_gap_in_spreads_over_seeds() {
+        let (text, _) = report("headline", fixture(), None);
+        assert!(text.contains(
+            "# small_batches\n\nBatch norm against group norm at small batches.\n\n**In one \
+             sentence:** batch norm normalizing over 2 examples ends at 20.50% error \
+             (20.00..21.00) against 6.50% (6.00..7.00) for `group(groups=4)` at the same batch \
+             size, +14.00 points, more than 3 times the larger spread over seeds (1.00 points): \
+             the failure shows."
+        ));
+
+        let (experiment, mut records) = fixture();
+        for record in records
+            .iter_mut()
+            .filter(|r| r.id.starts_with("norm=batch,batch_size=2"))
+        {
+            for eval in &mut record.evals {
+                eval.valid_error -= 0.12;
+            }
+        }
+        let (text, _) = report("no-headline", (experiment, records), None);
+        assert!(text.contains(
+            "ends at 8.50% error (8.00..9.00) against 6.50% (6.00..7.00) for `group(groups=4)` \
+             at the same batch size, +2.00 points, not more than 3 times the larger spread over \
+             seeds (1.00 points): these runs do not show batch norm failing at this batch."
+        ));
+        let (text, _) = report("lr-headline", lr_fixture(), None);
+        assert!(
+            !text.contains("In one sentence"),
+            "no batch sizes compared, no headline"
+        );
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! The sentence at the top of a report on batch sizes: batch norm at its smallest normalization
+//! batch against the batch-free norms trained at the same batch size, measured in spreads over
+//! seeds, so that a reader sees at once whether the failure shows.
+
+use normlab_norm::NormConfig;
+
+use crate::analysis::{Spread, final_error, norm_kind, norm_label, other_axes};
+use crate::config::Experiment;
+use crate::report::settings;
+use crate::results::{RunRecord, Status};
+
+/// How many spreads over seeds a gap must span before the headline calls it clear.
+const CLEAR_GAP_IN_SPREADS: f64 = 3.0;
+
+/// The batch-free norms batch norm is compared with.
+const BATCH_FREE: [&str; 2] = ["group", "layer"];
+
+/// The examples batch norm normalizes over in training: its ghost batch, or the whole batch.
+fn normalization_batch(record: &RunRecord) -> Option<usize> {
+    let batch_size = record.config.train.batch_size;
+    match record.config.model.norm() {
+        NormConfig::Batch(config) => Some(config.ghost_batch.unwrap_or(batch_size).min(batch_size)),
+        _ => None,
+    }
+}
+
+/// The seeds' range (max - min) of a setting's errors, as the unit a gap is measured in.
+fn range(spread: &Spread) -> f64 {
+    spread.max - spread.min
+}
+
+/// Empty unless the experiment compares batch norm with a batch-free norm at one batch size and
+/// nothing but the norm, the batch size and the seed varies.
+pub(crate) fn headline(experiment: &Experiment, records: &[RunRecord]) -> String {
+    if !other_axes(experiment, &["norm", "seed", "batch_size"]).is_empty() {
+        return String::new();
+    }
+    let settings = settings(experiment, records);
+    let batch_settings = settings.iter().filter_map(|(_, runs)| {
+        let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
+        Some((normalization_batch(runs[0])?, runs, errors))
+    });
+    let Some((examples, batch_runs, batch)) = batch_settings.min_by_key(|(n, ..)| *n) else {
+        return String::new();
+    };
+    let batch_size = batch_runs[0].config.train.batch_size;
+    let references = settings.iter().filter_map(|(_, runs)| {
+        let label = norm_label(runs[0]);
+        let same_batch = runs[0].config.train.batch_size == batch_size;
+        (same_batch && BATCH_FREE.contains(&norm_kind(&label)))
+            .then(|| {
+                Some((
+                    label,
+                    Spread::of(runs.iter().filter_map(|r| final_error(r)))?,
+                ))
+            })
+            .flatten()
+    });
+    let Some((reference, other)) = references.min_by(|a, b| a.1.mean.total_cmp(&b.1.mean)) else {
+        return String::new();
+    };
+    let gap = batch.mean - other.mean;
+    let spread = range(&batch).max(range(&other));
+    let verdict = if batch.count < 2 || other.count < 2 {
+        "one seed each, so no spread over seeds to measure it against".to_string()
+    } else if gap > CLEAR_GAP_IN_SPREADS * spread {
+        format!(
+            "more than {CLEAR_GAP_IN_SPREADS} times the larger spread over seeds ({spread:.2} \
+             points): the failure shows"
+        )
+    } else {
+        format!(
+            "not more than {CLEAR_GAP_IN_SPREADS} times the larger spread over seeds ({spread:.2} \
+             points): these runs do not show batch norm failing at this batch"
+        )
+    };
+    let no_batch_of_one = records.iter().any(|r| {
+        r.status == Status::Impossible
+            && normalization_batch(r).is_some()
+            && r.config.train.batch_size == 1
+    });
+    let also = match no_batch_of_one {
+        true => " At batch size 1 batch norm cannot train at all.",
+        false => "",
+    };
+    format!(
+        "**In one sentence:** batch norm normalizing over {examples} examples ends at \
+         {:.2}% error ({:.2}..{:.2}) against {:.2}% ({:.2}..{:.2}) for `{reference}` at the same \
+         batch size, {gap:+.2} points, {verdict}.{also}\n\n",
+        batch.mean, batch.min, batch.max, other.mean, other.min, other.max,
+    )
+}
