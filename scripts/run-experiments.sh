@@ -14,7 +14,7 @@ scripts/fetch-data.sh japanese-vowels
 declare -A JOBS=([cost]=1 [regularization]=1)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(quick small_batch ghost_batch non_iid online recurrent recurrent_vowels
-    recurrent_text learning_rate init_scale covariate_shift cost regularization)
+    gradient_flow recurrent_text learning_rate init_scale covariate_shift cost regularization)
 
 cargo build --release -p normlab-runner
 for name in "${names[@]}"; do

@@ -3,7 +3,8 @@
 //!
 //! A [`ModelConfig`] (serde; the runner reads it from TOML) says which network, its sizes and
 //! the [`NormConfig`] of every slot; [`ModelConfig::init`] builds a [`Model`] for the shape of the
-//! data. [`probe::capture`] records activation statistics at every norm site while the model runs.
+//! data. [`probe::capture`] records activation statistics at every norm site while the model runs;
+//! [`gradient_flow::measure`] the loss's gradient with respect to every hidden state of a recurrence.
 
 #![warn(missing_docs)]
 
@@ -12,6 +13,7 @@ mod cnn;
 mod conv;
 mod error;
 mod fixed_statistics;
+pub mod gradient_flow;
 mod init;
 mod mlp;
 pub mod probe;

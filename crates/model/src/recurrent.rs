@@ -6,6 +6,7 @@ use normlab_norm::{Norm, NormConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
+use crate::gradient_flow;
 use crate::init::scaled_kaiming;
 use crate::mlp::linear;
 use crate::probe::observe;
@@ -229,6 +230,7 @@ impl RecurrentLayer {
         let mut h = Tensor::zeros([n, self.hidden], &device);
         let mut c = Tensor::zeros([n, self.hidden], &device);
         let mut states = Vec::with_capacity(steps);
+        gradient_flow::layer_starts();
         for t in 0..steps {
             let x_term = terms.clone().slice(s![.., t, ..]).squeeze_dim::<2>(1);
             let running = mask
@@ -245,6 +247,7 @@ impl RecurrentLayer {
                 }
                 None => (h_new, c_new),
             };
+            h = gradient_flow::tap(h);
             states.push(h.clone());
         }
         Ok(Tensor::stack(states, 1))

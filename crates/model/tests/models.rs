@@ -266,6 +266,49 @@ fn recurrent_models_have_the_right_shapes_and_every_parameter_learns() {
 }
 
 #[test]
+fn gradient_flow_measures_the_loss_gradient_at_every_hidden_state() {
+    let device = train_device();
+    let x = values([3, 7, 2], 5, &device);
+    let config = recurrent(&NormConfig::None, CellKind::Rnn, Placement::Horizontal);
+    let model = config.init(2, 4, &device).unwrap();
+    let forward = || model.forward(x.clone(), None);
+    let plain = forward().unwrap();
+
+    let norms = gradient_flow::measure(|| forward().map(|logits| logits.sum())).unwrap();
+    assert_eq!(
+        norms.len(),
+        7,
+        "one norm per step of the last of the two layers"
+    );
+    assert!(norms.iter().all(|n| n.is_finite() && *n > 0.0), "{norms:?}");
+    let mean_norm = |g: Tensor<2>| g.square().sum_dim(1).sqrt().mean().into_scalar::<f32>();
+    let close = |a: f32, b: f32| (a - b).abs() < 1e-5 * b.abs().max(1e-6);
+    // At the last step the loss `sum(head(h_T))` has gradient `W_head 1` for every sequence.
+    let g_last = model
+        .head
+        .weight
+        .val()
+        .sum_dim(1)
+        .reshape([1, 8])
+        .expand([3, 8]);
+    assert!(close(norms[6], mean_norm(g_last.clone())), "{norms:?}");
+    // One step back: through tanh's derivative and the recurrent weights (`y = x W`).
+    let first = model.layers[0].forward(x.clone(), None).unwrap();
+    let states = model.layers[1].forward(first, None).unwrap();
+    let h_last = states.slice(s![.., 6, ..]).reshape([3, 8]);
+    let g_prev = (g_last * (h_last.square().neg() + 1.0))
+        .matmul(model.layers[1].recurrent.weight.val().transpose());
+    assert!(close(norms[5], mean_norm(g_prev)), "{norms:?}");
+
+    let after = forward().unwrap();
+    assert_eq!(
+        plain.into_data(),
+        after.into_data(),
+        "no taps outside a measurement"
+    );
+}
+
+#[test]
 fn a_padded_sequence_gives_what_the_sequence_alone_gives() {
     let device = train_device();
     let batch = values([3, 6, 3], 5, &device);

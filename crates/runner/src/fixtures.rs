@@ -144,6 +144,7 @@ fn record(experiment: &Experiment, point: &GridPoint, outcome: Outcome) -> RunRe
             vec![final_eval]
         },
         probes: [0, 10, 20].map(|step| probe(&norm, step)).to_vec(),
+        gradient_flow: Vec::new(),
         steps,
         samples: 100,
         step_seconds: step_seconds(&norm),

@@ -89,6 +89,15 @@ pub struct Probe {
     pub sites: Vec<SiteStats>,
 }
 
+/// The loss's gradient with respect to every hidden state of a recurrence, on one batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradientFlow {
+    /// Training steps done before it: 0 at initialization.
+    pub step: usize,
+    /// `mean_n ||dLoss/dh_t[n]||` for every step `t` of the last recurrent layer.
+    pub norms: Vec<f32>,
+}
+
 /// Everything one run recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -110,6 +119,9 @@ pub struct RunRecord {
     pub evals: Vec<Eval>,
     /// Activation statistics, when probed.
     pub probes: Vec<Probe>,
+    /// Gradient flow through the recurrence at initialization and after training, when asked.
+    #[serde(default)]
+    pub gradient_flow: Vec<GradientFlow>,
     /// Training steps done.
     pub steps: usize,
     /// Training examples seen.
@@ -133,6 +145,7 @@ impl RunRecord {
             losses: Vec::new(),
             evals: Vec::new(),
             probes: Vec::new(),
+            gradient_flow: Vec::new(),
             steps: 0,
             samples: 0,
             step_seconds: 0.0,

@@ -8,12 +8,12 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
-use normlab_model::{Model, probe};
+use normlab_model::{Model, gradient_flow, probe};
 
 use crate::config::{GridPoint, OptimizerKind, TrainConfig};
 use crate::evaluate::evaluate;
 use crate::model_init::build_model;
-use crate::results::{Probe, RunRecord, Status, StepLoss};
+use crate::results::{GradientFlow, Probe, RunRecord, Status, StepLoss};
 use crate::task::Task;
 
 /// Trains `point` on `task` and records everything; `on_step(step, total)` reports progress.
@@ -32,6 +32,15 @@ pub fn train(
         Ok(model) => model,
         Err(e) => return record.ended(Status::Impossible, e.to_string(), started),
     };
+    if config.gradient_flow {
+        // On a twin of the model, so that the measurement's forward pass leaves the running
+        // statistics of the one that trains untouched.
+        let twin = build_model(point, task, &train_device);
+        record.gradient_flow.extend(
+            twin.ok()
+                .and_then(|twin| measure_gradient_flow(&twin, 0, point, task, &train_device)),
+        );
+    }
     let mut optimizer = optimizer(config);
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
     let total_steps = budget_in_steps(config, task.train.len());
@@ -120,12 +129,39 @@ pub fn train(
             on_step(record.steps, total_steps);
         }
     }
+    if config.gradient_flow {
+        let after = measure_gradient_flow(&model, record.steps, point, task, &train_device);
+        record.gradient_flow.extend(after);
+    }
     step_times.sort();
     record.step_seconds = step_times
         .get(step_times.len() / 2)
         .map_or(0.0, Duration::as_secs_f64);
     record.wall_seconds = started.elapsed().as_secs_f64();
     record
+}
+
+/// Recurrent BN's Figure 1: `||dLoss/dh_t||` for every step `t`, on the first training batch.
+fn measure_gradient_flow(
+    model: &Model,
+    step: usize,
+    point: &GridPoint,
+    task: &Task,
+    device: &Device,
+) -> Option<GradientFlow> {
+    let config = &point.run.train;
+    let batches = task.train_batches(config.batch_size, config.batches, config.seed, 0);
+    let indices = batches.ok()?.into_iter().next()?;
+    let batch = task.batch(&indices, false, None, device);
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let norms = gradient_flow::measure(|| {
+        let logits = model.forward(batch.input)?;
+        Ok::<_, normlab_model::ModelError>(loss_fn.forward(logits, batch.targets))
+    });
+    Some(GradientFlow {
+        step,
+        norms: norms.ok()?,
+    })
 }
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {

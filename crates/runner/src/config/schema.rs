@@ -158,6 +158,11 @@ pub struct TrainConfig {
     pub eval_lengths: Vec<usize>,
     /// Record activation statistics at every norm site every `every` steps.
     pub probe: Option<ProbeConfig>,
+    /// Recurrent models: record the norm of the loss's gradient with respect to every hidden
+    /// state, on the first training batch, at initialization and after training (recurrent
+    /// BN's Figure 1). Default false.
+    #[serde(default)]
+    pub gradient_flow: bool,
 }
 
 fn default_momentum() -> f64 {
@@ -253,6 +258,12 @@ impl RunConfig {
             return Err((
                 "train.batches",
                 "class-pair batches need a batch size of at least 2".into(),
+            ));
+        }
+        if train.gradient_flow && !matches!(self.model, ModelConfig::Recurrent(_)) {
+            return Err((
+                "train.gradient_flow",
+                "measures the gradient through a recurrence: it needs a recurrent model".into(),
             ));
         }
         if train.lr_reference_batch == Some(0) {

@@ -3,12 +3,12 @@ use std::path::{Path, PathBuf};
 use crate::config::Experiment;
 use crate::fixtures::{fixture, lr_fixture, scratch};
 use crate::plot::axis::Axis;
-use crate::plot::charts::{CURVE_POINTS, error_vs_axis, error_vs_length, mean_band};
+use crate::plot::charts::{CURVE_POINTS, error_vs_axis, error_vs_length, gradient_flow, mean_band};
 use crate::plot::figure::Stroke;
 use crate::plot::figure::{Look, Series};
 use crate::plot::palette::{KIND_COLORS, Palette, VARIANT_COLORS};
 use crate::plot::{Context, draw_all};
-use crate::results::{PlotFile, RunRecord};
+use crate::results::{GradientFlow, PlotFile, RunRecord};
 
 /// Width and height from a PNG's IHDR chunk, after checking the signature.
 fn png_size(path: &Path) -> (u32, u32) {
@@ -216,4 +216,47 @@ fn axes_switch_to_log_beyond_twenty_fold() {
     let linear = Axis::fit("error", 0.0, 10.0, false);
     let texts: Vec<&str> = linear.ticks.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(texts, ["0", "2", "4", "6", "8", "10"]);
+}
+
+#[test]
+fn gradient_flow_draws_log_norms_per_step_at_init_and_after_training() {
+    let (experiment, mut records) = fixture();
+    let context = Context::new(&experiment, &records);
+    assert!(
+        gradient_flow(&context).is_none(),
+        "nothing measured, no plot"
+    );
+    for record in &mut records {
+        record.gradient_flow = vec![
+            GradientFlow {
+                step: 0,
+                norms: vec![1e-3, 1e-2, 1e-1],
+            },
+            GradientFlow {
+                step: 10,
+                norms: vec![1.0, 1.0, 1.0],
+            },
+        ];
+    }
+    let context = Context::new(&experiment, &records);
+    let plot = gradient_flow(&context).unwrap();
+    let panel = &plot.figure.panels[0];
+    let logs =
+        |series: &Series| -> Vec<(f64, f64)> { series.points.iter().map(|p| (p.x, p.y)).collect() };
+    let initial = logs(&panel.series[0]);
+    assert_eq!(initial.len(), 3);
+    for ((x, y), (t, log)) in initial.iter().zip([(1.0, -3.0), (2.0, -2.0), (3.0, -1.0)]) {
+        assert!(
+            (x - t).abs() < 1e-9 && (y - log).abs() < 1e-6,
+            "{initial:?}"
+        );
+    }
+    assert!(logs(&panel.series[1]).iter().all(|(_, y)| y.abs() < 1e-9));
+    assert_eq!(
+        panel.series[0].look,
+        Look::Marks {
+            stroke: Stroke::Dashed,
+            joined: true
+        }
+    );
 }

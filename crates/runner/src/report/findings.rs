@@ -17,6 +17,7 @@ pub(crate) fn findings(experiment: &Experiment, records: &[RunRecord]) -> String
         divergence_findings(experiment, records, "lr"),
         divergence_findings(experiment, records, "init_scale"),
         length_findings(experiment, records),
+        gradient_flow_findings(experiment, records),
         percentile_findings(experiment, records),
         step_time_findings(experiment, records),
     ]
@@ -282,6 +283,50 @@ fn divergence_findings(experiment: &Experiment, records: &[RunRecord], axis: &st
         }
     }
     statements
+}
+
+/// How much each setting's gradient shrinks from the last step back to the middle one, at
+/// initialization and after training: the slope of the gradient-flow plot in one number.
+fn gradient_flow_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
+    let shrink = |runs: &[&RunRecord], trained: bool| -> Option<(Spread, usize, usize)> {
+        let flows = runs
+            .iter()
+            .flat_map(|r| &r.gradient_flow)
+            .filter(|flow| (flow.step > 0) == trained && flow.norms.len() >= 2);
+        let mut steps = (0, 0);
+        let factors = flows.filter_map(|flow| {
+            let (last, middle) = (flow.norms.len() - 1, flow.norms.len() / 2 - 1);
+            steps = (middle + 1, last + 1);
+            let factor = f64::from(flow.norms[last]) / f64::from(flow.norms[middle]);
+            factor.is_finite().then_some(factor)
+        });
+        let spread = Spread::of(factors.collect::<Vec<_>>())?;
+        Some((spread, steps.0, steps.1))
+    };
+    settings(experiment, records)
+        .into_iter()
+        .filter_map(|(_, runs)| {
+            let (initial, middle, last) = shrink(&runs, false)?;
+            let mut statement = format!(
+                "`{}`: the gradient with respect to h_t is {} times larger at step {last} than \
+                 at step {middle} at initialization (mean over seeds, {}..{}; above 1 it \
+                 shrinks going back in time)",
+                norm_label(runs[0]),
+                fmt_number(initial.mean),
+                fmt_number(initial.min),
+                fmt_number(initial.max),
+            );
+            if let Some((trained, ..)) = shrink(&runs, true) {
+                statement.push_str(&format!(
+                    ", {} times after training ({}..{})",
+                    fmt_number(trained.mean),
+                    fmt_number(trained.min),
+                    fmt_number(trained.max),
+                ));
+            }
+            Some(format!("{statement}."))
+        })
+        .collect()
 }
 
 /// Each norm's error at the longest evaluation length vs at the training length.

@@ -3,6 +3,7 @@
 
 mod error_vs_axis;
 mod error_vs_length;
+mod gradient_flow;
 mod loss_curves;
 mod percentiles;
 mod step_time;
@@ -10,6 +11,7 @@ mod train_vs_eval;
 
 pub(crate) use error_vs_axis::error_vs_axis;
 pub(crate) use error_vs_length::error_vs_length;
+pub(crate) use gradient_flow::gradient_flow;
 pub(crate) use loss_curves::loss_curves;
 #[cfg(test)]
 pub(crate) use loss_curves::{CURVE_POINTS, mean_band};
