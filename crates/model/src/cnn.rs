@@ -84,6 +84,30 @@ impl Default for CnnConfig {
 }
 
 impl CnnConfig {
+    /// Checks what is wrong whatever the data: no blocks, a block without channels, no
+    /// convolution per block, an even or zero kernel.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let invalid = |field, message: &str| {
+            Err(ModelError::InvalidConfig {
+                field,
+                message: message.into(),
+            })
+        };
+        if self.channels.is_empty() {
+            return invalid("channels", "give at least one block, e.g. [16, 32]");
+        }
+        if self.channels.contains(&0) {
+            return invalid("channels", "every block needs at least 1 channel");
+        }
+        if self.convs_per_block == 0 {
+            return invalid("convs_per_block", "must be at least 1");
+        }
+        if self.kernel_size.is_multiple_of(2) {
+            return invalid("kernel_size", "must be odd, for \"same\" padding");
+        }
+        Ok(())
+    }
+
     /// Builds the network for images `[channels, height, width]` and `outputs` logits.
     pub fn init(
         &self,
@@ -91,12 +115,7 @@ impl CnnConfig {
         outputs: usize,
         device: &Device,
     ) -> Result<Cnn, ModelError> {
-        if self.convs_per_block == 0 {
-            return Err(ModelError::InvalidConfig {
-                field: "convs_per_block",
-                message: "must be at least 1".into(),
-            });
-        }
+        self.validate()?;
         let [mut channels_in, mut h, mut w] = image;
         let (mut convs, mut norms) = (Vec::new(), Vec::new());
         for &channels in &self.channels {

@@ -84,6 +84,20 @@ impl ModelConfig {
         }
     }
 
+    /// Checks what is wrong whatever the data, so that a config can be refused as soon as it
+    /// is read: the network's own sizes and the norm's options (`epsilon <= 0`, `groups = 0`,
+    /// ...). What depends on the data waits for [`init`](ModelConfig::init).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        match self {
+            Self::Mlp(c) => c.validate(),
+            Self::Cnn(c) => c.validate(),
+            Self::Recurrent(c) => c.validate(),
+        }?;
+        self.norm()
+            .validate_options()
+            .map_err(ModelError::norm(|| "norm".to_string()))
+    }
+
     /// The same network with `norm` in every slot.
     pub fn with_norm(mut self, norm: NormConfig) -> Self {
         match &mut self {

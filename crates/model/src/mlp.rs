@@ -44,8 +44,20 @@ impl Default for MlpConfig {
 }
 
 impl MlpConfig {
+    /// Checks what is wrong whatever the data: a hidden layer of width 0.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        match self.hidden.contains(&0) {
+            true => Err(ModelError::InvalidConfig {
+                field: "hidden",
+                message: "every hidden layer needs at least 1 unit".into(),
+            }),
+            false => Ok(()),
+        }
+    }
+
     /// Builds the network for `inputs` features and `outputs` logits.
     pub fn init(&self, inputs: usize, outputs: usize, device: &Device) -> Result<Mlp, ModelError> {
+        self.validate()?;
         let mut layers = Vec::new();
         let mut norms = Vec::new();
         let mut width = inputs;

@@ -98,13 +98,9 @@ impl Default for RecurrentConfig {
 }
 
 impl RecurrentConfig {
-    /// Builds the network for sequences of `features` per step and `outputs` logits.
-    pub fn init(
-        &self,
-        features: usize,
-        outputs: usize,
-        device: &Device,
-    ) -> Result<RecurrentNet, ModelError> {
+    /// Checks what is wrong whatever the data: no layer, no hidden unit, or a norm that is an
+    /// activation of its own.
+    pub fn validate(&self) -> Result<(), ModelError> {
         if self.layers == 0 || self.hidden == 0 {
             return Err(ModelError::InvalidConfig {
                 field: if self.layers == 0 { "layers" } else { "hidden" },
@@ -121,6 +117,17 @@ impl RecurrentConfig {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// Builds the network for sequences of `features` per step and `outputs` logits.
+    pub fn init(
+        &self,
+        features: usize,
+        outputs: usize,
+        device: &Device,
+    ) -> Result<RecurrentNet, ModelError> {
+        self.validate()?;
         let layers = (0..self.layers)
             .map(|i| {
                 let inputs = if i == 0 { features } else { self.hidden };

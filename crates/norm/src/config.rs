@@ -141,6 +141,15 @@ impl NormConfig {
         self.options().check(num_features)
     }
 
+    /// Checks the options that are wrong whatever the number of features (`epsilon <= 0`, a
+    /// momentum outside `[0, 1]`, `per_step = 0`, `groups = 0`, ...), so that a config can be
+    /// refused as soon as it is read. What depends on the width (whether `groups` divides it) is
+    /// left to [`validate`](NormConfig::validate) and [`init`](NormConfig::init).
+    pub fn validate_options(&self) -> Result<(), NormError> {
+        let options = self.options();
+        options.check(options.fitting_width())
+    }
+
     /// Builds the layer for `num_features` channels (dim 1 of channels-first input, the last dim
     /// of a sequence).
     pub fn init(&self, num_features: usize, device: &Device) -> Result<Norm, NormError> {

@@ -106,6 +106,12 @@ pub(crate) trait CheckOptions {
     /// Checks the family's own options against `num_features` (known to be at least 1).
     fn check_options(&self, num_features: usize) -> Result<(), NormError>;
 
+    /// A feature count that every check depending on the width accepts, so that checking
+    /// against it finds exactly the options that are wrong whatever the width.
+    fn fitting_width(&self) -> usize {
+        1
+    }
+
     fn check(&self, num_features: usize) -> Result<(), NormError> {
         if num_features == 0 {
             return Err(invalid("num_features", 0, "at least 1"));

@@ -162,6 +162,16 @@ impl Spread {
     }
 }
 
+/// A duration as a reader wants it: `42.0 s`, `3 min 12 s`, `1 h 05 min`.
+pub(crate) fn fmt_duration(seconds: f64) -> String {
+    let whole = seconds.round() as u64;
+    match seconds {
+        s if s < 60.0 => format!("{s:.1} s"),
+        s if s < 3600.0 => format!("{} min {} s", whole / 60, whole % 60),
+        _ => format!("{} h {:02} min", whole / 3600, whole % 3600 / 60),
+    }
+}
+
 /// The distinct items in first-seen order.
 pub(crate) fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
     let mut out = Vec::new();

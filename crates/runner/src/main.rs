@@ -112,8 +112,13 @@ fn run(cli: Cli) -> Result<(), RunnerError> {
                 results_root: results,
                 command,
             };
+            let started = std::time::Instant::now();
             let dir = sweep::run(&experiment, &options)?;
-            println!("results, plots and report in {}", dir.display());
+            println!(
+                "results, plots and report in {} (the sweep took {:.0} s)",
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Plot { results } => sweep::redraw(&results),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::analysis::fmt_duration;
 use crate::results::{RunRecord, Status};
 
 /// Progress bars on a terminal (the grid, and each run in flight, with ETAs); a plain line per
@@ -55,12 +56,17 @@ impl Progress {
             }
             (status, _) => format!("{status:?}: {}", record.reason.as_deref().unwrap_or("")),
         };
+        let (done, runs) = (self.grid.position(), self.grid.length().unwrap_or(0));
+        // The runs so far, at the pace they went, for the runs still to come.
+        let left =
+            self.grid.elapsed().as_secs_f64() / done as f64 * runs.saturating_sub(done) as f64;
+        let left = match done < runs {
+            true => format!("; about {} left in the sweep", fmt_duration(left)),
+            false => String::new(),
+        };
         let line = format!(
-            "[{}/{}] {}: {outcome} ({:.1} s)",
-            self.grid.position(),
-            self.grid.length().unwrap_or(0),
-            record.id,
-            record.wall_seconds
+            "[{done}/{runs}] {}: {outcome} ({:.1} s{left})",
+            record.id, record.wall_seconds
         );
         match self.terminal {
             true => self.bars.println(line).unwrap_or(()),

@@ -122,7 +122,7 @@ impl Task {
             }
         };
         let mut task = Self::new(examples, train, valid, valid_source);
-        task.subset(config.train_size, config.valid_size);
+        task.subset(config.train_size, config.valid_size)?;
         task.fit_scaler(config)?;
         Ok(task)
     }
@@ -155,14 +155,35 @@ impl Task {
         }
     }
 
-    /// Keeps a fixed random subset of each split, when asked to.
-    fn subset(&mut self, train_size: Option<usize>, valid_size: Option<usize>) {
-        for (indices, size) in [(&mut self.train, train_size), (&mut self.valid, valid_size)] {
-            if let Some(size) = size.filter(|&s| s < indices.len()) {
-                *indices = shuffled(indices, DATA_SEED, 0)[..size].to_vec();
-                indices.sort_unstable();
+    /// Keeps a fixed random subset of each split, when asked to; asking for more examples than
+    /// a split has is an error naming both numbers.
+    fn subset(
+        &mut self,
+        train_size: Option<usize>,
+        valid_size: Option<usize>,
+    ) -> Result<(), DataError> {
+        let splits = [
+            ("train_size", "training", &mut self.train, train_size),
+            ("valid_size", "validation", &mut self.valid, valid_size),
+        ];
+        for (field, split, indices, size) in splits {
+            let Some(size) = size.filter(|&s| s != indices.len()) else {
+                continue;
+            };
+            if size > indices.len() {
+                let problem = format!(
+                    "{size} examples asked, but the {split} split has only {}",
+                    indices.len()
+                );
+                return Err(DataError::InvalidArgument {
+                    what: field,
+                    problem,
+                });
             }
+            *indices = shuffled(indices, DATA_SEED, 0)[..size].to_vec();
+            indices.sort_unstable();
         }
+        Ok(())
     }
 
     /// Fits the scaler on the training examples and applies it to every example.

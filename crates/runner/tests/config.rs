@@ -93,6 +93,66 @@ fn errors_name_file_line_and_field() {
 }
 
 #[test]
+fn settings_wrong_whatever_the_data_are_refused_when_the_file_is_read() {
+    let err = error(&GOOD.replace("seed = [0, 1]", "seed = []"));
+    assert!(
+        err.starts_with("experiments/test.toml:14: field `train.seed`")
+            && err.contains("an empty list"),
+        "{err}"
+    );
+    let err = error(&GOOD.replace(
+        "norm = [\"none\", \"batch\", { kind = \"group\", groups = 4 }]",
+        "norm = []",
+    ));
+    assert!(
+        err.contains(":10: field `model.norm`: an empty list"),
+        "{err}"
+    );
+
+    let cnn = GOOD
+        .replace("kind = \"mlp\"", "kind = \"cnn\"")
+        .replace("hidden = [32, 16]", "channels = []");
+    let err = error(&cnn);
+    assert!(
+        err.contains(":9: field `model.channels`") && err.contains("at least one block"),
+        "{err}"
+    );
+    let err = error(&GOOD.replace("hidden = [32, 16]", "hidden = [32, 0]"));
+    assert!(
+        err.contains(":9: field `model.hidden`") && err.contains("at least 1 unit"),
+        "{err}"
+    );
+
+    // Norm options that no width makes right, each at the norm's line.
+    for (norm, field, expected) in [
+        (
+            "{ kind = \"batch\", epsilon = 0.0 }",
+            "epsilon",
+            "a finite number > 0",
+        ),
+        ("{ kind = \"batch\", momentum = 1.5 }", "momentum", "[0, 1]"),
+        (
+            "{ kind = \"batch\", per_step = 0 }",
+            "per_step",
+            "at least 1 time step",
+        ),
+        ("{ kind = \"group\", groups = 0 }", "groups", "at least 1"),
+    ] {
+        let text = GOOD.replace("{ kind = \"group\", groups = 4 }", norm);
+        let err = error(&text);
+        assert!(
+            err.starts_with("experiments/test.toml:10: field `model.norm`")
+                && err.contains(field)
+                && err.contains(expected),
+            "{norm}: {err}"
+        );
+    }
+    // A group count that does not divide a layer's width depends on the model: not an error of
+    // the file, the run is recorded as impossible instead.
+    parse(&GOOD.replace("groups = 4", "groups = 5")).unwrap();
+}
+
+#[test]
 fn unknown_names_list_the_valid_ones() {
     let err = error(&GOOD.replace("\"none\", \"batch\"", "\"none\", \"batchnorm\""));
     assert!(

@@ -240,6 +240,23 @@ fn a_missing_data_set_stops_the_sweep_before_training_and_names_the_fetch_comman
 }
 
 #[test]
+fn asking_for_more_examples_than_a_split_has_names_both_numbers() {
+    for (field, size) in [("train_size", 100_000_000), ("valid_size", 5000)] {
+        let config = SMALL.replace("train_size = 600", &format!("{field} = {size}"));
+        let (dir, path) = workspace(&format!("too-many-{field}"), &config);
+        let out = normlab(&path, &dir).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(&format!("invalid {field}: {size} examples asked, but the"))
+                && stderr.contains("split has only"),
+            "{stderr}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
 fn the_remedies_train_and_report_precise_and_folded_scores() {
     let config = r#"
 [data]

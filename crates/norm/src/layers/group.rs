@@ -43,11 +43,18 @@ builder!(GroupNormConfig {
 impl CheckOptions for GroupNormConfig {
     fn check_options(&self, num_features: usize) -> Result<(), NormError> {
         check_common(self.epsilon, self.gamma_init, None)?;
-        if self.groups == 0 || !num_features.is_multiple_of(self.groups) {
+        if self.groups == 0 {
+            return Err(invalid("groups", 0, "at least 1"));
+        }
+        if !num_features.is_multiple_of(self.groups) {
             let expected = format!("a divisor of num_features = {num_features}");
             return Err(invalid("groups", self.groups, &expected));
         }
         Ok(())
+    }
+
+    fn fitting_width(&self) -> usize {
+        self.groups.max(1)
     }
 }
 

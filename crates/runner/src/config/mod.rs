@@ -11,6 +11,7 @@ mod schema;
 
 use std::path::{Path, PathBuf};
 
+use normlab_model::ModelError;
 use toml::{Table, Value};
 
 pub use grid::label;
@@ -139,6 +140,10 @@ impl Experiment {
         }
 
         let axes = find_axes(&table);
+        if let Some((path, _)) = axes.iter().find(|(_, values)| values.is_empty()) {
+            let message = "an empty list: a grid axis needs at least one value".to_string();
+            return Err(at_field(path, message));
+        }
         let mut points = Vec::new();
         for values in product(&axes) {
             let mut point = table.clone();
@@ -157,6 +162,10 @@ impl Experiment {
                 })?;
             run.check()
                 .map_err(|(field, message)| at_field(field, message))?;
+            run.model.validate().map_err(|e| {
+                let (field, message) = model_field(e);
+                at_field(&field, message)
+            })?;
             let id = run_id(&axes, &labels);
             points.push(GridPoint { id, labels, run });
         }
@@ -183,6 +192,15 @@ impl Experiment {
     /// The index of the axis called `name` (`norm`, `batch_size`, ...).
     pub fn axis(&self, name: &str) -> Option<usize> {
         self.axes.iter().position(|a| a.name == name)
+    }
+}
+
+/// The dotted field of the model's own check failing, and what is wrong.
+fn model_field(error: ModelError) -> (String, String) {
+    match error {
+        ModelError::InvalidConfig { field, message } => (format!("model.{field}"), message),
+        ModelError::Norm { source, .. } => ("model.norm".into(), source.to_string()),
+        other => ("model".into(), other.to_string()),
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::analysis::{
     Spread, distinct, final_error, final_folded_error, final_precise_error, final_train_mode_error,
-    step_ms,
+    fmt_duration, step_ms,
 };
 use crate::config::Experiment;
 use crate::error::RunnerError;
@@ -82,15 +82,6 @@ fn provenance(
 }
 
 /// `42.0 s`, `3 min 12 s`, `1 h 05 min`.
-fn fmt_duration(seconds: f64) -> String {
-    let whole = seconds.round() as u64;
-    match seconds {
-        s if s < 60.0 => format!("{s:.1} s"),
-        s if s < 3600.0 => format!("{} min {} s", whole / 60, whole % 60),
-        _ => format!("{} h {:02} min", whole / 3600, whole % 3600 / 60),
-    }
-}
-
 fn config(experiment: &Experiment) -> String {
     format!("## Config\n\n```toml\n{}\n```\n\n", experiment.text.trim())
 }
