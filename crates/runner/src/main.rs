@@ -1,13 +1,14 @@
-//! `normlab`: train the grid an experiment file describes, or redraw its plots and report.
+//! `normlab`: train the grid an experiment file describes, check it without training, or redraw
+//! its plots and report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use burn::prelude::*;
 use clap::{Parser, Subcommand, ValueEnum};
-use normlab_runner::RunnerError;
 use normlab_runner::config::Experiment;
 use normlab_runner::sweep::{self, SweepOptions};
+use normlab_runner::{RunnerError, check};
 
 // Training allocates activation-sized buffers at every step; mimalloc hands freed ones back
 // where the system allocator returns them to the kernel and page-faults them in again, which
@@ -36,6 +37,14 @@ enum Command {
         /// Results go to <results>/<experiment name>/.
         #[arg(long, default_value = "results")]
         results: PathBuf,
+    },
+    /// Parse an experiment file, expand its grid, dry-run every point and estimate the time,
+    /// without training.
+    Check {
+        /// e.g. experiments/small_batch.toml
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        device: Backend,
     },
     /// Redraw the summary, plots and report of a results folder without training.
     Plot {
@@ -119,6 +128,11 @@ fn run(cli: Cli) -> Result<(), RunnerError> {
                 dir.display(),
                 started.elapsed().as_secs_f64()
             );
+            Ok(())
+        }
+        Command::Check { config, device } => {
+            let experiment = Experiment::load(&config)?;
+            println!("{}", check::check(&experiment, &device.device()?)?);
             Ok(())
         }
         Command::Plot { results } => sweep::redraw(&results),

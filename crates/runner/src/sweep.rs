@@ -160,12 +160,13 @@ fn claim_results_dir(
     write_atomically(&path, format!("{command}\n").as_bytes()).map_err(RunnerError::io(path))
 }
 
-fn data_key(config: &DataConfig) -> String {
+/// The key under which a data config's loaded task is kept.
+pub(crate) fn data_key(config: &DataConfig) -> String {
     serde_json::to_string(config).expect("data configs serialize")
 }
 
 /// Loads each distinct data config once.
-fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task>, RunnerError> {
+pub(crate) fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task>, RunnerError> {
     let mut tasks = HashMap::new();
     for point in &experiment.points {
         let key = data_key(&point.run.data);

@@ -184,7 +184,7 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
 }
 
 /// Steps the budget allows: whole batches, at least one.
-fn budget_in_steps(config: &TrainConfig, train_examples: usize) -> usize {
+pub(crate) fn budget_in_steps(config: &TrainConfig, train_examples: usize) -> usize {
     let samples = match (config.epochs, config.samples) {
         (Some(epochs), _) => (epochs * train_examples as f64).round() as usize,
         (None, Some(samples)) => samples,

@@ -240,6 +240,31 @@ fn a_missing_data_set_stops_the_sweep_before_training_and_names_the_fetch_comman
 }
 
 #[test]
+fn check_lists_the_grid_the_impossible_runs_and_the_time_without_training() {
+    let config = SMALL.replace("batch_size = [4, 16]", "batch_size = [1, 16]");
+    let (dir, path) = workspace("check", &config);
+    let out = Command::new(env!("CARGO_BIN_EXE_normlab"))
+        .args(["check", path.to_str().unwrap()])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("check.toml: 12 runs: norm (3) x batch_size (2) x seed (2)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 runs cannot train"), "{stdout}");
+    assert!(
+        stdout.contains("norm=batch,batch_size=1,seed=0: hidden 1: BatchNorm"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("estimated time: "), "{stdout}");
+    assert!(!dir.join("results").exists(), "nothing trained, nothing written");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn asking_for_more_examples_than_a_split_has_names_both_numbers() {
     for (field, size) in [("train_size", 100_000_000), ("valid_size", 5000)] {
         let config = SMALL.replace("train_size = 600", &format!("{field} = {size}"));
