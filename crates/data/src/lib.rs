@@ -33,8 +33,8 @@ pub use images::Images;
 pub use scale::{ScaleKind, ScaleScope, Scaler, ScalerConfig};
 pub use sequences::Sequences;
 pub use sets::{
-    data_root, digits, embedded_shakespeare, fashion_mnist, fetched_dir, japanese_vowels, mnist,
-    shakespeare_full,
+    data_root, digits, embedded_shakespeare, fashion_mnist, fetched_dir, find_data_root,
+    japanese_vowels, mnist, shakespeare_full, use_data_root,
 };
 pub use split::{Split, Splits, split_indices, split_train_valid};
 pub use text::Text;

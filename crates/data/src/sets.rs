@@ -3,6 +3,7 @@
 
 use std::env;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::{DataError, Result};
 use crate::format::digits_csv::digits_from;
@@ -18,14 +19,40 @@ use crate::text::Text;
 /// missing or half-fetched.
 const FETCHED_MARKER: &str = ".fetched";
 
-/// Root of all data: `$NORMLAB_DATA` if set and non-empty, else the workspace's `data/` folder.
+/// The data root this process chose with [`use_data_root`], if it did.
+static CHOSEN_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// Root of all data, the first of: `$NORMLAB_DATA` if set and non-empty; the root this process
+/// chose with [`use_data_root`] (the runner chooses the one [`find_data_root`] finds near the
+/// experiment file or the working directory); the `data/` folder of the checkout this crate was
+/// built from.
 ///
 /// Committed sets live in `<root>/embedded/`, fetched ones in `<root>/fetched/<set>/`.
 pub fn data_root() -> PathBuf {
     match env::var_os("NORMLAB_DATA") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => workspace_root().join("data"),
+        _ => CHOSEN_ROOT
+            .get()
+            .cloned()
+            .unwrap_or_else(|| workspace_root().join("data")),
     }
+}
+
+/// The first `data/` folder (one holding `embedded/` or `fetched/`) in any of `starts` or the
+/// folders above them, in that order: for `experiments/quick.toml` of a checkout, the
+/// checkout's `data/`.
+pub fn find_data_root<'a>(starts: impl IntoIterator<Item = &'a Path>) -> Option<PathBuf> {
+    starts
+        .into_iter()
+        .flat_map(Path::ancestors)
+        .map(|dir| dir.join("data"))
+        .find(|data| data.join("embedded").is_dir() || data.join("fetched").is_dir())
+}
+
+/// Makes `root` this process's data root (under `$NORMLAB_DATA`, which still wins). The first
+/// choice holds for the rest of the process.
+pub fn use_data_root(root: PathBuf) {
+    let _ = CHOSEN_ROOT.set(root);
 }
 
 /// The workspace root, two levels above this crate's manifest, without `..` components so

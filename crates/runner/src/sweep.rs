@@ -165,8 +165,18 @@ pub(crate) fn data_key(config: &DataConfig) -> String {
     serde_json::to_string(config).expect("data configs serialize")
 }
 
-/// Loads each distinct data config once.
+/// Loads each distinct data config once, from the `data/` folder found beside or above the
+/// experiment file or the working directory (unless `$NORMLAB_DATA` says where).
 pub(crate) fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task>, RunnerError> {
+    let experiment_dir = std::path::absolute(&experiment.path)
+        .ok()
+        .and_then(|path| path.parent().map(Path::to_path_buf));
+    let working_dir = std::env::current_dir().ok();
+    let starts = [experiment_dir, working_dir];
+    if let Some(root) = normlab_data::find_data_root(starts.iter().flatten().map(PathBuf::as_path))
+    {
+        normlab_data::use_data_root(root);
+    }
     let mut tasks = HashMap::new();
     for point in &experiment.points {
         let key = data_key(&point.run.data);

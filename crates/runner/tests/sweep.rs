@@ -260,7 +260,10 @@ fn check_lists_the_grid_the_impossible_runs_and_the_time_without_training() {
         "{stdout}"
     );
     assert!(stdout.contains("estimated time: "), "{stdout}");
-    assert!(!dir.join("results").exists(), "nothing trained, nothing written");
+    assert!(
+        !dir.join("results").exists(),
+        "nothing trained, nothing written"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
