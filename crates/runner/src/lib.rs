@@ -4,11 +4,13 @@
 //! [`config`] reads an experiment file into a grid of runs; [`sweep`] trains what is left of the
 //! grid, one run by [`train`] (the training loop) scored by [`evaluate`], and writes the
 //! [`results`]; [`plot`] and [`report`] read those records through [`analysis`]. [`check`] does
-//! what a sweep does before training, and estimates its time.
+//! what a sweep does before training, and estimates its time; [`compare`] puts the runs of
+//! several results folders into the same plots.
 #![warn(missing_docs)]
 
 pub mod analysis;
 pub mod check;
+pub mod compare;
 pub mod config;
 mod error;
 pub mod evaluate;

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use clap::{Parser, Subcommand, ValueEnum};
 use normlab_runner::config::Experiment;
 use normlab_runner::sweep::{self, SweepOptions};
-use normlab_runner::{RunnerError, check};
+use normlab_runner::{RunnerError, check, compare};
 
 // Training allocates activation-sized buffers at every step; mimalloc hands freed ones back
 // where the system allocator returns them to the kernel and page-faults them in again, which
@@ -46,11 +46,30 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Backend::Flex)]
         device: Backend,
     },
+    /// Draw the runs of several results folders into the same plots and one table.
+    Compare {
+        /// e.g. results/small_batch results/ghost_batch
+        #[arg(required = true, num_args = 1..)]
+        folders: Vec<PathBuf>,
+        /// Keep only the runs whose AXIS has VALUE, e.g. `--only batch_size=2` (repeatable).
+        #[arg(long, value_parser = axis_value)]
+        only: Vec<(String, String)>,
+        /// Where the plots and README.md go.
+        #[arg(long, default_value = "comparison")]
+        out: PathBuf,
+    },
     /// Redraw the summary, plots and report of a results folder without training.
     Plot {
         /// e.g. results/quick
         results: PathBuf,
     },
+}
+
+/// `AXIS=VALUE`, as `--only` takes it.
+fn axis_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(axis, value)| (axis.trim().to_string(), value.trim().to_string()))
+        .ok_or_else(|| format!("expected AXIS=VALUE, e.g. batch_size=2, got {text:?}"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -133,6 +152,14 @@ fn run(cli: Cli) -> Result<(), RunnerError> {
         Command::Check { config, device } => {
             let experiment = Experiment::load(&config)?;
             println!("{}", check::check(&experiment, &device.device()?)?);
+            Ok(())
+        }
+        Command::Compare { folders, only, out } => {
+            let runs = compare::compare(&folders, &only, &out)?;
+            println!(
+                "{runs} runs compared: plots and README.md in {}",
+                out.display()
+            );
             Ok(())
         }
         Command::Plot { results } => sweep::redraw(&results),

@@ -100,19 +100,26 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
     Ok(dir.root)
 }
 
-/// Redraws the summary, plots and report of `results_dir` from its saved runs.
-pub fn redraw(results_dir: &Path) -> Result<(), RunnerError> {
-    let dir = ResultsDir::new(results_dir);
+/// The experiment a results folder holds, read from the copy of its file kept there and named
+/// after the folder.
+pub(crate) fn experiment_of(dir: &ResultsDir) -> Result<Experiment, RunnerError> {
     let text =
         std::fs::read_to_string(dir.config_file()).map_err(|source| RunnerError::NotResults {
             path: dir.config_file(),
             source,
         })?;
-    let name = results_dir
+    let name = dir
+        .root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let experiment = Experiment::parse(Path::new(&format!("{name}.toml")), text)?;
+    Ok(Experiment::parse(Path::new(&format!("{name}.toml")), text)?)
+}
+
+/// Redraws the summary, plots and report of `results_dir` from its saved runs.
+pub fn redraw(results_dir: &Path) -> Result<(), RunnerError> {
+    let dir = ResultsDir::new(results_dir);
+    let experiment = experiment_of(&dir)?;
     let command = std::fs::read_to_string(dir.root.join("command.txt")).unwrap_or_default();
     let wall = std::fs::read_to_string(dir.root.join("wall_seconds.txt"))
         .ok()

@@ -268,6 +268,39 @@ fn check_lists_the_grid_the_impossible_runs_and_the_time_without_training() {
 }
 
 #[test]
+fn compare_overlays_the_runs_of_several_folders() {
+    let (dir, first) = workspace("first", SMALL);
+    let second = dir.join("second.toml");
+    std::fs::write(&second, SMALL.replace("lr = 0.05", "lr = 0.02")).unwrap();
+    run_to_end(&first, &dir);
+    run_to_end(&second, &dir);
+    let out = dir.join("comparison");
+    let status = Command::new(env!("CARGO_BIN_EXE_normlab"))
+        .args([
+            "compare",
+            "--only",
+            "batch_size=4",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args([dir.join("first"), dir.join("second")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(text.contains("12 runs of "), "{text}");
+    for series in ["first: none", "first: batch", "second: layer"] {
+        assert!(
+            text.contains(&format!("| {series} | 4 | 2 |")),
+            "{series}: {text}"
+        );
+    }
+    assert!(!text.contains("| 16 |"), "only batch size 4: {text}");
+    assert!(out.join("loss_curves.png").is_file());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn asking_for_more_examples_than_a_split_has_names_both_numbers() {
     for (field, size) in [("train_size", 100_000_000), ("valid_size", 5000)] {
         let config = SMALL.replace("train_size = 600", &format!("{field} = {size}"));

@@ -86,7 +86,7 @@ fn config(experiment: &Experiment) -> String {
     format!("## Config\n\n```toml\n{}\n```\n\n", experiment.text.trim())
 }
 
-fn plot_section(plots: &[PlotFile]) -> String {
+pub(crate) fn plot_section(plots: &[PlotFile]) -> String {
     let mut text = String::from("## Plots\n\n");
     if plots.is_empty() {
         text.push_str("No plots: no run has recorded anything to plot yet.\n\n");
@@ -127,7 +127,7 @@ pub(crate) fn settings<'a>(
         .collect()
 }
 
-fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
+pub(crate) fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
     if records.is_empty() {
         return String::new();
     }
