@@ -5,7 +5,8 @@
 //! grid, one run by [`train`] (the training loop) scored by [`evaluate`], and writes the
 //! [`results`]; [`plot`] and [`report`] read those records through [`analysis`]. [`check`] does
 //! what a sweep does before training, and estimates its time; [`compare`] puts the runs of
-//! several results folders into the same plots.
+//! several results folders into the same plots; [`shard`] splits a grid over processes and
+//! [`merge`] joins their results.
 #![warn(missing_docs)]
 
 pub mod analysis;
@@ -16,11 +17,13 @@ mod error;
 pub mod evaluate;
 #[cfg(test)]
 mod fixtures;
+pub mod merge;
 pub mod model_init;
 pub mod plot;
 mod progress;
 pub mod report;
 pub mod results;
+pub mod shard;
 pub mod sweep;
 pub mod task;
 pub mod train;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use burn::prelude::*;
 use clap::{Parser, Subcommand, ValueEnum};
 use normlab_runner::config::Experiment;
+use normlab_runner::shard::Shard;
 use normlab_runner::sweep::{self, SweepOptions};
-use normlab_runner::{RunnerError, check, compare};
+use normlab_runner::{RunnerError, check, compare, merge};
 
 // Training allocates activation-sized buffers at every step; mimalloc hands freed ones back
 // where the system allocator returns them to the kernel and page-faults them in again, which
@@ -37,6 +38,20 @@ enum Command {
         /// Results go to <results>/<experiment name>/.
         #[arg(long, default_value = "results")]
         results: PathBuf,
+        /// Train only the I-th of N slices of the grid (0 <= I < N), e.g. `--shard 0/4`;
+        /// processes may share the results folder or write their own, merged afterwards.
+        #[arg(long)]
+        shard: Option<Shard>,
+    },
+    /// Merge the results folders of one experiment's shards into one, and draw its plots and
+    /// report.
+    Merge {
+        /// e.g. shards/0/small_batch shards/1/small_batch
+        #[arg(required = true, num_args = 1..)]
+        folders: Vec<PathBuf>,
+        /// The merged results folder, e.g. results/small_batch.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Parse an experiment file, expand its grid, dry-run every point and estimate the time,
     /// without training.
@@ -122,6 +137,7 @@ fn run(cli: Cli) -> Result<(), RunnerError> {
             device,
             jobs,
             results,
+            shard,
         } => {
             let experiment = Experiment::load(&config)?;
             // The command a reader can paste to reproduce the results, in this build's profile.
@@ -139,6 +155,7 @@ fn run(cli: Cli) -> Result<(), RunnerError> {
                 jobs,
                 results_root: results,
                 command,
+                shard,
             };
             let started = std::time::Instant::now();
             let dir = sweep::run(&experiment, &options)?;
@@ -158,6 +175,14 @@ fn run(cli: Cli) -> Result<(), RunnerError> {
             let runs = compare::compare(&folders, &only, &out)?;
             println!(
                 "{runs} runs compared: plots and README.md in {}",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Merge { folders, out } => {
+            let runs = merge::merge(&folders, &out)?;
+            println!(
+                "{runs} runs merged: results, plots and report in {}",
                 out.display()
             );
             Ok(())

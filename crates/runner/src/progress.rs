@@ -47,6 +47,11 @@ impl Progress {
         bar
     }
 
+    /// A run another process holds or finished: off this sweep's count, without a line.
+    pub(crate) fn elsewhere(&self) {
+        self.grid.inc(1);
+    }
+
     pub(crate) fn finish(&self, bar: ProgressBar, record: &RunRecord) {
         bar.finish_and_clear();
         self.grid.inc(1);

@@ -14,6 +14,7 @@ use crate::error::RunnerError;
 use crate::model_init::dry_run;
 use crate::progress::Progress;
 use crate::results::{ResultsDir, RunRecord, Status, write_atomically};
+use crate::shard::{self, Claimant, Shard};
 use crate::task::Task;
 use crate::train::train;
 use crate::{plot, report};
@@ -28,6 +29,8 @@ pub struct SweepOptions {
     pub results_root: PathBuf,
     /// The command line, written into the report.
     pub command: String,
+    /// Train only this slice of the grid; None for all of it.
+    pub shard: Option<Shard>,
 }
 
 /// Trains what is left of `experiment`'s grid and writes its results; returns the results
@@ -43,7 +46,9 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
     // Check every point that still has to run before training any.
     let mut to_train = Vec::new();
     let mut skipped = 0;
-    for point in &experiment.points {
+    let in_shard = |point: &&GridPoint| options.shard.is_none_or(|shard| shard.holds(&point.id));
+    let points: Vec<&GridPoint> = experiment.points.iter().filter(in_shard).collect();
+    for point in points.iter().copied() {
         if dir.has_run(&point.id) {
             skipped += 1;
             continue;
@@ -60,8 +65,12 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
             }
         }
     }
+    let slice = match options.shard {
+        Some(shard) => format!(", {} of them in shard {shard}", points.len()),
+        None => String::new(),
+    };
     println!(
-        "{}: {} runs in the grid, {skipped} finished earlier, {} to train on {} job(s)",
+        "{}: {} runs in the grid{slice}, {skipped} finished earlier, {} to train on {} job(s)",
         experiment.name,
         experiment.points.len(),
         to_train.len(),
@@ -69,12 +78,28 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
     );
 
     let progress = Progress::new(to_train.len());
+    let claimant = Claimant::this_process(options.shard);
     let queue = Mutex::new(to_train.into_iter());
     let failure: Mutex<Option<RunnerError>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
             scope.spawn(|| {
+                let fail = |e: RunnerError| {
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                };
                 while let Some(point) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() {
+                    // Another process sharing the folder may hold it, or have finished it.
+                    match shard::claim(&dir.runs(), &point.id, &claimant) {
+                        Ok(true) if !dir.has_run(&point.id) => {}
+                        Ok(claimed) => {
+                            if claimed {
+                                let _ = shard::release(&dir.runs(), &point.id);
+                            }
+                            progress.elsewhere();
+                            continue;
+                        }
+                        Err(e) => return fail(RunnerError::io(dir.runs())(e)),
+                    }
                     let bar = progress.start(&point.id);
                     let record = train(point, task_of(point), &options.device, |step, total| {
                         bar.set_length(total as u64);
@@ -82,10 +107,10 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
                     });
                     let record = stamped(record, experiment, point);
                     if let Err(e) = dir.write_run(&record) {
-                        let path = dir.run_file(&point.id);
-                        *failure.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(RunnerError::io(path)(e));
-                        return;
+                        return fail(RunnerError::io(dir.run_file(&point.id))(e));
+                    }
+                    if let Err(e) = shard::release(&dir.runs(), &point.id) {
+                        return fail(RunnerError::io(dir.runs())(e));
                     }
                     progress.finish(bar, &record);
                 }
@@ -95,7 +120,9 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
     if let Some(failure) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(failure);
     }
-    let wall = (skipped == 0).then(|| started.elapsed().as_secs_f64());
+    // A shard's or a resumed sweep's time is not the whole sweep's.
+    let whole = skipped == 0 && options.shard.is_none();
+    let wall = whole.then(|| started.elapsed().as_secs_f64());
     write_outputs(experiment, &dir, &options.command, wall)?;
     Ok(dir.root)
 }
@@ -127,7 +154,8 @@ pub fn redraw(results_dir: &Path) -> Result<(), RunnerError> {
     write_outputs(&experiment, &dir, command.trim(), wall)
 }
 
-fn write_outputs(
+/// Writes the summary, the plots and the report of `dir` from its run records.
+pub(crate) fn write_outputs(
     experiment: &Experiment,
     dir: &ResultsDir,
     command: &str,

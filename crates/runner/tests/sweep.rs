@@ -83,7 +83,16 @@ fn an_interrupted_sweep_resumes_without_losing_or_repeating_a_run() {
     let runs = interrupted.join("resume/runs");
     let started = Instant::now();
     // Kill it once at least one run has finished, mid-way through the grid.
-    while runs.read_dir().map_or(0, |d| d.count()) < 2 {
+    let finished = || {
+        runs.read_dir().map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension() == Some("json".as_ref()))
+            })
+            .count()
+        })
+    };
+    while finished() < 1 {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "no run finished"
@@ -121,6 +130,119 @@ fn an_interrupted_sweep_resumes_without_losing_or_repeating_a_run() {
     assert_eq!(resumed.len(), 12);
     // Same config and seed, same numbers: resuming changed nothing, and runs are deterministic.
     assert_eq!(resumed, whole);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The ids of the runs a sweep's log says it trained.
+fn trained_ids(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.starts_with('['))
+        .filter_map(|l| {
+            l.split_once("] ")?
+                .1
+                .split_once(": ")
+                .map(|(id, _)| id.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn shards_in_one_folder_or_merged_from_several_equal_the_unsharded_sweep() {
+    let (dir, config) = workspace("shards", SMALL);
+    let whole_dir = dir.join("whole");
+    run_to_end(&config, &whole_dir);
+    let whole: Vec<_> = records(&config, &whole_dir)
+        .into_iter()
+        .map(untimed)
+        .collect();
+    assert_eq!(whole.len(), 12);
+
+    // Three concurrent processes per layout: one shared folder, and one folder per shard.
+    let wait = |children: Vec<std::process::Child>| -> Vec<String> {
+        children
+            .into_iter()
+            .map(|child| {
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+            .collect()
+    };
+    let shared = dir.join("shared");
+    let logs = wait(
+        (0..3)
+            .map(|i| {
+                normlab(&config, &shared)
+                    .args(["--shard", &format!("{i}/3")])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let mut trained: Vec<String> = logs.iter().flat_map(|log| trained_ids(log)).collect();
+    trained.sort();
+    assert_eq!(trained.len(), 12, "every run trained once: {trained:?}");
+    trained.dedup();
+    assert_eq!(trained.len(), 12);
+    let sharded: Vec<_> = records(&config, &shared).into_iter().map(untimed).collect();
+    assert_eq!(sharded, whole);
+
+    let separate: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("shard{i}"))).collect();
+    wait(
+        separate
+            .iter()
+            .enumerate()
+            .map(|(i, folder)| {
+                normlab(&config, folder)
+                    .args(["--shard", &format!("{i}/3")])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let merged = dir.join("merged");
+    let status = Command::new(env!("CARGO_BIN_EXE_normlab"))
+        .arg("merge")
+        .args(separate.iter().map(|f| f.join("shards")))
+        .args(["--out", merged.join("shards").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let joined: Vec<_> = records(&config, &merged).into_iter().map(untimed).collect();
+    assert_eq!(joined, whole);
+    let summary = |root: &Path| std::fs::read_to_string(root.join("shards/summary.csv")).unwrap();
+    let without_times = |csv: String| -> Vec<String> {
+        // step_ms and wall_s differ from run to run; every other column must match.
+        csv.lines()
+            .map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                [&cells[..cells.len() - 3], &cells[cells.len() - 1..]]
+                    .concat()
+                    .join(",")
+            })
+            .collect()
+    };
+    assert_eq!(
+        without_times(summary(&merged)),
+        without_times(summary(&whole_dir))
+    );
+
+    // Several concurrent unsharded processes in one folder: still every run once.
+    let crowded = dir.join("crowded");
+    let logs = wait(
+        (0..3)
+            .map(|_| normlab(&config, &crowded).spawn().unwrap())
+            .collect(),
+    );
+    let mut trained: Vec<String> = logs.iter().flat_map(|log| trained_ids(log)).collect();
+    trained.sort();
+    let count = trained.len();
+    trained.dedup();
+    assert_eq!((count, trained.len()), (12, 12), "no run trained twice");
     let _ = std::fs::remove_dir_all(dir);
 }
 
