@@ -25,9 +25,10 @@ mod text;
 
 pub use batch::{PaddedBatch, batch_order, class_pair_batches, pad_sequences, shuffled};
 pub use error::{DataError, Result};
+pub use format::csv_table::images_from_csv;
 pub use format::digits_csv::digits_from;
 pub use format::idx::{Idx, images_from_idx, read_idx};
-pub use format::plain_text::read_text_dir;
+pub use format::plain_text::{read_text_dir, read_text_file};
 pub use format::ts::read_ts;
 pub use images::Images;
 pub use scale::{ScaleKind, ScaleScope, Scaler, ScalerConfig};

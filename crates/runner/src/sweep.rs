@@ -207,6 +207,7 @@ pub(crate) fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task
         .ok()
         .and_then(|path| path.parent().map(Path::to_path_buf));
     let working_dir = std::env::current_dir().ok();
+    let base = experiment_dir.clone().unwrap_or_default();
     let starts = [experiment_dir, working_dir];
     if let Some(root) = normlab_data::find_data_root(starts.iter().flatten().map(PathBuf::as_path))
     {
@@ -216,7 +217,7 @@ pub(crate) fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task
     for point in &experiment.points {
         let key = data_key(&point.run.data);
         if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(key) {
-            let task = Task::load(&point.run.data).map_err(|source| RunnerError::Data {
+            let task = Task::load(&point.run.data, &base).map_err(|source| RunnerError::Data {
                 experiment: experiment.path.clone(),
                 source,
             })?;

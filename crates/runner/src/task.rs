@@ -2,14 +2,17 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use std::path::{Path, PathBuf};
+
 use normlab_data::{
     DataError, Images, ScaleKind, Scaler, Sequences, Split, Text, batch_order, class_pair_batches,
-    digits, embedded_shakespeare, fashion_mnist, japanese_vowels, mnist, pad_sequences,
-    shakespeare_full, shuffled, split_train_valid,
+    digits, embedded_shakespeare, fashion_mnist, images_from_csv, images_from_idx, japanese_vowels,
+    mnist, pad_sequences, read_idx, read_text_file, read_ts, shakespeare_full, shuffled,
+    split_train_valid,
 };
 use normlab_model::{Input, InputShape};
 
-use crate::config::{Batching, DataConfig, DataSet};
+use crate::config::{Batching, DataConfig, DataFiles, DataSet};
 
 /// Splits and subsets use this seed, not the run's: every run of an experiment sees the same
 /// training and evaluation examples.
@@ -57,69 +60,57 @@ pub struct Task {
 }
 
 impl Task {
-    /// Loads and prepares the data `config` names. Errors say what is missing and, for sets
-    /// fetched on demand, the command that fetches them.
-    pub fn load(config: &DataConfig) -> Result<Self, DataError> {
-        let held_out = format!(
-            "{:.0}% of the training set, held out",
-            config.valid_fraction * 100.0
-        );
-        let (examples, train, valid, valid_source) = match config.set {
-            DataSet::Digits | DataSet::Mnist | DataSet::FashionMnist => {
-                let images = match config.set {
-                    DataSet::Digits => digits(),
-                    DataSet::Mnist => mnist(Split::Train),
-                    _ => fashion_mnist(Split::Train),
-                }?;
-                let splits = split_train_valid(images.len(), config.valid_fraction, DATA_SEED)?;
-                (
-                    Examples::Images {
-                        images,
-                        rows_as_steps: config.rows_as_steps,
-                    },
-                    splits.train,
-                    splits.valid,
-                    held_out,
-                )
+    /// Loads and prepares the data `config` names; relative paths of your own files start
+    /// from `base` (the experiment file's folder) where they exist there. Errors say what is
+    /// missing and, for sets fetched on demand, the command that fetches them.
+    pub fn load(config: &DataConfig, base: &Path) -> Result<Self, DataError> {
+        let (examples, train, valid, valid_source) = match (config.set, &config.files) {
+            (DataSet::Digits, _) => image_split(digits()?, None, config)?,
+            (DataSet::Mnist, _) => image_split(mnist(Split::Train)?, None, config)?,
+            (DataSet::FashionMnist, _) => image_split(fashion_mnist(Split::Train)?, None, config)?,
+            (DataSet::JapaneseVowels, _) => sequence_split(
+                japanese_vowels(Split::Train)?,
+                Some(japanese_vowels(Split::Test)?),
+                config,
+            )?,
+            (DataSet::Shakespeare, _) => text_split(embedded_shakespeare()?, config),
+            (DataSet::ShakespeareFull, _) => text_split(shakespeare_full()?, config),
+            (DataSet::Files, Some(files)) => {
+                let at = |path: &PathBuf| resolve(base, path);
+                match files {
+                    DataFiles::Idx {
+                        train_images,
+                        train_labels,
+                        test_images,
+                        test_labels,
+                    } => {
+                        let train = idx_images(&at(train_images), &at(train_labels))?;
+                        let test = match (test_images, test_labels) {
+                            (Some(images), Some(labels)) => {
+                                Some(idx_images(&at(images), &at(labels))?)
+                            }
+                            _ => None,
+                        };
+                        image_split(train, test, config)?
+                    }
+                    DataFiles::Csv {
+                        train,
+                        test,
+                        label,
+                        shape,
+                    } => {
+                        let read = |path| images_from_csv(&at(path), label, *shape);
+                        let test = test.as_ref().map(read).transpose()?;
+                        image_split(read(train)?, test, config)?
+                    }
+                    DataFiles::Ts { train, test } => {
+                        let test = test.as_ref().map(|path| read_ts(at(path))).transpose()?;
+                        sequence_split(read_ts(at(train))?, test, config)?
+                    }
+                    DataFiles::Text { path } => text_split(read_text_file(&at(path))?, config),
+                }
             }
-            DataSet::JapaneseVowels => {
-                let mut train = japanese_vowels(Split::Train)?;
-                let test = japanese_vowels(Split::Test)?;
-                let (n_train, n_test) = (train.len(), test.len());
-                train.values.extend(test.values);
-                train.labels.extend(test.labels);
-                let valid = (n_train..n_train + n_test).collect();
-                (
-                    Examples::Sequences(train),
-                    (0..n_train).collect(),
-                    valid,
-                    "the official test split".to_string(),
-                )
-            }
-            DataSet::Shakespeare | DataSet::ShakespeareFull => {
-                let text = match config.set {
-                    DataSet::Shakespeare => embedded_shakespeare(),
-                    _ => shakespeare_full(),
-                }?;
-                let seq_len = config.seq_len.max(1);
-                let valid_start = (text.len() as f64 * (1.0 - config.valid_fraction)) as usize;
-                let train = (0..valid_start.saturating_sub(1) / seq_len).collect();
-                let valid = (0..(text.len() - valid_start).saturating_sub(1) / seq_len).collect();
-                let source = format!(
-                    "the last {:.0}% of the text, in windows of {seq_len} characters",
-                    config.valid_fraction * 100.0
-                );
-                (
-                    Examples::Text {
-                        text,
-                        seq_len,
-                        valid_start,
-                    },
-                    train,
-                    valid,
-                    source,
-                )
-            }
+            (DataSet::Files, None) => unreachable!("checked when the config is read"),
         };
         let mut task = Self::new(examples, train, valid, valid_source);
         task.subset(config.train_size, config.valid_size)?;
@@ -336,4 +327,122 @@ impl Task {
             _ => self.valid.clone(),
         }
     }
+}
+
+/// What [`Task::load`] builds a task from: the examples, the training and evaluation indices
+/// and what the evaluation examples are.
+type Prepared = (Examples, Vec<usize>, Vec<usize>, String);
+
+/// `path` under `base` where it exists there, else as given (from the working directory).
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    let under_base = base.join(path);
+    match under_base.exists() {
+        true => under_base,
+        false => path.to_path_buf(),
+    }
+}
+
+/// IDX images and labels with as many classes as the largest label says.
+fn idx_images(images: &Path, labels: &Path) -> Result<Images, DataError> {
+    let classes = read_idx(labels)?
+        .data
+        .iter()
+        .max()
+        .map_or(1, |&l| usize::from(l) + 1);
+    images_from_idx(images, labels, classes)
+}
+
+/// The evaluation examples: the test examples (appended after the training ones) when given,
+/// else `valid_fraction` of the training examples, held out.
+fn held_out(
+    train: usize,
+    test: Option<usize>,
+    config: &DataConfig,
+    test_source: &str,
+) -> Result<(Vec<usize>, Vec<usize>, String), DataError> {
+    Ok(match test {
+        Some(test) => (
+            (0..train).collect(),
+            (train..train + test).collect(),
+            test_source.to_string(),
+        ),
+        None => {
+            let splits = split_train_valid(train, config.valid_fraction, DATA_SEED)?;
+            let source = format!(
+                "{:.0}% of the training set, held out",
+                config.valid_fraction * 100.0
+            );
+            (splits.train, splits.valid, source)
+        }
+    })
+}
+
+fn image_split(
+    mut images: Images,
+    test: Option<Images>,
+    config: &DataConfig,
+) -> Result<Prepared, DataError> {
+    let counts = (images.len(), test.as_ref().map(Images::len));
+    if let Some(test) = test {
+        if test.shape != images.shape {
+            return Err(DataError::InvalidArgument {
+                what: "test files",
+                problem: format!(
+                    "examples of shape {:?}, the training ones {:?}",
+                    test.shape, images.shape
+                ),
+            });
+        }
+        images.classes = images.classes.max(test.classes);
+        images.pixels.extend(test.pixels);
+        images.labels.extend(test.labels);
+    }
+    let (train, valid, source) = held_out(counts.0, counts.1, config, "the test files")?;
+    let examples = Examples::Images {
+        images,
+        rows_as_steps: config.rows_as_steps,
+    };
+    Ok((examples, train, valid, source))
+}
+
+fn sequence_split(
+    mut sequences: Sequences,
+    test: Option<Sequences>,
+    config: &DataConfig,
+) -> Result<Prepared, DataError> {
+    let counts = (sequences.len(), test.as_ref().map(Sequences::len));
+    if let Some(test) = test {
+        if (test.features, &test.class_names) != (sequences.features, &sequences.class_names) {
+            return Err(DataError::InvalidArgument {
+                what: "test files",
+                problem: format!(
+                    "{} features and classes {:?}, the training ones {} and {:?}",
+                    test.features, test.class_names, sequences.features, sequences.class_names
+                ),
+            });
+        }
+        sequences.values.extend(test.values);
+        sequences.labels.extend(test.labels);
+    }
+    let (train, valid, source) = held_out(counts.0, counts.1, config, "the official test split")?;
+    Ok((Examples::Sequences(sequences), train, valid, source))
+}
+
+/// Training windows from the start of the text, evaluation windows from its last
+/// `valid_fraction`.
+fn text_split(text: Text, config: &DataConfig) -> Prepared {
+    let seq_len = config.seq_len.max(1);
+    let valid_start = (text.len() as f64 * (1.0 - config.valid_fraction)) as usize;
+    let train = (0..valid_start.saturating_sub(1) / seq_len).collect();
+    let valid = (0..(text.len() - valid_start).saturating_sub(1) / seq_len).collect();
+    let source = format!(
+        "the last {:.0}% of the text, in windows of {seq_len} characters",
+        config.valid_fraction * 100.0
+    );
+    let examples = Examples::Text {
+        text,
+        seq_len,
+        valid_start,
+    };
+    (examples, train, valid, source)
 }

@@ -422,6 +422,118 @@ fn compare_overlays_the_runs_of_several_folders() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Writes the files of a small two-class problem in every format the runner reads, beside the
+/// experiment files of `dir`, and returns the `[data]` and `[model]` sections that use each.
+fn own_files(dir: &Path) -> Vec<(&'static str, String)> {
+    let value = |i: usize, j: usize| ((i * 7 + j * 3) % 11) as f32 / 10.0 + (i % 2) as f32;
+    let mut csv = String::from("a,b,c,d,label\n");
+    let mut ts = String::from("@problemName Own\n@classLabel true low high\n@data\n");
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    for i in 0..80 {
+        let row: Vec<String> = (0..4).map(|j| value(i, j).to_string()).collect();
+        csv.push_str(&format!("{},{}\n", row.join(","), i % 2));
+        let steps: Vec<String> = (0..3 + i % 4).map(|j| value(i, j).to_string()).collect();
+        let class = ["low", "high"][i % 2];
+        ts.push_str(&format!("{}:{class}\n", steps.join(",")));
+        pixels.extend((0..16).map(|j| (value(i, j) * 100.0) as u8));
+        labels.push((i % 2) as u8);
+    }
+    let idx = |magic: &[u8], dims: &[u32], bytes: &[u8]| {
+        let mut file = magic.to_vec();
+        dims.iter().for_each(|d| file.extend(d.to_be_bytes()));
+        file.extend(bytes);
+        file
+    };
+    let files = dir.join("own");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("table.csv"), csv).unwrap();
+    std::fs::write(files.join("cases.ts"), ts).unwrap();
+    std::fs::write(
+        files.join("images.idx"),
+        idx(&[0, 0, 8, 3], &[80, 4, 4], &pixels),
+    )
+    .unwrap();
+    std::fs::write(files.join("labels.idx"), idx(&[0, 0, 8, 1], &[80], &labels)).unwrap();
+    let text = "to be or not to be, that is the question. ".repeat(40);
+    std::fs::write(files.join("words.txt"), text).unwrap();
+    let mlp = "[model]\nkind = \"mlp\"\nhidden = [8]\nnorm = \"layer\"";
+    let rnn = "[model]\nkind = \"recurrent\"\nhidden = 8\nnorm = \"layer\"";
+    vec![
+        (
+            "csv",
+            format!(
+                "[data]\nset = \"files\"\nfiles = {{ format = \"csv\", train = \"own/table.csv\", \
+                 label = \"label\" }}\n{mlp}"
+            ),
+        ),
+        (
+            "idx",
+            format!(
+                "[data]\nset = \"files\"\nfiles = {{ format = \"idx\", train_images = \
+                 \"own/images.idx\", train_labels = \"own/labels.idx\" }}\n[model]\nkind = \
+                 \"cnn\"\nchannels = [4]\nnorm = \"batch\""
+            ),
+        ),
+        (
+            "ts",
+            format!(
+                "[data]\nset = \"files\"\nfiles = {{ format = \"ts\", train = \"own/cases.ts\", \
+                 test = \"own/cases.ts\" }}\n{rnn}"
+            ),
+        ),
+        (
+            "text",
+            format!(
+                "[data]\nset = \"files\"\nseq_len = 8\nfiles = {{ format = \"text\", path = \
+                 \"own/words.txt\" }}\n{rnn}\noutput = \"every_step\""
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn your_own_files_train_like_the_named_sets_and_bad_ones_name_file_and_line() {
+    let (dir, _) = workspace("own", "");
+    for (format, sections) in own_files(&dir) {
+        let config = dir.join(format!("{format}.toml"));
+        let train =
+            "[train]\nbatch_size = 8\nlr = 0.01\noptimizer = \"adam\"\nepochs = 1\nevals = 1";
+        std::fs::write(&config, format!("{sections}\n{train}\n")).unwrap();
+        // From another working directory: the files are found beside the experiment.
+        let out = Command::new(env!("CARGO_BIN_EXE_normlab"))
+            .args(["run", config.to_str().unwrap(), "--results"])
+            .arg(dir.join("results"))
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{format}: {log}");
+        let runs = records(&config, &dir.join("results"));
+        assert_eq!(runs.len(), 1, "{format}");
+        assert_eq!(
+            runs[0].status,
+            Status::Finished,
+            "{format}: {:?}",
+            runs[0].reason
+        );
+    }
+
+    let table = dir.join("own/table.csv");
+    let text = std::fs::read_to_string(&table).unwrap();
+    std::fs::write(&table, text.replacen("0.7,", "0.7x,", 1)).unwrap();
+    let out = normlab(&dir.join("csv.toml"), &dir.join("broken"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("table.csv:") && stderr.contains("\"0.7x\" in column"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn asking_for_more_examples_than_a_split_has_names_both_numbers() {
     for (field, size) in [("train_size", 100_000_000), ("valid_size", 5000)] {

@@ -30,3 +30,12 @@ pub fn read_text_dir(dir: &Path) -> Result<Text> {
     // from running into the next one's title.
     Ok(Text::new(&works.join("\n\n")))
 }
+
+/// One UTF-8 text file (raw or gzipped), for the character model.
+pub fn read_text_file(path: &Path) -> Result<Text> {
+    let text = read_text(path)?;
+    if text.is_empty() {
+        return Err(DataError::format(path, "empty: no characters to model"));
+    }
+    Ok(Text::new(&text))
+}

@@ -3,6 +3,8 @@
 
 use normlab_data::ScalerConfig;
 use normlab_model::ModelConfig;
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::LrSchedule;
@@ -11,8 +13,11 @@ use super::LrSchedule;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// Which data set.
+    /// Which data set; `files` for your own, described in `files`.
     pub set: DataSet,
+    /// With `set = "files"`: the files and their format. Relative paths start from the
+    /// experiment file's folder (or, where nothing is there, the working directory).
+    pub files: Option<DataFiles>,
     /// Input scaling, fitted on the training split only. Default none.
     #[serde(default)]
     pub scaling: ScalerConfig,
@@ -57,6 +62,49 @@ pub enum DataSet {
     Shakespeare,
     /// The whole corpus, fetched.
     ShakespeareFull,
+    /// Your own files: see `files`.
+    Files,
+}
+
+/// Your own data, by path: images or features, sequences, or text. Without a test file, the
+/// evaluation examples are `valid_fraction` of the training file, held out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataFiles {
+    /// IDX image and label files, raw or gzipped, as MNIST ships them.
+    Idx {
+        /// `[N, H, W]` unsigned bytes.
+        train_images: PathBuf,
+        /// `[N]` class numbers.
+        train_labels: PathBuf,
+        /// The test split's images, if there is one.
+        test_images: Option<PathBuf>,
+        /// The test split's labels, with `test_images`.
+        test_labels: Option<PathBuf>,
+    },
+    /// A CSV table with a header: the class number in column `label`, the values in the others.
+    Csv {
+        /// The training table.
+        train: PathBuf,
+        /// The test table, with the same columns.
+        test: Option<PathBuf>,
+        /// The label's column.
+        label: String,
+        /// One example's `[channels, height, width]` for images; left out, a feature vector.
+        shape: Option<[usize; 3]>,
+    },
+    /// UEA/UCR `.ts` classification files, sequences of any length.
+    Ts {
+        /// The training cases.
+        train: PathBuf,
+        /// The test cases, with the same class labels.
+        test: Option<PathBuf>,
+    },
+    /// A UTF-8 text file for the character model; its last `valid_fraction` is held out.
+    Text {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// The optimizer.
@@ -268,6 +316,36 @@ impl RunConfig {
         }
         if train.lr_reference_batch == Some(0) {
             return Err(("train.lr_reference_batch", "must be at least 1".into()));
+        }
+        match (self.data.set, &self.data.files) {
+            (DataSet::Files, None) => {
+                return Err((
+                    "data.files",
+                    "`set = \"files\"` needs `files = { format = \"idx\" | \"csv\" | \"ts\" | \
+                     \"text\", ... }`"
+                        .into(),
+                ));
+            }
+            (set, Some(_)) if set != DataSet::Files => {
+                return Err((
+                    "data.files",
+                    "files are read with `set = \"files\"` only".into(),
+                ));
+            }
+            (
+                _,
+                Some(DataFiles::Idx {
+                    test_images,
+                    test_labels,
+                    ..
+                }),
+            ) if test_images.is_some() != test_labels.is_some() => {
+                return Err((
+                    "data.files",
+                    "give both test_images and test_labels, or neither".into(),
+                ));
+            }
+            _ => {}
         }
         if !(0.0..1.0).contains(&self.data.valid_fraction) {
             return Err(("data.valid_fraction", "must be in [0, 1)".into()));
