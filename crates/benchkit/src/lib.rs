@@ -186,6 +186,8 @@ pub fn finish(package: &str, name: &str, rows: &[Row], notes: &[String]) {
 /// Three significant digits, fixed-point.
 fn format_value(value: f64) -> String {
     match value.abs() {
+        0.0 => "0".into(),
+        v if v < 0.01 => format!("{value:.1e}"),
         v if v >= 100.0 => format!("{value:.0}"),
         v if v >= 10.0 => format!("{value:.1}"),
         _ => format!("{value:.2}"),
