@@ -468,11 +468,10 @@ fn own_files(dir: &Path) -> Vec<(&'static str, String)> {
         ),
         (
             "idx",
-            format!(
-                "[data]\nset = \"files\"\nfiles = {{ format = \"idx\", train_images = \
-                 \"own/images.idx\", train_labels = \"own/labels.idx\" }}\n[model]\nkind = \
-                 \"cnn\"\nchannels = [4]\nnorm = \"batch\""
-            ),
+            "[data]\nset = \"files\"\nfiles = { format = \"idx\", train_images = \
+             \"own/images.idx\", train_labels = \"own/labels.idx\" }\n[model]\nkind = \
+             \"cnn\"\nchannels = [4]\nnorm = \"batch\""
+                .to_string(),
         ),
         (
             "ts",
