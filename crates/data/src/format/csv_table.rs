@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::error::{DataError, Result};
+use crate::format::csv_record;
 use crate::format::gzip::read_maybe_gzip;
 use crate::images::Images;
 
@@ -43,13 +44,7 @@ pub fn images_from_csv(path: &Path, label: &str, shape: Option<[usize; 3]>) -> R
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|err| match err.position() {
-            Some(pos) => {
-                DataError::bad_line(path, pos.line() as usize, format!("unreadable CSV: {err}"))
-            }
-            None => DataError::format(path, format!("unreadable CSV: {err}")),
-        })?;
-        let line = record.position().map_or(0, |pos| pos.line() as usize);
+        let (record, line) = csv_record(path, record)?;
         let bad = |problem: String| DataError::bad_line(path, line, problem);
         if record.len() != header.len() {
             return Err(bad(format!(

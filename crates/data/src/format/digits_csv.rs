@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use crate::error::{DataError, Result};
+use crate::format::csv_record;
 use crate::format::gzip::read_maybe_gzip;
 use crate::images::Images;
 
@@ -23,13 +24,7 @@ pub fn digits_from(path: impl AsRef<Path>) -> Result<Images> {
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|err| match err.position() {
-            Some(pos) => {
-                DataError::bad_line(path, pos.line() as usize, format!("unreadable CSV: {err}"))
-            }
-            None => DataError::format(path, format!("unreadable CSV: {err}")),
-        })?;
-        let line = record.position().map_or(0, |pos| pos.line() as usize);
+        let (record, line) = csv_record(path, record)?;
         let bad = |problem: String| DataError::bad_line(path, line, problem);
         if record.len() != PIXELS + 1 {
             return Err(bad(format!(
