@@ -63,6 +63,9 @@ pub(crate) fn headline(experiment: &Experiment, records: &[RunRecord]) -> String
     let spread = range(&batch).max(range(&other));
     let verdict = if batch.count < 2 || other.count < 2 {
         "one seed each, so no spread over seeds to measure it against".to_string()
+    } else if gap <= 0.0 {
+        "batch norm is the better of the two: these runs do not show it failing at this batch"
+            .to_string()
     } else if gap > CLEAR_GAP_IN_SPREADS * spread {
         format!(
             "more than {CLEAR_GAP_IN_SPREADS} times the larger spread over seeds ({spread:.2} \

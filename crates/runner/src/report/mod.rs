@@ -367,6 +367,20 @@ mod tests {
              at the same batch size, +2.00 points, not more than 3 times the larger spread over \
              seeds (1.00 points): these runs do not show batch norm failing at this batch."
         ));
+        let (experiment, mut records) = fixture();
+        for record in records
+            .iter_mut()
+            .filter(|r| r.id.starts_with("norm=batch,batch_size=2"))
+        {
+            for eval in &mut record.evals {
+                eval.valid_error -= 0.16;
+            }
+        }
+        let (text, _) = report("better-headline", (experiment, records), None);
+        assert!(text.contains(
+            "-2.00 points, batch norm is the better of the two: these runs do not show it \
+             failing at this batch."
+        ));
         let (text, _) = report("lr-headline", lr_fixture(), None);
         assert!(
             !text.contains("In one sentence"),
