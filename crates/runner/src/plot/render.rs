@@ -329,19 +329,45 @@ fn draw_sample<DB: DrawingBackend>(
     }
 }
 
-/// `text` in lines of at most `width` characters, broken at spaces where possible.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+/// `text` in lines of at most `width` characters, broken at spaces where possible, and a word
+/// longer than a line after its commas and opening brackets (a norm label between its options).
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     for word in text.split(' ') {
-        match lines.last_mut() {
-            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
-                line.push(' ');
-                line.push_str(word);
+        for (k, piece) in pieces(word, width).into_iter().enumerate() {
+            let glue = if k == 0 { " " } else { "" };
+            match lines.last_mut() {
+                Some(line)
+                    if line.chars().count() + glue.len() + piece.chars().count() <= width =>
+                {
+                    line.push_str(glue);
+                    line.push_str(&piece);
+                }
+                _ => lines.push(piece),
             }
-            _ => lines.push(word.to_string()),
         }
     }
     lines
+}
+
+/// `word` whole if it fits in `width`, else cut after each comma and opening bracket, and
+/// wherever a piece would outgrow `width`.
+fn pieces(word: &str, width: usize) -> Vec<String> {
+    if word.chars().count() <= width {
+        return vec![word.to_string()];
+    }
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    for c in word.chars() {
+        current.push(c);
+        if matches!(c, ',' | '(') || current.chars().count() == width {
+            pieces.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        pieces.push(current);
+    }
+    pieces
 }
 
 /// The colour as plotters draws it.

@@ -260,3 +260,22 @@ fn gradient_flow_draws_log_norms_per_step_at_init_and_after_training() {
         }
     );
 }
+
+#[test]
+fn long_legend_labels_wrap_between_their_options() {
+    let label = "batch_renorm(d_max_steps=1000,r_max_steps=1000,warmup_steps=200): trained";
+    assert_eq!(
+        crate::plot::render::wrap(label, 24),
+        [
+            "batch_renorm(",
+            "d_max_steps=1000,",
+            "r_max_steps=1000,",
+            "warmup_steps=200):",
+            "trained"
+        ]
+    );
+    assert_eq!(
+        crate::plot::render::wrap("none: eval mode", 24),
+        ["none: eval mode"]
+    );
+}
