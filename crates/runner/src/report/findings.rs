@@ -14,6 +14,7 @@ pub(crate) fn findings(experiment: &Experiment, records: &[RunRecord]) -> String
     let statements: Vec<String> = [
         batch_size_findings(experiment, records),
         train_eval_findings(experiment, records),
+        other_axis_findings(experiment, records),
         divergence_findings(experiment, records, "lr"),
         divergence_findings(experiment, records, "init_scale"),
         length_findings(experiment, records),
@@ -151,6 +152,45 @@ fn rise_comparisons(rises: &[(String, f64)], facet: &str, large: &str, small: &s
             })
         })
         .collect()
+}
+
+/// For every axis the other findings do not cover (how batches are drawn, weight
+/// standardization, ...): each norm's mean error at each value against the axis's first value.
+fn other_axis_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
+    let covered = ["norm", "seed", "batch_size", "lr", "init_scale"];
+    let mut statements = Vec::new();
+    for axis in other_axes(experiment, &covered) {
+        let values = axis_values(experiment, &axis);
+        let Some((first, rest)) = values.split_first() else {
+            continue;
+        };
+        let facet_axes = other_axes(experiment, &["norm", "seed", axis.as_str()]);
+        for facet in facets(records, &facet_axes) {
+            for norm in norm_labels(experiment) {
+                let at = |value: &String| {
+                    Spread::of(
+                        runs_of(records, &facet_axes, &facet, &norm)
+                            .filter(|r| r.axis(&axis) == Some(value.as_str()))
+                            .filter_map(final_error),
+                    )
+                };
+                let Some(base) = at(first) else { continue };
+                for value in rest {
+                    let Some(other) = at(value) else { continue };
+                    statements.push(format!(
+                        "`{norm}`{}: mean error {:.2}% with {axis} = {first} and {:.2}% with \
+                         {axis} = {value}: {:+.2} points{}.",
+                        where_(&facet),
+                        base.mean,
+                        other.mean,
+                        other.mean - base.mean,
+                        verdict(&base, &other)
+                    ));
+                }
+            }
+        }
+    }
+    statements
 }
 
 /// Batch norm's eval-mode (running statistics) vs train-mode (batch statistics) error at each

@@ -412,6 +412,11 @@ mod tests {
             !text.contains("train-mode error"),
             "no batch norm, no train-mode column"
         );
+        let dropout = statement(&text, "`layer` (lr=0.01): mean error");
+        assert!(
+            dropout.contains("with dropout = 0.0 and") && dropout.contains("with dropout = 0.5"),
+            "{dropout}"
+        );
     }
 
     #[test]
