@@ -1,6 +1,6 @@
 //! The sentence at the top of a report on batch sizes: batch norm at its smallest normalization
 //! batch against the batch-free norms trained at the same batch size, measured in spreads over
-//! seeds, so that a reader sees at once whether the failure shows.
+//! seeds (standard deviations), so that a reader sees at once whether the failure shows.
 
 use normlab_norm::NormConfig;
 
@@ -9,7 +9,7 @@ use crate::config::Experiment;
 use crate::report::settings;
 use crate::results::{RunRecord, Status};
 
-/// How many spreads over seeds a gap must span before the headline calls it clear.
+/// How many standard deviations over seeds a gap must span before the headline calls it clear.
 const CLEAR_GAP_IN_SPREADS: f64 = 3.0;
 
 /// The batch-free norms batch norm is compared with.
@@ -24,9 +24,14 @@ fn normalization_batch(record: &RunRecord) -> Option<usize> {
     }
 }
 
-/// The seeds' range (max - min) of a setting's errors, as the unit a gap is measured in.
-fn range(spread: &Spread) -> f64 {
-    spread.max - spread.min
+/// The sample standard deviation over seeds of a setting's errors: the unit a gap is measured
+/// in. None for a single run.
+fn seed_std(runs: &[&RunRecord]) -> Option<f64> {
+    let errors: Vec<f64> = runs.iter().filter_map(|r| final_error(r)).collect();
+    let n = errors.len() as f64;
+    let mean = errors.iter().sum::<f64>() / n;
+    let squares: f64 = errors.iter().map(|e| (e - mean).powi(2)).sum();
+    (errors.len() >= 2).then(|| (squares / (n - 1.0)).sqrt())
 }
 
 /// Empty unless the experiment compares batch norm with a batch-free norm at one batch size and
@@ -47,35 +52,32 @@ pub(crate) fn headline(experiment: &Experiment, records: &[RunRecord]) -> String
     let references = settings.iter().filter_map(|(_, runs)| {
         let label = norm_label(runs[0]);
         let same_batch = runs[0].config.train.batch_size == batch_size;
-        (same_batch && BATCH_FREE.contains(&norm_kind(&label)))
-            .then(|| {
-                Some((
-                    label,
-                    Spread::of(runs.iter().filter_map(|r| final_error(r)))?,
-                ))
-            })
-            .flatten()
+        let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
+        (same_batch && BATCH_FREE.contains(&norm_kind(&label))).then_some((label, runs, errors))
     });
-    let Some((reference, other)) = references.min_by(|a, b| a.1.mean.total_cmp(&b.1.mean)) else {
+    let Some((reference, other_runs, other)) =
+        references.min_by(|a, b| a.2.mean.total_cmp(&b.2.mean))
+    else {
         return String::new();
     };
     let gap = batch.mean - other.mean;
-    let spread = range(&batch).max(range(&other));
-    let verdict = if batch.count < 2 || other.count < 2 {
-        "one seed each, so no spread over seeds to measure it against".to_string()
-    } else if gap <= 0.0 {
-        "batch norm is the better of the two: these runs do not show it failing at this batch"
-            .to_string()
-    } else if gap > CLEAR_GAP_IN_SPREADS * spread {
-        format!(
-            "more than {CLEAR_GAP_IN_SPREADS} times the larger spread over seeds ({spread:.2} \
-             points): the failure shows"
-        )
-    } else {
-        format!(
-            "not more than {CLEAR_GAP_IN_SPREADS} times the larger spread over seeds ({spread:.2} \
-             points): these runs do not show batch norm failing at this batch"
-        )
+    let spread = seed_std(batch_runs)
+        .zip(seed_std(other_runs))
+        .map(|(a, b)| a.max(b));
+    let verdict = match spread {
+        None => "one seed each, so no spread over seeds to measure it against".to_string(),
+        Some(_) if gap <= 0.0 => {
+            "batch norm is the better of the two: these runs do not show it failing at this batch"
+                .to_string()
+        }
+        Some(spread) if gap > CLEAR_GAP_IN_SPREADS * spread => format!(
+            "more than {CLEAR_GAP_IN_SPREADS} times the larger standard deviation over seeds \
+             ({spread:.2} points): the failure shows"
+        ),
+        Some(spread) => format!(
+            "not more than {CLEAR_GAP_IN_SPREADS} times the larger standard deviation over seeds \
+             ({spread:.2} points): these runs do not show batch norm failing at this batch"
+        ),
     };
     let no_batch_of_one = records.iter().any(|r| {
         r.status == Status::Impossible

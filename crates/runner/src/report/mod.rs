@@ -348,8 +348,8 @@ mod tests {
             "# small_batches\n\nBatch norm against group norm at small batches.\n\n**In one \
              sentence:** batch norm normalizing over 2 examples ends at 20.50% error \
              (20.00..21.00) against 6.50% (6.00..7.00) for `group(groups=4)` at the same batch \
-             size, +14.00 points, more than 3 times the larger spread over seeds (1.00 points): \
-             the failure shows."
+             size, +14.00 points, more than 3 times the larger standard deviation over seeds \
+             (0.71 points): the failure shows."
         ));
 
         let (experiment, mut records) = fixture();
@@ -364,8 +364,9 @@ mod tests {
         let (text, _) = report("no-headline", (experiment, records), None);
         assert!(text.contains(
             "ends at 8.50% error (8.00..9.00) against 6.50% (6.00..7.00) for `group(groups=4)` \
-             at the same batch size, +2.00 points, not more than 3 times the larger spread over \
-             seeds (1.00 points): these runs do not show batch norm failing at this batch."
+             at the same batch size, +2.00 points, not more than 3 times the larger standard \
+             deviation over seeds (0.71 points): these runs do not show batch norm failing at \
+             this batch."
         ));
         let (experiment, mut records) = fixture();
         for record in records
