@@ -351,7 +351,8 @@ fn a_padded_sequence_gives_what_the_sequence_alone_gives() {
 #[test]
 fn per_step_batch_norm_keeps_a_statistic_per_step_and_runs_longer_sequences() {
     let device = train_device();
-    let norm: NormConfig = serde_json::from_str(r#"{"kind": "batch", "per_step": 8}"#).unwrap();
+    let norm: NormConfig =
+        serde_json::from_str(r#"{"kind": "batch", "per_step": 8, "gamma_init": 0.1}"#).unwrap();
     let model = recurrent(&norm, CellKind::Lstm, Placement::Horizontal)
         .init(3, 5, &device)
         .unwrap();
@@ -365,7 +366,7 @@ fn per_step_batch_norm_keeps_a_statistic_per_step_and_runs_longer_sequences() {
     let batches: Vec<f32> = running.batches().into_data().iter::<f32>().collect();
     assert_eq!(batches, [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
     assert_eq!(running.mean().dims(), [8, 32]);
-    // gamma of recurrent batch norm starts at 0.1.
+    // gamma starts where the config says, recurrent BN's 0.1 here.
     let gamma: Vec<f32> = bn
         .affine()
         .unwrap()
