@@ -27,7 +27,7 @@ fn invalid_configs_name_the_field_and_the_value() {
             NormConfig::Group(GroupNormConfig::new(0)),
             64,
             "`groups` = 0",
-            "divisor",
+            "at least 1",
         ),
         (
             NormConfig::Batch(BatchNormConfig::default().with_epsilon(0.0)),
@@ -128,6 +128,29 @@ fn invalid_configs_name_the_field_and_the_value() {
         assert!(message.contains(names), "{config:?}: {message}");
         assert!(message.contains(expected), "{config:?}: {message}");
         assert_eq!(config.validate(features).unwrap_err().to_string(), message);
+    }
+}
+
+#[test]
+fn options_wrong_at_any_width_are_found_without_a_width() {
+    let wrong = [
+        NormConfig::Group(GroupNormConfig::new(0)),
+        NormConfig::EvoNormS0(EvoNormS0Config::default().with_groups(0)),
+        NormConfig::Batch(BatchNormConfig::default().with_epsilon(0.0)),
+        NormConfig::Frn(FrnConfig::default().with_epsilon(-1.0)),
+        NormConfig::Online(OnlineNormConfig::default().with_alpha_forward(1.5)),
+    ];
+    for config in wrong {
+        assert!(config.validate_options().is_err(), "{config:?}");
+    }
+    // Whether 5 groups divide a layer depends on the layer: not an error yet.
+    let depends = [
+        NormConfig::Group(GroupNormConfig::new(5)),
+        NormConfig::EvoNormS0(EvoNormS0Config::default()),
+        NormConfig::Batch(BatchNormConfig::default()),
+    ];
+    for config in depends {
+        config.validate_options().unwrap();
     }
 }
 
