@@ -280,6 +280,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_final_error_is_the_median_of_the_last_three_evaluations() {
+        let (_, records) = crate::fixtures::fixture();
+        let mut record = records
+            .into_iter()
+            .find(|r| r.status == Status::Finished)
+            .unwrap();
+        let last = record.evals[0].clone();
+        record.evals = [0.50, 0.10, 0.30, 0.20]
+            .into_iter()
+            .map(|error| Eval {
+                valid_error: error,
+                train_mode_error: Some(error + 0.01),
+                ..last.clone()
+            })
+            .collect();
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-4;
+        assert!(
+            close(final_error(&record), 20.0),
+            "{:?}",
+            final_error(&record)
+        );
+        assert!(close(final_train_mode_error(&record), 21.0));
+        assert!(close(last_eval_error(&record), 20.0));
+        record.evals.drain(..2);
+        assert!(
+            close(final_error(&record), 25.0),
+            "two evaluations: their mean"
+        );
+        record.status = Status::Diverged;
+        assert_eq!(
+            final_error(&record),
+            None,
+            "no result without a finished run"
+        );
+    }
+
+    #[test]
     fn numbers_are_short() {
         assert_eq!(fmt_number(0.001), "0.001");
         assert_eq!(fmt_number(64.0), "64");
