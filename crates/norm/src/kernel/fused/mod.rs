@@ -106,6 +106,20 @@ fn tensor<T: Real>(values: Vec<T>, shape: &[usize], dtype: DType) -> FlexTensor 
     )
 }
 
+/// The gradients of a channels-first op with a per-channel pair of parameters: `dx` in the
+/// input's shape `[N, C, S]`, the two parameter gradients `[C]`.
+fn channel_grads<T: Real>(
+    (dx, dp, dq): (Vec<T>, Vec<T>, Vec<T>),
+    d: Dims,
+    dtype: DType,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    (
+        tensor(dx, &[d.n, d.c, d.s], dtype),
+        tensor(dp, &[d.c], dtype),
+        tensor(dq, &[d.c], dtype),
+    )
+}
+
 /// Runs `kernel` on the contiguous data of `inputs`, in the inputs' float type.
 macro_rules! on_floats {
     ($dtype:expr, |$t:ident| $body:expr) => {
@@ -180,11 +194,7 @@ impl FusedNormOps for Flex {
                 center,
                 epsilon,
             );
-            (
-                tensor(dx, &[d.n, d.c, d.s], dtype),
-                tensor(dgamma, &[d.c], dtype),
-                tensor(dbeta, &[d.c], dtype),
-            )
+            channel_grads((dx, dgamma, dbeta), d, dtype)
         })
     }
 
@@ -230,11 +240,7 @@ impl FusedNormOps for Flex {
                 d,
                 epsilon,
             );
-            (
-                tensor(dx, &[d.n, d.c, d.s], dtype),
-                tensor(dgamma, &[d.c], dtype),
-                tensor(dbeta, &[d.c], dtype),
-            )
+            channel_grads((dx, dgamma, dbeta), d, dtype)
         })
     }
 
@@ -276,11 +282,7 @@ impl FusedNormOps for Flex {
                 scale.storage(),
                 d,
             );
-            (
-                tensor(dx, &[d.n, d.c, d.s], dtype),
-                tensor(dscale, &[d.c], dtype),
-                tensor(dshift, &[d.c], dtype),
-            )
+            channel_grads((dx, dscale, dshift), d, dtype)
         })
     }
 }
