@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/fetch-data.sh fashion-mnist
 scripts/fetch-data.sh mnist
 scripts/fetch-data.sh japanese-vowels
+scripts/fetch-data.sh shakespeare
 
 # `cost` measures step times: it runs alone (one job), as does `regularization`, whose dropout
 # masks come from burn's process-wide RNG and are reproducible only without parallel runs.

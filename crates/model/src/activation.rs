@@ -4,6 +4,7 @@ use normlab_norm::Norm;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
+use crate::norm_time::timed;
 use crate::probe::observe;
 
 /// The nonlinearity after each hidden layer.
@@ -51,7 +52,9 @@ pub(crate) fn norm_and_activate<const D: usize>(
     site: impl Fn() -> String,
     x: Tensor<D>,
 ) -> Result<Tensor<D>, ModelError> {
-    let normalize = |x| observe(&site, 1, x, |x| norm.forward(x)).map_err(ModelError::norm(&site));
+    let normalize = |x| {
+        observe(&site, 1, x, |x| timed(x, |x| norm.forward(x))).map_err(ModelError::norm(&site))
+    };
     match position {
         _ if norm.includes_activation() => normalize(x),
         NormPosition::BeforeActivation => Ok(activation.apply(normalize(x)?)),

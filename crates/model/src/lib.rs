@@ -16,6 +16,7 @@ mod fixed_statistics;
 pub mod gradient_flow;
 mod init;
 mod mlp;
+pub mod norm_time;
 pub mod probe;
 mod recurrent;
 mod weights;

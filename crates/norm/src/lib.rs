@@ -43,6 +43,7 @@ pub use affine::Affine;
 pub use config::NormConfig;
 pub use error::NormError;
 pub use fold::{fold_into_conv2d, fold_into_linear};
+pub use kernel::composed_only;
 pub use layers::*;
 pub use norm::Norm;
 pub use norm_layer::NormLayer;

@@ -134,6 +134,14 @@ pub(crate) fn step_ms(record: &RunRecord) -> Option<f64> {
         .then_some(record.step_seconds * 1e3)
 }
 
+/// The median time a run's training step spent in its norm layers, forward and backward, in
+/// milliseconds, when it was timed (`train.time_norms`).
+pub(crate) fn norm_ms(record: &RunRecord) -> Option<f64> {
+    (record.status == Status::Finished)
+        .then_some(record.norm_seconds?)
+        .map(|t| t.total * 1e3)
+}
+
 /// Mean, minimum and maximum of some values (runs over seeds).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Spread {
@@ -223,23 +231,38 @@ pub(crate) fn in_facet<'r: 'q, 'q>(
     records.iter().filter(move |r| describe(r, axes) == facet)
 }
 
-/// `(evaluation length, error %)` of a finished run evaluated at several lengths, including the
-/// training length, whose error is the ordinary validation error unless measured apart; empty
-/// for a run without such evaluations.
-pub(crate) fn errors_by_length(record: &RunRecord) -> Vec<(usize, f64)> {
+/// A finished run's score on evaluation windows of one length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LengthScore {
+    pub length: usize,
+    /// Share of wrong next-character predictions, in percent.
+    pub error: f64,
+    /// Mean cross-entropy in bits per character: the language model's own measure.
+    pub bits: f64,
+}
+
+/// The scores of a finished run evaluated at several lengths, including the training length,
+/// whose score is the ordinary validation score unless measured apart; empty for a run
+/// without such evaluations.
+pub(crate) fn scores_by_length(record: &RunRecord) -> Vec<LengthScore> {
     let Some(eval) = finished_eval(record) else {
         return Vec::new();
     };
-    let mut pairs: Vec<(usize, f64)> = eval
+    let score = |length, loss: f32, error: f32| LengthScore {
+        length,
+        error: f64::from(error) * 100.0,
+        bits: f64::from(loss) / std::f64::consts::LN_2,
+    };
+    let mut scores: Vec<LengthScore> = eval
         .by_length
         .iter()
-        .map(|l| (l.length, f64::from(l.error) * 100.0))
+        .map(|l| score(l.length, l.loss, l.error))
         .collect();
     let trained = record.config.data.seq_len;
-    if !pairs.is_empty() && !pairs.iter().any(|(length, _)| *length == trained) {
-        pairs.push((trained, f64::from(eval.valid_error) * 100.0));
+    if !scores.is_empty() && !scores.iter().any(|s| s.length == trained) {
+        scores.push(score(trained, eval.valid_loss, eval.valid_error));
     }
-    pairs
+    scores
 }
 
 /// The runs whose activation percentiles are shown: for each norm, its first probed run of the

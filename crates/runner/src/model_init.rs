@@ -15,15 +15,19 @@ use crate::task::Task;
 static INIT: Mutex<()> = Mutex::new(());
 
 /// Builds the model of `point` for `task` on `device`, with its weights drawn from its seed.
+/// They are drawn on the CPU and moved to `device`: each backend has its own random number
+/// generator, and the same seed should give the same network on any of them.
 pub fn build_model(point: &GridPoint, task: &Task, device: &Device) -> Result<Model, ModelError> {
     let _turn = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    device.seed(point.run.train.seed);
-    let model = point
-        .run
-        .model
-        .init(task.input_shape, task.classes, device)?;
+    let cpu = match device.is_autodiff() {
+        true => Device::flex().autodiff(),
+        false => Device::flex(),
+    };
+    cpu.seed(point.run.train.seed);
+    let model = point.run.model.init(task.input_shape, task.classes, &cpu)?;
     model.visit(&mut DrawWeights);
-    Ok(model)
+    // `fork` keeps which parameters are trained; on flex it moves nothing.
+    Ok(model.fork(device))
 }
 
 /// Touches every parameter so its lazy initializer runs now, under the lock.

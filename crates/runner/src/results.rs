@@ -98,6 +98,17 @@ pub struct GradientFlow {
     pub norms: Vec<f32>,
 }
 
+/// The time a training step spent in its norm layers: medians over the steps, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NormSeconds {
+    /// In the layers' forward calls.
+    pub forward: f64,
+    /// In their backward steps.
+    pub backward: f64,
+    /// Of forward plus backward in each step (not the sum of the two medians).
+    pub total: f64,
+}
+
 /// Everything one run recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -128,6 +139,9 @@ pub struct RunRecord {
     pub samples: usize,
     /// Median wall time of a training step (forward, backward, update), seconds.
     pub step_seconds: f64,
+    /// With `time_norms`: median time of a step's norm layers, forward and backward, seconds.
+    #[serde(default)]
+    pub norm_seconds: Option<NormSeconds>,
     /// Wall time of the whole run, evaluations included, seconds.
     pub wall_seconds: f64,
 }
@@ -149,6 +163,7 @@ impl RunRecord {
             steps: 0,
             samples: 0,
             step_seconds: 0.0,
+            norm_seconds: None,
             wall_seconds: 0.0,
         }
     }

@@ -315,14 +315,19 @@ impl Task {
     }
 
     /// Evaluation indices for windows of `length` characters (text sets; the evaluation split
-    /// otherwise).
+    /// otherwise). They cover the characters the evaluation windows of the training length
+    /// cover, so that a score changes with the length and not with the text scored.
     pub fn valid_for_length(&self, length: usize) -> Vec<usize> {
         match &self.examples {
             Examples::Text {
-                text, valid_start, ..
+                text,
+                valid_start,
+                seq_len,
             } => {
-                let count = (text.len() - valid_start).saturating_sub(1) / length.max(1);
-                (0..count.min(self.valid.len().max(1))).collect()
+                let length = length.max(1);
+                let available = (text.len() - valid_start).saturating_sub(1) / length;
+                let same_text = (self.valid.len() * seq_len / length).max(1);
+                (0..available.min(same_text)).collect()
             }
             _ => self.valid.clone(),
         }
@@ -445,4 +450,22 @@ fn text_split(text: Text, config: &DataConfig) -> Prepared {
         valid_start,
     };
     (examples, train, valid, source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longer_evaluation_windows_cover_the_same_text() {
+        let config: DataConfig =
+            toml::from_str("set = \"shakespeare\"\nseq_len = 32\nvalid_size = 10").unwrap();
+        let task = Task::load(&config, Path::new(".")).unwrap();
+        let counts: Vec<usize> = [32, 64, 128, 320, 1000]
+            .map(|length| task.valid_for_length(length).len())
+            .to_vec();
+        // 320 characters: ten windows of 32, five of 64, two of 128 (256 of the 320), one of
+        // 320, and one of 1000 rather than none.
+        assert_eq!(counts, [10, 5, 2, 1, 1]);
+    }
 }

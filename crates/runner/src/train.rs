@@ -8,16 +8,35 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
+use normlab_model::norm_time::{self, NormTime};
 use normlab_model::{Model, gradient_flow, probe};
+use normlab_norm::composed_only;
 
-use crate::config::{GridPoint, OptimizerKind, TrainConfig};
+use crate::config::{GridPoint, NormKernels, OptimizerKind, TrainConfig};
 use crate::evaluate::evaluate;
 use crate::model_init::build_model;
-use crate::results::{GradientFlow, Probe, RunRecord, Status, StepLoss};
+use crate::results::{GradientFlow, NormSeconds, Probe, RunRecord, Status, StepLoss};
 use crate::task::Task;
 
 /// Trains `point` on `task` and records everything; `on_step(step, total)` reports progress.
 pub fn train(
+    point: &GridPoint,
+    task: &Task,
+    device: &Device,
+    on_step: impl FnMut(usize, usize),
+) -> RunRecord {
+    let config = &point.run.train;
+    let run = || match config.time_norms {
+        true => norm_time::measure(|| train_loop(point, task, device, on_step)).0,
+        false => train_loop(point, task, device, on_step),
+    };
+    match config.norm_kernels {
+        NormKernels::Fastest => run(),
+        NormKernels::Composed => composed_only(run),
+    }
+}
+
+fn train_loop(
     point: &GridPoint,
     task: &Task,
     device: &Device,
@@ -48,6 +67,7 @@ pub fn train(
         .map(|k| (k * total_steps).div_ceil(config.evals))
         .collect();
     let mut step_times: Vec<Duration> = Vec::with_capacity(total_steps);
+    let mut norm_times: Vec<NormTime> = Vec::new();
     let mut smoothed_loss: Option<f32> = None;
 
     'training: for epoch in 0.. {
@@ -66,6 +86,7 @@ pub fn train(
             }
             let batch = task.batch(&indices, false, None, &train_device);
             let step_started = Instant::now();
+            norm_time::lap(); // The evaluations' norm calls are not the step's.
 
             // Forward, with the probe recording activation statistics on its schedule.
             let probing = config
@@ -113,6 +134,9 @@ pub fn train(
                 .rate(lr, record.steps, total_steps, config.warmup);
             model = optimizer.step(rate, model, grads);
             step_times.push(step_started.elapsed());
+            if config.time_norms {
+                norm_times.push(norm_time::lap());
+            }
 
             record.steps += 1;
             record.samples += indices.len();
@@ -133,12 +157,25 @@ pub fn train(
         let after = measure_gradient_flow(&model, record.steps, point, task, &train_device);
         record.gradient_flow.extend(after);
     }
-    step_times.sort();
-    record.step_seconds = step_times
-        .get(step_times.len() / 2)
-        .map_or(0.0, Duration::as_secs_f64);
+    record.step_seconds = median(step_times.iter().map(Duration::as_secs_f64));
+    record.norm_seconds = (!norm_times.is_empty()).then(|| NormSeconds {
+        forward: median(norm_times.iter().map(|t| t.forward.as_secs_f64())),
+        backward: median(norm_times.iter().map(|t| t.backward.as_secs_f64())),
+        total: median(
+            norm_times
+                .iter()
+                .map(|t| (t.forward + t.backward).as_secs_f64()),
+        ),
+    });
     record.wall_seconds = started.elapsed().as_secs_f64();
     record
+}
+
+/// The upper median; 0 for no values.
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Recurrent BN's Figure 1: `||dLoss/dh_t||` for every step `t`, on the first training batch.

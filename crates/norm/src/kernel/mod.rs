@@ -12,6 +12,7 @@ use burn::prelude::*;
 use burn::tensor::module::{BatchNormTrainOutput, batch_norm, batch_norm_train};
 
 use crate::affine::Affine;
+pub use fused::composed_only;
 pub(crate) use moments::{Moments, moments};
 pub(crate) use online::{
     OnlineStream, StreamState, online_normalize, supported as online_supported,

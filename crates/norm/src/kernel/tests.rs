@@ -158,3 +158,18 @@ fn batch_norm_kernels_match_the_composed_ops() {
         compare("batch norm in eval", shape, eval(false), eval(true));
     }
 }
+
+#[test]
+fn composed_only_takes_the_composed_path_on_its_thread() {
+    let device = Device::flex().autodiff();
+    let x = input([16, 32, 257], &device);
+    let values = |t: Tensor<3>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
+    let composed = values(composed_group_norm(x.clone(), None, 4, true, 1e-5, None).0);
+    let fused = values(group_norm(x.clone(), None, 4, true, 1e-5, None).0);
+    // The kernels sum in another order: some outputs differ in their last bits.
+    assert_ne!(fused, composed);
+    let switched = composed_only(|| values(group_norm(x.clone(), None, 4, true, 1e-5, None).0));
+    assert_eq!(switched, composed);
+    // And only while the closure runs.
+    assert_eq!(values(group_norm(x, None, 4, true, 1e-5, None).0), fused);
+}

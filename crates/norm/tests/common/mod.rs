@@ -4,14 +4,23 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-/// The plain CPU device the tests compute on.
+/// The device the tests compute on: flex (burn's CPU backend, with the fused kernels), or the
+/// wgpu backend's default adapter when `NORMLAB_TEST_DEVICE=wgpu` and the crate's `wgpu` feature
+/// is on (CI runs the reference tests there on Mesa's software Vulkan driver, lavapipe).
 pub fn device() -> Device {
-    Device::flex()
+    match std::env::var("NORMLAB_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("" | "flex") => Device::flex(),
+        #[cfg(feature = "wgpu")]
+        Ok("wgpu") => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        Ok(other) => {
+            panic!("NORMLAB_TEST_DEVICE={other}: expected flex, or wgpu with `--features wgpu`")
+        }
+    }
 }
 
 /// The same device with autodiff, where layers train.
 pub fn train_device() -> Device {
-    Device::flex().autodiff()
+    device().autodiff()
 }
 
 pub fn tensor<const D: usize>(values: &[f32], shape: [usize; D], device: &Device) -> Tensor<D> {

@@ -17,7 +17,8 @@ use toml::{Table, Value};
 pub use grid::label;
 pub use schedule::LrSchedule;
 pub use schema::{
-    Batching, DataConfig, DataFiles, DataSet, OptimizerKind, ProbeConfig, RunConfig, TrainConfig,
+    Batching, DataConfig, DataFiles, DataSet, NormKernels, OptimizerKind, ProbeConfig, RunConfig,
+    TrainConfig,
 };
 
 use crate::config::grid::{expand_norm_shorthand, find_axes, product, run_id, set};

@@ -31,7 +31,8 @@ use crate::results::{PlotFile, RunRecord};
 ///   that axis, when it has more than one value;
 /// - `train_vs_eval.png`: batch norm's eval-mode vs train-mode error, when recorded;
 /// - `percentiles.png`: activation percentiles over training, when runs were probed;
-/// - `error_vs_length.png`: error vs evaluation length, when evaluated at several lengths;
+/// - `error_vs_length.png`, `bits_vs_length.png`: error and bits per character vs evaluation
+///   length, when evaluated at several lengths;
 /// - `gradient_flow.png`: the gradient's norm at every step of a recurrence, when measured;
 /// - `step_time.png`: step time per norm, when the norm varies;
 /// - `error_by_<axis>.png`: final error per value of any other axis with several values.
@@ -66,6 +67,7 @@ pub fn draw_all(
     ));
     plots.extend(charts::percentiles(&context));
     plots.extend(charts::error_vs_length(&context));
+    plots.extend(charts::bits_vs_length(&context));
     plots.extend(charts::gradient_flow(&context));
     plots.extend(charts::step_time(&context));
     for axis in other_axes(experiment, &COVERED_AXES) {

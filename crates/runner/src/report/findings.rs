@@ -2,9 +2,10 @@
 //! it stands out from the spread over seeds.
 
 use crate::analysis::{
-    Spread, axis_values, describe, describe_axis, distinct, errors_by_length, facets, final_error,
+    LengthScore, Spread, axis_values, describe, describe_axis, distinct, facets, final_error,
     final_precise_error, final_train_mode_error, fmt_number, in_facet, last_eval_error, norm_kind,
-    norm_label, norm_labels, other_axes, percentile_runs, step_ms, unit_zero, varies,
+    norm_label, norm_labels, norm_ms, other_axes, percentile_runs, scores_by_length, step_ms,
+    unit_zero, varies,
 };
 use crate::config::Experiment;
 use crate::report::settings;
@@ -21,6 +22,7 @@ pub(crate) fn findings(experiment: &Experiment, records: &[RunRecord]) -> String
         gradient_flow_findings(experiment, records),
         percentile_findings(experiment, records),
         step_time_findings(experiment, records),
+        norm_time_findings(experiment, records),
     ]
     .concat();
     if statements.is_empty() {
@@ -369,45 +371,52 @@ fn gradient_flow_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec
         .collect()
 }
 
-/// Each norm's error at the longest evaluation length vs at the training length.
+/// Each norm's bits per character and error at the longest evaluation length vs at the
+/// training length; the verdict is on the bits, the language model's own measure.
 fn length_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
     let facet_axes = other_axes(experiment, &["norm", "seed"]);
     let mut statements = Vec::new();
     for facet in facets(records, &facet_axes) {
         for norm in norm_labels(experiment) {
-            let runs: Vec<&RunRecord> = runs_of(records, &facet_axes, &facet, &norm)
-                .filter(|r| !errors_by_length(r).is_empty())
+            let scores: Vec<Vec<LengthScore>> = runs_of(records, &facet_axes, &facet, &norm)
+                .map(scores_by_length)
+                .filter(|scores| !scores.is_empty())
                 .collect();
-            let Some(first) = runs.first() else { continue };
+            let Some(first) = runs_of(records, &facet_axes, &facet, &norm).next() else {
+                continue;
+            };
             let trained = first.config.data.seq_len;
-            let longest = runs
-                .iter()
-                .flat_map(|r| errors_by_length(r))
-                .map(|(length, _)| length)
-                .max()
-                .unwrap_or(trained);
-            let at = |length: usize| {
+            let longest = scores.iter().flatten().map(|s| s.length).max();
+            let Some(longest) = longest.filter(|&l| l != trained) else {
+                continue;
+            };
+            let at = |length: usize, score: fn(&LengthScore) -> f64| {
                 Spread::of(
-                    runs.iter()
-                        .flat_map(|r| errors_by_length(r))
-                        .filter(|(l, _)| *l == length)
-                        .map(|(_, e)| e),
+                    scores
+                        .iter()
+                        .flatten()
+                        .filter(|s| s.length == length)
+                        .map(score),
                 )
             };
-            let (Some(short), Some(long)) = (at(trained), at(longest)) else {
+            let (Some(short_bits), Some(long_bits), Some(short_error), Some(long_error)) = (
+                at(trained, |s| s.bits),
+                at(longest, |s| s.bits),
+                at(trained, |s| s.error),
+                at(longest, |s| s.error),
+            ) else {
                 continue;
             };
-            if longest == trained {
-                continue;
-            }
             statements.push(format!(
-                "`{norm}`{}: mean error {:.2}% at the training length {trained} and {:.2}% at \
-                 length {longest}: {:+.2} points{}.",
+                "`{norm}`{}: {:.3} bits per character ({:.2}% error) at the training length \
+                 {trained} and {:.3} ({:.2}%) at length {longest}: {:+.3} bits{}.",
                 where_(&facet),
-                short.mean,
-                long.mean,
-                long.mean - short.mean,
-                verdict(&short, &long)
+                short_bits.mean,
+                short_error.mean,
+                long_bits.mean,
+                long_error.mean,
+                long_bits.mean - short_bits.mean,
+                verdict(&short_bits, &long_bits)
             ));
         }
     }
@@ -519,4 +528,70 @@ fn step_time_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<Str
             ))
         })
         .collect()
+}
+
+/// For runs whose norm layers were timed: the part of the step they take, and with both kernel
+/// paths, how much faster the fused kernels make them.
+fn norm_time_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
+    const KERNELS: &str = "norm_kernels";
+    let facet_axes = other_axes(experiment, &["norm", "seed", KERNELS]);
+    let paths = match varies(experiment, KERNELS) {
+        true => sorted_values(experiment, KERNELS),
+        false => vec![String::new()],
+    };
+    let mut statements = Vec::new();
+    for facet in facets(records, &facet_axes) {
+        for norm in norm_labels(experiment) {
+            let timed: Vec<(String, Spread, Spread)> = paths
+                .iter()
+                .filter_map(|path| {
+                    let runs: Vec<&RunRecord> = runs_of(records, &facet_axes, &facet, &norm)
+                        .filter(|r| path.is_empty() || r.axis(KERNELS) == Some(path.as_str()))
+                        .collect();
+                    let in_norms = Spread::of(runs.iter().filter_map(|r| norm_ms(r)))?;
+                    let step = Spread::of(runs.iter().filter_map(|r| step_ms(r)))?;
+                    Some((path.clone(), in_norms, step))
+                })
+                .collect();
+            if timed.is_empty() || norm == "none" {
+                continue;
+            }
+            let parts: Vec<String> = timed
+                .iter()
+                .map(|(path, in_norms, step)| {
+                    let with = match path.is_empty() {
+                        true => String::new(),
+                        false => format!(" with {KERNELS} = {path}"),
+                    };
+                    format!(
+                        "{} ms of the {} ms step ({:.0}%){with}",
+                        fmt_number(in_norms.mean),
+                        fmt_number(step.mean),
+                        in_norms.mean / step.mean * 100.0
+                    )
+                })
+                .collect();
+            let speedup = match timed.as_slice() {
+                [(a, a_ms, _), (b, b_ms, _)] => {
+                    let (fast, slow) = match a_ms.mean <= b_ms.mean {
+                        true => ((a, a_ms), (b, b_ms)),
+                        false => ((b, b_ms), (a, a_ms)),
+                    };
+                    format!(
+                        ": {KERNELS} = {} is {:.1} times faster in the norm layers{}",
+                        fast.0,
+                        slow.1.mean / fast.1.mean,
+                        verdict(fast.1, slow.1)
+                    )
+                }
+                _ => String::new(),
+            };
+            statements.push(format!(
+                "`{norm}`{}: the norm layers take {}{speedup}.",
+                where_(&facet),
+                parts.join(", and ")
+            ));
+        }
+    }
+    statements
 }

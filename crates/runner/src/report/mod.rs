@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::analysis::{
     Spread, distinct, final_error, final_folded_error, final_precise_error, final_train_mode_error,
-    fmt_duration, step_ms,
+    fmt_duration, norm_ms, step_ms,
 };
 use crate::config::Experiment;
 use crate::error::RunnerError;
@@ -151,6 +151,10 @@ pub(crate) fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
         header.push("folded error (%)".into());
     }
     header.push("step time (ms)".into());
+    let with_norm_time = records.iter().any(|r| norm_ms(r).is_some());
+    if with_norm_time {
+        header.push("in norm layers (ms)".into());
+    }
     let mut text = String::from(
         "## Final metrics\n\nOne row per setting (every axis except the seed). Errors are on the \
          validation set in %, each run's the median of its last three evaluations, given as \
@@ -169,6 +173,12 @@ pub(crate) fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
         text.push_str(
             " Folded error is the model with its batch norms folded into the layers before \
              them, for inference (at the last evaluation only).",
+        );
+    }
+    if with_norm_time {
+        text.push_str(
+            " Time in norm layers is the part of each step spent in the norm layers' forward \
+             and backward, timed around the layers themselves (each run's median).",
         );
     }
     text.push_str("\n\n");
@@ -200,6 +210,10 @@ pub(crate) fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
             Spread::of(runs.iter().filter_map(|r| step_ms(r))),
             3,
         ));
+        if with_norm_time {
+            let values = runs.iter().filter_map(|r| norm_ms(r));
+            cells.push(fmt_spread(Spread::of(values), 3));
+        }
         text.push_str(&row(&cells));
     }
     text.push('\n');
@@ -249,7 +263,7 @@ fn failures(records: &[RunRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{fixture, lr_fixture, scratch};
+    use crate::fixtures::{fixture, kernels_fixture, lr_fixture, scratch};
     use crate::plot::draw_all;
 
     const COMMAND: &str = "normlab run experiments/small_batches.toml --jobs 2";
@@ -342,6 +356,37 @@ mod tests {
     }
 
     #[test]
+    fn timed_norm_layers_are_tabled_and_the_kernel_paths_compared() {
+        let (text, plots) = report("kernels", kernels_fixture(), None);
+        assert!(
+            text.contains("| step time (ms) | in norm layers (ms) |"),
+            "{text}"
+        );
+        assert!(text.contains("| batch | composed | 2 | 0 | 10.00 (10.00..10.00) | 12.050 (12.000..12.100) | 6.050 (6.000..6.100) |"), "{text}");
+        let batch = statement(&text, "`batch`: the norm layers take");
+        assert_eq!(
+            batch,
+            "- `batch`: the norm layers take 2.05 ms of the 8.05 ms step (25%) with norm_kernels \
+             = fastest, and 6.05 ms of the 12.05 ms step (50%) with norm_kernels = composed: \
+             norm_kernels = fastest is 3.0 times faster in the norm layers, beyond the spread \
+             over seeds."
+        );
+        let steps = plots.iter().find(|p| p.file == "step_time.png").unwrap();
+        assert!(
+            steps
+                .caption
+                .contains("Dashed: the part of the step spent in the norm layers")
+        );
+        assert!(
+            steps
+                .caption
+                .ends_with("(median over steps). One panel per norm kernels."),
+            "{}",
+            steps.caption
+        );
+    }
+
+    #[test]
     fn headline_measures_the_gap_in_spreads_over_seeds() {
         let (text, _) = report("headline", fixture(), None);
         assert!(text.contains(
@@ -393,7 +438,7 @@ mod tests {
     fn sweeps_state_divergence_and_length_effects() {
         let (text, plots) = report("lr-report", lr_fixture(), None);
         assert!(text.contains("![Final validation error vs learning rate](error_vs_lr.png)"));
-        assert_eq!(plots.len(), 6);
+        assert_eq!(plots.len(), 7);
         let none = statement(&text, "`none` (dropout=0.0): trained");
         assert_eq!(
             none,
@@ -404,11 +449,14 @@ mod tests {
         assert!(
             layer.contains("up to learning rate 1.0; no run diverged; lowest mean error 5.00%")
         );
-        let length = statement(&text, "`layer` (dropout=0.0, lr=0.01): mean error");
-        assert!(length.contains(
-            "9.00% at the training length 64 and 12.00% at length 256: +3.00 points, beyond the \
-             spread over seeds."
-        ));
+        let length = statement(&text, "`layer` (dropout=0.0, lr=0.01): 1.298 bits");
+        assert!(
+            length.contains(
+                "1.298 bits per character (9.00% error) at the training length 64 and 1.731 \
+                 (12.00%) at length 256: +0.433 bits, beyond the spread over seeds."
+            ),
+            "{length}"
+        );
         assert!(
             !text.contains("train-mode error"),
             "no batch norm, no train-mode column"

@@ -19,13 +19,31 @@ use burn::backend::{
 use burn::prelude::*;
 use burn::tensor::{Bytes, DType};
 
+use std::cell::Cell;
+
 use cpu::{Dims, Real};
 
+thread_local! {
+    /// Set while [`composed_only`] runs a closure on this thread.
+    static COMPOSED_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
 /// True when `x` lives on the flex backend (with or without autodiff) in a float type the
-/// kernels handle.
+/// kernels handle, and no [`composed_only`] closure runs on this thread.
 pub(crate) fn available(x: &Tensor<3>) -> bool {
     matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
         && matches!(x.dtype(), DType::F32 | DType::F64)
+        && !COMPOSED_ONLY.get()
+}
+
+/// Runs `f` with the norm layers computed from burn's tensor ops, as on a backend without
+/// fused kernels: what the fused kernels save is measured against it. The same numbers to
+/// float rounding; slower. Applies to layers called on this thread while `f` runs.
+pub fn composed_only<T>(f: impl FnOnce() -> T) -> T {
+    let before = COMPOSED_ONLY.replace(true);
+    let out = f();
+    COMPOSED_ONLY.set(before);
+    out
 }
 
 /// The fused ops. Every method has a twin `_backward`; the autodiff implementation wires them.

@@ -1,16 +1,16 @@
 //! The charts, one file each, and what they share: a chart of spreads over seeds vs an axis,
 //! the placement of axis values along x, and the captions' common sentences.
 
+mod by_length;
 mod error_vs_axis;
-mod error_vs_length;
 mod gradient_flow;
 mod loss_curves;
 mod percentiles;
 mod step_time;
 mod train_vs_eval;
 
+pub(crate) use by_length::{bits_vs_length, error_vs_length};
 pub(crate) use error_vs_axis::error_vs_axis;
-pub(crate) use error_vs_length::error_vs_length;
 pub(crate) use gradient_flow::gradient_flow;
 pub(crate) use loss_curves::loss_curves;
 #[cfg(test)]

@@ -1,4 +1,4 @@
-use crate::analysis::{step_ms, varies};
+use crate::analysis::{norm_ms, step_ms, varies};
 use crate::plot::charts::{Measure, SpreadPlot, XPlacement, pair, spread_plot};
 use crate::plot::figure::Stroke;
 use crate::plot::{Context, Plot};
@@ -13,7 +13,34 @@ pub(crate) fn step_time(context: &Context) -> Option<Plot> {
     let by_batch = varies(context.experiment, "batch_size");
     let placement = XPlacement::new(context, if by_batch { "batch_size" } else { "norm" }, true);
     let values = |r: &RunRecord| pair(placement.of(r), step_ms(r));
+    let in_norms = |r: &RunRecord| pair(placement.of(r), norm_ms(r));
     let grouping = if by_batch { " and batch size" } else { "" };
+    let timed = context.records.iter().any(|r| norm_ms(r).is_some());
+    let mut measures = vec![Measure {
+        name: timed.then_some("whole step"),
+        stroke: Stroke::Solid,
+        values: &values,
+    }];
+    if timed {
+        measures.push(Measure {
+            name: Some("in norm layers"),
+            stroke: Stroke::Dashed,
+            values: &in_norms,
+        });
+    }
+    // The kernel paths are what a timing experiment compares: never pooled.
+    let facet_axes: Vec<String> = ["norm_kernels"]
+        .into_iter()
+        .filter(|axis| varies(context.experiment, axis))
+        .map(String::from)
+        .collect();
+    let norm_sentence = match timed {
+        true => {
+            " Dashed: the part of the step spent in the norm layers, forward and backward, \
+                 timed around the layers themselves (median over steps)."
+        }
+        false => "",
+    };
     spread_plot(
         context,
         SpreadPlot {
@@ -22,19 +49,15 @@ pub(crate) fn step_time(context: &Context) -> Option<Plot> {
             caption: format!(
                 "Median wall time of one training step (forward, backward and update) of each \
                  run: mean over all runs of a norm{grouping} (marker) with bars from min to max, \
-                 pooled over the other axes."
+                 pooled over the other axes.{norm_sentence}"
             ),
             x: placement.axis(),
             y_label: "step time (ms)",
             from_zero: true,
             joined: by_batch,
-            facet_axes: Vec::new(),
+            facet_axes,
             norms: context.norms.clone(),
-            measures: vec![Measure {
-                name: None,
-                stroke: Stroke::Solid,
-                values: &values,
-            }],
+            measures,
             failed_x: None,
         },
     )

@@ -1,0 +1,129 @@
+//! The same tiny sweeps on flex and on wgpu give the same numbers within float tolerance. CI
+//! runs this on Mesa's software Vulkan driver (lavapipe), where wgpu computes on the CPU:
+//! `cargo test -p normlab-runner --features wgpu --test backends`.
+#![cfg(feature = "wgpu")]
+
+use std::path::Path;
+use std::process::Command;
+
+use normlab_runner::config::Experiment;
+use normlab_runner::results::{ResultsDir, RunRecord, Status};
+
+/// Two backends sum in different orders: after a few dozen steps of training their losses
+/// part by about 1e-5 relative; a wrong kernel or a lost state parts them by far more.
+const TOLERANCE: f32 = 1e-3;
+
+/// Dense layers: batch, layer and group norm, and batch norm's running statistics in eval mode.
+const DENSE: &str = r#"
+[data]
+set = "digits"
+scaling = { kind = "z_score", scope = "global" }
+train_size = 256
+valid_size = 128
+
+[model]
+kind = "mlp"
+hidden = [16]
+norm = ["none", "batch", "layer", { kind = "group", groups = 4 }]
+
+[train]
+batch_size = 16
+lr = 0.1
+samples = 512
+evals = 2
+"#;
+
+/// Convolutions with batch and group norm over channels and pixels.
+const CONV: &str = r#"
+[data]
+set = "digits"
+scaling = { kind = "min_max", scope = "global" }
+train_size = 128
+valid_size = 64
+
+[model]
+kind = "cnn"
+channels = [4, 8]
+norm = ["batch", { kind = "group", groups = 2 }]
+
+[train]
+batch_size = 16
+lr = 0.05
+samples = 256
+evals = 2
+"#;
+
+/// Trains `config` with `--device <device>` and returns its records in grid order.
+fn sweep(dir: &Path, name: &str, config: &str, device: &str) -> Vec<RunRecord> {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, config).unwrap();
+    let results = dir.join(device);
+    let out = Command::new(env!("CARGO_BIN_EXE_normlab"))
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--device",
+            device,
+            "--results",
+        ])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "normlab on {device} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let experiment = Experiment::load(&path).unwrap();
+    ResultsDir::new(results.join(&experiment.name))
+        .read_runs(&experiment)
+        .unwrap()
+}
+
+fn close(what: &str, flex: f32, wgpu: f32) {
+    let relative = (flex - wgpu).abs() / (1.0 + flex.abs());
+    assert!(
+        relative <= TOLERANCE,
+        "{what}: flex {flex} vs wgpu {wgpu} ({relative:e} relative)"
+    );
+}
+
+fn same_numbers(name: &str, config: &str) {
+    let dir = std::env::temp_dir().join(format!("normlab-backends-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let flex = sweep(&dir, name, config, "flex");
+    let wgpu = sweep(&dir, name, config, "wgpu");
+    assert_eq!(flex.len(), wgpu.len());
+    for (f, w) in flex.iter().zip(&wgpu) {
+        assert_eq!(f.id, w.id);
+        assert_eq!((f.status, w.status), (Status::Finished, Status::Finished));
+        for (a, b) in f.losses.iter().zip(&w.losses) {
+            close(
+                &format!("{} training loss at step {}", f.id, a.step),
+                a.loss,
+                b.loss,
+            );
+        }
+        for (a, b) in f.evals.iter().zip(&w.evals) {
+            close(
+                &format!("{} valid loss at step {}", f.id, a.step),
+                a.valid_loss,
+                b.valid_loss,
+            );
+        }
+        assert_eq!(f.evals.len(), w.evals.len());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dense_norms_train_alike_on_flex_and_wgpu() {
+    same_numbers("dense", DENSE);
+}
+
+#[test]
+fn conv_norms_train_alike_on_flex_and_wgpu() {
+    same_numbers("conv", CONV);
+}
