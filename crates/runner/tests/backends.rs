@@ -10,8 +10,9 @@ use normlab_runner::config::Experiment;
 use normlab_runner::results::{ResultsDir, RunRecord, Status};
 
 /// Two backends sum in different orders: after a few dozen steps of training their losses
-/// part by about 1e-5 relative; a wrong kernel or a lost state parts them by far more.
-const TOLERANCE: f32 = 1e-3;
+/// part by about 1e-6 relative (measured on lavapipe); a wrong kernel or a lost state parts them
+/// by far more.
+const TOLERANCE: f32 = 1e-4;
 
 /// Dense layers: batch, layer and group norm, and batch norm's running statistics in eval mode.
 const DENSE: &str = r#"
