@@ -158,7 +158,8 @@ fn train_loop(
         record.gradient_flow.extend(after);
     }
     record.step_seconds = median(step_times.iter().map(Duration::as_secs_f64));
-    record.norm_seconds = (!norm_times.is_empty()).then(|| NormSeconds {
+    // A model without norm layers has nothing to time.
+    record.norm_seconds = norm_times.iter().any(|t| t.calls > 0).then(|| NormSeconds {
         forward: median(norm_times.iter().map(|t| t.forward.as_secs_f64())),
         backward: median(norm_times.iter().map(|t| t.backward.as_secs_f64())),
         total: median(

@@ -1,10 +1,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Experiment;
-use crate::fixtures::{fixture, lr_fixture, scratch};
+use crate::fixtures::{fixture, kernels_fixture, lr_fixture, scratch};
 use crate::plot::axis::Axis;
 use crate::plot::charts::{
     CURVE_POINTS, bits_vs_length, error_vs_axis, error_vs_length, gradient_flow, mean_band,
+    step_time,
 };
 use crate::plot::figure::Stroke;
 use crate::plot::figure::{Look, Series};
@@ -287,4 +288,35 @@ fn long_legend_labels_wrap_between_their_options() {
         crate::plot::render::wrap("none: eval mode", 24),
         ["none: eval mode"]
     );
+}
+
+#[test]
+fn step_times_place_each_norm_at_its_own_x_with_the_norm_layers_dashed() {
+    let (experiment, records) = kernels_fixture();
+    let context = Context::new(&experiment, &records);
+    let plot = step_time(&context).unwrap();
+    assert_eq!(
+        plot.figure.columns, 1,
+        "norm names along x need the full width"
+    );
+    let fastest = &plot.figure.panels[0];
+    // `none` times no norm layer; `batch` has both measures, shifted apart only by measure.
+    let looks: Vec<(f64, f64, f64)> = fastest
+        .series
+        .iter()
+        .map(|s| (s.points[0].x, s.points[0].y, s.dodge))
+        .collect();
+    assert_eq!(looks.len(), 3, "{looks:?}");
+    let (none, batch_step, batch_norms) = (looks[0], looks[1], looks[2]);
+    assert_eq!(none.2, batch_step.2, "the same measure, the same shift");
+    assert!(batch_norms.2 > batch_step.2);
+    assert!(batch_step.0 > none.0);
+    assert!((batch_step.1 - 8.05).abs() < 1e-9 && (batch_norms.1 - 2.05).abs() < 1e-9);
+    assert!(matches!(
+        fastest.series[2].look,
+        Look::Marks {
+            stroke: Stroke::Dashed,
+            ..
+        }
+    ));
 }

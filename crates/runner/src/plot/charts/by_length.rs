@@ -80,6 +80,7 @@ fn by_length(context: &Context, chart: ScoreChart) -> Option<Plot> {
                 values: &values,
             }],
             failed_x: None,
+            dodge_norms: true,
         },
     )
 }

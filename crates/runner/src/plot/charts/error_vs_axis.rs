@@ -39,6 +39,7 @@ pub(crate) fn error_vs_axis(
                 values: &values,
             }],
             failed_x: Some(&placement),
+            dodge_norms: true,
         },
     )
 }

@@ -57,6 +57,7 @@ pub(crate) fn gradient_flow(context: &Context) -> Option<Plot> {
                 },
             ],
             failed_x: None,
+            dodge_norms: true,
         },
     )
 }

@@ -84,6 +84,9 @@ pub(crate) struct SpreadPlot<'a> {
     /// Where runs without a result (diverged or impossible) go on x, drawn as crosses at the
     /// top; None to leave such runs out.
     pub(crate) failed_x: Option<&'a XPlacement>,
+    /// Shift each norm's markers a little sideways so that norms at the same x do not hide each
+    /// other; false when x gives every norm a place of its own (only measures are shifted).
+    pub(crate) dodge_norms: bool,
 }
 
 pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
@@ -103,6 +106,10 @@ pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
             let color = context.palette.color(norm);
             for (m, measure) in spec.measures.iter().enumerate() {
                 let slot = n * spec.measures.len() + m;
+                let shift = match spec.dodge_norms {
+                    true => dodge(slot, slots),
+                    false => dodge(m, spec.measures.len()),
+                };
                 let points = spread_points(own.iter().flat_map(|r| (measure.values)(r)));
                 if !points.is_empty() {
                     used[slot] = true;
@@ -112,7 +119,7 @@ pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
                             stroke: measure.stroke,
                             joined: spec.joined,
                         },
-                        dodge: dodge(slot, slots),
+                        dodge: shift,
                         points,
                     });
                 }
@@ -157,7 +164,12 @@ pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
             (norm, measure.name, look)
         })
     });
-    figure.legend = legend(context, slots, &used);
+    figure.legend = match spec.measures.len() > 1 && used.iter().filter(|u| **u).count() > 12 {
+        // Too many norm-and-measure pairs for the legend column: colours name the norms and
+        // grey samples the measures.
+        true => compact_legend(context, &spec.norms, &spec.measures, &used),
+        false => legend(context, slots, &used),
+    };
     if !failed.is_empty() {
         figure.legend.push(LegendEntry {
             label: "diverged or impossible (no result)".into(),
@@ -175,6 +187,37 @@ pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
         ),
         figure,
     })
+}
+
+/// One entry per norm in its colour, then one per measure in grey with its marker.
+fn compact_legend(
+    context: &Context,
+    norms: &[String],
+    measures: &[Measure],
+    used: &[bool],
+) -> Vec<LegendEntry> {
+    let samples = measures.iter().map(|measure| LegendEntry {
+        label: measure.name.unwrap_or_default().to_string(),
+        color: NEUTRAL,
+        look: Look::Marks {
+            stroke: measure.stroke,
+            joined: true,
+        },
+    });
+    let per_norm = measures.len();
+    let norms = norms
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| used[n * per_norm..(n + 1) * per_norm].contains(&true))
+        .map(|(_, norm)| LegendEntry {
+            label: norm.clone(),
+            color: context.palette.color(norm),
+            look: Look::Marks {
+                stroke: Stroke::Solid,
+                joined: false,
+            },
+        });
+    norms.chain(samples).collect()
 }
 
 /// What the crosses of a plot stand for, counted.

@@ -59,6 +59,14 @@ pub(crate) fn step_time(context: &Context) -> Option<Plot> {
             norms: context.norms.clone(),
             measures,
             failed_x: None,
+            dodge_norms: by_batch,
         },
     )
+    .map(|mut plot| {
+        // Norm names along x need the full width.
+        if !by_batch {
+            plot.figure.columns = 1;
+        }
+        plot
+    })
 }

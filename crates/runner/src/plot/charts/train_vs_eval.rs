@@ -86,6 +86,7 @@ pub(crate) fn train_vs_eval(context: &Context) -> Option<Plot> {
             norms,
             measures,
             failed_x: Some(&placement),
+            dodge_norms: true,
         },
     )
 }
