@@ -5,7 +5,7 @@ use crate::fixtures::{fixture, kernels_fixture, lr_fixture, scratch};
 use crate::plot::axis::Axis;
 use crate::plot::charts::{
     CURVE_POINTS, bits_vs_length, error_vs_axis, error_vs_length, gradient_flow, mean_band,
-    step_time,
+    step_time, tick_labels,
 };
 use crate::plot::figure::Stroke;
 use crate::plot::figure::{Look, Series};
@@ -319,4 +319,28 @@ fn step_times_place_each_norm_at_its_own_x_with_the_norm_layers_dashed() {
             ..
         }
     ));
+}
+
+#[test]
+fn crowded_category_ticks_drop_their_options_when_the_names_stay_distinct() {
+    let labels = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let crowded = labels(&[
+        "none",
+        "group(groups=8)",
+        "instance(affine=true)",
+        "evonorm_s0(groups=8)",
+        "batch_renorm(warmup_steps=200)",
+    ]);
+    assert_eq!(
+        tick_labels(&crowded),
+        ["none", "group", "instance", "evonorm_s0", "batch_renorm"]
+    );
+    let ambiguous = labels(&[
+        "batch(gamma_init=0.1)",
+        "batch(gamma_init=0.1,per_step=32)",
+        "layer(epsilon=0.001)",
+    ]);
+    assert_eq!(tick_labels(&ambiguous), ambiguous, "two would read `batch`");
+    let roomy = labels(&["none", "group(groups=8)"]);
+    assert_eq!(tick_labels(&roomy), roomy);
 }

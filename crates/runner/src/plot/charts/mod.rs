@@ -220,6 +220,23 @@ fn compact_legend(
     norms.chain(samples).collect()
 }
 
+/// Category labels as x ticks. Labels too long to sit side by side (more characters than a
+/// full-width panel holds) lose their options in parentheses, when the names alone stay
+/// distinct: the legend gives them in full.
+pub(crate) fn tick_labels(labels: &[String]) -> Vec<String> {
+    const ROOM: usize = 72;
+    let length: usize = labels.iter().map(|l| l.len() + 2).sum();
+    let names: Vec<String> = labels
+        .iter()
+        .map(|l| l.split('(').next().unwrap_or(l).to_string())
+        .collect();
+    let distinct = names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
+    match length > ROOM && distinct {
+        true => names,
+        false => labels.to_vec(),
+    }
+}
+
 /// What the crosses of a plot stand for, counted.
 pub(crate) fn failed_sentence(failed: &[&RunRecord]) -> String {
     if failed.is_empty() {
@@ -282,7 +299,7 @@ impl XPlacement {
                 let values: Vec<f64> = self.labels.iter().filter_map(|l| l.parse().ok()).collect();
                 Axis::log_at(&format!("{label} (log scale)"), &values)
             }
-            false => Axis::categories(&label, &self.labels),
+            false => Axis::categories(&label, &tick_labels(&self.labels)),
         }
     }
 
