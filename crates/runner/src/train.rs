@@ -36,6 +36,7 @@ pub fn train(
     }
 }
 
+/// The run itself, read top to bottom; [`train`] sets the norm kernels and timing around it.
 fn train_loop(
     point: &GridPoint,
     task: &Task,
