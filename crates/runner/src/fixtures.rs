@@ -158,26 +158,38 @@ fn norm_labels_of(experiment: &Experiment, point: &GridPoint) -> String {
     point.labels[experiment.axis("norm").unwrap()].clone()
 }
 
-/// The synthetic experiment: 3 norms x batch sizes 2, 8 x seeds 0, 1, every run finished
-/// except `none` at batch size 2 with seed 1, which diverged.
-pub(crate) fn fixture() -> (Experiment, Vec<RunRecord>) {
-    let experiment =
-        Experiment::parse(Path::new("small_batches.toml"), EXPERIMENT.to_string()).unwrap();
+/// The experiment file `text` (named `file`) and a record for each of its grid points, made by
+/// `make(experiment, point, norm label)`.
+fn synthetic(
+    file: &str,
+    text: &str,
+    make: impl Fn(&Experiment, &GridPoint, String) -> RunRecord,
+) -> (Experiment, Vec<RunRecord>) {
+    let experiment = Experiment::parse(Path::new(file), text.to_string()).unwrap();
     let records = experiment
         .points
         .iter()
-        .map(|point| {
-            let norm = norm_labels_of(&experiment, point);
+        .map(|point| make(&experiment, point, norm_labels_of(&experiment, point)))
+        .collect();
+    (experiment, records)
+}
+
+/// The synthetic experiment: 3 norms x batch sizes 2, 8 x seeds 0, 1, every run finished
+/// except `none` at batch size 2 with seed 1, which diverged.
+pub(crate) fn fixture() -> (Experiment, Vec<RunRecord>) {
+    synthetic(
+        "small_batches.toml",
+        EXPERIMENT,
+        |experiment, point, norm| {
             let (batch_size, seed) = (point.run.train.batch_size, point.run.train.seed);
             let outcome = Outcome {
                 error_percent: error_percent(&norm, batch_size, seed),
                 train_mode_percent: train_mode_percent(&norm, batch_size, seed),
                 diverged: norm == "none" && batch_size == 2 && seed == 1,
             };
-            record(&experiment, point, outcome)
-        })
-        .collect();
-    (experiment, records)
+            record(experiment, point, outcome)
+        },
+    )
 }
 
 const LR_EXPERIMENT: &str = r#"
@@ -201,38 +213,30 @@ samples = 100
 /// learning rate (10% at 0.01, 8% at 0.1, 6% at 1, layer norm 1 point lower) and are
 /// evaluated at lengths 64 (the training length) and 256 (3 points worse).
 pub(crate) fn lr_fixture() -> (Experiment, Vec<RunRecord>) {
-    let experiment =
-        Experiment::parse(Path::new("lr_sweep.toml"), LR_EXPERIMENT.to_string()).unwrap();
-    let records = experiment
-        .points
-        .iter()
-        .map(|point| {
-            let norm = norm_labels_of(&experiment, point);
-            let lr = point.run.train.lr;
-            let error_percent = match lr {
-                0.01 => 10.0,
-                0.1 => 8.0,
-                _ => 6.0,
-            } - if norm == "layer" { 1.0 } else { 0.0 };
-            let outcome = Outcome {
-                error_percent,
-                train_mode_percent: None,
-                diverged: norm == "none" && lr == 1.0,
-            };
-            let mut record = record(&experiment, point, outcome);
-            for eval in &mut record.evals {
-                eval.by_length = [(64, 0.0), (256, 3.0)]
-                    .map(|(length, worse)| LengthEval {
-                        length,
-                        loss: (error_percent + worse) / 10.0,
-                        error: (error_percent + worse) / 100.0,
-                    })
-                    .to_vec();
-            }
-            record
-        })
-        .collect();
-    (experiment, records)
+    synthetic("lr_sweep.toml", LR_EXPERIMENT, |experiment, point, norm| {
+        let lr = point.run.train.lr;
+        let error_percent = match lr {
+            0.01 => 10.0,
+            0.1 => 8.0,
+            _ => 6.0,
+        } - if norm == "layer" { 1.0 } else { 0.0 };
+        let outcome = Outcome {
+            error_percent,
+            train_mode_percent: None,
+            diverged: norm == "none" && lr == 1.0,
+        };
+        let mut record = record(experiment, point, outcome);
+        for eval in &mut record.evals {
+            eval.by_length = [(64, 0.0), (256, 3.0)]
+                .map(|(length, worse)| LengthEval {
+                    length,
+                    loss: (error_percent + worse) / 10.0,
+                    error: (error_percent + worse) / 100.0,
+                })
+                .to_vec();
+        }
+        record
+    })
 }
 
 const KERNELS_EXPERIMENT: &str = r#"
@@ -256,19 +260,16 @@ time_norms = true
 /// Timed norm layers: batch norm's take 2 ms of an 8 ms step with the fused kernels and 6 of
 /// 12 composed (seed 1 adds 0.1 ms to both); `none` steps take 5 ms and time no layer.
 pub(crate) fn kernels_fixture() -> (Experiment, Vec<RunRecord>) {
-    let experiment =
-        Experiment::parse(Path::new("kernels.toml"), KERNELS_EXPERIMENT.to_string()).unwrap();
-    let records = experiment
-        .points
-        .iter()
-        .map(|point| {
-            let norm = norm_labels_of(&experiment, point);
+    synthetic(
+        "kernels.toml",
+        KERNELS_EXPERIMENT,
+        |experiment, point, norm| {
             let outcome = Outcome {
                 error_percent: 10.0,
                 train_mode_percent: None,
                 diverged: false,
             };
-            let mut record = record(&experiment, point, outcome);
+            let mut record = record(experiment, point, outcome);
             let seed = point.run.train.seed as f64 * 1e-4;
             let composed = record.axis("norm_kernels") == Some("composed");
             let (step, in_norms) = match (norm.as_str(), composed) {
@@ -283,9 +284,8 @@ pub(crate) fn kernels_fixture() -> (Experiment, Vec<RunRecord>) {
                 total: in_norms + seed,
             });
             record
-        })
-        .collect();
-    (experiment, records)
+        },
+    )
 }
 
 /// A fresh empty folder under the system's temporary folder.
