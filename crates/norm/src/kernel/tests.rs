@@ -1,14 +1,28 @@
-//! The fused flex kernels against the composed burn ops they replace, on shapes the reference
+//! The fused kernels against the composed burn ops they replace, on shapes the reference
 //! files do not reach: rows longer than a vector block, tails that are not a whole vector,
 //! tensors large enough to be split into parallel tasks, dense rows (one position per channel)
 //! of odd widths, many groups. Output, statistics and the gradients of input, `gamma` and
-//! `beta` must agree to f32 rounding.
+//! `beta` must agree to f32 rounding. On flex by default; on wgpu, the CubeCL kernels, with
+//! `NORMLAB_TEST_DEVICE=wgpu` and the `wgpu` feature (as the integration tests, tests/common).
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::module::batch_norm;
 
 use super::*;
+
+/// The device under test, with autodiff.
+fn device() -> Device {
+    let device = match std::env::var("NORMLAB_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("" | "flex") => Device::flex(),
+        #[cfg(feature = "wgpu")]
+        Ok("wgpu") => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        Ok(other) => {
+            panic!("NORMLAB_TEST_DEVICE={other}: expected flex, or wgpu with `--features wgpu`")
+        }
+    };
+    device.autodiff()
+}
 
 /// Largest difference relative to the largest composed value.
 const TOLERANCE: f32 = 2e-5;
@@ -71,7 +85,7 @@ fn compare(
     fused: impl Fn(Tensor<3>, Tensor<1>, Tensor<1>) -> (Tensor<3>, Vec<Tensor<3>>),
     composed: impl Fn(Tensor<3>, Tensor<1>, Tensor<1>) -> (Tensor<3>, Vec<Tensor<3>>),
 ) {
-    let device = Device::flex().autodiff();
+    let device = device();
     device.seed(shape.iter().product::<usize>() as u64);
     let x = input(shape, &device);
     let gamma = Tensor::<1>::random([shape[1]], Distribution::Uniform(0.5, 1.5), &device);
@@ -161,7 +175,7 @@ fn batch_norm_kernels_match_the_composed_ops() {
 
 #[test]
 fn composed_only_takes_the_composed_path_on_its_thread() {
-    let device = Device::flex().autodiff();
+    let device = device();
     let x = input([16, 32, 257], &device);
     let values = |t: Tensor<3>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
     let composed = values(composed_group_norm(x.clone(), None, 4, true, 1e-5, None).0);

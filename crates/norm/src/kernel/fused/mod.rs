@@ -1,39 +1,46 @@
 //! Fused norm kernels as burn custom ops: one op per computation (group norm and its special
 //! cases, batch norm in training, a per-channel affine map) with a hand-written backward, so
 //! that a norm layer costs two passes over its activation forward and two backward instead of a
-//! dozen composed ops. The kernels run on the flex (CPU) backend; [`available`] says when the
-//! seam may use them.
+//! dozen composed ops. The kernels run on the flex (CPU) backend (`flex`, `cpu`) and, with the
+//! `wgpu` feature, on burn's CubeCL backends (`cube`); [`available`] says when the seam may use
+//! them.
 
 mod cpu;
+#[cfg(feature = "wgpu")]
+mod cube;
+mod flex;
 mod simd;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
-    Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, backend_extension,
+    Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, backend_extension,
 };
 use burn::prelude::*;
-use burn::tensor::{Bytes, DType};
+use burn::tensor::DType;
 
 use std::cell::Cell;
-
-use cpu::{Dims, Real};
 
 thread_local! {
     /// Set while [`composed_only`] runs a closure on this thread.
     static COMPOSED_ONLY: Cell<bool> = const { Cell::new(false) };
 }
 
-/// True when `x` lives on the flex backend (with or without autodiff) in a float type the
-/// kernels handle, and no [`composed_only`] closure runs on this thread.
+/// True when `x` lives on a backend with kernels (with or without autodiff) in a float type they
+/// handle, and no [`composed_only`] closure runs on this thread: f32 or f64 on flex, f32 on the
+/// CubeCL backends (f64 is optional in GPU shaders).
 pub(crate) fn available(x: &Tensor<3>) -> bool {
-    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
-        && matches!(x.dtype(), DType::F32 | DType::F64)
-        && !COMPOSED_ONLY.get()
+    let kernels = match x.device().inner().as_dispatch() {
+        DispatchDevice::Flex(_) => matches!(x.dtype(), DType::F32 | DType::F64),
+        #[cfg(feature = "wgpu")]
+        DispatchDevice::Cube(_) => x.dtype() == DType::F32,
+        #[allow(unreachable_patterns)] // flex alone
+        _ => false,
+    };
+    kernels && !COMPOSED_ONLY.get()
 }
 
 /// Runs `f` with the norm layers computed from burn's tensor ops, as on a backend without
@@ -47,9 +54,17 @@ pub fn composed_only<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// The fused ops. Every method has a twin `_backward`; the autodiff implementation wires them.
-#[backend_extension(Flex, Autodiff)]
+/// On the CubeCL backends they run lazily through burn's fusion backend, which needs each
+/// output's shape up front (`cube::shapes`).
+#[backend_extension(
+    Flex,
+    Cube: cfg(feature = "wgpu"),
+    Fusion: cfg(feature = "wgpu"),
+    Autodiff
+)]
 pub(crate) trait FusedNormOps: Backend {
     /// Group norm of `x: [N, C, S]` -> `(y, mean, var)`, the statistics `[N * groups]`.
+    #[fusion(meta = |x, _gamma, _beta, groups, _center, _epsilon| cube::shapes::group_norm(x, *groups))]
     fn fused_group_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -60,6 +75,7 @@ pub(crate) trait FusedNormOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// `(dx, dgamma, dbeta)` of [`fused_group_norm`](FusedNormOps::fused_group_norm).
+    #[fusion(meta = |x, _dy, gamma, _var, _groups, _center, _epsilon| cube::shapes::channel_pair(x, gamma))]
     fn fused_group_norm_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
@@ -71,6 +87,7 @@ pub(crate) trait FusedNormOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// Batch norm in training of `x: [N, C, S]` -> `(y, mean, var)`, the statistics `[C]`.
+    #[fusion(meta = |x, gamma, _beta, _epsilon| cube::shapes::channel_pair(x, gamma))]
     fn fused_batch_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -79,6 +96,7 @@ pub(crate) trait FusedNormOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// `(dx, dgamma, dbeta)` of [`fused_batch_norm`](FusedNormOps::fused_batch_norm).
+    #[fusion(meta = |x, _dy, gamma, _var, _epsilon| cube::shapes::channel_pair(x, gamma))]
     fn fused_batch_norm_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
@@ -89,6 +107,7 @@ pub(crate) trait FusedNormOps: Backend {
 
     /// `(x - centre[c]) * scale[c] + shift[c]` of `x: [N, C, S]`; no gradient reaches the
     /// centre.
+    #[fusion(dtype = x, shape = x)]
     fn fused_channel_affine(
         x: FloatTensor<Self>,
         centre: FloatTensor<Self>,
@@ -97,212 +116,13 @@ pub(crate) trait FusedNormOps: Backend {
     ) -> FloatTensor<Self>;
 
     /// `(dx, dscale, dshift)` of [`fused_channel_affine`](FusedNormOps::fused_channel_affine).
+    #[fusion(meta = |x, _dy, _centre, scale| cube::shapes::channel_pair(x, scale))]
     fn fused_channel_affine_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         centre: FloatTensor<Self>,
         scale: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-}
-
-/// The `[N, C, S]` of a rank-3 flex tensor.
-fn dims(x: &FlexTensor) -> Dims {
-    let shape = x.layout().shape();
-    Dims {
-        n: shape[0],
-        c: shape[1],
-        s: shape[2],
-    }
-}
-
-/// A flex tensor of `shape` holding `values`.
-fn tensor<T: Real>(values: Vec<T>, shape: &[usize], dtype: DType) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        Layout::contiguous(shape.to_vec().into()),
-        dtype,
-    )
-}
-
-/// The gradients of a channels-first op with a per-channel pair of parameters: `dx` in the
-/// input's shape `[N, C, S]`, the two parameter gradients `[C]`.
-fn channel_grads<T: Real>(
-    (dx, dp, dq): (Vec<T>, Vec<T>, Vec<T>),
-    d: Dims,
-    dtype: DType,
-) -> (FlexTensor, FlexTensor, FlexTensor) {
-    (
-        tensor(dx, &[d.n, d.c, d.s], dtype),
-        tensor(dp, &[d.c], dtype),
-        tensor(dq, &[d.c], dtype),
-    )
-}
-
-/// Runs `kernel` on the contiguous data of `inputs`, in the inputs' float type.
-macro_rules! on_floats {
-    ($dtype:expr, |$t:ident| $body:expr) => {
-        match $dtype {
-            DType::F32 => {
-                type $t = f32;
-                $body
-            }
-            DType::F64 => {
-                type $t = f64;
-                $body
-            }
-            other => panic!("fused norm kernels take f32 or f64, got {other:?}"),
-        }
-    };
-}
-
-impl FusedNormOps for Flex {
-    fn fused_group_norm(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        groups: usize,
-        center: bool,
-        epsilon: f64,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, gamma, beta) = (
-            x.to_contiguous(),
-            gamma.to_contiguous(),
-            beta.to_contiguous(),
-        );
-        let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
-            let (y, mean, var) = cpu::group_norm::<T>(
-                x.storage(),
-                gamma.storage(),
-                beta.storage(),
-                d,
-                groups,
-                center,
-                epsilon,
-            );
-            let stats = [d.n * groups];
-            (
-                tensor(y, &[d.n, d.c, d.s], dtype),
-                tensor(mean, &stats, dtype),
-                tensor(var, &stats, dtype),
-            )
-        })
-    }
-
-    fn fused_group_norm_backward(
-        x: FlexTensor,
-        dy: FlexTensor,
-        gamma: FlexTensor,
-        var: FlexTensor,
-        groups: usize,
-        center: bool,
-        epsilon: f64,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
-        let (gamma, var) = (gamma.to_contiguous(), var.to_contiguous());
-        let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
-            let (dx, dgamma, dbeta) = cpu::group_norm_backward::<T>(
-                x.storage(),
-                dy.storage(),
-                gamma.storage(),
-                var.storage(),
-                d,
-                groups,
-                center,
-                epsilon,
-            );
-            channel_grads((dx, dgamma, dbeta), d, dtype)
-        })
-    }
-
-    fn fused_batch_norm(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        epsilon: f64,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, gamma, beta) = (
-            x.to_contiguous(),
-            gamma.to_contiguous(),
-            beta.to_contiguous(),
-        );
-        let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
-            let (y, mean, var) =
-                cpu::batch_norm::<T>(x.storage(), gamma.storage(), beta.storage(), d, epsilon);
-            (
-                tensor(y, &[d.n, d.c, d.s], dtype),
-                tensor(mean, &[d.c], dtype),
-                tensor(var, &[d.c], dtype),
-            )
-        })
-    }
-
-    fn fused_batch_norm_backward(
-        x: FlexTensor,
-        dy: FlexTensor,
-        gamma: FlexTensor,
-        var: FlexTensor,
-        epsilon: f64,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
-        let (gamma, var) = (gamma.to_contiguous(), var.to_contiguous());
-        let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
-            let (dx, dgamma, dbeta) = cpu::batch_norm_backward::<T>(
-                x.storage(),
-                dy.storage(),
-                gamma.storage(),
-                var.storage(),
-                d,
-                epsilon,
-            );
-            channel_grads((dx, dgamma, dbeta), d, dtype)
-        })
-    }
-
-    fn fused_channel_affine(
-        x: FlexTensor,
-        centre: FlexTensor,
-        scale: FlexTensor,
-        shift: FlexTensor,
-    ) -> FlexTensor {
-        let (x, centre) = (x.to_contiguous(), centre.to_contiguous());
-        let (scale, shift) = (scale.to_contiguous(), shift.to_contiguous());
-        let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
-            let y = cpu::channel_affine::<T>(
-                x.storage(),
-                centre.storage(),
-                scale.storage(),
-                shift.storage(),
-                d,
-            );
-            tensor(y, &[d.n, d.c, d.s], dtype)
-        })
-    }
-
-    fn fused_channel_affine_backward(
-        x: FlexTensor,
-        dy: FlexTensor,
-        centre: FlexTensor,
-        scale: FlexTensor,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
-        let (centre, scale) = (centre.to_contiguous(), scale.to_contiguous());
-        let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
-            let (dx, dscale, dshift) = cpu::channel_affine_backward::<T>(
-                x.storage(),
-                dy.storage(),
-                centre.storage(),
-                scale.storage(),
-                d,
-            );
-            channel_grads((dx, dscale, dshift), d, dtype)
-        })
-    }
 }
 
 /// Registers the three gradients `(dx, dp, dq)` of an op with the parents `[x, p, q]` that

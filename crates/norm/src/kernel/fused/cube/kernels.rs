@@ -1,0 +1,420 @@
+//! The fused ops as CubeCL kernels, for every CubeCL runtime (wgpu, CUDA, ...). A norm's
+//! statistics are reductions over a group of one sample (group norm) or over a channel of the
+//! whole batch (batch norm, the parameter gradients): each such set is one cube, whose units
+//! stride over its elements, keep partial sums in registers and add them up in shared memory.
+//! Every value is centred as `(x - shift) - offset`, `shift` one of the set's own values and
+//! `offset` the mean of `x - shift`: the subtraction of two close values is exact, so the
+//! centred values keep their digits when the mean dwarfs the spread (two values 4.254 and 4.243
+//! centred around a rounded mean lose 4 of f32's 7 digits, and the gradient, a difference of
+//! nearly equal terms, loses them all). The variance is the mean square of the centred values
+//! (a second pass).
+//!
+//! `x` is `[N, C, S]`, contiguous: element `(n, c, s)` at `(n * C + c) * S + s`.
+
+use cubecl::prelude::*;
+
+/// The sum of every unit's `value`, returned to every unit of the cube; `shared` holds one
+/// value per unit.
+#[cube]
+fn cube_sum<F: Float>(value: F, shared: &mut Shared<[F]>) -> F {
+    let unit = UNIT_POS as usize;
+    shared[unit] = value;
+    sync_cube();
+    let mut stride = (CUBE_DIM_X / 2) as usize;
+    while stride > 0 {
+        if unit < stride {
+            let other = shared[unit + stride];
+            shared[unit] += other;
+        }
+        sync_cube();
+        stride /= 2;
+    }
+    let total = shared[0];
+    // Before the next reduction overwrites the slot total was read from.
+    sync_cube();
+    total
+}
+
+/// Where the `i`-th element of `channel` over the batch lies: `i` runs over `N * S`.
+#[cube]
+fn channel_element(i: usize, channel: usize, channels: usize, spatial: usize) -> usize {
+    let n = i / spatial;
+    (n * channels + channel) * spatial + (i - n * spatial)
+}
+
+/// `(shift, offset)` of the `len` elements of `x` from `start`, both zero when not
+/// `center`ed (RMS norm, FRN: `x` itself is "centred").
+#[cube]
+fn group_centre<F: Float>(
+    x: &Tensor<F>,
+    start: usize,
+    len: usize,
+    shared: &mut Shared<[F]>,
+    #[comptime] center: bool,
+) -> (F, F) {
+    let mut shift = F::new(0.0);
+    let mut offset = F::new(0.0);
+    if center {
+        shift = x[start];
+        let mut sum = F::new(0.0);
+        let mut i = UNIT_POS as usize;
+        while i < len {
+            sum += x[start + i] - shift;
+            i += CUBE_DIM_X as usize;
+        }
+        offset = cube_sum::<F>(sum, shared) / F::cast_from(len);
+    }
+    (shift, offset)
+}
+
+/// `(shift, offset)` of `channel` of `x` over the batch.
+#[cube]
+fn channel_centre<F: Float>(
+    x: &Tensor<F>,
+    channel: usize,
+    channels: usize,
+    spatial: usize,
+    count: usize,
+    shared: &mut Shared<[F]>,
+) -> (F, F) {
+    let shift = x[channel_element(0, channel, channels, spatial)];
+    let mut sum = F::new(0.0);
+    let mut i = UNIT_POS as usize;
+    while i < count {
+        sum += x[channel_element(i, channel, channels, spatial)] - shift;
+        i += CUBE_DIM_X as usize;
+    }
+    (shift, cube_sum::<F>(sum, shared) / F::cast_from(count))
+}
+
+/// Group norm, one cube per group of a sample: `y`, and each group's mean and (biased) variance
+/// (the mean square when not `center`ed). `groups` per sample, `group_channels` channels each.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm<F: Float>(
+    x: &Tensor<F>,
+    gamma: &Tensor<F>,
+    beta: &Tensor<F>,
+    y: &mut Tensor<F>,
+    mean_out: &mut Tensor<F>,
+    var_out: &mut Tensor<F>,
+    groups: u32,
+    group_channels: u32,
+    spatial: u32,
+    epsilon: f32,
+    #[comptime] center: bool,
+    #[comptime] block: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let group = CUBE_POS;
+    if group >= mean_out.len() {
+        terminate!();
+    }
+    let spatial = spatial as usize;
+    let len = group_channels as usize * spatial;
+    let start = group * len;
+    let first_channel = (group % groups as usize) * group_channels as usize;
+    let mut shared = Shared::<[F]>::new_slice(block);
+
+    let (shift, offset) = group_centre::<F>(x, start, len, &mut shared, center);
+    let mut squares = F::new(0.0);
+    let mut i = UNIT_POS as usize;
+    while i < len {
+        let centred = (x[start + i] - shift) - offset;
+        squares += centred * centred;
+        i += block;
+    }
+    let var = cube_sum::<F>(squares, &mut shared) / F::cast_from(len);
+    let inv_std = F::new(1.0) / (var + F::cast_from(epsilon)).sqrt();
+
+    let mut i = UNIT_POS as usize;
+    while i < len {
+        let channel = first_channel + i / spatial;
+        let x_hat = ((x[start + i] - shift) - offset) * inv_std;
+        y[start + i] = x_hat * gamma[channel] + beta[channel];
+        i += block;
+    }
+    if UNIT_POS == 0 {
+        mean_out[group] = shift + offset;
+        var_out[group] = var;
+    }
+}
+
+/// The input gradient of group norm, one cube per group: with `g = dy * gamma` and
+/// `x_hat = (x - mean) / std`, `dx = (g - mean(g) - x_hat * mean(g * x_hat)) / std` (without
+/// `mean(g)` when not `center`ed). Also writes each group's `shift` and `offset`, for
+/// [`group_norm_params`].
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_input_grad<F: Float>(
+    x: &Tensor<F>,
+    dy: &Tensor<F>,
+    gamma: &Tensor<F>,
+    var: &Tensor<F>,
+    dx: &mut Tensor<F>,
+    shift_out: &mut Tensor<F>,
+    offset_out: &mut Tensor<F>,
+    groups: u32,
+    group_channels: u32,
+    spatial: u32,
+    epsilon: f32,
+    #[comptime] center: bool,
+    #[comptime] block: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let group = CUBE_POS;
+    if group >= var.len() {
+        terminate!();
+    }
+    let spatial = spatial as usize;
+    let len = group_channels as usize * spatial;
+    let start = group * len;
+    let first_channel = (group % groups as usize) * group_channels as usize;
+    let count = F::cast_from(len);
+    let mut shared = Shared::<[F]>::new_slice(block);
+
+    let (shift, offset) = group_centre::<F>(x, start, len, &mut shared, center);
+    let inv_std = F::new(1.0) / (var[group] + F::cast_from(epsilon)).sqrt();
+    let mut sum_g = F::new(0.0);
+    let mut sum_g_x_hat = F::new(0.0);
+    let mut i = UNIT_POS as usize;
+    while i < len {
+        let g = dy[start + i] * gamma[first_channel + i / spatial];
+        sum_g += g;
+        sum_g_x_hat += g * ((x[start + i] - shift) - offset) * inv_std;
+        i += block;
+    }
+    let mut mean_g = F::new(0.0);
+    if center {
+        mean_g = cube_sum::<F>(sum_g, &mut shared) / count;
+    }
+    let mean_g_x_hat = cube_sum::<F>(sum_g_x_hat, &mut shared) / count;
+
+    let mut i = UNIT_POS as usize;
+    while i < len {
+        let g = dy[start + i] * gamma[first_channel + i / spatial];
+        let x_hat = ((x[start + i] - shift) - offset) * inv_std;
+        dx[start + i] = (g - mean_g - x_hat * mean_g_x_hat) * inv_std;
+        i += block;
+    }
+    if UNIT_POS == 0 {
+        shift_out[group] = shift;
+        offset_out[group] = offset;
+    }
+}
+
+/// The parameter gradients of group norm, one cube per channel: `dgamma = Σ dy * x_hat` and
+/// `dbeta = Σ dy` over the batch and positions, from each group's `shift`, `offset` and `var`.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_params<F: Float>(
+    x: &Tensor<F>,
+    dy: &Tensor<F>,
+    shift: &Tensor<F>,
+    offset: &Tensor<F>,
+    var: &Tensor<F>,
+    dgamma: &mut Tensor<F>,
+    dbeta: &mut Tensor<F>,
+    groups: u32,
+    group_channels: u32,
+    spatial: u32,
+    epsilon: f32,
+    #[comptime] block: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let channel = CUBE_POS;
+    let channels = dgamma.len();
+    if channel >= channels {
+        terminate!();
+    }
+    let spatial = spatial as usize;
+    let groups = groups as usize;
+    let group_in_sample = channel / group_channels as usize;
+    let count = x.len() / channels;
+    let mut shared = Shared::<[F]>::new_slice(block);
+
+    let mut sum_dy = F::new(0.0);
+    let mut sum_dy_x_hat = F::new(0.0);
+    let mut i = UNIT_POS as usize;
+    while i < count {
+        let at = channel_element(i, channel, channels, spatial);
+        let stat = (i / spatial) * groups + group_in_sample;
+        let centred = (x[at] - shift[stat]) - offset[stat];
+        let x_hat = centred / (var[stat] + F::cast_from(epsilon)).sqrt();
+        sum_dy += dy[at];
+        sum_dy_x_hat += dy[at] * x_hat;
+        i += block;
+    }
+    let sum_dy = cube_sum::<F>(sum_dy, &mut shared);
+    let sum_dy_x_hat = cube_sum::<F>(sum_dy_x_hat, &mut shared);
+    if UNIT_POS == 0 {
+        dgamma[channel] = sum_dy_x_hat;
+        dbeta[channel] = sum_dy;
+    }
+}
+
+/// Batch norm in training, one cube per channel: `y`, and the channel's mean and biased
+/// variance over the batch and positions.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm<F: Float>(
+    x: &Tensor<F>,
+    gamma: &Tensor<F>,
+    beta: &Tensor<F>,
+    y: &mut Tensor<F>,
+    mean_out: &mut Tensor<F>,
+    var_out: &mut Tensor<F>,
+    spatial: u32,
+    epsilon: f32,
+    #[comptime] block: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let channel = CUBE_POS;
+    let channels = gamma.len();
+    if channel >= channels {
+        terminate!();
+    }
+    let spatial = spatial as usize;
+    let count = x.len() / channels;
+    let mut shared = Shared::<[F]>::new_slice(block);
+
+    let (shift, offset) = channel_centre::<F>(x, channel, channels, spatial, count, &mut shared);
+    let mut squares = F::new(0.0);
+    let mut i = UNIT_POS as usize;
+    while i < count {
+        let centred = (x[channel_element(i, channel, channels, spatial)] - shift) - offset;
+        squares += centred * centred;
+        i += block;
+    }
+    let var = cube_sum::<F>(squares, &mut shared) / F::cast_from(count);
+    let scale = gamma[channel] / (var + F::cast_from(epsilon)).sqrt();
+
+    let mut i = UNIT_POS as usize;
+    while i < count {
+        let at = channel_element(i, channel, channels, spatial);
+        y[at] = ((x[at] - shift) - offset) * scale + beta[channel];
+        i += block;
+    }
+    if UNIT_POS == 0 {
+        mean_out[channel] = shift + offset;
+        var_out[channel] = var;
+    }
+}
+
+/// The gradients of batch norm in training, one cube per channel, `M` values each:
+/// `dx = gamma / std * (dy - Σ dy / M - x_hat * Σ dy * x_hat / M)`, `dgamma = Σ dy * x_hat`,
+/// `dbeta = Σ dy`.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_grads<F: Float>(
+    x: &Tensor<F>,
+    dy: &Tensor<F>,
+    gamma: &Tensor<F>,
+    var: &Tensor<F>,
+    dx: &mut Tensor<F>,
+    dgamma: &mut Tensor<F>,
+    dbeta: &mut Tensor<F>,
+    spatial: u32,
+    epsilon: f32,
+    #[comptime] block: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let channel = CUBE_POS;
+    let channels = gamma.len();
+    if channel >= channels {
+        terminate!();
+    }
+    let spatial = spatial as usize;
+    let count = x.len() / channels;
+    let mut shared = Shared::<[F]>::new_slice(block);
+
+    let (shift, offset) = channel_centre::<F>(x, channel, channels, spatial, count, &mut shared);
+    let inv_std = F::new(1.0) / (var[channel] + F::cast_from(epsilon)).sqrt();
+    let mut sum_dy = F::new(0.0);
+    let mut sum_dy_x_hat = F::new(0.0);
+    let mut i = UNIT_POS as usize;
+    while i < count {
+        let at = channel_element(i, channel, channels, spatial);
+        sum_dy += dy[at];
+        sum_dy_x_hat += dy[at] * ((x[at] - shift) - offset) * inv_std;
+        i += block;
+    }
+    let sum_dy = cube_sum::<F>(sum_dy, &mut shared);
+    let sum_dy_x_hat = cube_sum::<F>(sum_dy_x_hat, &mut shared);
+    let mean_dy = sum_dy / F::cast_from(count);
+    let mean_dy_x_hat = sum_dy_x_hat / F::cast_from(count);
+    let scale = gamma[channel] * inv_std;
+
+    let mut i = UNIT_POS as usize;
+    while i < count {
+        let at = channel_element(i, channel, channels, spatial);
+        let x_hat = ((x[at] - shift) - offset) * inv_std;
+        dx[at] = scale * (dy[at] - mean_dy - x_hat * mean_dy_x_hat);
+        i += block;
+    }
+    if UNIT_POS == 0 {
+        dgamma[channel] = sum_dy_x_hat;
+        dbeta[channel] = sum_dy;
+    }
+}
+
+/// `(x - centre[c]) * scale[c] + shift[c]`, one unit per element.
+#[cube(launch)]
+pub fn channel_affine<F: Float>(
+    x: &Tensor<F>,
+    centre: &Tensor<F>,
+    scale: &Tensor<F>,
+    shift: &Tensor<F>,
+    y: &mut Tensor<F>,
+    spatial: u32,
+    #[define(F)] _dtype: ElemType,
+) {
+    if ABSOLUTE_POS >= y.len() {
+        terminate!();
+    }
+    let channel = (ABSOLUTE_POS / spatial as usize) % scale.len();
+    y[ABSOLUTE_POS] = (x[ABSOLUTE_POS] - centre[channel]) * scale[channel] + shift[channel];
+}
+
+/// The gradients of [`channel_affine`], one cube per channel: `dx = dy * scale`,
+/// `dscale = Σ dy * (x - centre)`, `dshift = Σ dy`.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn channel_affine_grads<F: Float>(
+    x: &Tensor<F>,
+    dy: &Tensor<F>,
+    centre: &Tensor<F>,
+    scale: &Tensor<F>,
+    dx: &mut Tensor<F>,
+    dscale: &mut Tensor<F>,
+    dshift: &mut Tensor<F>,
+    spatial: u32,
+    #[comptime] block: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let channel = CUBE_POS;
+    let channels = scale.len();
+    if channel >= channels {
+        terminate!();
+    }
+    let spatial = spatial as usize;
+    let count = x.len() / channels;
+    let mut shared = Shared::<[F]>::new_slice(block);
+
+    let mut sum_dy = F::new(0.0);
+    let mut sum_dy_centred = F::new(0.0);
+    let mut i = UNIT_POS as usize;
+    while i < count {
+        let at = channel_element(i, channel, channels, spatial);
+        sum_dy += dy[at];
+        sum_dy_centred += dy[at] * (x[at] - centre[channel]);
+        dx[at] = dy[at] * scale[channel];
+        i += block;
+    }
+    let sum_dy = cube_sum::<F>(sum_dy, &mut shared);
+    let sum_dy_centred = cube_sum::<F>(sum_dy_centred, &mut shared);
+    if UNIT_POS == 0 {
+        dscale[channel] = sum_dy_centred;
+        dshift[channel] = sum_dy;
+    }
+}
