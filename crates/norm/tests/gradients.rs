@@ -184,9 +184,6 @@ fn gradients_match_finite_differences_on_padded_sequences() {
 /// gradient must then equal the derivative of the forward.
 #[test]
 fn online_norm_gradient_is_the_derivative_when_its_control_process_is_off() {
-    if !on_flex() {
-        return; // online normalization trains on flex only (its refusal: reference.rs)
-    }
     let device = train_device();
     let config = NormConfig::Online(
         OnlineNormConfig::default()

@@ -119,10 +119,6 @@ fn every_family() -> Vec<NormConfig> {
     configs.push(NormConfig::Batch(
         BatchNormConfig::default().with_ghost_batch(Some(2)),
     ));
-    // Online normalization trains on flex only; reference.rs checks its refusal elsewhere.
-    if !on_flex() {
-        configs.retain(|c| !matches!(c, NormConfig::Online(_)));
-    }
     configs
 }
 

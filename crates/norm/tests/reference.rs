@@ -253,32 +253,8 @@ fn every_remedy_matches_its_float64_reference() {
     );
     assert!(reference.cases.len() >= 40, "reference file lost cases");
     for case in &reference.cases {
-        match case.config.kind() == "online" && !on_flex() {
-            true => refuses_to_train(case),
-            false => check_case(case),
-        }
+        check_case(case);
     }
-}
-
-/// Online normalization trains through a flex kernel (its backward carries state from batch
-/// to batch); on other backends training is refused with an error rather than computed.
-fn refuses_to_train(case: &Case) {
-    let device = train_device();
-    let features = case.shape[if case.layout == "sequence" { 2 } else { 1 }];
-    let rest = case.shape.iter().product::<usize>() / (case.shape[0] * features);
-    let norm = case
-        .config
-        .init(features, &device)
-        .expect("config is valid");
-    let x = Tensor::<3>::zeros([case.shape[0], features, rest], &device);
-    let error = norm.forward(x).expect_err("training off flex is refused");
-    assert!(
-        error
-            .to_string()
-            .contains("training outside the flex backend"),
-        "{}: {error}",
-        case.name
-    );
 }
 
 #[test]

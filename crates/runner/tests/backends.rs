@@ -14,7 +14,7 @@ use normlab_runner::results::{ResultsDir, RunRecord, Status};
 /// by far more.
 const TOLERANCE: f32 = 1e-4;
 
-/// Dense layers: batch, layer and group norm, and batch norm's running statistics in eval mode.
+/// Dense layers: batch, layer, group and online norm, and the running statistics in eval mode.
 const DENSE: &str = r#"
 [data]
 set = "digits"
@@ -25,7 +25,7 @@ valid_size = 128
 [model]
 kind = "mlp"
 hidden = [16]
-norm = ["none", "batch", "layer", { kind = "group", groups = 4 }]
+norm = ["none", "batch", "layer", { kind = "group", groups = 4 }, "online"]
 
 [train]
 batch_size = 16

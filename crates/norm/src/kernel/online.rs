@@ -5,7 +5,8 @@
 //! Both passes walk the batch sample by sample in index order, carrying a per-channel state
 //! from sample to sample and from call to call: the forward's running mean and variance, the
 //! backward's two error accumulators. They run on the host, over the tensors' data, which any
-//! backend can give; the state lives beside the layer in an [`OnlineStream`].
+//! backend can give (on flex, and with the `wgpu` feature on burn's CubeCL backends, where each
+//! pass reads its tensors back); the state lives beside the layer in an [`OnlineStream`].
 
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +16,8 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
-    Autodiff, AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension,
+    Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata,
+    backend_extension,
 };
 use burn::prelude::*;
 use burn::tensor::{TensorData, read_sync};
@@ -152,10 +154,16 @@ pub(crate) fn backward_host(
 }
 
 /// Online Normalization as a backend op: the host passes above, with a hand-written backward
-/// on autodiff backends.
-#[backend_extension(Flex, Autodiff)]
+/// on autodiff backends. burn's fusion backend (wgpu) runs the same bodies.
+#[backend_extension(
+    Flex,
+    Cube: cfg(feature = "wgpu"),
+    Fusion: cfg(feature = "wgpu"),
+    Autodiff
+)]
 pub(crate) trait OnlineNormOps: Backend {
     /// `x: [N, C, S]`, `weights: [N, 1, S]` -> `(y: [N, C, S], scales: [N, C])`.
+    #[fusion(default)]
     fn online_forward(
         x: FloatTensor<Self>,
         weights: FloatTensor<Self>,
@@ -175,6 +183,7 @@ pub(crate) trait OnlineNormOps: Backend {
     }
 
     /// The input gradient from the output gradient `grad`, the forward's `y` and `scales`.
+    #[fusion(default)]
     fn online_backward(
         grad: FloatTensor<Self>,
         y: FloatTensor<Self>,
@@ -191,6 +200,9 @@ pub(crate) trait OnlineNormOps: Backend {
 }
 
 impl OnlineNormOps for Flex {}
+
+#[cfg(feature = "wgpu")]
+impl OnlineNormOps for burn_cubecl::CubeBackend {}
 
 impl<B: Backend + OnlineNormOps, C: CheckpointStrategy> OnlineNormOps for Autodiff<B, C> {
     fn online_forward(
@@ -253,12 +265,16 @@ impl<B: Backend + OnlineNormOps, C: CheckpointStrategy> OnlineNormOps for Autodi
     }
 }
 
-/// True when the online op runs on the device of `x` (flex, with or without autodiff).
+/// True when the online op runs on the device of `x` (flex, or a CubeCL backend with the
+/// `wgpu` feature; with or without autodiff).
 pub(crate) fn supported(x: &Tensor<3>) -> bool {
-    matches!(
-        x.device().inner().as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_)
-    )
+    match x.device().inner().as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "wgpu")]
+        DispatchDevice::Cube(_) => true,
+        #[allow(unreachable_patterns)] // flex alone
+        _ => false,
+    }
 }
 
 /// Online Normalization of `x: [N, C, S]` in training, `weights: [N, 1, S]`: each sample

@@ -134,9 +134,9 @@ impl OnlineNormConfig {
 /// expectation. Then the affine and the error compensation (layer scaling by default).
 ///
 /// Eval normalizes with the running statistics and updates nothing. Padded positions and
-/// finished sequences are skipped. The training pass runs on the host and on the flex backend
-/// (other backends get an error naming the layer); its statistics are saved with the model, the
-/// backward's accumulators are not.
+/// finished sequences are skipped. The training pass runs on the host, on flex and, with the
+/// `wgpu` feature, on burn's CubeCL backends (other backends get an error naming the layer); its
+/// statistics are saved with the model, the backward's accumulators are not.
 #[derive(Module, Debug)]
 pub struct OnlineNorm {
     parts: CommonParts,
@@ -215,7 +215,8 @@ impl Family for OnlineNorm {
             if !online_supported(&x) {
                 return Err(NormError::Unsupported {
                     layer: self.describe(),
-                    what: "training outside the flex backend",
+                    what: "training on this backend (online normalization trains on flex, and on wgpu \
+                           with normlab-norm's `wgpu` feature)",
                 });
             }
             let sample_weights = match &weights {

@@ -18,14 +18,6 @@ pub fn device() -> Device {
     }
 }
 
-/// Whether the tests compute on flex, the backend with the fused and online kernels.
-pub fn on_flex() -> bool {
-    matches!(
-        device().inner().as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_)
-    )
-}
-
 /// The same device with autodiff, where layers train.
 pub fn train_device() -> Device {
     device().autodiff()
