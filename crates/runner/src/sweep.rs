@@ -81,13 +81,16 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
     let claimant = Claimant::this_process(options.shard);
     let queue = Mutex::new(to_train.into_iter());
     let failure: Mutex<Option<RunnerError>> = Mutex::new(None);
+    // A function, so that the queue's lock is released before the run trains: the guard of a
+    // `while let` scrutinee would live through the loop's body and the jobs would take turns.
+    let next_point = || queue.lock().unwrap_or_else(|e| e.into_inner()).next();
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
             scope.spawn(|| {
                 let fail = |e: RunnerError| {
                     *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
                 };
-                while let Some(point) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() {
+                while let Some(point) = next_point() {
                     // Another process sharing the folder may hold it, or have finished it.
                     match shard::claim(&dir.runs(), &point.id, &claimant) {
                         Ok(true) if !dir.has_run(&point.id) => {}

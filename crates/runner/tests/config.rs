@@ -223,3 +223,86 @@ fn every_committed_experiment_parses() {
     }
     assert!(count >= 9, "experiments/ lost files: {count}");
 }
+
+#[test]
+fn extra_blocks_add_runs_on_the_grid_s_axes_and_each_runs_once() {
+    let text = format!(
+        "{GOOD}\n[[extra]]\nmodel.norm = [\"batch\", {{ kind = \"group\", groups = 4 }}]\n\
+         train.batch_size = 2\ntrain.seed = [1, 2, 3]\n"
+    );
+    let experiment = parse(&text).unwrap();
+    // Seed 1 is in the grid already: only seeds 2 and 3 are new, for two norms at batch 2.
+    assert_eq!(experiment.points.len(), 12 + 2 * 2);
+    let extra: Vec<&str> = experiment.points[12..]
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
+    assert_eq!(
+        extra,
+        [
+            "norm=batch,batch_size=2,seed=2",
+            "norm=batch,batch_size=2,seed=3",
+            "norm=group(groups=4),batch_size=2,seed=2",
+            "norm=group(groups=4),batch_size=2,seed=3",
+        ]
+    );
+    assert_eq!(experiment.points[15].run.train.seed, 3);
+    assert_eq!(experiment.points[15].run.model.norm().kind(), "group");
+}
+
+#[test]
+fn an_extra_block_names_only_axes_of_the_grid() {
+    let text = format!("{GOOD}\n[[extra]]\ntrain.lr = 0.5\n");
+    let err = error(&text);
+    assert!(
+        err.starts_with("experiments/test.toml:19: field `extra.train.lr`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(model.norm, train.batch_size, train.seed)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_norm_with_weight_standardization_standardizes_the_model_s_weights() {
+    let text = GOOD.replace(
+        "{ kind = \"group\", groups = 4 }]",
+        "{ kind = \"group\", groups = 4 }, { kind = \"group\", groups = 4, weight_standardization = true }]",
+    );
+    let experiment = parse(&text).unwrap();
+    let norms: Vec<&str> = experiment
+        .points
+        .iter()
+        .step_by(4)
+        .map(|p| p.labels[0].as_str())
+        .collect();
+    assert_eq!(
+        norms,
+        [
+            "none",
+            "batch",
+            "group(groups=4)",
+            "group(groups=4,weight_standardization=true)"
+        ]
+    );
+    let standardized = |i: usize| match &experiment.points[i].run.model {
+        normlab_model::ModelConfig::Mlp(mlp) => mlp.weight_standardization,
+        other => panic!("an MLP, got {other:?}"),
+    };
+    assert!(!standardized(8));
+    assert!(standardized(12));
+    assert_eq!(experiment.points[12].run.model.norm().kind(), "group");
+
+    let both = text.replace(
+        "hidden = [32, 16]",
+        "hidden = [32, 16]\nweight_standardization = false",
+    );
+    let err = error(&both);
+    assert!(
+        err.contains("field `model.norm`") && err.contains("both"),
+        "{err}"
+    );
+    let not_bool = GOOD.replace("groups = 4 }", "groups = 4, weight_standardization = 1 }");
+    assert!(error(&not_bool).contains("must be true or false, got 1"));
+}

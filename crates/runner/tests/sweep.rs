@@ -651,3 +651,38 @@ norm_kernels = ["fastest", "composed"]
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn two_jobs_train_two_runs_at_once() {
+    // Two runs of the same length: side by side, each one's wall time spans most of the
+    // sweep's, so together they take about twice the sweep's time; one after the other, about
+    // the sweep's time. Overlap, not speed: it holds on one core as on many.
+    let config = SMALL
+        .replace(r#"norm = ["none", "batch", "layer"]"#, r#"norm = "batch""#)
+        .replace("batch_size = [4, 16]", "batch_size = 4")
+        .replace("samples = 2400", "samples = 24000");
+    let (dir, config) = workspace("jobs", &config);
+    let results = dir.join("results");
+    let out = normlab(&config, &results)
+        .args(["--jobs", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: f64 = records(&config, &results)
+        .iter()
+        .map(|r| r.wall_seconds)
+        .sum();
+    let sweep: f64 = std::fs::read_to_string(results.join("jobs/wall_seconds.txt"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        runs > 1.5 * sweep,
+        "the runs took {runs:.2} s in all within a sweep of {sweep:.2} s: they did not overlap"
+    );
+}

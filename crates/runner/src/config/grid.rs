@@ -19,6 +19,16 @@ fn is_native_list(table: &Table, section: &str, key: &str) -> bool {
     )
 }
 
+/// The values `value` gives field `section.key` of `table`: the items of a list that is an
+/// axis, or `None` for a single value.
+fn axis_values(table: &Table, section: &str, key: &str, value: &Value) -> Option<Vec<Value>> {
+    let Value::Array(items) = value else {
+        return None;
+    };
+    let nested = items.iter().all(|v| v.is_array());
+    (!is_native_list(table, section, key) || (nested && !items.is_empty())).then(|| items.clone())
+}
+
 /// The grid axes: `(path, values)` in section order, then key order.
 pub(crate) fn find_axes(table: &Table) -> Vec<(String, Vec<Value>)> {
     let mut axes = Vec::new();
@@ -27,14 +37,72 @@ pub(crate) fn find_axes(table: &Table) -> Vec<(String, Vec<Value>)> {
             continue;
         };
         for (key, value) in fields {
-            let Value::Array(items) = value else { continue };
-            let nested = items.iter().all(|v| v.is_array());
-            if !is_native_list(table, section, key) || (nested && !items.is_empty()) {
-                axes.push((format!("{section}.{key}"), items.clone()));
+            if let Some(values) = axis_values(table, section, key, value) {
+                axes.push((format!("{section}.{key}"), values));
             }
         }
     }
     axes
+}
+
+/// The axes of one `[[extra]]` block of `table`: the values it names for some of the grid's
+/// axes (a list or a single value), every value of the grid for the others. An error names the
+/// block's field that is not an axis of the grid.
+pub(crate) fn extra_axes(
+    table: &Table,
+    axes: &[(String, Vec<Value>)],
+    block: &Table,
+) -> Result<Vec<(String, Vec<Value>)>, (String, String)> {
+    let mut chosen = axes.to_vec();
+    for (section, fields) in block {
+        let Value::Table(fields) = fields else {
+            let message = format!("expected a section: one of {}", SECTIONS.join(", "));
+            return Err((section.clone(), message));
+        };
+        for (key, value) in fields {
+            let path = format!("{section}.{key}");
+            let Some((_, values)) = chosen.iter_mut().find(|(p, _)| *p == path) else {
+                let names: Vec<&str> = axes.iter().map(|(p, _)| p.as_str()).collect();
+                let message = format!(
+                    "not an axis of the grid: an extra block adds values to the grid's axes ({})",
+                    names.join(", ")
+                );
+                return Err((path, message));
+            };
+            *values = axis_values(table, section, key, value).unwrap_or(vec![value.clone()]);
+            if values.is_empty() {
+                return Err((path, "an empty list: name at least one value".into()));
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// A norm given as `{ kind = "group", groups = 4, weight_standardization = true }` (GN+WS, one
+/// choice in the literature) standardizes the weights of the model's layers: the key moves to
+/// `model.weight_standardization`. Setting it in both places is an error.
+pub(crate) fn lift_weight_standardization(table: &mut Table) -> Result<(), String> {
+    let Some(Value::Table(model)) = table.get_mut("model") else {
+        return Ok(());
+    };
+    let Some(Value::Table(norm)) = model.get_mut("norm") else {
+        return Ok(());
+    };
+    let Some(value) = norm.remove("weight_standardization") else {
+        return Ok(());
+    };
+    if !value.is_bool() {
+        return Err(format!(
+            "`weight_standardization` must be true or false, got {value}"
+        ));
+    }
+    if model.contains_key("weight_standardization") {
+        return Err(
+            "`weight_standardization` is set both in the norm and in [model]: keep one".into(),
+        );
+    }
+    model.insert("weight_standardization".into(), value);
+    Ok(())
 }
 
 /// Every combination of one value per axis, the last axis varying fastest.

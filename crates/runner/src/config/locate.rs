@@ -22,7 +22,8 @@ impl<'a> Locator<'a> {
     }
 
     /// The 1-based line that best places the dotted `field`: where the deepest part of it that
-    /// the file sets is written (a key of a section, or of an inline table). If that key holds a
+    /// the file sets is written (a key of a section, or of an inline table; a number picks a
+    /// table of an array of tables). If that key holds a
     /// list (a grid axis) and `value` is given, the line of the list item that is `value` (or
     /// whose `kind` is `value`), for lists written over several lines. Line 1 if nothing of the
     /// field is in the file.
@@ -32,13 +33,25 @@ impl<'a> Locator<'a> {
         };
         let mut table = document.get_ref();
         let mut found: Option<Range<usize>> = None;
-        for part in field.split('.') {
+        let mut parts = field.split('.').peekable();
+        while let Some(part) = parts.next() {
             let Some((key, item)) = table.get_key_value(part) else {
                 break;
             };
             found = Some(key.span());
             match item.get_ref() {
                 DeValue::Table(inner) => table = inner,
+                // `extra.1.train.seed`: a table of an array of tables, by its index.
+                DeValue::Array(items)
+                    if let Some(DeValue::Table(inner)) = parts
+                        .peek()
+                        .and_then(|index| index.parse::<usize>().ok())
+                        .and_then(|index| items.get(index))
+                        .map(Spanned::get_ref) =>
+                {
+                    parts.next();
+                    table = inner;
+                }
                 DeValue::Array(items) => {
                     if let Some(item) = value.and_then(|v| items.iter().find(|i| holds(i, v))) {
                         found = Some(item.span());

@@ -3,12 +3,16 @@
 //!
 //! A field that holds a list by nature (an MLP's `hidden`, a CNN's `channels`,
 //! `train.eval_lengths`) is an axis only when it holds a list of lists.
+//!
+//! `[[extra]]` blocks add runs to the grid: each names values for some of the axes (for example
+//! two more seeds for two norms at one batch size) and takes every value of the others.
 
 mod grid;
 mod locate;
 mod schedule;
 mod schema;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use normlab_model::ModelError;
@@ -21,7 +25,9 @@ pub use schema::{
     TrainConfig,
 };
 
-use crate::config::grid::{expand_norm_shorthand, find_axes, product, run_id, set};
+use crate::config::grid::{
+    expand_norm_shorthand, extra_axes, find_axes, lift_weight_standardization, product, run_id, set,
+};
 use crate::config::locate::Locator;
 
 /// A config file that cannot be used, with where and why.
@@ -98,6 +104,9 @@ pub struct Experiment {
 /// The sections an experiment file has.
 pub(crate) const SECTIONS: [&str; 3] = ["data", "model", "train"];
 
+/// The array of tables that adds runs to the grid: each block names values for some axes.
+const EXTRA: &str = "extra";
+
 impl Experiment {
     /// Reads and checks `path` and expands its grid.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -130,8 +139,19 @@ impl Experiment {
             Some(Value::String(s)) => s,
             Some(_) => return Err(at_field("description", "must be a string".into())),
         };
+        let extra = match table.remove(EXTRA) {
+            None => Vec::new(),
+            Some(Value::Array(blocks)) if blocks.iter().all(Value::is_table) => blocks,
+            Some(_) => {
+                let message = format!("must be `[[{EXTRA}]]` blocks of fields");
+                return Err(at_field(EXTRA, message));
+            }
+        };
         if let Some(key) = table.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
-            let expected = format!("unknown section, expected one of {}", SECTIONS.join(", "));
+            let expected = format!(
+                "unknown section, expected one of {} or `[[{EXTRA}]]`",
+                SECTIONS.join(", ")
+            );
             return Err(at_field(key, expected));
         }
         for section in SECTIONS {
@@ -145,8 +165,18 @@ impl Experiment {
             let message = "an empty list: a grid axis needs at least one value".to_string();
             return Err(at_field(path, message));
         }
+        let mut combinations = product(&axes);
+        for (index, block) in extra.iter().enumerate() {
+            let block = block.as_table().expect("checked to be tables");
+            let block_axes = extra_axes(&table, &axes, block).map_err(|(field, message)| {
+                let line = locator.line(&format!("{EXTRA}.{index}.{field}"), None);
+                field_error(&format!("{EXTRA}.{field}"), line, message)
+            })?;
+            combinations.extend(product(&block_axes));
+        }
         let mut points = Vec::new();
-        for values in product(&axes) {
+        let mut ids = HashSet::new();
+        for values in combinations {
             let mut point = table.clone();
             let mut labels = Vec::new();
             for ((path, _), value) in axes.iter().zip(&values) {
@@ -154,6 +184,8 @@ impl Experiment {
                 labels.push(label(value));
             }
             expand_norm_shorthand(&mut point);
+            lift_weight_standardization(&mut point)
+                .map_err(|message| at_field("model.norm", message))?;
             let run: RunConfig =
                 serde_path_to_error::deserialize(Value::Table(point)).map_err(|e| {
                     let message = e.inner().to_string();
@@ -168,7 +200,10 @@ impl Experiment {
                 at_field(&field, message)
             })?;
             let id = run_id(&axes, &labels);
-            points.push(GridPoint { id, labels, run });
+            // An extra block may name runs the grid has already: each runs once.
+            if ids.insert(id.clone()) {
+                points.push(GridPoint { id, labels, run });
+            }
         }
         let name = path
             .file_stem()
