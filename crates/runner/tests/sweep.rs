@@ -653,7 +653,7 @@ norm_kernels = ["fastest", "composed"]
 }
 
 #[test]
-fn two_jobs_train_two_runs_at_once() {
+fn two_jobs_train_two_runs_at_once_with_the_numbers_of_one_job() {
     // Two runs of the same length: side by side, each one's wall time spans most of the
     // sweep's, so together they take about twice the sweep's time; one after the other, about
     // the sweep's time. Overlap, not speed: it holds on one core as on many.
@@ -685,4 +685,10 @@ fn two_jobs_train_two_runs_at_once() {
         runs > 1.5 * sweep,
         "the runs took {runs:.2} s in all within a sweep of {sweep:.2} s: they did not overlap"
     );
+
+    let one_job = dir.join("one_job");
+    run_to_end(&config, &one_job);
+    let numbers =
+        |results: &Path| -> Vec<_> { records(&config, results).into_iter().map(untimed).collect() };
+    assert_eq!(numbers(&results), numbers(&one_job));
 }

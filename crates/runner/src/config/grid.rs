@@ -19,6 +19,9 @@ fn is_native_list(table: &Table, section: &str, key: &str) -> bool {
     )
 }
 
+/// A grid axis: the dotted path of a field and the values it takes.
+pub(crate) type Axis = (String, Vec<Value>);
+
 /// The values `value` gives field `section.key` of `table`: the items of a list that is an
 /// axis, or `None` for a single value.
 fn axis_values(table: &Table, section: &str, key: &str, value: &Value) -> Option<Vec<Value>> {
@@ -30,7 +33,7 @@ fn axis_values(table: &Table, section: &str, key: &str, value: &Value) -> Option
 }
 
 /// The grid axes: `(path, values)` in section order, then key order.
-pub(crate) fn find_axes(table: &Table) -> Vec<(String, Vec<Value>)> {
+pub(crate) fn find_axes(table: &Table) -> Vec<Axis> {
     let mut axes = Vec::new();
     for section in SECTIONS {
         let Some(Value::Table(fields)) = table.get(section) else {
@@ -50,9 +53,9 @@ pub(crate) fn find_axes(table: &Table) -> Vec<(String, Vec<Value>)> {
 /// block's field that is not an axis of the grid.
 pub(crate) fn extra_axes(
     table: &Table,
-    axes: &[(String, Vec<Value>)],
+    axes: &[Axis],
     block: &Table,
-) -> Result<Vec<(String, Vec<Value>)>, (String, String)> {
+) -> Result<Vec<Axis>, (String, String)> {
     let mut chosen = axes.to_vec();
     for (section, fields) in block {
         let Value::Table(fields) = fields else {
@@ -106,7 +109,7 @@ pub(crate) fn lift_weight_standardization(table: &mut Table) -> Result<(), Strin
 }
 
 /// Every combination of one value per axis, the last axis varying fastest.
-pub(crate) fn product(axes: &[(String, Vec<Value>)]) -> Vec<Vec<Value>> {
+pub(crate) fn product(axes: &[Axis]) -> Vec<Vec<Value>> {
     axes.iter().fold(vec![Vec::new()], |points, (_, values)| {
         points
             .iter()
@@ -164,7 +167,7 @@ pub fn label(value: &Value) -> String {
 }
 
 /// A file-name-safe id from the axis labels: `norm=group(groups=4),batch_size=8`.
-pub(crate) fn run_id(axes: &[(String, Vec<Value>)], labels: &[String]) -> String {
+pub(crate) fn run_id(axes: &[Axis], labels: &[String]) -> String {
     if axes.is_empty() {
         return "run".into();
     }

@@ -350,7 +350,7 @@ pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// `word` whole if it fits in `width`, else cut after each comma and opening bracket, and
+/// `word` whole if it fits in `width`, else cut after each comma, opening bracket and `=`, and
 /// wherever a piece would outgrow `width`.
 fn pieces(word: &str, width: usize) -> Vec<String> {
     if word.chars().count() <= width {
@@ -360,7 +360,7 @@ fn pieces(word: &str, width: usize) -> Vec<String> {
     let mut current = String::new();
     for c in word.chars() {
         current.push(c);
-        if matches!(c, ',' | '(') || current.chars().count() == width {
+        if matches!(c, ',' | '(' | '=') || current.chars().count() == width {
             pieces.push(std::mem::take(&mut current));
         }
     }

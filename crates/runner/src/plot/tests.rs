@@ -285,6 +285,10 @@ fn long_legend_labels_wrap_between_their_options() {
         ]
     );
     assert_eq!(
+        crate::plot::render::wrap("group(groups=2,weight_standardization=true)", 24),
+        ["group(groups=2,", "weight_standardization=", "true)"]
+    );
+    assert_eq!(
         crate::plot::render::wrap("none: eval mode", 24),
         ["none: eval mode"]
     );
