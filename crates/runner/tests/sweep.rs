@@ -32,7 +32,12 @@ fn normlab(config: &Path, results: &Path) -> Command {
 }
 
 fn run_to_end(config: &Path, results: &Path) -> String {
-    let out = normlab(config, results).output().unwrap();
+    run_to_end_with(config, results, &[])
+}
+
+/// `normlab run` with further arguments, to its end; its output.
+fn run_to_end_with(config: &Path, results: &Path, args: &[&str]) -> String {
+    let out = normlab(config, results).args(args).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -663,15 +668,7 @@ fn two_jobs_train_two_runs_at_once_with_the_numbers_of_one_job() {
         .replace("samples = 2400", "samples = 24000");
     let (dir, config) = workspace("jobs", &config);
     let results = dir.join("results");
-    let out = normlab(&config, &results)
-        .args(["--jobs", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_end_with(&config, &results, &["--jobs", "2"]);
     let runs: f64 = records(&config, &results)
         .iter()
         .map(|r| r.wall_seconds)

@@ -23,10 +23,9 @@ impl<'a> Locator<'a> {
 
     /// The 1-based line that best places the dotted `field`: where the deepest part of it that
     /// the file sets is written (a key of a section, or of an inline table; a number picks a
-    /// table of an array of tables). If that key holds a
-    /// list (a grid axis) and `value` is given, the line of the list item that is `value` (or
-    /// whose `kind` is `value`), for lists written over several lines. Line 1 if nothing of the
-    /// field is in the file.
+    /// table of an array of tables). If that key holds a list (a grid axis) and `value` is
+    /// given, the line of the list item that is `value` (or whose `kind` is `value`), for lists
+    /// written over several lines. Line 1 if nothing of the field is in the file.
     pub(crate) fn line(&self, field: &str, value: Option<&str>) -> usize {
         let Some(document) = &self.document else {
             return 1;
