@@ -25,15 +25,71 @@ pub enum Status {
     Impossible,
 }
 
-/// Training loss at one step.
+/// Training loss over a window of consecutive steps (one step in runs of at most
+/// [`LOSS_POINTS`] steps).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepLoss {
-    /// 1-based step number.
+    /// 1-based number of the window's last step.
     pub step: usize,
-    /// Training examples seen after this step.
+    /// Training examples seen after that step.
     pub samples: usize,
-    /// The step's mean cross-entropy on its batch.
+    /// The mean over the window's steps of each step's mean cross-entropy on its batch.
     pub loss: f32,
+}
+
+/// The most loss points a run records. A run of 50000 steps would otherwise write a few
+/// megabytes of losses that no plot can show apart; 500 windows still resolve the curve finer
+/// than the loss chart's smoothing does.
+pub const LOSS_POINTS: usize = 500;
+
+/// Averages the training loss over windows of equal length, as many steps each as a run of
+/// `total_steps` needs to record at most [`LOSS_POINTS`] points (the last window may be shorter).
+#[derive(Debug, Clone)]
+pub struct LossWindows {
+    steps_per_window: usize,
+    sum: f64,
+    count: usize,
+    last_step: usize,
+    last_samples: usize,
+}
+
+impl LossWindows {
+    /// Windows for a run of `total_steps` steps.
+    pub fn for_run(total_steps: usize) -> Self {
+        Self {
+            steps_per_window: total_steps.div_ceil(LOSS_POINTS).max(1),
+            sum: 0.0,
+            count: 0,
+            last_step: 0,
+            last_samples: 0,
+        }
+    }
+
+    /// Adds the loss of `step` (after which `samples` examples were seen); returns the window's
+    /// point when the step closes it.
+    pub fn push(&mut self, step: usize, samples: usize, loss: f32) -> Option<StepLoss> {
+        self.sum += f64::from(loss);
+        self.count += 1;
+        self.last_step = step;
+        self.last_samples = samples;
+        if self.count == self.steps_per_window {
+            self.close()
+        } else {
+            None
+        }
+    }
+
+    /// The point of the window in progress, if it holds any step: a run that ends early or
+    /// whose steps do not divide into whole windows records its last steps too.
+    pub fn close(&mut self) -> Option<StepLoss> {
+        let count = std::mem::take(&mut self.count);
+        let sum = std::mem::take(&mut self.sum);
+        (count > 0).then(|| StepLoss {
+            step: self.last_step,
+            samples: self.last_samples,
+            loss: (sum / count as f64) as f32,
+        })
+    }
 }
 
 /// Loss and error on evaluation windows of one length (text sets).
@@ -124,7 +180,7 @@ pub struct RunRecord {
     pub config: RunConfig,
     /// The learning rate used, after scaling with the batch size.
     pub lr: f64,
-    /// The training loss of every step.
+    /// The training loss, averaged over windows of steps (see [`LossWindows`]).
     pub losses: Vec<StepLoss>,
     /// The evaluations, in order; the last is the run's result.
     pub evals: Vec<Eval>,
@@ -324,4 +380,46 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension(format!("tmp{}", std::process::id()));
     fs::write(&temporary, bytes)?;
     fs::rename(&temporary, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds steps `1..=steps` with loss `loss(step)` and batches of 4, closes at the end, and
+    /// gives each point as `(step, samples, loss)`.
+    fn windows_of(steps: usize, loss: impl Fn(usize) -> f32) -> Vec<(usize, usize, f32)> {
+        let mut windows = LossWindows::for_run(steps);
+        let mut points: Vec<StepLoss> = (1..=steps)
+            .filter_map(|step| windows.push(step, 4 * step, loss(step)))
+            .collect();
+        points.extend(windows.close());
+        points.iter().map(|p| (p.step, p.samples, p.loss)).collect()
+    }
+
+    #[test]
+    fn short_runs_record_every_step() {
+        let points = windows_of(LOSS_POINTS, |step| step as f32);
+        let every_step: Vec<_> = (1..=LOSS_POINTS).map(|s| (s, 4 * s, s as f32)).collect();
+        assert_eq!(points, every_step);
+    }
+
+    #[test]
+    fn long_runs_record_window_means_ending_at_their_last_step() {
+        // 1001 steps in windows of 3: 333 whole windows and one of the last two steps.
+        let points = windows_of(1001, |step| step as f32);
+        assert_eq!(points.len(), 334);
+        assert_eq!(points[..2], [(3, 12, 2.0), (6, 24, 5.0)]);
+        assert_eq!(points[333], (1001, 4004, 1000.5));
+    }
+
+    #[test]
+    fn a_run_that_ends_early_keeps_its_partial_window() {
+        let mut windows = LossWindows::for_run(50_000);
+        assert_eq!(windows.push(1, 2, 1.0), None);
+        assert_eq!(windows.push(2, 4, 3.0), None);
+        let partial = windows.close().map(|p| (p.step, p.samples, p.loss));
+        assert_eq!(partial, Some((2, 4, 2.0)));
+        assert_eq!(windows.close(), None, "a closed window is recorded once");
+    }
 }

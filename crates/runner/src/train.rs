@@ -15,7 +15,7 @@ use normlab_norm::composed_only;
 use crate::config::{GridPoint, NormKernels, OptimizerKind, TrainConfig};
 use crate::evaluate::evaluate;
 use crate::model_init::build_model;
-use crate::results::{GradientFlow, NormSeconds, Probe, RunRecord, Status, StepLoss};
+use crate::results::{GradientFlow, LossWindows, NormSeconds, Probe, RunRecord, Status};
 use crate::task::Task;
 
 /// Trains `point` on `task` and records everything; `on_step(step, total)` reports progress.
@@ -69,6 +69,8 @@ fn train_loop(
         .collect();
     let mut step_times: Vec<Duration> = Vec::with_capacity(total_steps);
     let mut norm_times: Vec<NormTime> = Vec::new();
+    let mut loss_windows = LossWindows::for_run(total_steps);
+    let mut first_loss: Option<f32> = None;
     let mut smoothed_loss: Option<f32> = None;
 
     'training: for epoch in 0.. {
@@ -113,7 +115,7 @@ fn train_loop(
             let loss_value = loss.clone().into_scalar::<f32>();
 
             // A run whose loss is not finite or has exploded is over: record it and go on.
-            let first_loss = record.losses.first().map_or(loss_value, |l| l.loss);
+            let first_loss = *first_loss.get_or_insert(loss_value);
             let smoothed = smoothed_loss.map_or(loss_value, |s| 0.9 * s + 0.1 * loss_value);
             smoothed_loss = Some(smoothed);
             if !loss_value.is_finite() || smoothed > config.divergence_factor as f32 * first_loss {
@@ -121,6 +123,7 @@ fn train_loop(
                     "training loss {loss_value} at step {} (first loss {first_loss})",
                     record.steps + 1
                 );
+                record.losses.extend(loss_windows.close());
                 return record.ended(Status::Diverged, reason, started);
             }
 
@@ -141,11 +144,8 @@ fn train_loop(
 
             record.steps += 1;
             record.samples += indices.len();
-            record.losses.push(StepLoss {
-                step: record.steps,
-                samples: record.samples,
-                loss: loss_value,
-            });
+            let window = loss_windows.push(record.steps, record.samples, loss_value);
+            record.losses.extend(window);
             if eval_steps.contains(&record.steps) {
                 let when = (record.steps, record.samples, record.steps == total_steps);
                 let eval = evaluate(&model, point, task, when, device);
@@ -154,6 +154,7 @@ fn train_loop(
             on_step(record.steps, total_steps);
         }
     }
+    record.losses.extend(loss_windows.close());
     if config.gradient_flow {
         let after = measure_gradient_flow(&model, record.steps, point, task, &train_device);
         record.gradient_flow.extend(after);

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use normlab_runner::config::Experiment;
-use normlab_runner::results::{ResultsDir, RunRecord, Status};
+use normlab_runner::results::{LOSS_POINTS, ResultsDir, RunRecord, Status};
 
 /// A fresh folder for one test, holding its experiment file and results.
 fn workspace(test: &str, config: &str) -> (PathBuf, PathBuf) {
@@ -345,6 +345,26 @@ fn a_tiny_run_leaves_a_summary_plots_and_a_report() {
     );
     png_size(&results.join("loss_curves.png"));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_long_run_records_window_means_of_its_loss_up_to_its_last_step() {
+    // 1003 steps in windows of 3: 334 whole windows and the last step alone.
+    let config = SMALL
+        .replace(r#"norm = ["none", "batch", "layer"]"#, r#"norm = "layer""#)
+        .replace("batch_size = [4, 16]", "batch_size = 4")
+        .replace("seed = [0, 1]", "seed = 0")
+        .replace("samples = 2400", "samples = 4012");
+    let (dir, config) = workspace("windows", &config);
+    run_to_end(&config, &dir);
+    let record = records(&config, &dir).pop().unwrap();
+    assert_eq!((record.steps, record.samples), (1003, 4012));
+    assert!(record.losses.len() <= LOSS_POINTS);
+    assert_eq!(record.losses.len(), 335);
+    let ends: Vec<(usize, usize)> = record.losses.iter().map(|l| (l.step, l.samples)).collect();
+    assert_eq!(ends[..2], [(3, 12), (6, 24)]);
+    assert_eq!(ends[334], (1003, 4012));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

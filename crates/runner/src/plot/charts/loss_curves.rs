@@ -70,8 +70,9 @@ pub(crate) fn loss_curves(context: &Context) -> Option<Plot> {
     })
 }
 
-/// A run's loss is smoothed over windows of 1/SMOOTHING_DIVISOR of its recorded steps (at
-/// least one step): enough to see the trend through mini-batch noise, short enough to keep it.
+/// A run's loss is smoothed over 1/SMOOTHING_DIVISOR of its recorded points (steps, or windows
+/// of steps in long runs; at least one): enough to see the trend through mini-batch noise, short
+/// enough to keep it.
 const SMOOTHING_DIVISOR: usize = 25;
 
 /// `(samples seen, loss)` of a run, smoothed by a centred moving average; non-finite losses

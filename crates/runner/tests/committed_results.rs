@@ -1,0 +1,94 @@
+//! The results committed under `results/` belong to the experiments committed under
+//! `experiments/`: each experiment's folder holds the file it was run with and one record, made
+//! with the grid's own config, for every grid point and nothing else. A config edited after its
+//! sweep, a sweep never committed, or a run left over from an older grid fails here.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use normlab_runner::config::Experiment;
+use normlab_runner::results::ResultsDir;
+
+/// Experiments with no committed results: `smoke` is CI's few-second check of the backends.
+const NOT_COMMITTED: [&str; 1] = ["smoke"];
+
+/// Folders of `results/` that hold no sweep.
+const NOT_SWEEPS: [&str; 1] = ["benchmarks"];
+
+fn checkout() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The names of the entries of `dir` whose path passes `keep`, sorted.
+fn names(dir: &Path, keep: impl Fn(&Path) -> bool) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| keep(path))
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn experiment_files() -> Vec<PathBuf> {
+    let dir = checkout().join("experiments");
+    names(&dir, |p| p.extension().is_some_and(|e| e == "toml"))
+        .into_iter()
+        .map(|name| dir.join(name))
+        .filter(|path| !NOT_COMMITTED.contains(&path.file_stem().unwrap().to_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn every_experiment_has_the_records_of_its_whole_grid_and_nothing_else() {
+    let mut problems = Vec::new();
+    for file in experiment_files() {
+        let experiment = Experiment::load(&file).unwrap();
+        let results = ResultsDir::new(checkout().join("results").join(&experiment.name));
+        let name = &experiment.name;
+        match std::fs::read_to_string(results.config_file()) {
+            Ok(text) if text == experiment.text => {}
+            Ok(_) => problems.push(format!("{name}: experiment.toml differs from {file:?}")),
+            Err(e) => {
+                problems.push(format!("{name}: no results ({e})"));
+                continue;
+            }
+        }
+
+        let records = results.read_runs(&experiment).unwrap();
+        for point in &experiment.points {
+            match records.iter().find(|r| r.id == point.id) {
+                None => problems.push(format!("{name}: no record of {}", point.id)),
+                Some(record) if record.config != point.run => {
+                    problems.push(format!("{name}: {} ran with another config", point.id))
+                }
+                Some(_) => {}
+            }
+        }
+        let expected: BTreeSet<String> = experiment
+            .points
+            .iter()
+            .map(|p| format!("{}.json", p.id))
+            .collect();
+        for stray in names(&results.runs(), |_| true).difference(&expected) {
+            problems.push(format!("{name}: runs/{stray} is no run of the grid"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_sweep_in_results_has_its_experiment_file() {
+    let committed: BTreeSet<String> = experiment_files()
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let folders = names(&checkout().join("results"), |p| p.is_dir());
+    let orphans: Vec<&String> = folders
+        .iter()
+        .filter(|name| !NOT_SWEEPS.contains(&name.as_str()) && !committed.contains(*name))
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "results without an experiment file: {orphans:?}"
+    );
+}
