@@ -25,7 +25,7 @@ mod text;
 
 pub use batch::{PaddedBatch, batch_order, class_pair_batches, pad_sequences, shuffled};
 pub use error::{DataError, Result};
-pub use format::csv_table::images_from_csv;
+pub use format::csv_table::{MAX_CLASSES, images_from_csv};
 pub use format::digits_csv::digits_from;
 pub use format::idx::{Idx, images_from_idx, read_idx};
 pub use format::plain_text::{read_text_dir, read_text_file};

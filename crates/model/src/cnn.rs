@@ -211,6 +211,7 @@ pub struct Cnn {
 impl Cnn {
     /// `images: [N, C, H, W]` -> logits `[N, outputs]`.
     pub fn forward(&self, mut x: Tensor<4>) -> Result<Tensor<2>, ModelError> {
+        ModelError::check_not_empty(&x.dims())?;
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
             x = conv_forward(conv, self.weight_standardization, x);
             x = norm_and_activate(norm, self.norm_position, self.activation, || site(i), x)?;

@@ -75,6 +75,17 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// The shape of the values: `[N, F]`, `[N, C, H, W]` or `[N, T, F]`.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Self::Features(x) => x.dims().to_vec(),
+            Self::Images(x) => x.dims().to_vec(),
+            Self::Sequences { values, .. } => values.dims().to_vec(),
+        }
+    }
+}
+
 impl ModelConfig {
     /// The norm in every slot of the network.
     pub fn norm(&self) -> &NormConfig {
@@ -190,7 +201,9 @@ pub enum Model {
 
 impl Model {
     /// Logits `[N, outputs]`, or `[N * T, outputs]` for a recurrent net predicting every step.
+    /// An input with no values is an error ([`ModelError::EmptyInput`]).
     pub fn forward(&self, input: Input) -> Result<Tensor<2>, ModelError> {
+        let shape = input.shape();
         match (self, input) {
             (Self::Mlp(m), Input::Features(x)) => m.forward(x),
             (Self::Mlp(m), Input::Images(x)) => m.forward(x.flatten(1, 3)),
@@ -200,9 +213,9 @@ impl Model {
                 model: model.kind().name(),
                 expected: model.kind().expected_input(),
                 got: match input {
-                    Input::Features(x) => format!("features {:?}", x.dims()),
-                    Input::Images(x) => format!("images {:?}", x.dims()),
-                    Input::Sequences { values, .. } => format!("sequences {:?}", values.dims()),
+                    Input::Features(_) => format!("features {shape:?}"),
+                    Input::Images(_) => format!("images {shape:?}"),
+                    Input::Sequences { .. } => format!("sequences {shape:?}"),
                 },
             }),
         }

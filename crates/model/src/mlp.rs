@@ -116,6 +116,7 @@ pub struct Mlp {
 impl Mlp {
     /// `x: [N, inputs]` -> logits `[N, outputs]`.
     pub fn forward(&self, mut x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        ModelError::check_not_empty(&x.dims())?;
         for (i, (layer, norm)) in self.layers.iter().zip(&self.norms).enumerate() {
             x = linear_forward(layer, self.weight_standardization, x);
             x = norm_and_activate(norm, self.norm_position, self.activation, || site(i), x)?;

@@ -331,6 +331,7 @@ impl RecurrentNet {
         x: Tensor<3>,
         mask: Option<Tensor<2, Bool>>,
     ) -> Result<Tensor<2>, ModelError> {
+        ModelError::check_not_empty(&x.dims())?;
         let mut states = x;
         for (i, layer) in self.layers.iter().enumerate() {
             if i > 0 {

@@ -709,3 +709,43 @@ fn folded_and_frozen_models_compute_what_the_eval_model_computes() {
         assert!(diff <= 1e-5 * scale.max(1.0), "frozen differs by {diff}");
     }
 }
+
+#[test]
+fn an_input_with_no_values_is_an_error_not_a_crash() {
+    let device = train_device();
+    let norm = NormConfig::Layer(Default::default());
+    let dense = mlp(&norm)
+        .init(InputShape::Features(4), 3, &device)
+        .unwrap();
+    let conv = cnn(&norm, Head::GlobalAverage)
+        .init(InputShape::Image([1, 8, 8]), 3, &device)
+        .unwrap();
+    let config = ModelConfig::Recurrent(recurrent(&norm, CellKind::Lstm, Placement::Horizontal));
+    let rnn = config.init(InputShape::Sequence(4), 3, &device).unwrap();
+    let cases = [
+        (&dense, Input::Features(values([0, 4], 0, &device))),
+        (&conv, Input::Images(values([0, 1, 8, 8], 0, &device))),
+        (&conv, Input::Images(values([2, 1, 0, 8], 0, &device))),
+        (
+            &rnn,
+            Input::Sequences {
+                values: values([0, 5, 4], 0, &device),
+                mask: None,
+            },
+        ),
+        (
+            &rnn,
+            Input::Sequences {
+                values: values([2, 0, 4], 0, &device),
+                mask: None,
+            },
+        ),
+    ];
+    for (model, input) in cases {
+        let shape = input.shape();
+        match model.forward(input) {
+            Err(ModelError::EmptyInput { shape: got }) => assert_eq!(got, shape),
+            other => panic!("{shape:?}: {other:?}"),
+        }
+    }
+}

@@ -15,6 +15,10 @@ use crate::{Affine, NormError, RunningStats};
 ///   optional padding mask `[N, T]` (true = a real step).
 /// - [`forward_step`](NormLayer::forward_step): one time step `[N, F]` inside a recurrence.
 ///
+/// # Empty input
+/// Input with an axis of length 0 comes back as it is, and no running statistic changes, as
+/// PyTorch's norm layers do.
+///
 /// # Train and eval
 /// A layer with running statistics (batch norm; instance norm with `track_running_stats`) uses
 /// batch statistics and updates its running ones only when the input lives on an autodiff device
@@ -84,6 +88,9 @@ pub trait NormLayer: AsFamily {
         if D < 2 || dims[1] != family.num_features() {
             return Err(shape_mismatch(self, "[N, {}, ...]", &dims));
         }
+        if dims.contains(&0) {
+            return Ok(x);
+        }
         let spatial: usize = dims[2..].iter().product();
         let out = family.normalize(x.reshape([dims[0], dims[1], spatial]), None)?;
         Ok(out.reshape(dims))
@@ -146,16 +153,21 @@ where
     if dims[D - 1] != layer.num_features() {
         return Err(shape_mismatch(layer, pattern, &dims));
     }
-    let Some(mask) = mask else {
-        return hook(x, None);
-    };
-    if mask.dims()[..] != dims[..M] {
+    if let Some(mask) = &mask
+        && mask.dims()[..] != dims[..M]
+    {
         return Err(NormError::MaskMismatch {
             layer: layer.describe(),
             input: dims.to_vec(),
             mask: mask.dims().to_vec(),
         });
     }
+    if dims.contains(&0) {
+        return Ok(x);
+    }
+    let Some(mask) = mask else {
+        return hook(x, None);
+    };
     let weights = mask.float().unsqueeze_dim::<D>(M);
     Ok(hook(x, Some(weights.clone()))? * weights)
 }

@@ -483,3 +483,110 @@ fn every_layout_is_accepted() {
         assert_eq!(seq.dims(), [3, 6, 4]);
     }
 }
+
+/// The running statistics of `norm` (mean, variance, batches seen), flattened; empty without.
+fn running(norm: &Norm) -> Vec<f32> {
+    norm.running_stats().map_or_else(Vec::new, |stats| {
+        [
+            values(stats.mean()),
+            values(stats.var()),
+            values(stats.batches()),
+        ]
+        .concat()
+    })
+}
+
+#[test]
+fn empty_input_comes_back_as_it_is_and_moves_no_statistic() {
+    let device = train_device();
+    for config in every_family() {
+        let norm = config.init(4, &device).unwrap();
+        let before = running(&norm);
+        let name = norm.describe();
+        let channels_first = !matches!(&config, NormConfig::Batch(b) if b.per_step.is_some());
+        if channels_first {
+            for shape in [[0, 4, 5], [3, 4, 0]] {
+                let y = norm.forward(random(shape, &device)).unwrap();
+                assert_eq!(y.dims(), shape, "{name}");
+            }
+            let y = norm.forward(random([0, 4], &device)).unwrap();
+            assert_eq!(y.dims(), [0, 4], "{name}");
+            let y = norm.forward(random([2, 4, 0, 3], &device)).unwrap();
+            assert_eq!(y.dims(), [2, 4, 0, 3], "{name}");
+        }
+        for [n, t] in [[0, 6], [3, 0]] {
+            let mask =
+                Tensor::<2, Bool>::from_data(TensorData::new(vec![true; n * t], [n, t]), &device);
+            for mask in [None, Some(mask)] {
+                let y = norm
+                    .forward_sequence(random([n, t, 4], &device), mask)
+                    .unwrap();
+                assert_eq!(y.dims(), [n, t, 4], "{name}");
+            }
+        }
+        let y = norm.forward_step(random([0, 4], &device), 0, None).unwrap();
+        assert_eq!(y.dims(), [0, 4], "{name}");
+        assert_eq!(running(&norm), before, "{name}: running statistics moved");
+    }
+}
+
+/// Every family on the smallest inputs it may meet (one value, one channel, one group, one
+/// position, one time step, a batch of one) trains and evaluates to finite values and
+/// gradients, or refuses with its error: never a panic or a NaN.
+#[test]
+fn tiny_inputs_give_finite_values_or_an_error() {
+    let device = train_device();
+    for features in [1, 2, 3] {
+        for config in every_family() {
+            let Ok(norm) = config.clone().init(features, &device) else {
+                continue; // e.g. 2 groups of 1 or 3 features: refused at init, tested elsewhere
+            };
+            let name = format!("{} on {features} features", norm.describe());
+            for shape in [[1, features], [2, features]] {
+                forward_both(&name, &norm, shape, &device);
+            }
+            for shape in [[1, features, 1], [1, features, 3], [2, features, 7]] {
+                forward_both(&name, &norm, shape, &device);
+            }
+            for shape in [[1, features, 1, 1], [1, features, 17, 1]] {
+                forward_both(&name, &norm, shape, &device);
+            }
+            for [n, t] in [[1, 1], [2, 1], [1, 3]] {
+                let x = random([n, t, features], &device).require_grad();
+                check_finite(
+                    &name,
+                    &[n, t, features],
+                    true,
+                    norm.forward_sequence(x, None),
+                );
+                let x = random([n, features], &device).require_grad();
+                check_finite(&name, &[n, features], true, norm.forward_step(x, 0, None));
+            }
+        }
+    }
+}
+
+/// `norm.forward` on an input of `shape`, in training and in eval.
+fn forward_both<const D: usize>(name: &str, norm: &Norm, shape: [usize; D], device: &Device) {
+    let train = norm.forward(random(shape, device).require_grad());
+    check_finite(name, &shape, true, train);
+    let eval = norm.valid().forward(random(shape, device).inner());
+    check_finite(name, &shape, false, eval);
+}
+
+/// The result is a refusal, or finite values whose gradient is finite too.
+fn check_finite<const D: usize>(
+    name: &str,
+    shape: &[usize],
+    train: bool,
+    result: Result<Tensor<D>, NormError>,
+) {
+    let Ok(y) = result else { return };
+    let what = format!("{name}, input {shape:?}, training {train}");
+    let out = values(y.clone());
+    assert!(out.iter().all(|v| v.is_finite()), "{what}: output {out:?}");
+    if train {
+        let grads = (y.clone() * y).sum().backward();
+        let _ = grads; // a backward pass that does not panic; its values are checked elsewhere
+    }
+}

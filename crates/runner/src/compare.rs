@@ -2,6 +2,7 @@
 //! series is named after its folder and norm (`small_batch: batch`); the other axes of all the
 //! folders become the axes of the comparison, `-` where a folder does not have one.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::analysis::norm_label;
@@ -21,11 +22,19 @@ pub fn compare(
 ) -> Result<usize, RunnerError> {
     let mut axis_names: Vec<String> = vec!["norm".into()];
     let mut loaded = Vec::new();
+    // Every value each axis takes in the folders, to check `only` against.
+    let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for folder in folders {
         let dir = ResultsDir::new(folder);
         let experiment = experiment_of(&dir)?;
-        let records: Vec<RunRecord> = dir
-            .read_runs(&experiment)?
+        let all = dir.read_runs(&experiment)?;
+        for (axis, value) in all.iter().flat_map(|r| &r.axes) {
+            values
+                .entry(axis.clone())
+                .or_default()
+                .insert(value.clone());
+        }
+        let records: Vec<RunRecord> = all
             .into_iter()
             .filter(|r| only.iter().all(|(axis, value)| r.axis(axis) == Some(value)))
             .collect();
@@ -35,6 +44,14 @@ pub fn compare(
             }
         }
         loaded.push((experiment, records));
+    }
+
+    check_filter(only, &values)?;
+    if loaded.iter().all(|(_, records)| records.is_empty()) {
+        return Err(RunnerError::NoMatch {
+            filter: filter_text(only),
+            available: available_text(&values),
+        });
     }
 
     let mut points = Vec::new();
@@ -79,10 +96,7 @@ pub fn compare(
     let plots = draw_all(&compared, &records, out)?;
     let filter = match only.is_empty() {
         true => String::new(),
-        false => {
-            let only: Vec<String> = only.iter().map(|(a, v)| format!("{a}={v}")).collect();
-            format!(", only {}", only.join(", "))
-        }
+        false => format!(", only {}", filter_text(only)),
     };
     let text = [
         format!(
@@ -97,4 +111,39 @@ pub fn compare(
     let path = out.join("README.md");
     write_atomically(&path, text.as_bytes()).map_err(RunnerError::io(&path))?;
     Ok(records.len())
+}
+
+/// An error if an axis of `only` is in no folder, or a value in no run of it.
+fn check_filter(
+    only: &[(String, String)],
+    values: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<(), RunnerError> {
+    for (axis, value) in only {
+        let known = values.get(axis);
+        if known.is_none_or(|known| !known.contains(value)) {
+            return Err(RunnerError::NoMatch {
+                filter: format!("{axis}={value}"),
+                available: available_text(values),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `a=1, b=2`.
+fn filter_text(only: &[(String, String)]) -> String {
+    let parts: Vec<String> = only.iter().map(|(a, v)| format!("{a}={v}")).collect();
+    parts.join(", ")
+}
+
+/// One line per axis with its values: `batch_size: 1, 2, 4`.
+fn available_text(values: &BTreeMap<String, BTreeSet<String>>) -> String {
+    let lines: Vec<String> = values
+        .iter()
+        .map(|(axis, values)| {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            format!("  {axis}: {}", values.join(", "))
+        })
+        .collect();
+    lines.join("\n")
 }

@@ -99,6 +99,15 @@ pub enum RunnerError {
         source: std::io::Error,
     },
 
+    /// `compare --only` names an axis or a value that no run of the folders has.
+    #[error("no run matches {filter}; the folders' axes and their values are:\n{available}")]
+    NoMatch {
+        /// The filter, `AXIS=VALUE, ...`.
+        filter: String,
+        /// Each axis and its values, one per line.
+        available: String,
+    },
+
     /// The backend asked for was not compiled in.
     #[error("this build has no {name} backend: rebuild with `--features {name}`")]
     NoBackend {

@@ -32,8 +32,8 @@ enum Command {
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = Backend::Flex)]
         device: Backend,
-        /// Grid points trained at once.
-        #[arg(long, default_value_t = 1)]
+        /// Grid points trained at once (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
         jobs: usize,
         /// Results go to <results>/<experiment name>/.
         #[arg(long, default_value = "results")]
@@ -78,6 +78,15 @@ enum Command {
         /// e.g. results/quick
         results: PathBuf,
     },
+}
+
+/// A count of at least one, as `--jobs` takes it.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("0 jobs would train nothing: give 1 or more".into()),
+        Ok(count) => Ok(count),
+        Err(e) => Err(format!("{text:?} is not a number of jobs: {e}")),
+    }
 }
 
 /// `AXIS=VALUE`, as `--only` takes it.

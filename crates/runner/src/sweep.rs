@@ -216,16 +216,20 @@ pub(crate) fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task
     {
         normlab_data::use_data_root(root);
     }
+    let data_error = |source| RunnerError::Data {
+        experiment: experiment.path.clone(),
+        source,
+    };
     let mut tasks = HashMap::new();
     for point in &experiment.points {
-        let key = data_key(&point.run.data);
-        if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(key) {
-            let task = Task::load(&point.run.data, &base).map_err(|source| RunnerError::Data {
-                experiment: experiment.path.clone(),
-                source,
-            })?;
-            slot.insert(task);
-        }
+        let task = match tasks.entry(data_key(&point.run.data)) {
+            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Task::load(&point.run.data, &base).map_err(data_error)?)
+            }
+        };
+        task.check_eval_lengths(&point.run.train.eval_lengths)
+            .map_err(data_error)?;
     }
     Ok(tasks)
 }

@@ -73,8 +73,8 @@ impl Task {
                 Some(japanese_vowels(Split::Test)?),
                 config,
             )?,
-            (DataSet::Shakespeare, _) => text_split(embedded_shakespeare()?, config),
-            (DataSet::ShakespeareFull, _) => text_split(shakespeare_full()?, config),
+            (DataSet::Shakespeare, _) => named_text_split(embedded_shakespeare()?, config)?,
+            (DataSet::ShakespeareFull, _) => named_text_split(shakespeare_full()?, config)?,
             (DataSet::Files, Some(files)) => {
                 let at = |path: &PathBuf| resolve(base, path);
                 match files {
@@ -107,7 +107,11 @@ impl Task {
                         let test = test.as_ref().map(|path| read_ts(at(path))).transpose()?;
                         sequence_split(read_ts(at(train))?, test, config)?
                     }
-                    DataFiles::Text { path } => text_split(read_text_file(&at(path))?, config),
+                    DataFiles::Text { path } => {
+                        let path = at(path);
+                        text_split(read_text_file(&path)?, config)
+                            .map_err(|problem| DataError::Format { path, problem })?
+                    }
                 }
             }
             (DataSet::Files, None) => unreachable!("checked when the config is read"),
@@ -314,6 +318,32 @@ impl Task {
         }
     }
 
+    /// Checks that the evaluation text holds at least one window of each of `lengths` (text
+    /// sets; other sets take no lengths).
+    pub fn check_eval_lengths(&self, lengths: &[usize]) -> Result<(), DataError> {
+        let Examples::Text {
+            text, valid_start, ..
+        } = &self.examples
+        else {
+            return Ok(());
+        };
+        let available = text.len() - valid_start;
+        match lengths
+            .iter()
+            .find(|&&l| self.valid_for_length(l).is_empty())
+        {
+            Some(length) => Err(DataError::InvalidArgument {
+                what: "train.eval_lengths",
+                problem: format!(
+                    "a window of {length} characters needs {} of the evaluation text, which \
+                     holds {available}",
+                    length + 1
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Evaluation indices for windows of `length` characters (text sets; the evaluation split
     /// otherwise). They cover the characters the evaluation windows of the training length
     /// cover, so that a score changes with the length and not with the text scored.
@@ -433,13 +463,33 @@ fn sequence_split(
     Ok((Examples::Sequences(sequences), train, valid, source))
 }
 
+/// [`text_split`] of a named set, whose only fault can be a window longer than the text.
+fn named_text_split(text: Text, config: &DataConfig) -> Result<Prepared, DataError> {
+    text_split(text, config).map_err(|problem| DataError::InvalidArgument {
+        what: "data.seq_len",
+        problem,
+    })
+}
+
 /// Training windows from the start of the text, evaluation windows from its last
-/// `valid_fraction`.
-fn text_split(text: Text, config: &DataConfig) -> Prepared {
+/// `valid_fraction`; the error says why a text too short for one window of each is.
+fn text_split(text: Text, config: &DataConfig) -> Result<Prepared, String> {
     let seq_len = config.seq_len.max(1);
     let valid_start = (text.len() as f64 * (1.0 - config.valid_fraction)) as usize;
-    let train = (0..valid_start.saturating_sub(1) / seq_len).collect();
-    let valid = (0..(text.len() - valid_start).saturating_sub(1) / seq_len).collect();
+    let train: Vec<usize> = (0..valid_start.saturating_sub(1) / seq_len).collect();
+    let valid: Vec<usize> = (0..(text.len() - valid_start).saturating_sub(1) / seq_len).collect();
+    if train.is_empty() || valid.is_empty() {
+        return Err(format!(
+            "{} characters: too short for a window of {seq_len} characters (seq_len) in both \
+             parts of the text: a window needs {} characters (its {seq_len} and the one after), \
+             and the first {:.0}% holds {valid_start}, the last {:.0}% (valid_fraction) {}",
+            text.len(),
+            seq_len + 1,
+            (1.0 - config.valid_fraction) * 100.0,
+            config.valid_fraction * 100.0,
+            text.len() - valid_start,
+        ));
+    }
     let source = format!(
         "the last {:.0}% of the text, in windows of {seq_len} characters",
         config.valid_fraction * 100.0
@@ -449,7 +499,7 @@ fn text_split(text: Text, config: &DataConfig) -> Prepared {
         seq_len,
         valid_start,
     };
-    (examples, train, valid, source)
+    Ok((examples, train, valid, source))
 }
 
 #[cfg(test)]

@@ -8,10 +8,16 @@ use crate::format::csv_record;
 use crate::format::gzip::read_maybe_gzip;
 use crate::images::Images;
 
+/// The most classes a table may have: a class number is at most `MAX_CLASSES - 1`. A model
+/// has one output per class, so a stray huge number (a value in the wrong column, a
+/// placeholder such as 4000000000) would otherwise size an output layer of billions of
+/// weights before anything else could go wrong.
+pub const MAX_CLASSES: usize = 100_000;
+
 /// Reads a CSV table (raw or gzipped) whose column `label` holds each example's class, an
 /// integer from 0, and whose other columns hold its values. `shape` is one example's
 /// `[C, H, W]` (channels-first images); without it every example is `[1, 1, F]`, a feature
-/// vector. There are `max label + 1` classes.
+/// vector. There are `max label + 1` classes, at most [`MAX_CLASSES`].
 pub fn images_from_csv(path: &Path, label: &str, shape: Option<[usize; 3]>) -> Result<Images> {
     let bytes = read_maybe_gzip(path)?;
     let mut reader = csv::ReaderBuilder::new()
@@ -61,6 +67,12 @@ pub fn images_from_csv(path: &Path, label: &str, shape: Option<[usize; 3]>) -> R
                         "label {cell:?} in column `{name}` is not a class number 0, 1, ..."
                     ))
                 })?;
+                if class >= MAX_CLASSES {
+                    return Err(bad(format!(
+                        "label {class} in column `{name}`: classes are numbered from 0 and a \
+                         table may have at most {MAX_CLASSES} of them"
+                    )));
+                }
                 labels.push(class);
             } else {
                 let value = cell

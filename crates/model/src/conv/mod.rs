@@ -91,6 +91,14 @@ fn dims(
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> ConvDims {
+    // The kernels size their buffers from these: refuse what burn's conv refuses, with the
+    // shapes, rather than compute an output size below zero.
+    let fits = |axis: usize| x[2 + axis] + 2 * padding[axis] >= kernel[axis];
+    assert!(
+        stride.iter().all(|&s| s > 0) && fits(0) && fits(1) && c_out > 0,
+        "conv2d: input {x:?}, {c_out} filters of {kernel:?}, stride {stride:?}, padding {padding:?}: \
+         the kernel must fit the padded input, the stride and the filter count be positive"
+    );
     ConvDims {
         n: x[0],
         c_in: x[1],

@@ -49,6 +49,14 @@ fn cases() -> Vec<Case> {
         case([2, 128, 7, 5], 128, 3, 1, 1),
         case([5, 32, 15, 15], 64, 5, 1, 2),
         case([3, 64, 13, 13], 1, 3, 2, 1),
+        // One value; one channel; rows one off every vector width.
+        case([1, 1, 1, 1], 1, 1, 1, 0),
+        case([1, 1, 1, 17], 1, 1, 1, 0),
+        case([1, 1, 3, 7], 2, 3, 1, 1),
+        case([2, 1, 15, 17], 3, 3, 1, 1),
+        case([1, 2, 31, 33], 1, 3, 2, 1),
+        case([1, 1, 63, 65], 1, 3, 1, 1),
+        case([1, 3, 1, 1], 2, 3, 1, 1),
         Case {
             bias: false,
             ..case([2, 3, 6, 5], 4, 3, 1, 1)
@@ -142,4 +150,28 @@ fn runs_in_f64() {
     let values = y.into_data().try_to_vec::<f64>().unwrap();
     assert_eq!(values[12], 27.0);
     assert_eq!(values[0], 12.0);
+}
+
+#[test]
+fn an_empty_batch_gives_an_empty_output_and_zero_weight_gradients() {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<4>::zeros([0, 3, 5, 5], &device).require_grad();
+    let w = Tensor::<4>::ones([4, 3, 3, 3], &device).require_grad();
+    let b = Tensor::<1>::ones([4], &device).require_grad();
+    let y = conv2d(x.clone(), w.clone(), Some(b.clone()), [1, 1], [1, 1]);
+    assert_eq!(y.dims(), [0, 4, 5, 5]);
+    let grads = y.sum().backward();
+    let dw = w.grad(&grads).expect("weight gradient");
+    assert_eq!(dw.abs().sum().into_scalar::<f32>(), 0.0);
+    let db = b.grad(&grads).expect("bias gradient");
+    assert_eq!(db.abs().sum().into_scalar::<f32>(), 0.0);
+}
+
+#[test]
+#[should_panic(expected = "the kernel must fit the padded input")]
+fn a_kernel_larger_than_the_padded_input_is_refused() {
+    let device = Device::flex();
+    let x = Tensor::<4>::ones([1, 1, 2, 2], &device);
+    let w = Tensor::<4>::ones([1, 1, 5, 5], &device);
+    let _ = conv2d(x, w, None, [1, 1], [1, 1]);
 }

@@ -121,6 +121,26 @@ impl Dims {
     fn len(self) -> usize {
         self.n * self.c * self.s
     }
+
+    /// Checks that `x` holds the `N * C * S` values of these dims and each per-channel
+    /// parameter one value per channel. The kernels write their outputs by walking `x`, so
+    /// this is what makes every output value written before [`written`] hands it out.
+    fn check(self, x: &[impl Sized], per_channel: &[&[impl Sized]]) {
+        assert_eq!(x.len(), self.len(), "input of {self:?}");
+        for values in per_channel {
+            assert_eq!(values.len(), self.c, "per-channel values of {self:?}");
+        }
+    }
+}
+
+/// The outputs of a kernel over no values: no output, and `stats` zeros per statistic (a sum
+/// over nothing; the mean and variance of nothing are taken as 0 too).
+fn nothing<T: Real>(stats: usize) -> (Vec<T>, Vec<T>, Vec<T>) {
+    (
+        Vec::new(),
+        vec![T::default(); stats],
+        vec![T::default(); stats],
+    )
 }
 
 /// Group norm's forward (layer norm: one group; instance norm: one group per channel; RMS norm:
@@ -136,9 +156,17 @@ pub(crate) fn group_norm<T: Real>(
     center: bool,
     epsilon: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
+    dims.check(x, &[gamma, beta]);
+    assert!(
+        groups > 0 && dims.c.is_multiple_of(groups),
+        "{groups} groups of {dims:?}"
+    );
     let per_group = dims.c / groups;
     let row = per_group * dims.s;
     let rows = dims.n * groups;
+    if dims.len() == 0 {
+        return nothing(rows);
+    }
     let mut out = output(dims.len());
     let mut stats = vec![(T::default(), T::default()); rows];
     let task = task_len(rows, row, dims.len());
@@ -170,7 +198,9 @@ pub(crate) fn group_norm<T: Real>(
             }
         });
     let (mean, var) = stats.into_iter().unzip();
-    // SAFETY: every row wrote all of its values.
+    // SAFETY: `out` and `x` have the same length (checked above) and are cut into the same
+    // tasks and rows, and `normalize_each` and `affine` write every value of the row they are
+    // given.
     (unsafe { written(out) }, mean, var)
 }
 
@@ -190,9 +220,19 @@ pub(crate) fn group_norm_backward<T: Real>(
     center: bool,
     epsilon: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
+    dims.check(x, &[gamma]);
+    assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
+    assert!(
+        groups > 0 && dims.c.is_multiple_of(groups),
+        "{groups} groups of {dims:?}"
+    );
+    assert_eq!(var.len(), dims.n * groups, "variances of {dims:?}");
     let per_group = dims.c / groups;
     let row = per_group * dims.s;
     let rows = dims.n * groups;
+    if dims.len() == 0 {
+        return nothing(dims.c);
+    }
     let mut dx = output(dims.len());
     let task = task_len(rows, row, dims.len());
     // Each task's `(Σ dy, Σ dy * x_hat)` per channel, summed in task order afterwards.
@@ -226,7 +266,9 @@ pub(crate) fn group_norm_backward<T: Real>(
         }
     }
     let to = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect();
-    // SAFETY: every row wrote all of its values.
+    // SAFETY: `dx`, `x` and `dy` have the same length (checked above) and are cut into the
+    // same tasks and rows, and `row_backward` writes every value of its row through
+    // `gradient`, which writes every value it is given.
     (unsafe { written(dx) }, to(dgamma), to(dbeta))
 }
 
@@ -508,7 +550,8 @@ impl<T: Real> ChannelMap<T> {
             .push(T::from_f64(shift - centre.r.to_f64() * scale));
     }
 
-    /// Writes the map of one sample of `C` channels of `s` positions.
+    /// Writes the map of one sample of `C` channels of `s` positions: every value of `out`,
+    /// which holds `C * s` of them as `x` does (one map per channel).
     fn apply(&self, out: &mut [MaybeUninit<T>], x: &[T], s: usize) {
         match s {
             1 => simd::affine_each(out, x, &self.centre, &self.scale, &self.shift),
@@ -550,7 +593,8 @@ impl<T: Real> GradientMap<T> {
             .push(T::from_f64(offset - centre.r.to_f64() * slope));
     }
 
-    /// Writes the input gradient of one sample of `C` channels of `s` positions.
+    /// Writes the input gradient of one sample of `C` channels of `s` positions: every value
+    /// of `dx`, which holds `C * s` of them as `x` and `dy` do (one map per channel).
     fn apply(&self, dx: &mut [MaybeUninit<T>], x: &[T], dy: &[T], s: usize) {
         match s {
             1 => simd::gradient_each(
@@ -584,6 +628,10 @@ pub(crate) fn batch_norm<T: Real>(
     dims: Dims,
     epsilon: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
+    dims.check(x, &[gamma, beta]);
+    if dims.len() == 0 {
+        return nothing(dims.c);
+    }
     let count = dims.n * dims.s;
     let (shift, sums) = channel_stat_sums(x, dims);
     let mut map = ChannelMap::with_capacity(dims.c);
@@ -597,7 +645,8 @@ pub(crate) fn batch_norm<T: Real>(
     }
     let mut out = output(dims.len());
     per_sample(&mut out, dims, |out, at| map.apply(out, &x[at], dims.s));
-    // SAFETY: every sample wrote all of its values.
+    // SAFETY: `per_sample` hands every sample's values of `out` to `apply`, which writes them
+    // all (see there).
     (unsafe { written(out) }, means, vars)
 }
 
@@ -613,6 +662,11 @@ pub(crate) fn batch_norm_backward<T: Real>(
     dims: Dims,
     epsilon: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
+    dims.check(x, &[gamma, var]);
+    assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
+    if dims.len() == 0 {
+        return nothing(dims.c);
+    }
     let count = dims.n * dims.s;
     let (shift, sums) = channel_grad_sums(x, dy, dims);
     let mut map = GradientMap::with_capacity(dims.c);
@@ -638,7 +692,8 @@ pub(crate) fn batch_norm_backward<T: Real>(
     per_sample(&mut dx, dims, |dx, at| {
         map.apply(dx, &x[at.clone()], &dy[at], dims.s)
     });
-    // SAFETY: every sample wrote all of its values.
+    // SAFETY: `per_sample` hands every sample's values of `dx` to `apply`, which writes them
+    // all (see there).
     (unsafe { written(dx) }, dgamma, dbeta)
 }
 
@@ -651,6 +706,10 @@ pub(crate) fn channel_affine<T: Real>(
     shift: &[T],
     dims: Dims,
 ) -> Vec<T> {
+    dims.check(x, &[centre, scale, shift]);
+    if dims.len() == 0 {
+        return Vec::new();
+    }
     let map = ChannelMap {
         centre: centre.to_vec(),
         scale: scale.to_vec(),
@@ -658,7 +717,8 @@ pub(crate) fn channel_affine<T: Real>(
     };
     let mut out = output(dims.len());
     per_sample(&mut out, dims, |out, at| map.apply(out, &x[at], dims.s));
-    // SAFETY: every sample wrote all of its values.
+    // SAFETY: `per_sample` hands every sample's values of `out` to `apply`, which writes them
+    // all (see there).
     unsafe { written(out) }
 }
 
@@ -671,6 +731,11 @@ pub(crate) fn channel_affine_backward<T: Real>(
     scale: &[T],
     dims: Dims,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
+    dims.check(x, &[centre, scale]);
+    assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
+    if dims.len() == 0 {
+        return nothing(dims.c);
+    }
     let sums = match dims.s {
         1 => dense_sums(dims, |row, columns, sums: &mut [Vec<T>; 3]| {
             let [sum_dy, sum_dy_d, sum_d] = sums;
@@ -690,6 +755,10 @@ pub(crate) fn channel_affine_backward<T: Real>(
     };
     let mut dx = output(dims.len());
     per_sample(&mut dx, dims, |dx, at| map.apply(dx, &dy[at], dims.s));
-    // SAFETY: every sample wrote all of its values.
+    // SAFETY: `per_sample` hands every sample's values of `dx` to `apply`, which writes them
+    // all (see there).
     (unsafe { written(dx) }, dscale, dshift)
 }
+
+#[cfg(test)]
+mod tests;

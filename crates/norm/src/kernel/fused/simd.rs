@@ -5,20 +5,28 @@
 //! three to six times slower.
 //!
 //! Every function works on one contiguous segment; the callers spread segments over the cores.
-//! A sum adds its vector lanes in `T`, over blocks of [`BLOCK`] values, and the blocks in `f64`,
-//! so `f32` input keeps its digits over long rows. Lane count and so the order of additions
-//! follow the instruction set: results can differ in the last bit between machines, never
-//! between runs.
+//! A sum keeps [`PARTIALS`] partial sums in `T` whatever the vector width (position `i` goes
+//! into partial `i % PARTIALS`), over blocks of [`BLOCK`] values, and adds the partials and the
+//! blocks in `f64` in index order, so `f32` input keeps its digits over long rows and the
+//! additions happen in the same order on every CPU: SSE, AVX2, AVX-512, NEON and the scalar
+//! fallback give the same bits (a test runs every instruction set this CPU has). The other
+//! functions work value by value (a multiply and an add, never fused into one rounding), so
+//! they give the same bits on every CPU too.
 
 use std::mem::MaybeUninit;
 
-use macerator::{ReduceAdd, Scalar, Simd, VAdd, VMul, VSub, Vector, vload_unaligned, with_simd};
+use macerator::{Scalar, Simd, VAdd, VMul, VSub, Vector, vload_unaligned, with_simd};
 
 /// How many values a block of vector sums holds before it is added into the `f64` totals.
 const BLOCK: usize = 512;
 
+/// How many partial sums a horizontal sum keeps: a multiple of every lane count (`f32`: 4 for
+/// SSE and NEON, 8 for AVX2, 16 for AVX-512; `f64` half as many; 1 for the scalar fallback),
+/// so that each partial sum takes the same values in the same order whatever the width.
+const PARTIALS: usize = 16;
+
 /// What the vector loops need of a float type.
-pub(crate) trait Lanes: Scalar + VAdd + VSub + VMul + ReduceAdd {
+pub(crate) trait Lanes: Scalar + VAdd + VSub + VMul {
     fn to_f64(self) -> f64;
 }
 
@@ -51,71 +59,96 @@ fn store<S: Simd, T: Lanes>(out: &mut [MaybeUninit<T>], value: Vector<S, T>) {
     unsafe { macerator::vstore_unaligned::<S, T>(out.as_mut_ptr().cast::<T>(), value) }
 }
 
+/// Writes `value` at the start of `out`, which holds at least one vector's worth.
+#[inline(always)]
+fn write<S: Simd, T: Lanes>(out: &mut [T], value: Vector<S, T>) {
+    assert!(out.len() >= T::lanes::<S>());
+    // SAFETY: `out` holds a whole vector, checked above; the store needs no alignment.
+    unsafe { macerator::vstore_unaligned::<S, T>(out.as_mut_ptr(), value) }
+}
+
 /// Adds `value` into the vector at the start of `sums`, which holds at least one vector's worth.
 #[inline(always)]
 fn add_into<S: Simd, T: Lanes>(sums: &mut [T], value: Vector<S, T>) {
     let sum = load::<S, T>(sums) + value;
-    // SAFETY: `sums` holds a whole vector, as `load` checked; the store needs no alignment.
-    unsafe { macerator::vstore_unaligned::<S, T>(sums.as_mut_ptr(), sum) }
+    write(sums, sum);
+}
+
+/// `K` sums over positions `0..len` in an order that does not depend on the vector width:
+/// `terms(i)` gives the `K` terms of the vector of positions `i..i + lanes`, `tail(i)` those
+/// of position `i` alone (in `f64`), for the positions after the last whole [`PARTIALS`].
+#[inline(always)]
+fn fixed_order_sums<S: Simd, T: Lanes, const K: usize>(
+    len: usize,
+    terms: impl Fn(usize) -> [Vector<S, T>; K],
+    tail: impl Fn(usize) -> [f64; K],
+) -> [f64; K] {
+    let lanes = T::lanes::<S>();
+    assert!(
+        PARTIALS.is_multiple_of(lanes),
+        "{lanes} lanes do not divide {PARTIALS}"
+    );
+    let vectors = PARTIALS / lanes;
+    let whole = len / PARTIALS * PARTIALS;
+    let mut totals = [0.0f64; K];
+    for start in (0..whole).step_by(BLOCK) {
+        let zero = T::default().splat::<S>();
+        // Partial sums of term `q` in `partials[q][..vectors]`, lane by lane.
+        let mut partials = [[zero; PARTIALS]; K];
+        for group in (start..(start + BLOCK).min(whole)).step_by(PARTIALS) {
+            for j in 0..vectors {
+                let terms = terms(group + j * lanes);
+                for (partial, term) in partials.iter_mut().zip(terms) {
+                    partial[j] += term;
+                }
+            }
+        }
+        for (total, partial) in totals.iter_mut().zip(&partials) {
+            let mut values = [T::default(); PARTIALS];
+            for (j, &vector) in partial[..vectors].iter().enumerate() {
+                write(&mut values[j * lanes..], vector);
+            }
+            *total += values.iter().map(|v| v.to_f64()).sum::<f64>();
+        }
+    }
+    for i in whole..len {
+        for (total, term) in totals.iter_mut().zip(tail(i)) {
+            *total += term;
+        }
+    }
+    totals
 }
 
 /// `[Σ (x - k), Σ (x - k)^2]` over `x`.
 #[with_simd]
 pub(crate) fn shifted_sums<S: Simd, T: Lanes>(x: &[T], k: T) -> [f64; 2] {
-    let lanes = T::lanes::<S>();
-    let whole = x.len() / lanes * lanes;
     let kv = k.splat::<S>();
-    let mut totals = [0.0f64; 2];
-    for block in x[..whole].chunks(BLOCK) {
-        let (mut sum, mut sum_sq) = (T::default().splat::<S>(), T::default().splat::<S>());
-        for chunk in block.chunks_exact(lanes) {
-            let d = load::<S, T>(chunk) - kv;
-            sum += d;
-            sum_sq += d * d;
-        }
-        totals[0] += sum.reduce_add().to_f64();
-        totals[1] += sum_sq.reduce_add().to_f64();
-    }
-    for &v in &x[whole..] {
-        let d = (v - k).to_f64();
-        totals[0] += d;
-        totals[1] += d * d;
-    }
-    totals
+    let terms = |i: usize| {
+        let d = load::<S, T>(&x[i..]) - kv;
+        [d, d * d]
+    };
+    let tail = |i: usize| {
+        let d = (x[i] - k).to_f64();
+        [d, d * d]
+    };
+    fixed_order_sums(x.len(), terms, tail)
 }
 
 /// `[Σ dy, Σ dy (x - k), Σ (x - k)]` over `dy` and `x`, of the same length.
 #[with_simd]
 pub(crate) fn shifted_grad_sums<S: Simd, T: Lanes>(dy: &[T], x: &[T], k: T) -> [f64; 3] {
     assert_eq!(dy.len(), x.len());
-    let lanes = T::lanes::<S>();
-    let whole = x.len() / lanes * lanes;
     let kv = k.splat::<S>();
-    let mut totals = [0.0f64; 3];
-    for (block_dy, block_x) in dy[..whole].chunks(BLOCK).zip(x[..whole].chunks(BLOCK)) {
-        let zero = T::default().splat::<S>();
-        let (mut sum_g, mut sum_gd, mut sum_d) = (zero, zero, zero);
-        let chunks = block_dy
-            .chunks_exact(lanes)
-            .zip(block_x.chunks_exact(lanes));
-        for (chunk_dy, chunk_x) in chunks {
-            let g = load::<S, T>(chunk_dy);
-            let d = load::<S, T>(chunk_x) - kv;
-            sum_g += g;
-            sum_gd += g * d;
-            sum_d += d;
-        }
-        totals[0] += sum_g.reduce_add().to_f64();
-        totals[1] += sum_gd.reduce_add().to_f64();
-        totals[2] += sum_d.reduce_add().to_f64();
-    }
-    for (&g, &v) in dy[whole..].iter().zip(&x[whole..]) {
-        let (g, d) = (g.to_f64(), (v - k).to_f64());
-        totals[0] += g;
-        totals[1] += g * d;
-        totals[2] += d;
-    }
-    totals
+    let terms = |i: usize| {
+        let g = load::<S, T>(&dy[i..]);
+        let d = load::<S, T>(&x[i..]) - kv;
+        [g, g * d, d]
+    };
+    let tail = |i: usize| {
+        let (g, d) = (dy[i].to_f64(), (x[i] - k).to_f64());
+        [g, g * d, d]
+    };
+    fixed_order_sums(x.len(), terms, tail)
 }
 
 /// `out = ((x - k) - r) * scale + shift`: a segment normalized by a centre kept as one of its
@@ -331,3 +364,6 @@ pub(crate) fn normalize_each<S: Simd, T: Lanes>(
         out[i].write(((x[i] - k) - r) * (rstd * gamma[i]) + beta[i]);
     }
 }
+
+#[cfg(test)]
+mod tests;

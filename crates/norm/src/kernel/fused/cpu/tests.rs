@@ -1,0 +1,276 @@
+//! The CPU kernels at their edges, against a plain `f64` computation of the same formulas: no
+//! values (no samples, no positions), one value, one channel, one group, a group per channel,
+//! segments one off every vector width, dense rows (one position per channel), and tensors
+//! large enough to be split into parallel tasks. Valgrind's memcheck runs these in CI: a value
+//! the kernels hand out without writing it would be reported there.
+
+use super::*;
+
+/// Deterministic values with a per-position offset, so that centring matters.
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    (0..len as u64)
+        .map(|i| {
+            let k = (i + 1).wrapping_mul(2654435761).wrapping_add(seed * 97) % 1000;
+            k as f32 / 250.0 - 2.0 + (i % 7) as f32
+        })
+        .collect()
+}
+
+/// `[N, C, S]` shapes: the edges, then a few above the parallel threshold.
+fn shapes() -> Vec<Dims> {
+    let mut shapes = Vec::new();
+    for n in [0, 1, 2, 3] {
+        for c in [1, 2, 3, 4, 6] {
+            for s in [0, 1, 3, 7, 15, 17, 31, 33, 63, 65] {
+                shapes.push(Dims { n, c, s });
+            }
+        }
+    }
+    shapes.extend([
+        Dims {
+            n: 3,
+            c: 5,
+            s: 4099,
+        },
+        Dims {
+            n: 1030,
+            c: 33,
+            s: 1,
+        },
+        Dims {
+            n: 17,
+            c: 8,
+            s: 257,
+        },
+    ]);
+    shapes
+}
+
+fn divisors(c: usize) -> Vec<usize> {
+    (1..=c).filter(|&g| c.is_multiple_of(g)).collect()
+}
+
+const EPSILON: f64 = 1e-5;
+
+/// `want` and `got` agree to f32 rounding, relative to the largest value of `want`.
+fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+    assert_close_at(what, got, want, 1.0);
+}
+
+/// `want` and `got` agree to f32 rounding, relative to the largest value of `want` or
+/// `scale`, the size of the terms `want` is a difference of, whichever is larger.
+fn assert_close_at(what: &str, got: &[f32], want: &[f64], scale: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(scale, |m, v| m.max(v.abs()));
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            ((g as f64) - w).abs() <= 2e-5 * scale,
+            "{what}: value {i} is {g}, expected {w}"
+        );
+    }
+}
+
+/// Group norm in `f64`: output, mean and variance per row, and the three gradients.
+struct Reference {
+    y: Vec<f64>,
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    dx: Vec<f64>,
+    /// The largest term of `dx` before the terms cancel: `rstd * |dy * gamma|`.
+    dx_scale: f64,
+    dgamma: Vec<f64>,
+    dbeta: Vec<f64>,
+}
+
+/// Normalizes `x: [N, C, S]` over each set of indices `sets` gives (with the channel of each
+/// index), in `f64`, with the gradients of `Σ y * dy`.
+fn reference(
+    x: &[f32],
+    dy: &[f32],
+    [gamma, beta]: [&[f32]; 2],
+    dims: Dims,
+    sets: &[Vec<usize>],
+    center: bool,
+) -> Reference {
+    let channel = |i: usize| i / dims.s % dims.c;
+    let mut r = Reference {
+        y: vec![0.0; x.len()],
+        mean: vec![],
+        var: vec![],
+        dx: vec![0.0; x.len()],
+        dx_scale: 1.0,
+        dgamma: vec![0.0; dims.c],
+        dbeta: vec![0.0; dims.c],
+    };
+    for set in sets {
+        let n = set.len() as f64;
+        let mean = match center {
+            true => set.iter().map(|&i| x[i] as f64).sum::<f64>() / n,
+            false => 0.0,
+        };
+        let var = set
+            .iter()
+            .map(|&i| (x[i] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let rstd = 1.0 / (var + EPSILON).sqrt();
+        let x_hat = |i: usize| (x[i] as f64 - mean) * rstd;
+        let g = |i: usize| dy[i] as f64 * gamma[channel(i)] as f64;
+        let mean_g = match center {
+            true => set.iter().map(|&i| g(i)).sum::<f64>() / n,
+            false => 0.0,
+        };
+        let mean_g_x_hat = set.iter().map(|&i| g(i) * x_hat(i)).sum::<f64>() / n;
+        for &i in set {
+            r.y[i] = x_hat(i) * gamma[channel(i)] as f64 + beta[channel(i)] as f64;
+            r.dx[i] = rstd * (g(i) - mean_g - x_hat(i) * mean_g_x_hat);
+            r.dx_scale = r.dx_scale.max(rstd * g(i).abs());
+            r.dgamma[channel(i)] += dy[i] as f64 * x_hat(i);
+            r.dbeta[channel(i)] += dy[i] as f64;
+        }
+        r.mean.push(mean);
+        r.var.push(var);
+    }
+    r
+}
+
+/// The indices of each (sample, group) row.
+fn group_rows(dims: Dims, groups: usize) -> Vec<Vec<usize>> {
+    let row = dims.c / groups * dims.s;
+    (0..dims.n * groups)
+        .map(|r| (r * row..(r + 1) * row).collect())
+        .collect()
+}
+
+/// The indices of each channel over the samples and positions.
+fn channel_sets(dims: Dims) -> Vec<Vec<usize>> {
+    (0..dims.c)
+        .map(|c| {
+            (0..dims.n)
+                .flat_map(|n| {
+                    let start = (n * dims.c + c) * dims.s;
+                    start..start + dims.s
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn inputs(dims: Dims) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    (
+        values(dims.len(), 1),
+        values(dims.len(), 2),
+        values(dims.c, 3),
+        values(dims.c, 4),
+    )
+}
+
+#[test]
+fn group_norm_matches_f64_at_every_edge() {
+    for dims in shapes() {
+        let (x, dy, gamma, beta) = inputs(dims);
+        for groups in divisors(dims.c) {
+            for center in [true, false] {
+                let what = format!("{dims:?}, {groups} groups, centred {center}");
+                let (y, mean, var) = group_norm(&x, &gamma, &beta, dims, groups, center, EPSILON);
+                let (dx, dgamma, dbeta) =
+                    group_norm_backward(&x, &dy, &gamma, &var, dims, groups, center, EPSILON);
+                if dims.len() == 0 {
+                    assert!(y.is_empty() && dx.is_empty(), "{what}");
+                    assert_eq!([mean.len(), var.len()], [dims.n * groups; 2], "{what}");
+                    assert!(mean.iter().chain(&var).all(|&v| v == 0.0), "{what}");
+                    assert_eq!([dgamma, dbeta], [vec![0.0; dims.c], vec![0.0; dims.c]]);
+                    continue;
+                }
+                let want = reference(
+                    &x,
+                    &dy,
+                    [&gamma, &beta],
+                    dims,
+                    &group_rows(dims, groups),
+                    center,
+                );
+                assert_close(&format!("{what}: y"), &y, &want.y);
+                assert_close(&format!("{what}: mean"), &mean, &want.mean);
+                assert_close(&format!("{what}: var"), &var, &want.var);
+                assert_close_at(&format!("{what}: dx"), &dx, &want.dx, want.dx_scale);
+                assert_close(&format!("{what}: dgamma"), &dgamma, &want.dgamma);
+                assert_close(&format!("{what}: dbeta"), &dbeta, &want.dbeta);
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_norm_matches_f64_at_every_edge() {
+    for dims in shapes() {
+        let (x, dy, gamma, beta) = inputs(dims);
+        let what = format!("{dims:?}");
+        let (y, mean, var) = batch_norm(&x, &gamma, &beta, dims, EPSILON);
+        let (dx, dgamma, dbeta) = batch_norm_backward(&x, &dy, &gamma, &var, dims, EPSILON);
+        if dims.len() == 0 {
+            assert!(y.is_empty() && dx.is_empty(), "{what}");
+            for stats in [mean, var, dgamma, dbeta] {
+                assert_eq!(stats, vec![0.0; dims.c], "{what}");
+            }
+            continue;
+        }
+        let want = reference(&x, &dy, [&gamma, &beta], dims, &channel_sets(dims), true);
+        assert_close(&format!("{what}: y"), &y, &want.y);
+        assert_close(&format!("{what}: mean"), &mean, &want.mean);
+        assert_close(&format!("{what}: var"), &var, &want.var);
+        assert_close_at(&format!("{what}: dx"), &dx, &want.dx, want.dx_scale);
+        assert_close(&format!("{what}: dgamma"), &dgamma, &want.dgamma);
+        assert_close(&format!("{what}: dbeta"), &dbeta, &want.dbeta);
+    }
+}
+
+#[test]
+fn channel_affine_matches_f64_at_every_edge() {
+    for dims in shapes() {
+        let (x, dy, centre, scale) = inputs(dims);
+        let shift = values(dims.c, 5);
+        let what = format!("{dims:?}");
+        let channel = |i: usize| i / dims.s % dims.c;
+        let y = channel_affine(&x, &centre, &scale, &shift, dims);
+        let want: Vec<f64> = (0..x.len())
+            .map(|i| {
+                let c = channel(i);
+                (x[i] as f64 - centre[c] as f64) * scale[c] as f64 + shift[c] as f64
+            })
+            .collect();
+        assert_close(&format!("{what}: y"), &y, &want);
+
+        let (dx, dscale, dshift) = channel_affine_backward(&x, &dy, &centre, &scale, dims);
+        let want_dx: Vec<f64> = (0..x.len())
+            .map(|i| dy[i] as f64 * scale[channel(i)] as f64)
+            .collect();
+        let (mut want_dscale, mut want_dshift) = (vec![0.0; dims.c], vec![0.0; dims.c]);
+        for i in 0..x.len() {
+            let c = channel(i);
+            want_dscale[c] += dy[i] as f64 * (x[i] as f64 - centre[c] as f64);
+            want_dshift[c] += dy[i] as f64;
+        }
+        assert_close(&format!("{what}: dx"), &dx, &want_dx);
+        assert_close(&format!("{what}: dscale"), &dscale, &want_dscale);
+        assert_close(&format!("{what}: dshift"), &dshift, &want_dshift);
+    }
+}
+
+#[test]
+fn kernels_refuse_inputs_that_do_not_fit_their_dims() {
+    let dims = Dims { n: 2, c: 3, s: 4 };
+    let (x, _, gamma, beta) = inputs(dims);
+    let short = &x[..x.len() - 1];
+    let refusals = [
+        std::panic::catch_unwind(|| group_norm(short, &gamma, &beta, dims, 1, true, EPSILON)),
+        std::panic::catch_unwind(|| group_norm(&x, &gamma[..2], &beta, dims, 1, true, EPSILON)),
+        std::panic::catch_unwind(|| group_norm(&x, &gamma, &beta, dims, 2, true, EPSILON)),
+        std::panic::catch_unwind(|| batch_norm(short, &gamma, &beta, dims, EPSILON)),
+    ];
+    for (i, refusal) in refusals.into_iter().enumerate() {
+        assert!(refusal.is_err(), "case {i} was accepted");
+    }
+    let refused = std::panic::catch_unwind(|| channel_affine(short, &gamma, &beta, &beta, dims));
+    assert!(refused.is_err(), "channel_affine accepted a short input");
+}

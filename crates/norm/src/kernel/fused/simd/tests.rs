@@ -1,0 +1,280 @@
+//! The vector loops at their edges, on every instruction set this CPU has: lengths of no
+//! value, one value, and one off every vector width and block, against a plain `f64`
+//! computation, and with the same bits from every instruction set (sums included: their order
+//! does not depend on the width).
+
+use std::mem::MaybeUninit;
+
+use macerator::{Arch, Simd, WithSimd};
+
+use super::*;
+
+/// Lengths at and around every lane count (4, 8, 16 `f32`), [`PARTIALS`] and [`BLOCK`].
+const LENGTHS: [usize; 20] = [
+    0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 511, 513, 1025, 1537,
+];
+
+/// The instruction sets this CPU can run, narrowest first: the scalar fallback, and on x86-64
+/// SSE4.2 (V2), AVX2 (V3) and AVX-512 (V4) up to what it has.
+fn arches() -> Vec<Arch> {
+    let best = Arch::detect() as u8;
+    #[cfg(target_arch = "x86_64")]
+    let all = vec![Arch::Scalar, Arch::V2, Arch::V3, Arch::V4];
+    #[cfg(not(target_arch = "x86_64"))]
+    let all = vec![Arch::detect()];
+    all.into_iter().filter(|a| *a as u8 <= best).collect()
+}
+
+/// Runs `body` (which names the vector type `S`) on every instruction set of [`arches`],
+/// with `name = value` bound inside it, and returns what each gave.
+macro_rules! on_every_arch {
+    (-> $out:ty; $($name:ident: $ty:ty = $value:expr),*; $body:expr) => {{
+        struct Op<'a> {
+            $($name: $ty,)*
+            _values: std::marker::PhantomData<&'a ()>,
+        }
+        impl WithSimd for Op<'_> {
+            type Output = $out;
+            #[inline(always)]
+            fn with_simd<S: Simd>(self) -> $out {
+                let Op { $($name,)* .. } = self;
+                $body
+            }
+        }
+        arches()
+            .into_iter()
+            .map(|arch| {
+                let op = Op { $($name: $value,)* _values: std::marker::PhantomData };
+                // SAFETY: `arches` lists only instruction sets this CPU has.
+                (arch, unsafe { arch.dispatch(op) })
+            })
+            .collect::<Vec<(Arch, $out)>>()
+    }};
+}
+
+/// Deterministic values in about `[-2, 2]` with an offset, so that shifting matters.
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    (0..len as u64)
+        .map(|i| {
+            let k = (i + 1).wrapping_mul(2654435761).wrapping_add(seed * 97) % 1000;
+            k as f32 / 250.0 - 2.0 + 3.0
+        })
+        .collect()
+}
+
+/// Every result equal, bit for bit, to the first (the scalar fallback's).
+fn same_bits<T: PartialEq + std::fmt::Debug>(what: &str, results: &[(Arch, T)]) {
+    let (first_arch, first) = &results[0];
+    for (arch, result) in &results[1..] {
+        assert!(
+            result == first,
+            "{what}: {arch:?} gives {result:?}, {first_arch:?} {first:?}"
+        );
+    }
+}
+
+fn close(got: f64, want: f64, scale: f64, what: &str) {
+    let error = (got - want).abs() / scale.max(1.0);
+    assert!(error < 1e-6, "{what}: {got} against {want}");
+}
+
+/// The values of an output buffer the function under test filled.
+fn filled(out: Vec<MaybeUninit<f32>>) -> Vec<u32> {
+    // SAFETY: the functions under test write every value of the buffer they are given (what
+    // these tests check, with buffers from `uninit_like`, whose values start as NaN).
+    out.into_iter()
+        .map(|v| unsafe { v.assume_init() }.to_bits())
+        .collect()
+}
+
+/// An output buffer whose values start as NaN, so that a value left unwritten shows.
+fn uninit_like(len: usize) -> Vec<MaybeUninit<f32>> {
+    vec![MaybeUninit::new(f32::NAN); len]
+}
+
+#[test]
+fn sums_give_the_same_bits_on_every_instruction_set() {
+    assert!(!arches().is_empty());
+    for len in LENGTHS {
+        let (x, dy) = (values(len, 1), values(len, 2));
+        let k = x.first().copied().unwrap_or(0.0);
+        let sums = on_every_arch!(-> [f64; 2]; x: &'a [f32] = &x, k: f32 = k; {
+            shifted_sums_impl::<S, f32>(x, k)
+        });
+        same_bits(&format!("shifted_sums of {len}"), &sums);
+        let want: f64 = x.iter().map(|&v| (v - k) as f64).sum();
+        let want_sq: f64 = x.iter().map(|&v| ((v - k) as f64).powi(2)).sum();
+        close(sums[0].1[0], want, len as f64, "Σ (x - k)");
+        close(sums[0].1[1], want_sq, len as f64, "Σ (x - k)^2");
+
+        let grads = on_every_arch!(-> [f64; 3]; dy: &'a [f32] = &dy, x: &'a [f32] = &x, k: f32 = k; {
+            shifted_grad_sums_impl::<S, f32>(dy, x, k)
+        });
+        same_bits(&format!("shifted_grad_sums of {len}"), &grads);
+        let want_g: f64 = dy.iter().map(|&g| g as f64).sum();
+        let want_gd: f64 = dy
+            .iter()
+            .zip(&x)
+            .map(|(&g, &v)| g as f64 * (v - k) as f64)
+            .sum();
+        close(grads[0].1[0], want_g, len as f64, "Σ dy");
+        close(grads[0].1[1], want_gd, len as f64, "Σ dy (x - k)");
+        close(grads[0].1[2], want, len as f64, "Σ (x - k)");
+    }
+}
+
+#[test]
+fn sums_in_f64_give_the_same_bits_on_every_instruction_set() {
+    for len in LENGTHS {
+        let x: Vec<f64> = values(len, 3).into_iter().map(f64::from).collect();
+        let sums = on_every_arch!(-> [f64; 2]; x: &'a [f64] = &x; {
+            shifted_sums_impl::<S, f64>(x, 1.0)
+        });
+        same_bits(&format!("f64 shifted_sums of {len}"), &sums);
+        let want: f64 = x.iter().map(|v| v - 1.0).sum();
+        close(sums[0].1[0], want, len as f64, "Σ (x - 1)");
+    }
+}
+
+#[test]
+fn segment_maps_write_every_value_the_same_on_every_instruction_set() {
+    for len in LENGTHS {
+        let (x, dy) = (values(len, 4), values(len, 5));
+        let coefficients = [3.0f32, 0.25, 1.5, -0.5];
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, c: [f32; 4] = coefficients; {
+            let mut out = uninit_like(x.len());
+            affine_impl::<S, f32>(&mut out, x, c);
+            filled(out)
+        });
+        same_bits(&format!("affine of {len}"), &outs);
+        let [k, r, scale, shift] = coefficients;
+        let want: Vec<u32> = x
+            .iter()
+            .map(|&v| (((v - k) - r) * scale + shift).to_bits())
+            .collect();
+        assert_eq!(outs[0].1, want, "affine of {len}");
+
+        let gradient = [3.0f32, 0.25, 0.75, -0.125, 0.5];
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, dy: &'a [f32] = &dy, c: [f32; 5] = gradient; {
+            let mut dx = uninit_like(x.len());
+            gradient_impl::<S, f32>(&mut dx, x, dy, c);
+            filled(dx)
+        });
+        same_bits(&format!("gradient of {len}"), &outs);
+        let [k, r, per_dy, slope, offset] = gradient;
+        let want: Vec<u32> = x
+            .iter()
+            .zip(&dy)
+            .map(|(&v, &g)| (g * per_dy + ((v - k) - r) * slope + offset).to_bits())
+            .collect();
+        assert_eq!(outs[0].1, want, "gradient of {len}");
+    }
+}
+
+#[test]
+fn row_maps_write_every_value_the_same_on_every_instruction_set() {
+    for len in LENGTHS {
+        let [x, dy, centre, scale, shift] = [6, 7, 8, 9, 10].map(|seed| values(len, seed));
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, centre: &'a [f32] = &centre, scale: &'a [f32] = &scale, shift: &'a [f32] = &shift; {
+            let mut out = uninit_like(x.len());
+            affine_each_impl::<S, f32>(&mut out, x, centre, scale, shift);
+            filled(out)
+        });
+        same_bits(&format!("affine_each of {len}"), &outs);
+        let want: Vec<u32> = (0..len)
+            .map(|i| ((x[i] - centre[i]) * scale[i] + shift[i]).to_bits())
+            .collect();
+        assert_eq!(outs[0].1, want, "affine_each of {len}");
+
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, dy: &'a [f32] = &dy, c: [&'a [f32]; 4] = [&centre, &scale, &shift, &x]; {
+            let mut dx = uninit_like(x.len());
+            gradient_each_impl::<S, f32>(&mut dx, x, dy, c);
+            filled(dx)
+        });
+        same_bits(&format!("gradient_each of {len}"), &outs);
+        let want: Vec<u32> = (0..len)
+            .map(|i| (dy[i] * scale[i] + (x[i] - centre[i]) * shift[i] + x[i]).to_bits())
+            .collect();
+        assert_eq!(outs[0].1, want, "gradient_each of {len}");
+
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, gamma: &'a [f32] = &scale, beta: &'a [f32] = &shift; {
+            let mut out = uninit_like(x.len());
+            normalize_each_impl::<S, f32>(&mut out, x, [3.0, 0.25, 0.5], gamma, beta);
+            filled(out)
+        });
+        same_bits(&format!("normalize_each of {len}"), &outs);
+        let want: Vec<u32> = (0..len)
+            .map(|i| (((x[i] - 3.0) - 0.25) * (0.5 * scale[i]) + shift[i]).to_bits())
+            .collect();
+        assert_eq!(outs[0].1, want, "normalize_each of {len}");
+    }
+}
+
+#[test]
+fn row_accumulators_add_every_value_the_same_on_every_instruction_set() {
+    for len in LENGTHS {
+        let [x, dy, k, start] = [11, 12, 13, 14].map(|seed| values(len, seed));
+        let outs = on_every_arch!(-> Vec<Vec<f32>>; x: &'a [f32] = &x, k: &'a [f32] = &k, start: &'a [f32] = &start; {
+            let (mut sum, mut sum_sq) = (start.to_vec(), start.to_vec());
+            add_shifted_sums_impl::<S, f32>([&mut sum, &mut sum_sq], x, k);
+            vec![sum, sum_sq]
+        });
+        same_bits(&format!("add_shifted_sums of {len}"), &outs);
+        let d: Vec<f32> = (0..len).map(|i| x[i] - k[i]).collect();
+        let want_sum: Vec<f32> = (0..len).map(|i| start[i] + d[i]).collect();
+        let want_sq: Vec<f32> = (0..len).map(|i| start[i] + d[i] * d[i]).collect();
+        assert_eq!(
+            outs[0].1,
+            vec![want_sum.clone(), want_sq],
+            "add_shifted_sums of {len}"
+        );
+
+        let outs = on_every_arch!(-> Vec<Vec<f32>>; dy: &'a [f32] = &dy, x: &'a [f32] = &x, k: &'a [f32] = &k, start: &'a [f32] = &start; {
+            let mut sums = [start.to_vec(), start.to_vec(), start.to_vec()];
+            let [a, b, c] = &mut sums;
+            add_shifted_grad_sums_impl::<S, f32>([a, b, c], dy, x, k);
+            sums.to_vec()
+        });
+        same_bits(&format!("add_shifted_grad_sums of {len}"), &outs);
+        let want: Vec<Vec<f32>> = vec![
+            (0..len).map(|i| start[i] + dy[i]).collect(),
+            (0..len).map(|i| start[i] + dy[i] * d[i]).collect(),
+            want_sum,
+        ];
+        assert_eq!(outs[0].1, want, "add_shifted_grad_sums of {len}");
+
+        let outs = on_every_arch!(-> Vec<Vec<f32>>; dy: &'a [f32] = &dy, x: &'a [f32] = &x, start: &'a [f32] = &start; {
+            let (mut sum_dy, mut sum_dy_x_hat) = (start.to_vec(), start.to_vec());
+            add_param_grads_impl::<S, f32>([&mut sum_dy, &mut sum_dy_x_hat], dy, x, [3.0, 0.25, 0.5]);
+            vec![sum_dy, sum_dy_x_hat]
+        });
+        same_bits(&format!("add_param_grads of {len}"), &outs);
+        let want: Vec<Vec<f32>> = vec![
+            (0..len).map(|i| start[i] + dy[i]).collect(),
+            (0..len)
+                .map(|i| start[i] + dy[i] * (((x[i] - 3.0) - 0.25) * 0.5))
+                .collect(),
+        ];
+        assert_eq!(outs[0].1, want, "add_param_grads of {len}");
+    }
+}
+
+/// The lane counts the sums rely on: [`PARTIALS`] is a multiple of each.
+#[test]
+fn every_lane_count_divides_the_partial_sums() {
+    struct Lanes;
+    impl WithSimd for Lanes {
+        type Output = [usize; 2];
+        fn with_simd<S: Simd>(self) -> [usize; 2] {
+            [f32::lanes::<S>(), f64::lanes::<S>()]
+        }
+    }
+    for arch in arches() {
+        // SAFETY: `arches` lists only instruction sets this CPU has.
+        let lanes = unsafe { arch.dispatch(Lanes) };
+        assert!(
+            lanes.iter().all(|&l| PARTIALS.is_multiple_of(l)),
+            "{arch:?}: {lanes:?}"
+        );
+    }
+}
