@@ -108,6 +108,13 @@ pub enum RunnerError {
         available: String,
     },
 
+    /// `verify` retrained runs whose verdict differs from the committed one.
+    #[error("the headline verdict of {} does not hold on this machine (see above)", results.display())]
+    VerdictChanged {
+        /// The results folder.
+        results: PathBuf,
+    },
+
     /// The backend asked for was not compiled in.
     #[error("this build has no {name} backend: rebuild with `--features {name}`")]
     NoBackend {

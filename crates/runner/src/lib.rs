@@ -6,7 +6,8 @@
 //! [`results`]; [`plot`] and [`report`] read those records through [`analysis`]. [`check`] does
 //! what a sweep does before training, and estimates its time; [`compare`] puts the runs of
 //! several results folders into the same plots; [`shard`] splits a grid over processes and
-//! [`merge`] joins their results.
+//! [`merge`] joins their results; [`verify`] retrains part of a results folder and says whether
+//! its numbers and its verdict hold on this machine.
 #![warn(missing_docs)]
 
 pub mod analysis;
@@ -27,5 +28,6 @@ pub mod shard;
 pub mod sweep;
 pub mod task;
 pub mod train;
+pub mod verify;
 
 pub use error::RunnerError;

@@ -9,11 +9,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use normlab_runner::config::Experiment;
 use normlab_runner::shard::Shard;
 use normlab_runner::sweep::{self, SweepOptions};
-use normlab_runner::{RunnerError, check, compare, merge};
+use normlab_runner::{RunnerError, check, compare, merge, verify};
 
 // Training allocates activation-sized buffers at every step; mimalloc hands freed ones back
 // where the system allocator returns them to the kernel and page-faults them in again, which
 // costs more than some layers' arithmetic (benches/norm_layers.rs measures with it too).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -73,6 +74,19 @@ enum Command {
         #[arg(long, default_value = "comparison")]
         out: PathBuf,
     },
+    /// Retrain grid points of a results folder on this machine: run by run, the committed and
+    /// the new error, and whether the report's headline verdict still holds (exit status 1 if
+    /// it does not).
+    Verify {
+        /// e.g. results/quick
+        results: PathBuf,
+        /// How many grid points (default: the verdict's runs and one of every norm at every
+        /// batch size).
+        #[arg(long, value_parser = at_least_one)]
+        runs: Option<usize>,
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        device: Backend,
+    },
     /// Redraw the summary, plots and report of a results folder without training.
     Plot {
         /// e.g. results/quick
@@ -80,12 +94,12 @@ enum Command {
     },
 }
 
-/// A count of at least one, as `--jobs` takes it.
+/// A count of at least one, as `--jobs` and `--runs` take it.
 fn at_least_one(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
-        Ok(0) => Err("0 jobs would train nothing: give 1 or more".into()),
+        Ok(0) => Err("0 would do nothing: give 1 or more".into()),
         Ok(count) => Ok(count),
-        Err(e) => Err(format!("{text:?} is not a number of jobs: {e}")),
+        Err(e) => Err(format!("{text:?} is not a count: {e}")),
     }
 }
 
@@ -195,6 +209,20 @@ fn run(cli: Cli) -> Result<(), RunnerError> {
                 out.display()
             );
             Ok(())
+        }
+        Command::Verify {
+            results,
+            runs,
+            device,
+        } => {
+            let verification = verify::verify(&results, runs, &device.device()?)?;
+            println!("{verification}");
+            match verification.verdict_holds() {
+                true => Ok(()),
+                false => Err(RunnerError::VerdictChanged {
+                    results: results.clone(),
+                }),
+            }
         }
         Command::Plot { results } => sweep::redraw(&results),
     }

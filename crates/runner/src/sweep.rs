@@ -257,7 +257,11 @@ fn save_scalers(dir: &ResultsDir, tasks: &HashMap<String, Task>) -> Result<(), R
 }
 
 /// `record` with the value of each of the experiment's axes at its grid point.
-fn stamped(mut record: RunRecord, experiment: &Experiment, point: &GridPoint) -> RunRecord {
+pub(crate) fn stamped(
+    mut record: RunRecord,
+    experiment: &Experiment,
+    point: &GridPoint,
+) -> RunRecord {
     record.axes = experiment
         .axes
         .iter()

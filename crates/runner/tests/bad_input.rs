@@ -130,7 +130,7 @@ fn zero_jobs_is_refused() {
     let dir = workspace("zero-jobs");
     let (status, out) = normlab(&["run", "x.toml", "--jobs", "0"], &dir);
     assert_eq!(status.code(), Some(2), "clap's usage error: {out}");
-    assert!(out.contains("0 jobs would train nothing"), "{out}");
+    assert!(out.contains("0 would do nothing"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

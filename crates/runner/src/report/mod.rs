@@ -6,7 +6,7 @@
 //! the statement says so.
 
 mod findings;
-mod headline;
+pub(crate) mod headline;
 
 use std::path::Path;
 

@@ -1,0 +1,208 @@
+//! `normlab verify`: retrains grid points of a results folder on this machine, and says run by
+//! run whether they give the committed numbers, and whether the report's headline verdict still
+//! holds with them.
+//!
+//! The points are chosen to cover the verdict first (its two settings, every seed), then every
+//! norm at every batch size once, then the rest of the grid in its order.
+
+use std::fmt;
+use std::path::Path;
+
+use burn::prelude::*;
+
+use crate::analysis::{final_error, norm_label};
+use crate::config::{Experiment, GridPoint};
+use crate::error::RunnerError;
+use crate::model_init::dry_run;
+use crate::report::headline::{BatchVerdict, batch_verdict};
+use crate::results::{ResultsDir, RunRecord, Status};
+use crate::sweep::{data_key, experiment_of, load_tasks, stamped};
+use crate::train::train;
+
+/// One retrained grid point.
+#[derive(Debug, Clone)]
+pub struct Rerun {
+    /// The run's id.
+    pub id: String,
+    /// The committed record's status and final error (percent).
+    pub committed: (Status, Option<f64>),
+    /// This machine's status and final error (percent).
+    pub new: (Status, Option<f64>),
+    /// Every evaluation gave the committed loss and error to the last bit.
+    pub identical: bool,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// The experiment's name.
+    pub name: String,
+    /// The retrained points, in the order they were chosen.
+    pub reruns: Vec<Rerun>,
+    /// The headline verdict of the committed records; `None` where the report has none.
+    pub(crate) committed: Option<BatchVerdict>,
+    /// The same verdict with the retrained records in place of the committed ones.
+    pub(crate) new: Option<BatchVerdict>,
+}
+
+impl Verification {
+    /// True when the verdict says the same here: the same outcome (shown, not shown, batch norm
+    /// better) and the gap of the same sign.
+    pub fn verdict_holds(&self) -> bool {
+        match (&self.committed, &self.new) {
+            (Some(old), Some(new)) => {
+                old.outcome() == new.outcome() && (old.gap() > 0.0) == (new.gap() > 0.0)
+            }
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Retrains `runs` grid points of the results folder `results` (by default the verdict's runs
+/// and one run of every norm at every batch size) on `device`.
+pub fn verify(
+    results: &Path,
+    runs: Option<usize>,
+    device: &Device,
+) -> Result<Verification, RunnerError> {
+    let dir = ResultsDir::new(results);
+    let experiment = experiment_of(&dir)?;
+    let records = dir.read_runs(&experiment)?;
+    let committed = batch_verdict(&experiment, &records);
+    let chosen = choose(&experiment, &records, committed.as_ref(), runs);
+    let tasks = load_tasks(&experiment)?;
+
+    let mut reruns = Vec::new();
+    let mut replaced = records.clone();
+    for point in chosen {
+        let task = &tasks[&data_key(&point.run.data)];
+        let new = match dry_run(point, task, device) {
+            Ok(()) => train(point, task, device, |_, _| {}),
+            Err(reason) => RunRecord {
+                status: Status::Impossible,
+                reason: Some(reason.to_string()),
+                ..RunRecord::new(point)
+            },
+        };
+        let new = stamped(new, &experiment, point);
+        let old = records.iter().find(|r| r.id == point.id);
+        reruns.push(Rerun {
+            id: point.id.clone(),
+            committed: old.map_or((Status::Impossible, None), |r| (r.status, final_error(r))),
+            new: (new.status, final_error(&new)),
+            identical: old.is_some_and(|old| same_evaluations(old, &new)),
+        });
+        match replaced.iter_mut().find(|r| r.id == point.id) {
+            Some(slot) => *slot = new,
+            None => replaced.push(new),
+        }
+    }
+    Ok(Verification {
+        name: experiment.name.clone(),
+        reruns,
+        new: batch_verdict(&experiment, &replaced),
+        committed,
+    })
+}
+
+/// The grid points to retrain: those the verdict rests on, then the first run of every
+/// (norm, batch size) not covered yet, then the rest in grid order; `runs` of them, or all
+/// of the first two groups.
+fn choose<'a>(
+    experiment: &'a Experiment,
+    records: &[RunRecord],
+    verdict: Option<&BatchVerdict>,
+    runs: Option<usize>,
+) -> Vec<&'a GridPoint> {
+    let record = |point: &GridPoint| records.iter().find(|r| r.id == point.id);
+    let in_verdict =
+        |point: &&GridPoint| verdict.is_some_and(|v| record(point).is_some_and(|r| v.rests_on(r)));
+    let mut chosen: Vec<&GridPoint> = experiment.points.iter().filter(in_verdict).collect();
+    let cell = |point: &GridPoint| {
+        let norm = record(point).map(norm_label);
+        (norm, point.run.train.batch_size)
+    };
+    for point in &experiment.points {
+        if !chosen.iter().any(|c| cell(c) == cell(point)) {
+            chosen.push(point);
+        }
+    }
+    let count = runs.unwrap_or(chosen.len());
+    for point in &experiment.points {
+        if chosen.len() >= count {
+            break;
+        }
+        if !chosen.iter().any(|c| c.id == point.id) {
+            chosen.push(point);
+        }
+    }
+    chosen.truncate(count);
+    chosen
+}
+
+/// Every evaluation of `new` has the loss and the error of `old`'s, bit for bit.
+fn same_evaluations(old: &RunRecord, new: &RunRecord) -> bool {
+    let scores = |r: &RunRecord| -> Vec<(u32, u32)> {
+        r.evals
+            .iter()
+            .map(|e| (e.valid_loss.to_bits(), e.valid_error.to_bits()))
+            .collect()
+    };
+    old.status == new.status && scores(old) == scores(new)
+}
+
+impl fmt::Display for Verification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let error = |(status, error): (Status, Option<f64>)| match (status, error) {
+            (_, Some(e)) => format!("{e:.2}%"),
+            (status, None) => format!("{status:?}").to_lowercase(),
+        };
+        writeln!(
+            f,
+            "{}: {} runs retrained on this machine\n",
+            self.name,
+            self.reruns.len()
+        )?;
+        writeln!(f, "| run | committed | here | same bits |")?;
+        writeln!(f, "| --- | --- | --- | --- |")?;
+        for rerun in &self.reruns {
+            let same = if rerun.identical { "yes" } else { "no" };
+            let (old, new) = (error(rerun.committed), error(rerun.new));
+            writeln!(f, "| {} | {old} | {new} | {same} |", rerun.id)?;
+        }
+        let identical = self.reruns.iter().filter(|r| r.identical).count();
+        writeln!(
+            f,
+            "\n{identical} of {} runs gave the committed evaluations to the last bit.",
+            self.reruns.len()
+        )?;
+        let describe = |verdict: &Option<BatchVerdict>| match verdict {
+            Some(v) => {
+                let spreads = match v.spread {
+                    Some(s) if s > 0.0 => {
+                        format!(", {:.1} standard deviations over seeds", v.gap() / s)
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "batch norm over {} examples {:.2}% against `{}` {:.2}%, {:+.2} points{spreads}: {:?}",
+                    v.examples,
+                    v.batch.mean,
+                    v.reference,
+                    v.other.mean,
+                    v.gap(),
+                    v.outcome()
+                )
+            }
+            None => "none (the report has no headline verdict)".to_string(),
+        };
+        writeln!(f, "Verdict, committed: {}", describe(&self.committed))?;
+        writeln!(f, "Verdict, here:      {}", describe(&self.new))?;
+        let holds = match self.verdict_holds() {
+            true => "holds on this machine",
+            false => "DOES NOT HOLD on this machine",
+        };
+        writeln!(f, "The verdict {holds}.")
+    }
+}

@@ -1,0 +1,106 @@
+//! `normlab verify` on the committed `results/quick`: it retrains the runs the headline verdict
+//! rests on, prints the committed and the new error of each, and fails when the verdict no
+//! longer holds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use normlab_runner::results::RunRecord;
+
+fn checkout() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `normlab verify <folder> --runs <runs>` from the checkout: exit code and output.
+fn verify(folder: &Path, runs: usize) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_normlab"))
+        .args([
+            "verify",
+            folder.to_str().unwrap(),
+            "--runs",
+            &runs.to_string(),
+        ])
+        .current_dir(checkout())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+/// The table rows `verify` printed: `(run, committed, here)`.
+fn rows(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter(|line| line.starts_with("| norm="))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            (cells[0].into(), cells[1].into(), cells[2].into())
+        })
+        .collect()
+}
+
+#[test]
+fn the_committed_quick_verdict_holds_on_this_machine() {
+    let (code, text) = verify(&checkout().join("results/quick"), 4);
+    assert_eq!(code, Some(0), "{text}");
+    let rows = rows(&text);
+    // The verdict's runs come first: batch norm at batch size 2, every seed.
+    let ids: Vec<&str> = rows.iter().map(|(id, ..)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "norm=batch,batch_size=2,seed=0",
+            "norm=batch,batch_size=2,seed=1",
+            "norm=batch,batch_size=2,seed=2",
+            "norm=layer,batch_size=2,seed=0",
+        ],
+        "{text}"
+    );
+    for (id, committed, here) in &rows {
+        assert!(
+            committed.ends_with('%') && here.ends_with('%'),
+            "{id}: {text}"
+        );
+    }
+    assert!(
+        text.contains("Verdict, committed: batch norm over 2 examples"),
+        "{text}"
+    );
+    assert!(
+        text.contains("The verdict holds on this machine."),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_verdict_the_runs_do_not_reproduce_fails() {
+    // A copy of quick whose batch-norm runs at batch size 2 claim 1% error: batch norm would
+    // be the better norm there, which retraining contradicts.
+    let copy = std::env::temp_dir().join(format!("normlab-verify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&copy);
+    let folder = copy.join("quick");
+    std::fs::create_dir_all(folder.join("runs")).unwrap();
+    let source = checkout().join("results/quick");
+    std::fs::copy(
+        source.join("experiment.toml"),
+        folder.join("experiment.toml"),
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(source.join("runs")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut record: RunRecord =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if record.id.starts_with("norm=batch,batch_size=2,") {
+            for eval in &mut record.evals {
+                eval.valid_error = 0.01;
+            }
+        }
+        let target = folder.join("runs").join(path.file_name().unwrap());
+        std::fs::write(target, serde_json::to_string(&record).unwrap()).unwrap();
+    }
+    let (code, text) = verify(&folder, 3);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("| 1.00% |"), "{text}");
+    assert!(text.contains("DOES NOT HOLD on this machine"), "{text}");
+    let _ = std::fs::remove_dir_all(copy);
+}
