@@ -37,13 +37,17 @@ pub fn images_from_csv(path: &Path, label: &str, shape: Option<[usize; 3]>) -> R
     };
     let features = header.len() - 1;
     let shape = shape.unwrap_or([1, 1, features]);
-    if shape.iter().product::<usize>() != features {
+    // Checked: the shape comes from an experiment file, and a product that wrapped around could
+    // equal the column count.
+    let values = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if values != Some(features) {
+        let held = match values {
+            Some(n) => format!("{n} values"),
+            None => "more values than memory can address".into(),
+        };
         return Err(DataError::format(
             path,
-            format!(
-                "shape {shape:?} holds {} values, but the table has {features} feature columns",
-                shape.iter().product::<usize>()
-            ),
+            format!("shape {shape:?} holds {held}, but the table has {features} feature columns"),
         ));
     }
 

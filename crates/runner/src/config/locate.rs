@@ -6,6 +6,8 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::config::EXTRA;
+
 /// Finds the lines of fields in the text of one experiment file.
 pub(crate) struct Locator<'a> {
     text: &'a str,
@@ -73,6 +75,36 @@ impl<'a> Locator<'a> {
         Some((field, self.line_of(span.start)))
     }
 
+    /// The dotted field and line of the key `key` of the dotted table `parent`: the key of that
+    /// table itself, else the first one below it in file order (in its tables, inline tables and
+    /// the tables of its lists), else the first one below `parent` in an `[[extra]]` block.
+    /// Serde reports an unknown field inside an internally tagged enum nested in another (a
+    /// norm's option, in a model tagged by `kind` too) at the outer enum, so it is found by name.
+    pub(crate) fn key_below(&self, parent: &str, key: &str) -> Option<(String, usize)> {
+        let document = self.document.as_ref()?.get_ref();
+        let below = |table: &DeTable| {
+            let table = table_at(table, parent)?;
+            match table.get_key_value(key) {
+                Some((name, _)) => Some((key.to_string(), name.span())),
+                None => find_key(table, key),
+            }
+        };
+        let (field, span) = match below(document) {
+            Some((rest, span)) => (format!("{parent}.{rest}"), span),
+            None => {
+                let Some(DeValue::Array(blocks)) = document.get(EXTRA).map(Spanned::get_ref) else {
+                    return None;
+                };
+                let (rest, span) = blocks.iter().find_map(|block| match block.get_ref() {
+                    DeValue::Table(block) => below(block),
+                    _ => None,
+                })?;
+                (format!("{EXTRA}.{parent}.{rest}"), span)
+            }
+        };
+        Some((field, self.line_of(span.start)))
+    }
+
     /// The 1-based line of byte `offset`.
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
@@ -105,6 +137,41 @@ fn find_holding(table: &DeTable, value: &str) -> Option<(String, Range<usize>)> 
                 false => format!("{}.{rest}", key.get_ref()),
             };
             return Some((field, span));
+        }
+    }
+    None
+}
+
+/// The table at the dotted `path` below `table`, if every part of it is a table.
+fn table_at<'t, 'a>(mut table: &'t DeTable<'a>, path: &str) -> Option<&'t DeTable<'a>> {
+    for part in path.split('.') {
+        match table.get(part).map(Spanned::get_ref) {
+            Some(DeValue::Table(inner)) => table = inner,
+            _ => return None,
+        }
+    }
+    Some(table)
+}
+
+/// The dotted key (within `table`) and the span of the first key `key`, depth first in file
+/// order through tables and the tables of lists.
+fn find_key(table: &DeTable, key: &str) -> Option<(String, Range<usize>)> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(name, _)| name.span().start);
+    for (name, item) in entries {
+        if name.get_ref() == key {
+            return Some((key.to_string(), name.span()));
+        }
+        let found = match item.get_ref() {
+            DeValue::Table(inner) => find_key(inner, key),
+            DeValue::Array(items) => items.iter().find_map(|i| match i.get_ref() {
+                DeValue::Table(inner) => find_key(inner, key),
+                _ => None,
+            }),
+            _ => None,
+        };
+        if let Some((rest, span)) = found {
+            return Some((format!("{}.{rest}", name.get_ref()), span));
         }
     }
     None

@@ -165,12 +165,17 @@ impl Experiment {
             let message = "an empty list: a grid axis needs at least one value".to_string();
             return Err(at_field(path, message));
         }
+        check_grid_size(&axes).map_err(|(axis, message)| at_field(&axis, message))?;
         let mut combinations = product(&axes);
         for (index, block) in extra.iter().enumerate() {
             let block = block.as_table().expect("checked to be tables");
             let block_axes = extra_axes(&table, &axes, block).map_err(|(field, message)| {
                 let line = locator.line(&format!("{EXTRA}.{index}.{field}"), None);
                 field_error(&format!("{EXTRA}.{field}"), line, message)
+            })?;
+            check_grid_size(&block_axes).map_err(|(axis, message)| {
+                let line = locator.line(&format!("{EXTRA}.{index}.{axis}"), None);
+                field_error(&format!("{EXTRA}.{axis}"), line, message)
             })?;
             combinations.extend(product(&block_axes));
         }
@@ -231,6 +236,35 @@ impl Experiment {
     }
 }
 
+/// The most runs a grid (or one `[[extra]]` block) may have. A few lines of lists multiply
+/// into a grid of any size; far beyond what a sweep can train, expanding it would only exhaust
+/// the memory.
+pub const MAX_RUNS: usize = 100_000;
+
+/// An error naming the longest axis when the product of the axes' lengths exceeds
+/// [`MAX_RUNS`].
+fn check_grid_size(axes: &[grid::Axis]) -> Result<(), (String, String)> {
+    let size = axes
+        .iter()
+        .try_fold(1usize, |size, (_, values)| size.checked_mul(values.len()));
+    if size.is_some_and(|size| size <= MAX_RUNS) {
+        return Ok(());
+    }
+    let (longest, _) = axes
+        .iter()
+        .max_by_key(|(_, values)| values.len())
+        .expect("a grid over the limit has axes");
+    let lengths: Vec<String> = axes.iter().map(|(_, v)| v.len().to_string()).collect();
+    let runs = size.map_or("more than 2^64".to_string(), |s| s.to_string());
+    Err((
+        longest.clone(),
+        format!(
+            "the axes ({} values) make a grid of {runs} runs; at most {MAX_RUNS} are allowed",
+            lengths.join(" x ")
+        ),
+    ))
+}
+
 /// The dotted field of the model's own check failing, and what is wrong.
 fn model_field(error: ModelError) -> (String, String) {
     match error {
@@ -265,6 +299,14 @@ fn field_of(locator: &Locator, path: &str, message: &str) -> (String, usize) {
         },
         None => path.to_string(),
     };
+    // Inside an internally tagged enum nested in another (a norm in the model), the path ends at
+    // the outer one: the unknown key is found by name below it.
+    if quoted("unknown field `").is_some()
+        && let Some((parent, key)) = field.rsplit_once('.')
+        && let Some(found) = locator.key_below(parent, key)
+    {
+        return found;
+    }
     let line = locator.line(&field, None);
     (field, line)
 }
