@@ -1,9 +1,13 @@
 //! Data sets for normlab, as plain vectors: the training runner turns them into tensors.
 //!
-//! - Committed, no network: [`digits`] (8x8 images) and [`embedded_shakespeare`] (eight plays).
+//! The named sets are methods of a [`DataRoot`], the folder they live in:
+//! - Committed, no network: [`digits`](DataRoot::digits) (8x8 images) and
+//!   [`embedded_shakespeare`](DataRoot::embedded_shakespeare) (eight plays).
 //! - Fetched on demand by `scripts/fetch-data.sh <set>` into `data/fetched/<set>/`:
-//!   [`mnist`], [`fashion_mnist`], [`japanese_vowels`], [`shakespeare_full`]. When a set is
-//!   missing its loader returns [`DataError::NotFetched`], which names the command to run.
+//!   [`mnist`](DataRoot::mnist), [`fashion_mnist`](DataRoot::fashion_mnist),
+//!   [`japanese_vowels`](DataRoot::japanese_vowels), [`shakespeare_full`](DataRoot::shakespeare_full).
+//!   When a set is missing its loader returns [`DataError::NotFetched`], which names the
+//!   command to run.
 //! - Preparing: [`split_indices`] / [`split_train_valid`] for deterministic splits,
 //!   [`batch_order`] for per-epoch shuffled batches, [`pad_sequences`] for variable-length
 //!   series, [`Scaler`] for input scaling fitted on training data.
@@ -33,9 +37,6 @@ pub use format::ts::read_ts;
 pub use images::Images;
 pub use scale::{ScaleKind, ScaleScope, Scaler, ScalerConfig};
 pub use sequences::Sequences;
-pub use sets::{
-    data_root, digits, embedded_shakespeare, fashion_mnist, fetched_dir, find_data_root,
-    japanese_vowels, mnist, shakespeare_full, use_data_root,
-};
+pub use sets::{DataRoot, find_data_root};
 pub use split::{Split, Splits, split_indices, split_train_valid};
 pub use text::Text;

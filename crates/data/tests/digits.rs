@@ -1,11 +1,11 @@
 mod common;
 
 use common::{TempDir, assert_message, gzip};
-use normlab_data::{DataError, digits, digits_from};
+use normlab_data::{DataError, DataRoot, digits_from};
 
 #[test]
 fn embedded_digits_load() {
-    let set = digits().unwrap();
+    let set = DataRoot::default().digits().unwrap();
     assert_eq!(set.len(), 1797);
     assert_eq!(set.shape, [1, 8, 8]);
     assert_eq!(set.example_len(), 64);

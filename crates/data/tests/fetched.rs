@@ -4,9 +4,11 @@
 mod common;
 
 use common::fetched;
-use normlab_data::{
-    Images, Split, fashion_mnist, japanese_vowels, mnist, pad_sequences, shakespeare_full,
-};
+use normlab_data::{DataRoot, Images, Split, pad_sequences};
+
+fn root() -> DataRoot {
+    DataRoot::default()
+}
 
 fn class_counts(set: &Images) -> Vec<usize> {
     let mut counts = vec![0; set.classes];
@@ -26,7 +28,7 @@ fn assert_28x28(set: &Images, n: usize) {
 
 #[test]
 fn mnist_train() {
-    let Some(set) = fetched(mnist(Split::Train)) else {
+    let Some(set) = fetched(root().mnist(Split::Train)) else {
         return;
     };
     assert_28x28(&set, 60_000);
@@ -40,7 +42,7 @@ fn mnist_train() {
 
 #[test]
 fn mnist_test() {
-    let Some(set) = fetched(mnist(Split::Test)) else {
+    let Some(set) = fetched(root().mnist(Split::Test)) else {
         return;
     };
     assert_28x28(&set, 10_000);
@@ -53,14 +55,14 @@ fn mnist_test() {
 
 #[test]
 fn fashion_mnist_both_splits() {
-    let Some(train) = fetched(fashion_mnist(Split::Train)) else {
+    let Some(train) = fetched(root().fashion_mnist(Split::Train)) else {
         return;
     };
     assert_28x28(&train, 60_000);
     assert_eq!(train.labels[..10], [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]);
     assert_eq!(class_counts(&train), [6000; 10]);
 
-    let test = fashion_mnist(Split::Test).unwrap();
+    let test = root().fashion_mnist(Split::Test).unwrap();
     assert_28x28(&test, 10_000);
     assert_eq!(test.labels[..10], [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]);
     assert_eq!(class_counts(&test), [1000; 10]);
@@ -81,7 +83,7 @@ fn japanese_vowels_both_splits() {
         ),
     ];
     for (split, cases, shortest, longest, total, per_class) in expected {
-        let Some(seqs) = fetched(japanese_vowels(split)) else {
+        let Some(seqs) = fetched(root().japanese_vowels(split)) else {
             return;
         };
         assert_eq!(seqs.len(), cases);
@@ -107,7 +109,7 @@ fn japanese_vowels_both_splits() {
         assert_eq!(batch.mask.iter().filter(|&&m| m).count(), total);
     }
     // First values of the first training case: dimension 1 steps 1-2, dimension 2 step 1.
-    if let Some(train) = fetched(japanese_vowels(Split::Train)) {
+    if let Some(train) = fetched(root().japanese_vowels(Split::Train)) {
         assert_eq!(train.values[0][..2], [1.860936, -0.207383]);
         assert_eq!(train.values[0][12], 1.891651);
     }
@@ -115,7 +117,7 @@ fn japanese_vowels_both_splits() {
 
 #[test]
 fn shakespeare_full_works() {
-    let Some(text) = fetched(shakespeare_full()) else {
+    let Some(text) = fetched(root().shakespeare_full()) else {
         return;
     };
     // 42 works, 5 057 198 bytes of ASCII, joined by 41 blank-line separators.

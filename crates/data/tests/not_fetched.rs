@@ -1,5 +1,5 @@
-//! Points `NORMLAB_DATA` at an empty folder. This binary holds a single test because it
-//! changes the process environment.
+//! A data root without the fetched sets, and `$NORMLAB_DATA` choosing the root. This binary
+//! holds a single test because it changes the process environment.
 
 mod common;
 
@@ -7,26 +7,21 @@ use std::env;
 use std::fs;
 
 use common::TempDir;
-use normlab_data::{
-    DataError, Split, data_root, digits, fashion_mnist, japanese_vowels, mnist, shakespeare_full,
-};
+use normlab_data::{DataError, DataRoot, Split};
 
 #[test]
 fn missing_sets_name_the_fetch_command() {
-    let default_root = data_root();
-    assert!(default_root.ends_with("data"), "{}", default_root.display());
-    assert!(default_root.join("embedded/digits.csv.gz").is_file());
+    let default_root = DataRoot::default();
+    assert!(default_root.path().ends_with("data"), "{default_root:?}");
+    assert!(default_root.path().join("embedded/digits.csv.gz").is_file());
 
     let dir = TempDir::new("not-fetched");
-    // SAFETY: this is the only test in this binary, so no other thread reads the environment.
-    unsafe { env::set_var("NORMLAB_DATA", dir.path()) };
-    assert_eq!(data_root(), dir.path());
-
+    let root = DataRoot::at(dir.path());
     let results = [
-        ("mnist", mnist(Split::Train).err()),
-        ("fashion-mnist", fashion_mnist(Split::Test).err()),
-        ("japanese-vowels", japanese_vowels(Split::Train).err()),
-        ("shakespeare", shakespeare_full().err()),
+        ("mnist", root.mnist(Split::Train).err()),
+        ("fashion-mnist", root.fashion_mnist(Split::Test).err()),
+        ("japanese-vowels", root.japanese_vowels(Split::Train).err()),
+        ("shakespeare", root.shakespeare_full().err()),
     ];
     for (set, err) in results {
         let err = err.unwrap_or_else(|| panic!("{set} loaded from an empty folder"));
@@ -57,13 +52,17 @@ fn missing_sets_name_the_fetch_command() {
     )
     .unwrap();
     assert!(matches!(
-        mnist(Split::Train),
+        root.mnist(Split::Train),
         Err(DataError::NotFetched { .. })
     ));
-
     // Embedded sets move with the root too.
-    assert!(matches!(digits(), Err(DataError::Io { .. })));
+    assert!(matches!(root.digits(), Err(DataError::Io { .. })));
+
+    // `$NORMLAB_DATA` wins over any folder the root is looked for in.
+    // SAFETY: this is the only test in this binary, so no other thread reads the environment.
+    unsafe { env::set_var("NORMLAB_DATA", dir.path()) };
+    assert_eq!(DataRoot::locate([default_root.path()]), root);
     // SAFETY: as above.
     unsafe { env::remove_var("NORMLAB_DATA") };
-    assert_eq!(data_root(), default_root);
+    assert_eq!(DataRoot::default(), default_root);
 }

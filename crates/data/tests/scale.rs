@@ -1,4 +1,6 @@
-use normlab_data::{DataError, ScaleKind, ScaleScope, Scaler, ScalerConfig, digits, split_indices};
+use normlab_data::{
+    DataError, DataRoot, ScaleKind, ScaleScope, Scaler, ScalerConfig, split_indices,
+};
 
 fn config(kind: ScaleKind, scope: ScaleScope) -> ScalerConfig {
     ScalerConfig { kind, scope }
@@ -90,7 +92,7 @@ fn none_leaves_values_alone() {
 
 #[test]
 fn fitted_on_digits_training_part_only() {
-    let set = digits().unwrap();
+    let set = DataRoot::default().digits().unwrap();
     let splits = split_indices(set.len(), 0.0, 0.3, 11).unwrap();
     let width = set.example_len();
     let scaler = Scaler::fit(

@@ -1,11 +1,11 @@
 mod common;
 
 use common::{TempDir, assert_message, gzip};
-use normlab_data::{Text, embedded_shakespeare, read_text_dir};
+use normlab_data::{DataRoot, Text, read_text_dir};
 
 #[test]
 fn embedded_shakespeare_loads() {
-    let text = embedded_shakespeare().unwrap();
+    let text = DataRoot::default().embedded_shakespeare().unwrap();
     // Eight plays of 1 036 467 bytes of ASCII, joined by seven blank-line separators.
     assert_eq!(text.len(), 1_036_467 + 7 * 2);
     assert_eq!(text.vocab_size(), 76);

@@ -3,9 +3,8 @@ use burn::tensor::activation;
 use normlab_norm::Norm;
 use serde::{Deserialize, Serialize};
 
+use crate::Instruments;
 use crate::ModelError;
-use crate::norm_time::timed;
-use crate::probe::observe;
 
 /// The nonlinearity after each hidden layer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,18 +41,20 @@ pub enum NormPosition {
     AfterActivation,
 }
 
-/// `act(norm(x))` or `norm(act(x))`, the norm observed by the probe at `site`; just `norm(x)`
-/// for a norm that is its own activation (FRN, EvoNorm). `x` is channels-first: its units are
-/// axis 1.
+/// `act(norm(x))` or `norm(act(x))`, the norm measured by `instruments` as site `site`; just
+/// `norm(x)` for a norm that is its own activation (FRN, EvoNorm). `x` is channels-first: its
+/// units are axis 1.
 pub(crate) fn norm_and_activate<const D: usize>(
     norm: &Norm,
-    position: NormPosition,
-    activation: Activation,
+    (position, activation): (NormPosition, Activation),
     site: impl Fn() -> String,
     x: Tensor<D>,
+    instruments: &mut Instruments,
 ) -> Result<Tensor<D>, ModelError> {
-    let normalize = |x| {
-        observe(&site, 1, x, |x| timed(x, |x| norm.forward(x))).map_err(ModelError::norm(&site))
+    let mut normalize = |x| {
+        instruments
+            .norm_site(&site, 1, x, |x| norm.forward(x))
+            .map_err(ModelError::norm(&site))
     };
     match position {
         _ if norm.includes_activation() => normalize(x),

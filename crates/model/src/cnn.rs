@@ -9,7 +9,7 @@ use crate::activation::norm_and_activate;
 use crate::init::scaled_kaiming;
 use crate::mlp::linear;
 use crate::weights::conv_forward;
-use crate::{Activation, ModelError, NormPosition};
+use crate::{Activation, Instruments, ModelError, NormPosition};
 
 /// Downsampling after each conv block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,11 +210,21 @@ pub struct Cnn {
 
 impl Cnn {
     /// `images: [N, C, H, W]` -> logits `[N, outputs]`.
-    pub fn forward(&self, mut x: Tensor<4>) -> Result<Tensor<2>, ModelError> {
+    pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>, ModelError> {
+        self.forward_instrumented(x, &mut Instruments::none())
+    }
+
+    /// [`forward`](Cnn::forward), measured by `instruments`.
+    pub fn forward_instrumented(
+        &self,
+        mut x: Tensor<4>,
+        instruments: &mut Instruments,
+    ) -> Result<Tensor<2>, ModelError> {
         ModelError::check_not_empty(&x.dims())?;
+        let placement = (self.norm_position, self.activation);
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
             x = conv_forward(conv, self.weight_standardization, x);
-            x = norm_and_activate(norm, self.norm_position, self.activation, || site(i), x)?;
+            x = norm_and_activate(norm, placement, || site(i), x, instruments)?;
             if (i + 1) % self.convs_per_block != 0 {
                 continue;
             }

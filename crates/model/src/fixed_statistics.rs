@@ -69,7 +69,7 @@ impl Model {
     }
 
     /// The model with `f` applied to each of its norms, in order.
-    fn map_norms(
+    pub(crate) fn map_norms(
         self,
         mut f: impl FnMut(Norm) -> Result<Norm, NormError>,
     ) -> Result<Model, ModelError> {

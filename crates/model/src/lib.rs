@@ -3,8 +3,9 @@
 //!
 //! A [`ModelConfig`] (serde; the runner reads it from TOML) says which network, its sizes and
 //! the [`NormConfig`] of every slot; [`ModelConfig::init`] builds a [`Model`] for the shape of the
-//! data. [`probe::capture`] records activation statistics at every norm site while the model runs;
-//! [`gradient_flow::measure`] the loss's gradient with respect to every hidden state of a recurrence.
+//! data. [`Instruments`], passed to a forward pass, measure it: activation statistics at every
+//! norm site ([`probe`]), the norm layers' time ([`norm_time`]), and the loss's gradient with
+//! respect to every hidden state of a recurrence ([`gradient_flow`]).
 
 #![warn(missing_docs)]
 
@@ -15,6 +16,7 @@ mod error;
 mod fixed_statistics;
 pub mod gradient_flow;
 mod init;
+mod instruments;
 mod mlp;
 pub mod norm_time;
 pub mod probe;
@@ -22,13 +24,14 @@ mod recurrent;
 mod weights;
 
 use burn::prelude::*;
-use normlab_norm::NormConfig;
+use normlab_norm::{Kernels, NormConfig};
 use serde::{Deserialize, Serialize};
 
 pub use activation::{Activation, NormPosition};
 pub use cnn::{Cnn, CnnConfig, Head, Pool};
 pub use conv::conv2d;
 pub use error::ModelError;
+pub use instruments::Instruments;
 pub use mlp::{Mlp, MlpConfig};
 pub use recurrent::{
     CellKind, Placement, RecurrentConfig, RecurrentLayer, RecurrentNet, SequenceOutput,
@@ -203,12 +206,25 @@ impl Model {
     /// Logits `[N, outputs]`, or `[N * T, outputs]` for a recurrent net predicting every step.
     /// An input with no values is an error ([`ModelError::EmptyInput`]).
     pub fn forward(&self, input: Input) -> Result<Tensor<2>, ModelError> {
+        self.forward_instrumented(input, &mut Instruments::none())
+    }
+
+    /// [`forward`](Model::forward), measured by `instruments`.
+    pub fn forward_instrumented(
+        &self,
+        input: Input,
+        instruments: &mut Instruments,
+    ) -> Result<Tensor<2>, ModelError> {
         let shape = input.shape();
         match (self, input) {
-            (Self::Mlp(m), Input::Features(x)) => m.forward(x),
-            (Self::Mlp(m), Input::Images(x)) => m.forward(x.flatten(1, 3)),
-            (Self::Cnn(m), Input::Images(x)) => m.forward(x),
-            (Self::Recurrent(m), Input::Sequences { values, mask }) => m.forward(values, mask),
+            (Self::Mlp(m), Input::Features(x)) => m.forward_instrumented(x, instruments),
+            (Self::Mlp(m), Input::Images(x)) => {
+                m.forward_instrumented(x.flatten(1, 3), instruments)
+            }
+            (Self::Cnn(m), Input::Images(x)) => m.forward_instrumented(x, instruments),
+            (Self::Recurrent(m), Input::Sequences { values, mask }) => {
+                m.forward_instrumented(values, mask, instruments)
+            }
             (model, input) => Err(ModelError::WrongInput {
                 model: model.kind().name(),
                 expected: model.kind().expected_input(),
@@ -219,6 +235,23 @@ impl Model {
                 },
             }),
         }
+    }
+
+    /// The same model with every norm layer running `kernels`: normlab's fused kernels where
+    /// the backend has them (the default) or burn's composed tensor ops.
+    pub fn with_norm_kernels(self, kernels: Kernels) -> Model {
+        self.map_norms(|norm| Ok(norm.with_kernels(kernels)))
+            .expect("setting the kernels fails for no norm")
+    }
+
+    /// The same model with every batch norm re-estimating its population statistics as the
+    /// equal-weight average over the training-mode forward passes that follow (PreciseBN, see
+    /// [`NormLayer::start_precise_statistics`](normlab_norm::NormLayer::start_precise_statistics)):
+    /// call it on a copy, `model.valid().train().for_precise_statistics()`, run training batches
+    /// through it with the weights fixed, then evaluate its `valid()`.
+    pub fn for_precise_statistics(self) -> Model {
+        self.map_norms(|norm| Ok(norm.for_precise_statistics()))
+            .expect("restarting statistics fails for no norm")
     }
 
     /// Which network this is.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::activation::norm_and_activate;
 use crate::init::scaled_kaiming;
 use crate::weights::linear_forward;
-use crate::{Activation, ModelError, NormPosition};
+use crate::{Activation, Instruments, ModelError, NormPosition};
 
 /// Configuration of [`Mlp`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,11 +115,21 @@ pub struct Mlp {
 
 impl Mlp {
     /// `x: [N, inputs]` -> logits `[N, outputs]`.
-    pub fn forward(&self, mut x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+    pub fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        self.forward_instrumented(x, &mut Instruments::none())
+    }
+
+    /// [`forward`](Mlp::forward), measured by `instruments`.
+    pub fn forward_instrumented(
+        &self,
+        mut x: Tensor<2>,
+        instruments: &mut Instruments,
+    ) -> Result<Tensor<2>, ModelError> {
         ModelError::check_not_empty(&x.dims())?;
+        let placement = (self.norm_position, self.activation);
         for (i, (layer, norm)) in self.layers.iter().zip(&self.norms).enumerate() {
             x = linear_forward(layer, self.weight_standardization, x);
-            x = norm_and_activate(norm, self.norm_position, self.activation, || site(i), x)?;
+            x = norm_and_activate(norm, placement, || site(i), x, instruments)?;
             x = self.dropout.forward(x);
         }
         Ok(self.head.forward(x))

@@ -2,20 +2,23 @@
 //! the layers themselves rather than by subtracting whole steps.
 //!
 //! ```ignore
-//! let (grads, time) = norm_time::measure(|| model.forward(input).map(|y| loss(y).backward()));
+//! let timer = NormTimer::new();
+//! let mut instruments = Instruments::none().timing(&timer);
+//! let grads = loss(model.forward_instrumented(input, &mut instruments)?).backward();
+//! let time = timer.lap();
 //! println!("norm layers: {:?} forward, {:?} backward", time.forward, time.backward);
 //! ```
-//! Every model in this crate passes each norm through [`timed`]; with no measurement running
-//! that costs nothing. The forward is timed around the layer's call (flex computes eagerly, so
-//! the call's time is the computation's). For the backward, identity ops mark the layer's input
-//! and output in the autodiff graph; burn runs the backward steps from the deepest node down,
-//! so the time from the output mark's backward to the input mark's is the layer's backward.
+//! The forward is timed around the layer's call (flex computes eagerly, so the call's time is
+//! the computation's). For the backward, identity ops mark the layer's input and output in the
+//! autodiff graph; burn runs the backward steps from the deepest node down, so the time from
+//! the output mark's backward to the input mark's is the layer's backward. The marks hold the
+//! timer, so the backward pass, which runs after the forward has returned, still reaches it.
 //! That bracket is exact for a chain of layers (MLP, CNN); inside a recurrence the steps of
 //! other layers at the same depths run inside it, so this module times feed-forward models
 //! only. Off flex, only the forward is timed.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -26,7 +29,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
 use burn::prelude::*;
 
-/// Time spent in the norm layers during one [`measure`].
+/// Time spent in the norm layers since a [`NormTimer`] started or its last lap.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct NormTime {
     /// In the layers' forward calls.
@@ -37,105 +40,102 @@ pub struct NormTime {
     pub calls: usize,
 }
 
-#[derive(Default)]
-struct Timer {
+#[derive(Debug, Default)]
+struct TimerState {
     time: NormTime,
     /// When the backward of each call's output mark ran, by call.
     backward_started: HashMap<usize, Instant>,
 }
 
-thread_local! {
-    static TIMER: RefCell<Option<Timer>> = const { RefCell::new(None) };
+/// A timer of norm layers, handed to the forward passes it times through
+/// [`Instruments::timing`](crate::Instruments::timing); clones share one time.
+#[derive(Debug, Clone, Default)]
+pub struct NormTimer {
+    state: Arc<Mutex<TimerState>>,
 }
 
-/// Runs `step` (a forward and, usually, its backward) and returns its result with the time the
-/// norm layers took in it. Measurements do not nest: an inner one takes over.
-pub fn measure<T>(step: impl FnOnce() -> T) -> (T, NormTime) {
-    let previous = TIMER.with(|t| t.borrow_mut().replace(Timer::default()));
-    let out = step();
-    let timer = TIMER.with(|t| std::mem::replace(&mut *t.borrow_mut(), previous));
-    (out, timer.map(|t| t.time).unwrap_or_default())
-}
+impl NormTimer {
+    /// A timer at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
 
-/// The time accumulated since the running measurement began or since the last lap, which
-/// starts a new one; zero outside a measurement.
-pub fn lap() -> NormTime {
-    TIMER.with(|t| {
-        t.borrow_mut()
-            .as_mut()
-            .map(|timer| std::mem::take(&mut timer.time))
-            .unwrap_or_default()
-    })
-}
+    /// The time accumulated since the timer started or since the last lap, which starts a
+    /// new one.
+    pub fn lap(&self) -> NormTime {
+        self.with(|state| std::mem::take(&mut state.time))
+    }
 
-/// Applies `norm` to `x`, timing it when a measurement is running.
-pub(crate) fn timed<const D: usize, E>(
-    x: Tensor<D>,
-    norm: impl FnOnce(Tensor<D>) -> Result<Tensor<D>, E>,
-) -> Result<Tensor<D>, E> {
-    let call = TIMER.with(|t| {
-        t.borrow_mut().as_mut().map(|timer| {
-            timer.time.calls += 1;
-            timer.time.calls
-        })
-    });
-    let Some(call) = call else {
-        return norm(x);
-    };
-    let device = x.device();
-    let marked =
-        device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::Flex(_));
-    let x = if marked {
-        mark(x, Mark::Input(call))
-    } else {
-        x
-    };
-    let start = Instant::now();
-    let y = norm(x)?;
-    let elapsed = start.elapsed();
-    with_timer(|timer| timer.time.forward += elapsed);
-    Ok(if marked {
-        mark(y, Mark::Output(call))
-    } else {
-        y
-    })
-}
+    fn with<T>(&self, f: impl FnOnce(&mut TimerState) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 
-fn with_timer(f: impl FnOnce(&mut Timer)) {
-    TIMER.with(|t| {
-        if let Some(timer) = t.borrow_mut().as_mut() {
-            f(timer)
-        }
-    });
+    /// Applies `norm` to `x`, timing it.
+    pub(crate) fn time<const D: usize, E>(
+        &self,
+        x: Tensor<D>,
+        norm: impl FnOnce(Tensor<D>) -> Result<Tensor<D>, E>,
+    ) -> Result<Tensor<D>, E> {
+        let call = self.with(|state| {
+            state.time.calls += 1;
+            state.time.calls
+        });
+        let device = x.device();
+        let marked =
+            device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::Flex(_));
+        let mark = |x, end| match marked {
+            true => self.mark(x, end),
+            false => x,
+        };
+        let x = mark(x, End::Input(call));
+        let start = Instant::now();
+        let y = norm(x)?;
+        let elapsed = start.elapsed();
+        self.with(|state| state.time.forward += elapsed);
+        Ok(mark(y, End::Output(call)))
+    }
+
+    fn mark<const D: usize>(&self, x: Tensor<D>, end: End) -> Tensor<D> {
+        let mark = Mark {
+            timer: self.clone(),
+            end,
+        };
+        Tensor::from_dispatch(<Dispatch as TimingOps>::normlab_time_mark(
+            x.into_dispatch(),
+            mark,
+        ))
+    }
 }
 
 /// Which end of which timed call an identity op marks.
 #[derive(Debug, Clone, Copy)]
-enum Mark {
+enum End {
     Input(usize),
     Output(usize),
 }
 
-/// Its backward: the output's runs first, the input's once the layer's steps are done.
-fn reached(mark: Mark) {
-    let now = Instant::now();
-    with_timer(|timer| match mark {
-        Mark::Output(call) => {
-            timer.backward_started.insert(call, now);
-        }
-        Mark::Input(call) => {
-            if let Some(start) = timer.backward_started.remove(&call) {
-                timer.time.backward += now - start;
-            }
-        }
-    });
+/// An end of a timed call, and the timer its backward reports to.
+#[derive(Debug, Clone)]
+struct Mark {
+    timer: NormTimer,
+    end: End,
 }
 
-fn mark<const D: usize>(x: Tensor<D>, mark: Mark) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as TimingOps>::normlab_time_mark(
-        x.into_dispatch(),
-        mark,
-    ))
+impl Mark {
+    /// Its backward: the output's runs first, the input's once the layer's steps are done.
+    fn reached(&self) {
+        let now = Instant::now();
+        self.timer.with(|state| match self.end {
+            End::Output(call) => {
+                state.backward_started.insert(call, now);
+            }
+            End::Input(call) => {
+                if let Some(start) = state.backward_started.remove(&call) {
+                    state.time.backward += now - start;
+                }
+            }
+        });
+    }
 }
 
 /// The identity, as a backend op whose backward notes when it ran.
@@ -159,7 +159,7 @@ impl<B: Backend + TimingOps, C: CheckpointStrategy> TimingOps for Autodiff<B, C>
             type State = ();
 
             fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-                reached(self.0);
+                self.0.reached();
                 let grad = grads.consume::<B>(&ops.node);
                 if let [Some(parent)] = ops.parents {
                     grads.register::<B>(parent.id, grad);
@@ -187,8 +187,11 @@ mod tests {
         let config: NormConfig = serde_json::from_str(r#"{"kind": "layer"}"#).unwrap();
         let norm = config.init(64, &device).unwrap();
         let x = Tensor::<3>::random([64, 64, 256], Distribution::Default, &device).require_grad();
-        let step = || {
-            let y = timed(x.clone(), |x| norm.forward(x)).unwrap();
+        let step = |timer: Option<&NormTimer>| {
+            let y = match timer {
+                Some(timer) => timer.time(x.clone(), |x| norm.forward(x)).unwrap(),
+                None => norm.forward(x.clone()).unwrap(),
+            };
             let grads = (y.clone() * y).sum().backward();
             x.grad(&grads)
                 .unwrap()
@@ -196,13 +199,14 @@ mod tests {
                 .iter::<f32>()
                 .collect::<Vec<f32>>()
         };
-        let plain = step();
-        let (measured, time) = measure(step);
+        let plain = step(None);
+        let timer = NormTimer::new();
+        let measured = step(Some(&timer));
         assert_eq!(measured, plain, "the marks are identities");
+        let time = timer.lap();
         assert_eq!(time.calls, 1);
         assert!(time.forward > Duration::ZERO && time.backward > Duration::ZERO);
-        // Nothing is recorded outside a measurement.
-        let (_, idle) = measure(|| ());
-        assert_eq!(idle, NormTime::default());
+        // A lap starts a new count.
+        assert_eq!(timer.lap(), NormTime::default());
     }
 }

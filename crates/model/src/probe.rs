@@ -1,15 +1,13 @@
-//! Seeing inside: statistics of the activations before and after every norm site, recorded while
-//! a closure runs, without any change to the model code.
+//! Seeing inside: statistics of the activations before and after every norm site of a forward
+//! pass run with [`Instruments::probing`](crate::Instruments::probing).
 //!
 //! ```ignore
-//! let (logits, sites) = probe::capture(3, || model.forward(input));
-//! for site in sites? { println!("{}: mean {} -> {}", site.site, site.before.mean, site.after.mean) }
+//! let mut instruments = Instruments::none().probing(3);
+//! let logits = model.forward_instrumented(input, &mut instruments)?;
+//! for site in instruments.take_probe() { println!("{}: mean {} -> {}", site.site, site.before.mean, site.after.mean) }
 //! ```
-//! Every model in this crate passes each norm through [`observe`]; with no capture running that
-//! costs nothing. The statistics are detached and copied to the host, so recording slows a step
-//! but never changes it.
-
-use std::cell::RefCell;
+//! The statistics are detached and copied to the host, so recording slows a step but never
+//! changes it.
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -26,7 +24,7 @@ pub struct Summary {
     pub percentiles: Vec<[f32; 3]>,
 }
 
-/// What one norm site saw during the captured call.
+/// What one norm site saw during the probed forward pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SiteStats {
     /// The layer, e.g. `hidden 2` or `conv 1`.
@@ -37,55 +35,33 @@ pub struct SiteStats {
     pub after: Summary,
 }
 
-struct Recorder {
-    units: usize,
-    sites: Vec<SiteStats>,
+/// The sites recorded so far, tracking the percentiles of the first `units` units of each.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recorder {
+    pub units: usize,
+    pub sites: Vec<SiteStats>,
 }
 
-thread_local! {
-    static RECORDER: RefCell<Option<Recorder>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` and returns its result with the statistics of every norm site it passed, tracking
-/// percentiles of the first `units` units of each. Captures do not nest: an inner one takes over.
-pub fn capture<T>(units: usize, f: impl FnOnce() -> T) -> (T, Vec<SiteStats>) {
-    let previous = RECORDER.with(|r| {
-        r.borrow_mut().replace(Recorder {
-            units,
-            sites: Vec::new(),
-        })
-    });
-    let out = f();
-    let recorder = RECORDER.with(|r| std::mem::replace(&mut *r.borrow_mut(), previous));
-    (out, recorder.map(|r| r.sites).unwrap_or_default())
-}
-
-/// Applies `norm` to `x` at the site `site`, recording both sides when a capture is running.
-/// `unit_axis` is the axis whose entries are the units (features or channels).
-pub(crate) fn observe<const D: usize, E>(
-    site: impl FnOnce() -> String,
-    unit_axis: usize,
-    x: Tensor<D>,
-    norm: impl FnOnce(Tensor<D>) -> Result<Tensor<D>, E>,
-) -> Result<Tensor<D>, E> {
-    let units = RECORDER.with(|r| r.borrow().as_ref().map(|r| r.units));
-    let Some(units) = units else {
-        return norm(x);
-    };
-    let before = summarize(&x, unit_axis, units);
-    let y = norm(x)?;
-    let after = summarize(&y, unit_axis, units);
-    let stats = SiteStats {
-        site: site(),
-        before,
-        after,
-    };
-    RECORDER.with(|r| {
-        if let Some(recorder) = r.borrow_mut().as_mut() {
-            recorder.sites.push(stats);
-        }
-    });
-    Ok(y)
+impl Recorder {
+    /// Applies `norm` to `x` at `site`, recording both sides. `unit_axis` is the axis whose
+    /// entries are the units (features or channels).
+    pub fn observe<const D: usize, E>(
+        &mut self,
+        site: impl FnOnce() -> String,
+        unit_axis: usize,
+        x: Tensor<D>,
+        norm: impl FnOnce(Tensor<D>) -> Result<Tensor<D>, E>,
+    ) -> Result<Tensor<D>, E> {
+        let before = summarize(&x, unit_axis, self.units);
+        let y = norm(x)?;
+        let after = summarize(&y, unit_axis, self.units);
+        self.sites.push(SiteStats {
+            site: site(),
+            before,
+            after,
+        });
+        Ok(y)
+    }
 }
 
 fn summarize<const D: usize>(x: &Tensor<D>, unit_axis: usize, units: usize) -> Summary {

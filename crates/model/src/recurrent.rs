@@ -5,11 +5,10 @@ use burn::tensor::activation::{sigmoid, tanh};
 use normlab_norm::{Norm, NormConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::Instruments;
 use crate::ModelError;
-use crate::gradient_flow;
 use crate::init::scaled_kaiming;
 use crate::mlp::linear;
-use crate::probe::observe;
 
 /// The recurrent cell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,25 +218,28 @@ impl RecurrentLayer {
 
     /// `x: [N, T, inputs]`, `mask: [N, T]` -> hidden states `[N, T, hidden]`. At padded steps
     /// the state carries over unchanged, so the last step holds each sequence's final state.
+    /// `instruments` measure its vertical norm and tap its hidden states.
     pub fn forward(
         &self,
         x: Tensor<3>,
         mask: Option<Tensor<2, Bool>>,
+        instruments: &mut Instruments,
     ) -> Result<Tensor<3>, ModelError> {
         let [n, steps, _] = x.dims();
         let device = x.device();
         let mut terms = self.input.forward(x);
         if !self.horizontal() {
             let site = || self.site(INPUT_TERM);
-            terms = observe(site, 2, terms, |t| {
-                self.input_norm.forward_sequence(t, mask.clone())
-            })
-            .map_err(ModelError::norm(site))?;
+            terms = instruments
+                .norm_site(site, 2, terms, |t| {
+                    self.input_norm.forward_sequence(t, mask.clone())
+                })
+                .map_err(ModelError::norm(site))?;
         }
         let mut h = Tensor::zeros([n, self.hidden], &device);
         let mut c = Tensor::zeros([n, self.hidden], &device);
         let mut states = Vec::with_capacity(steps);
-        gradient_flow::layer_starts();
+        instruments.recurrent_layer_starts();
         for t in 0..steps {
             let x_term = terms.clone().slice(s![.., t, ..]).squeeze_dim::<2>(1);
             let running = mask
@@ -254,7 +256,7 @@ impl RecurrentLayer {
                 }
                 None => (h_new, c_new),
             };
-            h = gradient_flow::tap(h);
+            h = instruments.hidden_state(h);
             states.push(h.clone());
         }
         Ok(Tensor::stack(states, 1))
@@ -331,13 +333,23 @@ impl RecurrentNet {
         x: Tensor<3>,
         mask: Option<Tensor<2, Bool>>,
     ) -> Result<Tensor<2>, ModelError> {
+        self.forward_instrumented(x, mask, &mut Instruments::none())
+    }
+
+    /// [`forward`](RecurrentNet::forward), measured by `instruments`.
+    pub fn forward_instrumented(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<2, Bool>>,
+        instruments: &mut Instruments,
+    ) -> Result<Tensor<2>, ModelError> {
         ModelError::check_not_empty(&x.dims())?;
         let mut states = x;
         for (i, layer) in self.layers.iter().enumerate() {
             if i > 0 {
                 states = self.dropout.forward(states);
             }
-            states = layer.forward(states, mask.clone())?;
+            states = layer.forward(states, mask.clone(), instruments)?;
         }
         let [n, steps, hidden] = states.dims();
         let features = match self.output {

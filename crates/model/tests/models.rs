@@ -30,6 +30,10 @@ fn values<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tens
     Tensor::from_data(TensorData::new(data, shape), device)
 }
 
+fn values_of<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().iter::<f32>().collect()
+}
+
 fn mask(lengths: &[usize], steps: usize, device: &Device) -> Tensor<2, Bool> {
     let flags: Vec<bool> = lengths
         .iter()
@@ -274,7 +278,16 @@ fn gradient_flow_measures_the_loss_gradient_at_every_hidden_state() {
     let forward = || model.forward(x.clone(), None);
     let plain = forward().unwrap();
 
-    let norms = gradient_flow::measure(|| forward().map(|logits| logits.sum())).unwrap();
+    let mut instruments = Instruments::none().tapping_gradients();
+    let logits = model
+        .forward_instrumented(x.clone(), None, &mut instruments)
+        .unwrap();
+    assert_eq!(
+        values_of(logits.clone()),
+        values_of(plain.clone()),
+        "taps add zero"
+    );
+    let norms = instruments.gradient_norms(&logits.sum().backward());
     assert_eq!(
         norms.len(),
         7,
@@ -293,8 +306,9 @@ fn gradient_flow_measures_the_loss_gradient_at_every_hidden_state() {
         .expand([3, 8]);
     assert!(close(norms[6], mean_norm(g_last.clone())), "{norms:?}");
     // One step back: through tanh's derivative and the recurrent weights (`y = x W`).
-    let first = model.layers[0].forward(x.clone(), None).unwrap();
-    let states = model.layers[1].forward(first, None).unwrap();
+    let none = &mut Instruments::none();
+    let first = model.layers[0].forward(x.clone(), None, none).unwrap();
+    let states = model.layers[1].forward(first, None, none).unwrap();
     let h_last = states.slice(s![.., 6, ..]).reshape([3, 8]);
     let g_prev = (g_last * (h_last.square().neg() + 1.0))
         .matmul(model.layers[1].recurrent.weight.val().transpose());
@@ -461,8 +475,11 @@ fn the_probe_sees_every_norm_site_before_and_after() {
         .init(InputShape::Features(12), 5, &device)
         .unwrap();
     let x = values([32, 12], 11, &device) * 3.0 + 5.0;
-    let (out, sites) = probe::capture(2, || model.forward(Input::Features(x)));
-    out.unwrap();
+    let mut instruments = Instruments::none().probing(2);
+    model
+        .forward_instrumented(Input::Features(x), &mut instruments)
+        .unwrap();
+    let sites = instruments.take_probe().expect("probing");
     let names: Vec<&str> = sites.iter().map(|s| s.site.as_str()).collect();
     assert_eq!(names, ["hidden 1", "hidden 2"]);
     for site in &sites {
@@ -475,9 +492,9 @@ fn the_probe_sees_every_norm_site_before_and_after() {
         let [p15, p50, p85] = site.before.percentiles[0];
         assert!(p15 <= p50 && p50 <= p85);
     }
-    // Without a capture nothing is recorded and nothing changes.
-    let (_, none) = probe::capture(2, || ());
-    assert!(none.is_empty());
+    // What was taken is gone; without probing nothing is recorded.
+    assert_eq!(instruments.take_probe(), Some(Vec::new()));
+    assert_eq!(Instruments::none().take_probe(), None);
 }
 
 #[test]

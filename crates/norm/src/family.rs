@@ -46,6 +46,13 @@ pub trait Family {
         None
     }
 
+    /// The running statistics the layer folds its batch statistics into, mutable: what
+    /// PreciseBN re-estimates. `None` for a layer without them, or one that computes its running
+    /// statistics otherwise (online normalization).
+    fn batch_running_stats_mut(&mut self) -> Option<&mut RunningStats> {
+        None
+    }
+
     /// True when the layer is its own activation (FRN with its TLU, EvoNorm).
     fn includes_activation(&self) -> bool {
         false

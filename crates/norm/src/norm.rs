@@ -3,7 +3,7 @@ use burn::prelude::*;
 use crate::family::{AsFamily, Family};
 use crate::{
     BatchNorm, BatchRenorm, EvoNormB0, EvoNormS0, FilterResponseNorm, FrozenBatchNorm, GroupNorm,
-    InstanceNorm, LayerNorm, NoNorm, NormError, NormLayer, OnlineNorm, RmsNorm,
+    InstanceNorm, Kernels, LayerNorm, NoNorm, NormError, NormLayer, OnlineNorm, RmsNorm,
 };
 
 /// Any norm layer, as chosen by a [`NormConfig`](crate::NormConfig) (or, for
@@ -107,6 +107,19 @@ impl Norm {
         mask: Option<Tensor<1, Bool>>,
     ) -> Result<Tensor<2>, NormError> {
         NormLayer::forward_step(self, x, step, mask)
+    }
+
+    /// The same layer running `kernels` (see [`NormLayer::set_kernels`]).
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        NormLayer::set_kernels(&mut self, kernels);
+        self
+    }
+
+    /// The same layer re-estimating its population statistics as an equal-weight average (see
+    /// [`NormLayer::start_precise_statistics`]).
+    pub fn for_precise_statistics(mut self) -> Self {
+        NormLayer::start_precise_statistics(&mut self);
+        self
     }
 
     /// The same layer with batch statistics frozen: batch norm and batch renormalization become

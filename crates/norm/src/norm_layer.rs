@@ -1,7 +1,7 @@
 use burn::prelude::*;
 
 use crate::family::AsFamily;
-use crate::{Affine, NormError, RunningStats};
+use crate::{Affine, Kernels, NormError, RunningStats};
 
 /// What every norm layer offers: one trait, so that generic code can hold any of them.
 ///
@@ -76,6 +76,44 @@ pub trait NormLayer: AsFamily {
     /// The running statistics; `None` for a layer that keeps none.
     fn running_stats(&self) -> Option<&RunningStats> {
         self.family().running_stats()
+    }
+
+    /// Which computation the layer runs: [`Kernels::Fastest`] unless set.
+    fn kernels(&self) -> Kernels {
+        self.family()
+            .parts()
+            .map_or_else(Kernels::default, |p| p.kernels)
+    }
+
+    /// Makes the layer run `kernels`: burn's composed tensor ops, or normlab's fused kernels
+    /// where the backend has them (the default). A layer without a computation (no norm)
+    /// ignores it.
+    fn set_kernels(&mut self, kernels: Kernels) {
+        if let Some(parts) = self.family_mut().parts_mut() {
+            parts.kernels = kernels;
+        }
+    }
+
+    /// PreciseBN (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm"): from now on, each
+    /// training-mode forward folds its batch statistics into an equal-weight average over the
+    /// batches that follow this call, instead of the moving average (an exponential average
+    /// dominated by the last few batches of a moving model). Run the training batches through
+    /// the layer, weights fixed, then evaluate it: its running statistics are the population
+    /// estimate.
+    ///
+    /// Call it on a copy (`model.valid().train()`): clones share running statistics, whose
+    /// batch counts restart here, and the momentum stays cumulative for later training. Ghost
+    /// batch norm counts every virtual batch as a batch; per-step statistics average each step
+    /// over the batches that reached it; batch renormalization averages its moving standard
+    /// deviation, EvoNorm-B0 its variance. A layer without batch statistics is unchanged.
+    ///
+    /// This is the "momentum = 1/k" estimator of the BN paper and of the first PreciseBN
+    /// implementations; recent fvcore pools the samples into one population variance instead,
+    /// which differs by the spread of the per-batch means.
+    fn start_precise_statistics(&mut self) {
+        if let Some(running) = self.family_mut().batch_running_stats_mut() {
+            running.restart_as_average();
+        }
     }
 
     /// Normalizes channels-first input `[N, C, ...]`; the output has the input's shape.

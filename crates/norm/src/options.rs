@@ -7,6 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::NormError;
 
+/// Which computation a norm layer runs. Both give the same numbers to float rounding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    /// normlab's fused kernels where the backend has them (flex; burn's CubeCL backends with the
+    /// `wgpu` feature), burn's tensor ops elsewhere.
+    #[default]
+    Fastest,
+    /// burn's tensor ops on every backend: what the fused kernels are measured against.
+    Composed,
+}
+
 /// How running statistics fold in each new batch.
 ///
 /// Written in a config as a number in `[0, 1]` or as the word `"cumulative"`.

@@ -1,13 +1,7 @@
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use burn::module::RunningState;
 use burn::prelude::*;
 
-use crate::precise;
 use crate::{Momentum, RunningVariance};
-
-/// Tells each [`RunningStats`] apart, for PreciseBN's restart.
-static NEXT_KEY: AtomicUsize = AtomicUsize::new(0);
 
 /// Running mean and variance, in one or more *slots* of `[features]` each.
 ///
@@ -26,8 +20,6 @@ pub struct RunningStats {
     /// `None`: cumulative average.
     momentum: Option<f64>,
     unbiased: bool,
-    /// Unique per layer built (clones share it).
-    key: usize,
 }
 
 impl RunningStats {
@@ -60,7 +52,6 @@ impl RunningStats {
             batches: RunningState::new(Tensor::zeros([slots], device)),
             momentum: momentum.factor(),
             unbiased: variance == RunningVariance::Unbiased,
-            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -119,9 +110,7 @@ impl RunningStats {
     /// Folds batch statistics into slots `first..first + k`.
     ///
     /// `mean` is `[k, features]`, and so is the second statistic (see [`Spread`]); `valid:
-    /// [k, 1]` (optional) leaves the slots it marks false untouched. During
-    /// [`precise_statistics`](crate::precise_statistics) every fold is an equal-weight average
-    /// over the batches of that run, whatever the momentum.
+    /// [k, 1]` (optional) leaves the slots it marks false untouched.
     pub(crate) fn update(
         &self,
         first: usize,
@@ -148,19 +137,15 @@ impl RunningStats {
             true => new,
             false => all.slice_assign(slots.clone(), new),
         };
-        let precise = precise::restarts(self.key);
-        let mut batches = self
+        let batches = self
             .batches
             .value_sync()
             .to_device(&device)
             .without_autodiff();
-        if precise == Some(true) {
-            batches = batches.zeros_like();
-        }
         let seen = batches.clone().slice(slots.clone()).reshape([k, 1]);
-        let factor = match (self.momentum, precise) {
-            (Some(m), None) => Tensor::full([k, 1], m, &batches.device()),
-            _ => (seen.clone() + 1.0).recip(),
+        let factor = match self.momentum {
+            Some(m) => Tensor::full([k, 1], m, &batches.device()),
+            None => (seen.clone() + 1.0).recip(),
         };
         let keep = valid.map(|v| v.without_autodiff());
         let store = |state: &RunningState<Tensor<2>>, all: Tensor<2>, old: Tensor<2>, new| {
@@ -209,6 +194,15 @@ impl RunningStats {
 }
 
 impl RunningStats {
+    /// Makes every later fold an equal-weight average over the batches folded after this call:
+    /// the batch counts restart at zero and the momentum becomes cumulative (PreciseBN).
+    pub(crate) fn restart_as_average(&mut self) {
+        self.momentum = None;
+        let batches = self.batches.value_sync();
+        self.batches.update(batches.zeros_like());
+        self.batches.value_sync();
+    }
+
     /// Replaces slot 0's statistics by `mean` and `var`, each `[1, features]`: for a layer
     /// that computes its running statistics itself (Online Normalization).
     pub(crate) fn set(&self, mean: Tensor<2>, var: Tensor<2>) {

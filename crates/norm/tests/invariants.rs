@@ -590,3 +590,25 @@ fn check_finite<const D: usize>(
         let _ = grads; // a backward pass that does not panic; its values are checked elsewhere
     }
 }
+
+#[test]
+fn a_layer_set_to_composed_kernels_computes_the_same_in_burn_ops() {
+    let device = train_device();
+    for config in channel_families() {
+        let fused = config.init(4, &device).unwrap();
+        assert_eq!(fused.kernels(), Kernels::Fastest);
+        // A layer of its own: clones share running statistics, which online norm updates.
+        let composed = config
+            .init(4, &device)
+            .unwrap()
+            .with_kernels(Kernels::Composed);
+        let name = fused.describe();
+        if !matches!(config, NormConfig::None) {
+            assert_eq!(composed.kernels(), Kernels::Composed, "{name}");
+        }
+        let x = random([6, 4, 33], &device);
+        let a = values(fused.forward(x.clone()).unwrap());
+        let b = values(composed.forward(x).unwrap());
+        assert_close(&name, &a, &b, 1e-5);
+    }
+}

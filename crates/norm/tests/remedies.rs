@@ -233,25 +233,27 @@ fn precise_statistics_leave_converged_statistics_where_they_are() {
     }
     let before = norm.running_stats().unwrap();
     let (mean, var) = (values(before.mean()), values(before.var()));
-    let used = precise_statistics(200..400, |seed| {
+    let norm = norm.for_precise_statistics();
+    for seed in 200..400 {
         norm.forward(batch(seed)).unwrap();
-    });
-    assert_eq!(used, 200);
+    }
     let after = norm.running_stats().unwrap();
+    assert_eq!(values(after.batches()), [200.0]);
+    let precise_mean = values(after.mean());
     // The moving average of the last ~10 batches and the average of 200 agree to about the
     // spread of a 10-batch average: 64 values per batch, variance 4.
-    assert_close("precise mean", &values(after.mean()), &mean, 0.1);
+    assert_close("precise mean", &precise_mean, &mean, 0.1);
     assert_close("precise variance", &values(after.var()), &var, 0.25);
     // And it is the equal-weight average, not a moving one: the same batches again give the
     // same estimate.
-    let again = precise_statistics(200..400, |seed| {
+    let norm = norm.for_precise_statistics();
+    for seed in 200..400 {
         norm.forward(batch(seed)).unwrap();
-    });
-    assert_eq!(again, 200);
+    }
     assert_close(
         "precise twice",
         &values(norm.running_stats().unwrap().mean()),
-        &values(after.mean()),
+        &precise_mean,
         1e-6,
     );
 }
@@ -269,9 +271,10 @@ fn precise_statistics_are_the_average_of_the_batch_statistics() {
         let x = [m - 1.0, m, m + 1.0, m, m - 1.0, m, m + 1.0, m];
         tensor(&x, [4, 2], &device)
     });
-    precise_statistics(batches, |x| {
+    let norm = norm.for_precise_statistics();
+    for x in batches {
         norm.forward(x).unwrap();
-    });
+    }
     let running = norm.running_stats().unwrap();
     assert_close("average mean", &values(running.mean()), &[3.0, 3.0], 1e-6);
     // Channel 0 has variance 4/3 in every batch (unbiased), channel 1 none.

@@ -10,8 +10,8 @@ use crate::analysis::{distinct, fmt_duration};
 use crate::config::{Experiment, GridPoint};
 use crate::error::RunnerError;
 use crate::model_init::dry_run;
-use crate::sweep::{data_key, load_tasks};
 use crate::task::Task;
+use crate::tasks::Tasks;
 use crate::train::{budget_in_steps, train};
 
 /// Steps timed per setting for the estimate (the first ones, warm-up included).
@@ -35,13 +35,13 @@ pub struct CheckReport {
 /// Loads the data `experiment` needs, dry-runs every grid point and times a few training steps
 /// of each setting (the first seed of every combination of the other axes) on `device`.
 pub fn check(experiment: &Experiment, device: &Device) -> Result<CheckReport, RunnerError> {
-    let tasks = load_tasks(experiment)?;
+    let tasks = Tasks::load(experiment)?;
     let seed_axis = experiment.axis("seed");
     let mut impossible = Vec::new();
     let mut step_seconds: HashMap<Vec<&str>, f64> = HashMap::new();
     let mut training_seconds = 0.0;
     for point in &experiment.points {
-        let task = &tasks[&data_key(&point.run.data)];
+        let task = tasks.of(point);
         if let Err(reason) = dry_run(point, task, device) {
             impossible.push((point.id.clone(), reason.to_string()));
             continue;

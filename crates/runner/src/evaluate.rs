@@ -6,7 +6,6 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use normlab_data::shuffled;
 use normlab_model::Model;
-use normlab_norm::precise_statistics;
 
 use crate::config::GridPoint;
 use crate::results::{Eval, LengthEval};
@@ -52,19 +51,18 @@ fn precise(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Op
     if !point.run.model.norm().uses_batch_statistics() {
         return None;
     }
-    let copy = model.valid().train().no_grad();
+    // A copy with its own running statistics, averaged afresh over the batches below.
+    let copy = model.valid().train().no_grad().for_precise_statistics();
     let train_device = device.clone().autodiff();
     // An epoch no training run reaches: batches in a fresh order, composed as in training.
     let order = task
         .train_batches(config.batch_size, config.batches, config.seed, u64::MAX)
         .ok()?;
-    let order = order.into_iter().cycle().take(batches);
-    let mut refused = false;
-    precise_statistics(order, |indices| {
+    for indices in order.into_iter().cycle().take(batches) {
         let batch = task.batch(&indices, false, None, &train_device);
-        refused |= copy.forward(batch.input).is_err();
-    });
-    (!refused).then(|| eval_mode(&copy.valid(), point, task, device))
+        copy.forward(batch.input).ok()?;
+    }
+    Some(eval_mode(&copy.valid(), point, task, device))
 }
 
 /// Loss and error of the eval copy (`model.valid()`): running statistics for batch norm.

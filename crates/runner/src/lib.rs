@@ -27,6 +27,7 @@ pub mod results;
 pub mod shard;
 pub mod sweep;
 pub mod task;
+pub mod tasks;
 pub mod train;
 pub mod verify;
 

@@ -14,7 +14,8 @@ use crate::task::Task;
 /// turns at seeding and drawing, so each run's initial weights depend on its seed alone.
 static INIT: Mutex<()> = Mutex::new(());
 
-/// Builds the model of `point` for `task` on `device`, with its weights drawn from its seed.
+/// Builds the model of `point` for `task` on `device`, with its weights drawn from its seed and
+/// its norm layers running the kernels its config names.
 /// They are drawn on the CPU and moved to `device`: each backend has its own random number
 /// generator, and the same seed should give the same network on any of them.
 pub fn build_model(point: &GridPoint, task: &Task, device: &Device) -> Result<Model, ModelError> {
@@ -27,7 +28,9 @@ pub fn build_model(point: &GridPoint, task: &Task, device: &Device) -> Result<Mo
     let model = point.run.model.init(task.input_shape, task.classes, &cpu)?;
     model.visit(&mut DrawWeights);
     // `fork` keeps which parameters are trained; on flex it moves nothing.
-    Ok(model.fork(device))
+    Ok(model
+        .fork(device)
+        .with_norm_kernels(point.run.train.norm_kernels))
 }
 
 /// Touches every parameter so its lazy initializer runs now, under the lock.

@@ -2,20 +2,19 @@
 //! finished earlier, trains the rest (in parallel if asked), then writes the summary, the plots
 //! and the report.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::prelude::*;
 
-use crate::config::{DataConfig, Experiment, GridPoint};
+use crate::config::{Experiment, GridPoint};
 use crate::error::RunnerError;
 use crate::model_init::dry_run;
 use crate::progress::Progress;
 use crate::results::{ResultsDir, RunRecord, Status, write_atomically};
 use crate::shard::{self, Claimant, Shard};
-use crate::task::Task;
+use crate::tasks::Tasks;
 use crate::train::train;
 use crate::{plot, report};
 
@@ -39,9 +38,9 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
     let started = Instant::now();
     let dir = ResultsDir::new(options.results_root.join(&experiment.name));
     claim_results_dir(&dir, experiment, &options.command)?;
-    let tasks = load_tasks(experiment)?;
-    save_scalers(&dir, &tasks)?;
-    let task_of = |point: &GridPoint| &tasks[&data_key(&point.run.data)];
+    let tasks = Tasks::load(experiment)?;
+    tasks.save_scalers(&dir)?;
+    let task_of = |point: &GridPoint| tasks.of(point);
 
     // Check every point that still has to run before training any.
     let mut to_train = Vec::new();
@@ -196,64 +195,6 @@ fn claim_results_dir(
     write_atomically(&config, experiment.text.as_bytes()).map_err(RunnerError::io(&config))?;
     let path = dir.root.join("command.txt");
     write_atomically(&path, format!("{command}\n").as_bytes()).map_err(RunnerError::io(path))
-}
-
-/// The key under which a data config's loaded task is kept.
-pub(crate) fn data_key(config: &DataConfig) -> String {
-    serde_json::to_string(config).expect("data configs serialize")
-}
-
-/// Loads each distinct data config once, from the `data/` folder found beside or above the
-/// experiment file or the working directory (unless `$NORMLAB_DATA` says where).
-pub(crate) fn load_tasks(experiment: &Experiment) -> Result<HashMap<String, Task>, RunnerError> {
-    let experiment_dir = std::path::absolute(&experiment.path)
-        .ok()
-        .and_then(|path| path.parent().map(Path::to_path_buf));
-    let working_dir = std::env::current_dir().ok();
-    let base = experiment_dir.clone().unwrap_or_default();
-    let starts = [experiment_dir, working_dir];
-    if let Some(root) = normlab_data::find_data_root(starts.iter().flatten().map(PathBuf::as_path))
-    {
-        normlab_data::use_data_root(root);
-    }
-    let data_error = |source| RunnerError::Data {
-        experiment: experiment.path.clone(),
-        source,
-    };
-    let mut tasks = HashMap::new();
-    for point in &experiment.points {
-        let task = match tasks.entry(data_key(&point.run.data)) {
-            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(Task::load(&point.run.data, &base).map_err(data_error)?)
-            }
-        };
-        task.check_eval_lengths(&point.run.train.eval_lengths)
-            .map_err(data_error)?;
-    }
-    Ok(tasks)
-}
-
-/// Writes each fitted input scaler beside the results (`scaler.json`, or `scaler-<k>.json` when
-/// the grid varies the data), so the numbers a model was trained with can be applied again.
-fn save_scalers(dir: &ResultsDir, tasks: &HashMap<String, Task>) -> Result<(), RunnerError> {
-    let mut keys: Vec<&String> = tasks
-        .keys()
-        .filter(|k| tasks[*k].scaler.is_some())
-        .collect();
-    keys.sort();
-    for (k, key) in keys.iter().enumerate() {
-        let name = match keys.len() {
-            1 => "scaler.json".to_string(),
-            _ => format!("scaler-{k}.json"),
-        };
-        let data: serde_json::Value = serde_json::from_str(key).expect("keys are JSON");
-        let json = serde_json::json!({ "data": data, "scaler": tasks[*key].scaler });
-        let path = dir.root.join(name);
-        let bytes = serde_json::to_vec_pretty(&json).expect("scalers serialize");
-        write_atomically(&path, &bytes).map_err(RunnerError::io(path))?;
-    }
-    Ok(())
 }
 
 /// `record` with the value of each of the experiment's axes at its grid point.

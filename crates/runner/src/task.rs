@@ -5,10 +5,9 @@ use burn::tensor::TensorData;
 use std::path::{Path, PathBuf};
 
 use normlab_data::{
-    DataError, Images, ScaleKind, Scaler, Sequences, Split, Text, batch_order, class_pair_batches,
-    digits, embedded_shakespeare, fashion_mnist, images_from_csv, images_from_idx, japanese_vowels,
-    mnist, pad_sequences, read_idx, read_text_file, read_ts, shakespeare_full, shuffled,
-    split_train_valid,
+    DataError, DataRoot, Images, ScaleKind, Scaler, Sequences, Split, Text, batch_order,
+    class_pair_batches, images_from_csv, images_from_idx, pad_sequences, read_idx, read_text_file,
+    read_ts, shuffled, split_train_valid,
 };
 use normlab_model::{Input, InputShape};
 
@@ -60,21 +59,23 @@ pub struct Task {
 }
 
 impl Task {
-    /// Loads and prepares the data `config` names; relative paths of your own files start
+    /// Loads and prepares the data `config` names from `root`; relative paths of your own files start
     /// from `base` (the experiment file's folder) where they exist there. Errors say what is
     /// missing and, for sets fetched on demand, the command that fetches them.
-    pub fn load(config: &DataConfig, base: &Path) -> Result<Self, DataError> {
+    pub fn load(config: &DataConfig, base: &Path, root: &DataRoot) -> Result<Self, DataError> {
         let (examples, train, valid, valid_source) = match (config.set, &config.files) {
-            (DataSet::Digits, _) => image_split(digits()?, None, config)?,
-            (DataSet::Mnist, _) => image_split(mnist(Split::Train)?, None, config)?,
-            (DataSet::FashionMnist, _) => image_split(fashion_mnist(Split::Train)?, None, config)?,
+            (DataSet::Digits, _) => image_split(root.digits()?, None, config)?,
+            (DataSet::Mnist, _) => image_split(root.mnist(Split::Train)?, None, config)?,
+            (DataSet::FashionMnist, _) => {
+                image_split(root.fashion_mnist(Split::Train)?, None, config)?
+            }
             (DataSet::JapaneseVowels, _) => sequence_split(
-                japanese_vowels(Split::Train)?,
-                Some(japanese_vowels(Split::Test)?),
+                root.japanese_vowels(Split::Train)?,
+                Some(root.japanese_vowels(Split::Test)?),
                 config,
             )?,
-            (DataSet::Shakespeare, _) => named_text_split(embedded_shakespeare()?, config)?,
-            (DataSet::ShakespeareFull, _) => named_text_split(shakespeare_full()?, config)?,
+            (DataSet::Shakespeare, _) => named_text_split(root.embedded_shakespeare()?, config)?,
+            (DataSet::ShakespeareFull, _) => named_text_split(root.shakespeare_full()?, config)?,
             (DataSet::Files, Some(files)) => {
                 let at = |path: &PathBuf| resolve(base, path);
                 match files {
@@ -510,7 +511,7 @@ mod tests {
     fn longer_evaluation_windows_cover_the_same_text() {
         let config: DataConfig =
             toml::from_str("set = \"shakespeare\"\nseq_len = 32\nvalid_size = 10").unwrap();
-        let task = Task::load(&config, Path::new(".")).unwrap();
+        let task = Task::load(&config, Path::new("."), &DataRoot::default()).unwrap();
         let counts: Vec<usize> = [32, 64, 128, 320, 1000]
             .map(|length| task.valid_for_length(length).len())
             .to_vec();

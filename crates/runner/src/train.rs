@@ -1,65 +1,101 @@
-//! One training run, start to finish: the loop a newcomer reads top to bottom.
+//! One training run, start to finish: [`train_loop`] is the loop a newcomer reads top to bottom,
+//! with what it measures besides the loss passed in as [`Instrumentation`].
 
 use std::time::{Duration, Instant};
 
 use burn::module::{ModuleVisitor, Param};
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
-use normlab_model::norm_time::{self, NormTime};
-use normlab_model::{Model, gradient_flow, probe};
-use normlab_norm::composed_only;
+use normlab_model::norm_time::{NormTime, NormTimer};
+use normlab_model::{Instruments, Model};
 
-use crate::config::{GridPoint, NormKernels, OptimizerKind, TrainConfig};
+use crate::config::{GridPoint, OptimizerKind, ProbeConfig, TrainConfig};
 use crate::evaluate::evaluate;
 use crate::model_init::build_model;
 use crate::results::{GradientFlow, LossWindows, NormSeconds, Probe, RunRecord, Status};
-use crate::task::Task;
+use crate::task::{Batch, Task};
 
-/// Trains `point` on `task` and records everything; `on_step(step, total)` reports progress.
+/// What a run measures besides its training loss and its evaluations.
+#[derive(Debug, Clone, Default)]
+pub struct Instrumentation {
+    /// Activation statistics at every norm site, every `every` steps.
+    pub probe: Option<ProbeConfig>,
+    /// Times the norm layers inside every training step, forward and backward.
+    pub norm_timer: Option<NormTimer>,
+    /// The loss's gradient at every hidden state of the recurrence, on the first training
+    /// batch, at initialization and after training.
+    pub gradient_flow: bool,
+}
+
+impl Instrumentation {
+    /// What `config` asks a run to measure.
+    pub fn of(config: &TrainConfig) -> Self {
+        Self {
+            probe: config.probe.clone(),
+            norm_timer: config.time_norms.then(NormTimer::new),
+            gradient_flow: config.gradient_flow,
+        }
+    }
+
+    /// The instruments of the forward pass of step `step`: the timer, and the probe on its
+    /// schedule.
+    fn for_step(&self, step: usize) -> Instruments {
+        let mut instruments = Instruments::none();
+        if let Some(timer) = &self.norm_timer {
+            instruments = instruments.timing(timer);
+        }
+        match &self.probe {
+            Some(probe) if step.is_multiple_of(probe.every.max(1)) => {
+                instruments.probing(probe.units)
+            }
+            _ => instruments,
+        }
+    }
+}
+
+/// Trains `point` on `task` with what its config asks to measure and records everything;
+/// `on_step(step, total)` reports progress.
 pub fn train(
     point: &GridPoint,
     task: &Task,
     device: &Device,
     on_step: impl FnMut(usize, usize),
 ) -> RunRecord {
-    let config = &point.run.train;
-    let run = || match config.time_norms {
-        true => norm_time::measure(|| train_loop(point, task, device, on_step)).0,
-        false => train_loop(point, task, device, on_step),
-    };
-    match config.norm_kernels {
-        NormKernels::Fastest => run(),
-        NormKernels::Composed => composed_only(run),
-    }
+    train_loop(
+        point,
+        task,
+        device,
+        &Instrumentation::of(&point.run.train),
+        on_step,
+    )
 }
 
-/// The run itself, read top to bottom; [`train`] sets the norm kernels and timing around it.
+/// The run itself: build the model, then step through shuffled batches until the budget is
+/// spent, stopping early on divergence, evaluating on schedule.
 fn train_loop(
     point: &GridPoint,
     task: &Task,
     device: &Device,
+    instrumentation: &Instrumentation,
     mut on_step: impl FnMut(usize, usize),
 ) -> RunRecord {
     let started = Instant::now();
     let config = &point.run.train;
-    let lr = point.run.lr();
     let train_device = device.clone().autodiff();
     let mut record = RunRecord::new(point);
     let mut model = match build_model(point, task, &train_device) {
         Ok(model) => model,
         Err(e) => return record.ended(Status::Impossible, e.to_string(), started),
     };
-    if config.gradient_flow {
+    if instrumentation.gradient_flow {
         // On a twin of the model, so that the measurement's forward pass leaves the running
         // statistics of the one that trains untouched.
-        let twin = build_model(point, task, &train_device);
-        record.gradient_flow.extend(
-            twin.ok()
-                .and_then(|twin| measure_gradient_flow(&twin, 0, point, task, &train_device)),
-        );
+        let twin = build_model(point, task, &train_device).ok();
+        let flow = twin.and_then(|twin| gradient_flow(&twin, 0, point, task, &train_device));
+        record.gradient_flow.extend(flow);
     }
     let mut optimizer = optimizer(config);
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
@@ -67,80 +103,40 @@ fn train_loop(
     let eval_steps: Vec<usize> = (1..=config.evals)
         .map(|k| (k * total_steps).div_ceil(config.evals))
         .collect();
-    let mut step_times: Vec<Duration> = Vec::with_capacity(total_steps);
-    let mut norm_times: Vec<NormTime> = Vec::new();
+    let mut step_times = StepTimes::default();
     let mut loss_windows = LossWindows::for_run(total_steps);
-    let mut first_loss: Option<f32> = None;
-    let mut smoothed_loss: Option<f32> = None;
+    let mut divergence = DivergenceWatch::new(config.divergence_factor);
 
     'training: for epoch in 0.. {
-        let batches =
-            match task.train_batches(config.batch_size, config.batches, config.seed, epoch) {
-                Ok(batches) if !batches.is_empty() => batches,
-                Ok(_) => {
-                    let reason = "the training split makes no batch of this kind".to_string();
-                    return record.ended(Status::Impossible, reason, started);
-                }
-                Err(e) => return record.ended(Status::Impossible, e.to_string(), started),
-            };
+        let batches = match epoch_batches(task, config, epoch) {
+            Ok(batches) => batches,
+            Err(reason) => return record.ended(Status::Impossible, reason, started),
+        };
         for indices in batches {
             if record.steps == total_steps {
                 break 'training;
             }
             let batch = task.batch(&indices, false, None, &train_device);
             let step_started = Instant::now();
-            norm_time::lap(); // The evaluations' norm calls are not the step's.
-
-            // Forward, with the probe recording activation statistics on its schedule.
-            let probing = config
-                .probe
-                .as_ref()
-                .filter(|p| record.steps.is_multiple_of(p.every.max(1)));
-            let logits = match probing {
-                Some(p) => {
-                    let (logits, sites) = probe::capture(p.units, || model.forward(batch.input));
-                    record.probes.push(Probe {
-                        step: record.steps,
-                        sites,
-                    });
-                    logits
-                }
-                None => model.forward(batch.input),
-            };
-            let logits = match logits {
-                Ok(logits) => logits,
+            let mut instruments = instrumentation.for_step(record.steps);
+            let loss = match forward_loss(&model, batch, &loss_fn, &mut instruments) {
+                Ok(loss) => loss,
                 Err(e) => return record.ended(Status::Impossible, e.to_string(), started),
             };
-            let loss = loss_fn.forward(logits, batch.targets);
+            if let Some(sites) = instruments.take_probe() {
+                let step = record.steps;
+                record.probes.push(Probe { step, sites });
+            }
             let loss_value = loss.clone().into_scalar::<f32>();
-
-            // A run whose loss is not finite or has exploded is over: record it and go on.
-            let first_loss = *first_loss.get_or_insert(loss_value);
-            let smoothed = smoothed_loss.map_or(loss_value, |s| 0.9 * s + 0.1 * loss_value);
-            smoothed_loss = Some(smoothed);
-            if !loss_value.is_finite() || smoothed > config.divergence_factor as f32 * first_loss {
-                let reason = format!(
-                    "training loss {loss_value} at step {} (first loss {first_loss})",
-                    record.steps + 1
-                );
+            if let Some(reason) = divergence.check(loss_value, record.steps + 1) {
                 record.losses.extend(loss_windows.close());
                 return record.ended(Status::Diverged, reason, started);
             }
 
-            // Backward on the loss plus the weight penalties; clip; update.
-            let objective = loss + weight_penalty(&model, config.l1, config.l2, &train_device);
-            let mut grads = GradientsParams::from_grads(objective.backward(), &model);
-            if let Some(max_norm) = config.grad_clip {
-                clip_global_norm(&model, &mut grads, max_norm);
-            }
-            let rate = config
-                .lr_schedule
-                .rate(lr, record.steps, total_steps, config.warmup);
-            model = optimizer.step(rate, model, grads);
-            step_times.push(step_started.elapsed());
-            if config.time_norms {
-                norm_times.push(norm_time::lap());
-            }
+            let lr = point.run.lr();
+            let rate = (config.lr_schedule).rate(lr, record.steps, total_steps, config.warmup);
+            model = update(model, &mut optimizer, loss, config, rate);
+            step_times.push(step_started.elapsed(), instrumentation);
 
             record.steps += 1;
             record.samples += indices.len();
@@ -148,30 +144,114 @@ fn train_loop(
             record.losses.extend(window);
             if eval_steps.contains(&record.steps) {
                 let when = (record.steps, record.samples, record.steps == total_steps);
-                let eval = evaluate(&model, point, task, when, device);
-                record.evals.push(eval);
+                record
+                    .evals
+                    .push(evaluate(&model, point, task, when, device));
             }
             on_step(record.steps, total_steps);
         }
     }
     record.losses.extend(loss_windows.close());
-    if config.gradient_flow {
-        let after = measure_gradient_flow(&model, record.steps, point, task, &train_device);
+    if instrumentation.gradient_flow {
+        let after = gradient_flow(&model, record.steps, point, task, &train_device);
         record.gradient_flow.extend(after);
     }
-    record.step_seconds = median(step_times.iter().map(Duration::as_secs_f64));
-    // A model without norm layers has nothing to time.
-    record.norm_seconds = norm_times.iter().any(|t| t.calls > 0).then(|| NormSeconds {
-        forward: median(norm_times.iter().map(|t| t.forward.as_secs_f64())),
-        backward: median(norm_times.iter().map(|t| t.backward.as_secs_f64())),
-        total: median(
-            norm_times
-                .iter()
-                .map(|t| (t.forward + t.backward).as_secs_f64()),
-        ),
-    });
+    (record.step_seconds, record.norm_seconds) = step_times.medians();
     record.wall_seconds = started.elapsed().as_secs_f64();
     record
+}
+
+/// The batches of `epoch`, or why there are none.
+fn epoch_batches(task: &Task, config: &TrainConfig, epoch: u64) -> Result<Vec<Vec<usize>>, String> {
+    match task.train_batches(config.batch_size, config.batches, config.seed, epoch) {
+        Ok(batches) if !batches.is_empty() => Ok(batches),
+        Ok(_) => Err("the training split makes no batch of this kind".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Backward on `loss` plus the weight penalties, the gradient clipped, and one step of
+/// `optimizer` at `rate`.
+fn update(
+    model: Model,
+    optimizer: &mut ModuleOptimizer,
+    loss: Tensor<1>,
+    config: &TrainConfig,
+    rate: f64,
+) -> Model {
+    let penalty = weight_penalty(&model, config.l1, config.l2, &loss.device());
+    let mut grads = GradientsParams::from_grads((loss + penalty).backward(), &model);
+    if let Some(max_norm) = config.grad_clip {
+        clip_global_norm(&model, &mut grads, max_norm);
+    }
+    optimizer.step(rate, model, grads)
+}
+
+/// The mean cross-entropy of `model` on `batch`, its forward pass measured by `instruments`.
+fn forward_loss(
+    model: &Model,
+    batch: Batch,
+    loss_fn: &CrossEntropyLoss,
+    instruments: &mut Instruments,
+) -> Result<Tensor<1>, normlab_model::ModelError> {
+    let logits = model.forward_instrumented(batch.input, instruments)?;
+    Ok(loss_fn.forward(logits, batch.targets))
+}
+
+/// Stops a run whose loss is not finite, or whose smoothed loss has grown past `factor` times
+/// its first loss.
+struct DivergenceWatch {
+    factor: f64,
+    first: Option<f32>,
+    smoothed: Option<f32>,
+}
+
+impl DivergenceWatch {
+    fn new(factor: f64) -> Self {
+        Self {
+            factor,
+            first: None,
+            smoothed: None,
+        }
+    }
+
+    /// Why the run is over after the loss `loss` of step `step`, if it is.
+    fn check(&mut self, loss: f32, step: usize) -> Option<String> {
+        let first = *self.first.get_or_insert(loss);
+        let smoothed = self.smoothed.map_or(loss, |s| 0.9 * s + 0.1 * loss);
+        self.smoothed = Some(smoothed);
+        (!loss.is_finite() || smoothed > self.factor as f32 * first)
+            .then(|| format!("training loss {loss} at step {step} (first loss {first})"))
+    }
+}
+
+/// The wall time of every step, and of the norm layers in it when timed.
+#[derive(Default)]
+struct StepTimes {
+    steps: Vec<Duration>,
+    norms: Vec<NormTime>,
+}
+
+impl StepTimes {
+    fn push(&mut self, step: Duration, instrumentation: &Instrumentation) {
+        self.steps.push(step);
+        if let Some(timer) = &instrumentation.norm_timer {
+            self.norms.push(timer.lap());
+        }
+    }
+
+    /// The median step time, seconds, and the medians of the norm layers' time, when timed
+    /// (a model without norm layers has nothing to time).
+    fn medians(&self) -> (f64, Option<NormSeconds>) {
+        let seconds =
+            |f: fn(&NormTime) -> Duration| median(self.norms.iter().map(|t| f(t).as_secs_f64()));
+        let norms = self.norms.iter().any(|t| t.calls > 0).then(|| NormSeconds {
+            forward: seconds(|t| t.forward),
+            backward: seconds(|t| t.backward),
+            total: seconds(|t| t.forward + t.backward),
+        });
+        (median(self.steps.iter().map(Duration::as_secs_f64)), norms)
+    }
 }
 
 /// The upper median; 0 for no values.
@@ -182,7 +262,7 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// Recurrent BN's Figure 1: `||dLoss/dh_t||` for every step `t`, on the first training batch.
-fn measure_gradient_flow(
+fn gradient_flow(
     model: &Model,
     step: usize,
     point: &GridPoint,
@@ -194,14 +274,10 @@ fn measure_gradient_flow(
     let indices = batches.ok()?.into_iter().next()?;
     let batch = task.batch(&indices, false, None, device);
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let norms = gradient_flow::measure(|| {
-        let logits = model.forward(batch.input)?;
-        Ok::<_, normlab_model::ModelError>(loss_fn.forward(logits, batch.targets))
-    });
-    Some(GradientFlow {
-        step,
-        norms: norms.ok()?,
-    })
+    let mut instruments = Instruments::none().tapping_gradients();
+    let loss = forward_loss(model, batch, &loss_fn, &mut instruments).ok()?;
+    let norms = instruments.gradient_norms(&loss.backward());
+    Some(GradientFlow { step, norms })
 }
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {

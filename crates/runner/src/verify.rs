@@ -16,7 +16,8 @@ use crate::error::RunnerError;
 use crate::model_init::dry_run;
 use crate::report::headline::{BatchVerdict, batch_verdict};
 use crate::results::{ResultsDir, RunRecord, Status};
-use crate::sweep::{data_key, experiment_of, load_tasks, stamped};
+use crate::sweep::{experiment_of, stamped};
+use crate::tasks::Tasks;
 use crate::train::train;
 
 /// One retrained grid point.
@@ -71,12 +72,12 @@ pub fn verify(
     let records = dir.read_runs(&experiment)?;
     let committed = batch_verdict(&experiment, &records);
     let chosen = choose(&experiment, &records, committed.as_ref(), runs);
-    let tasks = load_tasks(&experiment)?;
+    let tasks = Tasks::load(&experiment)?;
 
     let mut reruns = Vec::new();
     let mut replaced = records.clone();
     for point in chosen {
-        let task = &tasks[&data_key(&point.run.data)];
+        let task = tasks.of(point);
         let new = match dry_run(point, task, device) {
             Ok(()) => train(point, task, device, |_, _| {}),
             Err(reason) => RunRecord {

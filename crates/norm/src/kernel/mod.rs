@@ -11,8 +11,8 @@ mod online;
 use burn::prelude::*;
 use burn::tensor::module::{BatchNormTrainOutput, batch_norm, batch_norm_train};
 
+use crate::Kernels;
 use crate::affine::Affine;
-pub use fused::composed_only;
 pub(crate) use moments::{Moments, moments};
 pub(crate) use online::{
     OnlineStream, StreamState, online_normalize, supported as online_supported,
@@ -29,7 +29,8 @@ pub(crate) struct GroupStats {
 
 /// Normalizes `x: [N, C, S]` per sample over groups of `C / groups` channels and all of `S`
 /// (centred unless `center` is false: then it divides by the root mean square), then applies
-/// `affine`. Returns the output and the statistics.
+/// `affine`, on the fused kernels where `kernels` and the backend allow. Returns the output and
+/// the statistics.
 ///
 /// Layer norm (one group), group norm, instance norm (one group per channel), RMS norm (one
 /// group, not centred) and FRN (one group per channel, not centred) are this computation.
@@ -40,9 +41,10 @@ pub(crate) fn group_norm(
     center: bool,
     epsilon: f64,
     affine: Option<&Affine>,
+    kernels: Kernels,
 ) -> (Tensor<3>, GroupStats) {
     let [_, c, s] = x.dims();
-    if weights.is_none() && fused::available(&x) {
+    if weights.is_none() && fused::available(&x, kernels) {
         let (gamma, beta) = affine_or_identity(affine, c, &x.device());
         let (y, mean, var) = fused::group_norm(x, gamma, beta, groups, center, epsilon);
         let count = Tensor::full([1, 1, 1], (c / groups * s) as f64, &y.device());
@@ -143,8 +145,9 @@ pub(crate) fn batch_norm_train_unmasked(
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
+    kernels: Kernels,
 ) -> BatchNormTrainOutput<3> {
-    if fused::available(&x) {
+    if fused::available(&x, kernels) {
         let (output, mean, variance) = fused::batch_norm(x, gamma, beta, epsilon);
         return BatchNormTrainOutput {
             output,
@@ -184,8 +187,9 @@ pub(crate) fn normalize_with(
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
+    kernels: Kernels,
 ) -> Tensor<3> {
-    if fused::available(&x) {
+    if fused::available(&x, kernels) {
         let scale = gamma / (var + epsilon).sqrt();
         return fused::channel_affine(x, mean, scale, beta);
     }

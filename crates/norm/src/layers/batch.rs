@@ -169,6 +169,10 @@ impl Family for BatchNorm {
         self.running.as_ref()
     }
 
+    fn batch_running_stats_mut(&mut self) -> Option<&mut RunningStats> {
+        self.running.as_mut()
+    }
+
     /// `x: [N, C, S] -> [N, C, S]`, statistics per channel over `N` and `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
         if self.per_step.is_some() {
@@ -264,6 +268,7 @@ impl BatchNorm {
             gamma,
             beta,
             self.parts.epsilon,
+            self.parts.kernels,
         ))
     }
 
@@ -337,7 +342,8 @@ impl BatchNorm {
             });
         }
         let Some(weights) = weights else {
-            let out = batch_norm_train_unmasked(x, gamma, beta, self.parts.epsilon);
+            let out =
+                batch_norm_train_unmasked(x, gamma, beta, self.parts.epsilon, self.parts.kernels);
             if let Some(running) = running {
                 let count = Tensor::<1>::full([1], (n * s) as f64, &out.output.device());
                 let var = running.variance_estimate(out.variance, count);

@@ -197,6 +197,10 @@ impl Family for BatchRenorm {
         Some(&self.running)
     }
 
+    fn batch_running_stats_mut(&mut self) -> Option<&mut RunningStats> {
+        Some(&mut self.running)
+    }
+
     /// `x: [N, C, S] -> [N, C, S]`, statistics per channel over `N` and `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
         let [n, c, s] = x.dims();
@@ -205,7 +209,15 @@ impl Family for BatchRenorm {
         let (gamma, beta) = self.affine_or_identity(c, &device);
         let (mean, var) = self.running.read(0, 1, &device);
         if !is_training(&x, self.training.is_enabled()) {
-            return Ok(normalize_with(x, mean, var, gamma, beta, epsilon));
+            return Ok(normalize_with(
+                x,
+                mean,
+                var,
+                gamma,
+                beta,
+                epsilon,
+                self.parts.kernels,
+            ));
         }
         if n * s < 2 {
             return Err(NormError::SingleValueStatistics {
@@ -221,6 +233,7 @@ impl Family for BatchRenorm {
                     Tensor::ones([c], &device),
                     Tensor::zeros([c], &device),
                     epsilon,
+                    self.parts.kernels,
                 );
                 (out.output, out.mean, out.variance)
             }

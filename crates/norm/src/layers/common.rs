@@ -1,14 +1,16 @@
 use burn::prelude::*;
 
-use crate::Affine;
+use crate::{Affine, Kernels};
 
-/// What every normalizing layer holds: its feature count, the `epsilon` under its square root
-/// and its optional `gamma` and `beta`.
+/// What every normalizing layer holds: its feature count, the `epsilon` under its square root,
+/// its optional `gamma` and `beta`, and which computation it runs.
 #[derive(Module, Debug)]
 pub struct CommonParts {
     pub(crate) affine: Option<Affine>,
     pub(crate) num_features: usize,
     pub(crate) epsilon: f64,
+    #[module(skip)]
+    pub(crate) kernels: Kernels,
 }
 
 impl CommonParts {
@@ -25,6 +27,7 @@ impl CommonParts {
             affine: affine.then(|| Affine::init(num_features, gamma_init, device)),
             num_features,
             epsilon,
+            kernels: Kernels::default(),
         }
     }
 }

@@ -116,6 +116,10 @@ impl Family for EvoNormB0 {
         Some(&self.running)
     }
 
+    fn batch_running_stats_mut(&mut self) -> Option<&mut RunningStats> {
+        Some(&mut self.running)
+    }
+
     fn includes_activation(&self) -> bool {
         true
     }

@@ -124,10 +124,13 @@ impl Family for FilterResponseNorm {
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
         let [n, c, s] = x.dims();
         let CommonParts {
-            affine, epsilon, ..
+            affine,
+            epsilon,
+            kernels,
+            ..
         } = &self.parts;
         let y = match &self.learned_epsilon {
-            None => group_norm(x, weights, c, false, *epsilon, affine.as_ref()).0,
+            None => group_norm(x, weights, c, false, *epsilon, affine.as_ref(), *kernels).0,
             Some(learned) => {
                 let per_channel = [n * c, 1, s];
                 let weights = weights.map(|w| w.expand([n, c, s]).reshape(per_channel));

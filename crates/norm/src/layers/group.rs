@@ -110,9 +110,20 @@ impl Family for GroupNorm {
     /// `x: [N, C, S] -> [N, C, S]`, statistics per (sample, group).
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
         let CommonParts {
-            affine, epsilon, ..
+            affine,
+            epsilon,
+            kernels,
+            ..
         } = &self.parts;
-        let (out, _) = group_norm(x, weights, self.groups, true, *epsilon, affine.as_ref());
+        let (out, _) = group_norm(
+            x,
+            weights,
+            self.groups,
+            true,
+            *epsilon,
+            affine.as_ref(),
+            *kernels,
+        );
         Ok(out)
     }
 }

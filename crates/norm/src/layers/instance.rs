@@ -116,6 +116,10 @@ impl Family for InstanceNorm {
         self.running.as_ref()
     }
 
+    fn batch_running_stats_mut(&mut self) -> Option<&mut RunningStats> {
+        self.running.as_mut()
+    }
+
     /// `x: [N, C, S] -> [N, C, S]`, statistics per (sample, channel) over `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
         let [n, c, s] = x.dims();
@@ -128,18 +132,22 @@ impl Family for InstanceNorm {
         }
         let training = is_training(&x, self.training.is_enabled());
         let CommonParts {
-            affine, epsilon, ..
+            affine,
+            epsilon,
+            kernels,
+            ..
         } = &self.parts;
         match &self.running {
             Some(running) if !training => {
                 let device = x.device();
                 let (mean, var) = running.read(0, 1, &device);
                 let (ones, zeros) = (Tensor::ones([c], &device), Tensor::zeros([c], &device));
-                let x_hat = normalize_with(x, mean, var, ones, zeros, *epsilon);
+                let x_hat = normalize_with(x, mean, var, ones, zeros, *epsilon, *kernels);
                 Ok(apply_affine(affine, x_hat))
             }
             running => {
-                let (out, stats) = group_norm(x, weights, c, true, *epsilon, affine.as_ref());
+                let (out, stats) =
+                    group_norm(x, weights, c, true, *epsilon, affine.as_ref(), *kernels);
                 if let (Some(running), true) = (running, training) {
                     let var = running.variance_estimate(stats.var, stats.count);
                     running.update(

@@ -139,9 +139,20 @@ impl Family for LayerNorm {
     /// `x: [N, C, S] -> [N, C, S]`, statistics per sample over `C` and `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
         let CommonParts {
-            affine, epsilon, ..
+            affine,
+            epsilon,
+            kernels,
+            ..
         } = &self.parts;
-        let (out, _) = group_norm(x, weights, 1, self.centered, *epsilon, affine.as_ref());
+        let (out, _) = group_norm(
+            x,
+            weights,
+            1,
+            self.centered,
+            *epsilon,
+            affine.as_ref(),
+            *kernels,
+        );
         Ok(out)
     }
 

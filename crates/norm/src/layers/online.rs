@@ -183,7 +183,9 @@ impl OnlineNorm {
 
     fn compensate(&self, y: Tensor<3>, weights: Option<Tensor<3>>) -> Tensor<3> {
         match self.compensation {
-            ErrorCompensation::LayerScaling => group_norm(y, weights, 1, false, 1e-5, None).0,
+            ErrorCompensation::LayerScaling => {
+                group_norm(y, weights, 1, false, 1e-5, None, self.parts.kernels).0
+            }
             ErrorCompensation::Clamp => y.clamp(-5.0, 5.0),
             ErrorCompensation::None => y,
         }
@@ -229,7 +231,15 @@ impl Family for OnlineNorm {
         } else {
             let (mean, var) = self.running.read(0, 1, &device);
             let (ones, zeros) = (Tensor::ones([c], &device), Tensor::zeros([c], &device));
-            normalize_with(x, mean, var, ones, zeros, self.parts.epsilon)
+            normalize_with(
+                x,
+                mean,
+                var,
+                ones,
+                zeros,
+                self.parts.epsilon,
+                self.parts.kernels,
+            )
         };
         let y = apply_affine(&self.parts.affine, y);
         Ok(self.compensate(y, weights))

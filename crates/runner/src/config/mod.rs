@@ -21,8 +21,7 @@ use toml::{Table, Value};
 pub use grid::label;
 pub use schedule::LrSchedule;
 pub use schema::{
-    Batching, DataConfig, DataFiles, DataSet, NormKernels, OptimizerKind, ProbeConfig, RunConfig,
-    TrainConfig,
+    Batching, DataConfig, DataFiles, DataSet, OptimizerKind, ProbeConfig, RunConfig, TrainConfig,
 };
 
 use crate::config::grid::{

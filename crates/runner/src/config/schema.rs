@@ -3,6 +3,7 @@
 
 use normlab_data::ScalerConfig;
 use normlab_model::ModelConfig;
+use normlab_norm::Kernels;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -129,17 +130,6 @@ pub enum Batching {
     ClassPairs,
 }
 
-/// Which computation the norm layers run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NormKernels {
-    /// The fused kernels where the backend has them (flex), burn's tensor ops elsewhere.
-    #[default]
-    Fastest,
-    /// burn's tensor ops everywhere: what the fused kernels are measured against.
-    Composed,
-}
-
 /// How a run trains and is evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,9 +212,11 @@ pub struct TrainConfig {
     /// BN's Figure 1). Default false.
     #[serde(default)]
     pub gradient_flow: bool,
-    /// Default fastest.
+    /// Which computation the norm layers run: `fastest` (normlab's fused kernels where the
+    /// backend has them) or `composed` (burn's tensor ops, what the kernels are measured
+    /// against). Default fastest.
     #[serde(default)]
-    pub norm_kernels: NormKernels,
+    pub norm_kernels: Kernels,
     /// Time the norm layers inside every training step, forward and backward, with a timer
     /// around the layers themselves (feed-forward models; the backward on flex only: see
     /// `normlab_model::norm_time`). Default false.

@@ -22,35 +22,20 @@ use burn::backend::{
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use std::cell::Cell;
+use crate::Kernels;
 
-thread_local! {
-    /// Set while [`composed_only`] runs a closure on this thread.
-    static COMPOSED_ONLY: Cell<bool> = const { Cell::new(false) };
-}
-
-/// True when `x` lives on a backend with kernels (with or without autodiff) in a float type they
-/// handle, and no [`composed_only`] closure runs on this thread: f32 or f64 on flex, f32 on the
-/// CubeCL backends (f64 is optional in GPU shaders).
-pub(crate) fn available(x: &Tensor<3>) -> bool {
-    let kernels = match x.device().inner().as_dispatch() {
+/// True when `kernels` asks for the fused kernels and `x` lives on a backend with them (with or
+/// without autodiff) in a float type they handle: f32 or f64 on flex, f32 on the CubeCL backends
+/// (f64 is optional in GPU shaders).
+pub(crate) fn available(x: &Tensor<3>, kernels: Kernels) -> bool {
+    let on_backend = match x.device().inner().as_dispatch() {
         DispatchDevice::Flex(_) => matches!(x.dtype(), DType::F32 | DType::F64),
         #[cfg(feature = "wgpu")]
         DispatchDevice::Cube(_) => x.dtype() == DType::F32,
         #[allow(unreachable_patterns)] // flex alone
         _ => false,
     };
-    kernels && !COMPOSED_ONLY.get()
-}
-
-/// Runs `f` with the norm layers computed from burn's tensor ops, as on a backend without
-/// fused kernels: what the fused kernels save is measured against it. The same numbers to
-/// float rounding; slower. Applies to layers called on this thread while `f` runs.
-pub fn composed_only<T>(f: impl FnOnce() -> T) -> T {
-    let before = COMPOSED_ONLY.replace(true);
-    let out = f();
-    COMPOSED_ONLY.set(before);
-    out
+    kernels == Kernels::Fastest && on_backend
 }
 
 /// The fused ops. Every method has a twin `_backward`; the autodiff implementation wires them.
