@@ -1,97 +1,40 @@
-//! What every consumer of run records reads off them: labels, final errors, spreads over
-//! seeds, facets, errors by length and percentile tracks. The plots and the report both use
-//! these, so that the report's numbers are exactly the plotted ones.
+//! What every consumer of run records reads off them: final scores, spreads over seeds,
+//! facets, scores by length and percentile tracks. The plots and the report both use these, so
+//! that the report's numbers are exactly the plotted ones.
 
-use crate::config::Experiment;
-use crate::results::{Eval, RunRecord, Status};
+use crate::axes::AxisKey;
+use crate::result_set::ResultSet;
+use crate::results::{Eval, EvalMode, RunRecord, Status};
 
-/// The norm label of a run: its `norm` axis value, or the kind of its one norm.
-pub(crate) fn norm_label(record: &RunRecord) -> String {
-    record
-        .axis("norm")
-        .map(str::to_string)
-        .unwrap_or_else(|| record.config.model.norm().kind().to_string())
-}
-
-/// The norm labels of the experiment's grid in grid order, whether or not their runs finished,
-/// so that series order and colours never depend on progress.
-pub(crate) fn norm_labels(experiment: &Experiment) -> Vec<String> {
-    let index = experiment.axis("norm");
-    distinct(experiment.points.iter().map(|point| match index {
-        Some(i) => point.labels[i].clone(),
-        None => point.run.model.norm().kind().to_string(),
-    }))
-}
-
-/// The kind of a norm label: `group(groups=4)` is a `group`.
-pub(crate) fn norm_kind(label: &str) -> &str {
-    label.split('(').next().unwrap_or(label)
-}
-
-/// The distinct values of axis `name` over the grid, in grid order; empty without that axis.
-pub(crate) fn axis_values(experiment: &Experiment, name: &str) -> Vec<String> {
-    match experiment.axis(name) {
-        Some(i) => distinct(experiment.points.iter().map(|p| p.labels[i].clone())),
-        None => Vec::new(),
-    }
-}
-
-/// True when the experiment has axis `name` with more than one value.
-pub(crate) fn varies(experiment: &Experiment, name: &str) -> bool {
-    axis_values(experiment, name).len() > 1
-}
-
-/// The axes with more than one value, except `exclude`, in axis order: what splits runs into
-/// panels (plots) or groups (report) beside the axis being looked at.
-pub(crate) fn other_axes(experiment: &Experiment, exclude: &[&str]) -> Vec<String> {
-    experiment
-        .axes
-        .iter()
-        .map(|axis| axis.name.clone())
-        .filter(|name| !exclude.contains(&name.as_str()) && varies(experiment, name))
-        .collect()
-}
-
-/// `record`'s values of `axes`, as `name=value, ...`; empty for no axes.
-pub(crate) fn describe(record: &RunRecord, axes: &[String]) -> String {
+/// `record`'s labels on `axes`, as `name=label, ...`; empty for no axes.
+pub(crate) fn describe(record: &RunRecord, axes: &[AxisKey]) -> String {
     axes.iter()
-        .map(|name| format!("{name}={}", record.axis(name).unwrap_or("?")))
+        .map(|key| format!("{key}={}", record.label(key).unwrap_or("?")))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The value of axis `name` of `record`; the batch size is known even without its axis.
-pub(crate) fn axis_label(record: &RunRecord, name: &str) -> Option<String> {
-    record
-        .axis(name)
-        .map(str::to_string)
-        .or_else(|| (name == "batch_size").then(|| record.config.train.batch_size.to_string()))
 }
 
 /// How many of the last evaluations a run's final error is the median of.
 pub(crate) const FINAL_EVALS: usize = 3;
 
-/// The final validation error of a finished run, in percent: the median of its last
-/// [`FINAL_EVALS`] evaluations, so that one noisy last step does not decide a comparison.
-/// Diverged and impossible runs have no result, whatever they evaluated before stopping.
+/// The final validation error of a finished run in eval mode, in percent: see
+/// [`final_score`].
 pub(crate) fn final_error(record: &RunRecord) -> Option<f64> {
-    median_of_last_evals(record, |eval| Some(eval.valid_error))
+    final_score(record, EvalMode::Eval)
 }
 
-/// The final train-mode (batch statistics) error of a finished run, in percent, taken as
-/// [`final_error`] is.
-pub(crate) fn final_train_mode_error(record: &RunRecord) -> Option<f64> {
-    median_of_last_evals(record, |eval| eval.train_mode_error)
-}
-
-fn median_of_last_evals(record: &RunRecord, error: impl Fn(&Eval) -> Option<f32>) -> Option<f64> {
+/// The final error of a finished run scored in `mode`, in percent: the median of its last
+/// [`FINAL_EVALS`] evaluations in that mode (those the mode was scored at, counting back from
+/// the last), so that one noisy last step does not decide a comparison. Diverged and impossible
+/// runs have no result, whatever they evaluated before stopping.
+pub(crate) fn final_score(record: &RunRecord, mode: EvalMode) -> Option<f64> {
     finished_eval(record)?;
     let mut last: Vec<f64> = record
         .evals
         .iter()
         .rev()
         .take(FINAL_EVALS)
-        .map_while(|eval| error(eval).map(|e| f64::from(e) * 100.0))
+        .map_while(|eval| eval.score(mode).map(|s| f64::from(s.error) * 100.0))
         .collect();
     last.sort_by(f64::total_cmp);
     let mid = last.len() / 2;
@@ -102,24 +45,12 @@ fn median_of_last_evals(record: &RunRecord, error: impl Fn(&Eval) -> Option<f32>
     }
 }
 
-/// The validation error of a finished run's last evaluation alone, in percent: what the
+/// The validation error of a finished run's last evaluation in `mode`, in percent: what the
 /// PreciseBN and folded scores, made at that evaluation only, are compared with.
-pub(crate) fn last_eval_error(record: &RunRecord) -> Option<f64> {
-    finished_eval(record).map(|eval| f64::from(eval.valid_error) * 100.0)
-}
-
-/// The final error with PreciseBN's statistics of a finished run, in percent.
-pub(crate) fn final_precise_error(record: &RunRecord) -> Option<f64> {
-    finished_eval(record)
-        .and_then(|eval| eval.precise_error)
-        .map(|error| f64::from(error) * 100.0)
-}
-
-/// The final error of the folded model of a finished run, in percent.
-pub(crate) fn final_folded_error(record: &RunRecord) -> Option<f64> {
-    finished_eval(record)
-        .and_then(|eval| eval.folded_error)
-        .map(|error| f64::from(error) * 100.0)
+pub(crate) fn last_score(record: &RunRecord, mode: EvalMode) -> Option<f64> {
+    finished_eval(record)?
+        .score(mode)
+        .map(|s| f64::from(s.error) * 100.0)
 }
 
 pub(crate) fn finished_eval(record: &RunRecord) -> Option<&Eval> {
@@ -180,17 +111,6 @@ pub(crate) fn fmt_duration(seconds: f64) -> String {
     }
 }
 
-/// The distinct items in first-seen order.
-pub(crate) fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
-    let mut out = Vec::new();
-    for item in items {
-        if !out.contains(&item) {
-            out.push(item);
-        }
-    }
-    out
-}
-
 /// A number with at most four significant digits and no trailing zeros: `0.001`, `64`, `2.5`.
 pub(crate) fn fmt_number(value: f64) -> String {
     if value == 0.0 || !value.is_finite() {
@@ -204,28 +124,16 @@ pub(crate) fn fmt_number(value: f64) -> String {
     }
 }
 
-/// What a run's axis is called in a sentence or on a plot axis.
-pub(crate) fn describe_axis(name: &str) -> String {
-    match name {
-        "batch_size" => "batch size".into(),
-        "lr" => "learning rate".into(),
-        "init_scale" => "weight init scale".into(),
-        "l1" => "L1 penalty".into(),
-        "l2" => "L2 penalty".into(),
-        other => other.replace('_', " "),
-    }
-}
-
 /// The distinct values of `axes` over the records, in record (grid) order: the facets that
 /// split runs into panels (plots) or groups (report).
-pub(crate) fn facets(records: &[RunRecord], axes: &[String]) -> Vec<String> {
-    distinct(records.iter().map(|r| describe(r, axes)))
+pub(crate) fn facets(records: &[RunRecord], axes: &[AxisKey]) -> Vec<String> {
+    crate::result_set::distinct(records.iter().map(|r| describe(r, axes)))
 }
 
 /// The records whose values of `axes` are described by `facet`.
 pub(crate) fn in_facet<'r: 'q, 'q>(
     records: &'r [RunRecord],
-    axes: &'q [String],
+    axes: &'q [AxisKey],
     facet: &'q str,
 ) -> impl Iterator<Item = &'r RunRecord> + 'q {
     records.iter().filter(move |r| describe(r, axes) == facet)
@@ -242,44 +150,54 @@ pub(crate) struct LengthScore {
 }
 
 /// The scores of a finished run evaluated at several lengths, including the training length,
-/// whose score is the ordinary validation score unless measured apart; empty for a run
-/// without such evaluations.
+/// whose score is the eval-mode score unless measured apart; empty for a run without such
+/// evaluations.
 pub(crate) fn scores_by_length(record: &RunRecord) -> Vec<LengthScore> {
     let Some(eval) = finished_eval(record) else {
         return Vec::new();
     };
-    let score = |length, loss: f32, error: f32| LengthScore {
+    let score = |length, score: crate::results::Score| LengthScore {
         length,
-        error: f64::from(error) * 100.0,
-        bits: f64::from(loss) / std::f64::consts::LN_2,
+        error: f64::from(score.error) * 100.0,
+        bits: f64::from(score.loss) / std::f64::consts::LN_2,
     };
     let mut scores: Vec<LengthScore> = eval
-        .by_length
+        .scores
         .iter()
-        .map(|l| score(l.length, l.loss, l.error))
+        .filter_map(|(mode, s)| match mode {
+            EvalMode::Length(length) => Some(score(*length, *s)),
+            _ => None,
+        })
         .collect();
     let trained = record.config.data.seq_len;
-    if !scores.is_empty() && !scores.iter().any(|s| s.length == trained) {
-        scores.push(score(trained, eval.valid_loss, eval.valid_error));
+    if !scores.is_empty()
+        && !scores.iter().any(|s| s.length == trained)
+        && let Some(own) = eval.score(EvalMode::Eval)
+    {
+        scores.push(score(trained, own));
     }
     scores
 }
 
-/// The runs whose activation percentiles are shown: for each norm, its first probed run of the
-/// first seed (in grid order), so that there is one column per norm however many axes vary.
-pub(crate) fn percentile_runs<'a>(
-    experiment: &Experiment,
-    records: &'a [RunRecord],
-) -> Vec<&'a RunRecord> {
-    let first_seed = axis_values(experiment, "seed").into_iter().next();
-    let probed: Vec<&RunRecord> = records
+/// The runs whose activation percentiles are shown: for each series, its first probed run of
+/// the first seed (in grid order), so that there is one column per norm however many axes
+/// vary.
+pub(crate) fn percentile_runs(set: &ResultSet) -> Vec<&RunRecord> {
+    let first_seed = set.labels(&AxisKey::Seed).into_iter().next();
+    let probed: Vec<&RunRecord> = set
+        .records
         .iter()
-        .filter(|r| first_seed.is_none() || r.axis("seed") == first_seed.as_deref())
+        .filter(|r| first_seed.is_none() || r.label(&AxisKey::Seed) == first_seed.as_deref())
         .filter(|r| !unit_zero(r, None).is_empty())
         .collect();
-    norm_labels(experiment)
+    set.series()
         .iter()
-        .filter_map(|norm| probed.iter().copied().find(|r| norm_label(r) == *norm))
+        .filter_map(|(series, _)| {
+            probed
+                .iter()
+                .copied()
+                .find(|r| crate::result_set::series_label(r) == *series)
+        })
         .collect()
 }
 
@@ -304,17 +222,20 @@ mod tests {
 
     #[test]
     fn the_final_error_is_the_median_of_the_last_three_evaluations() {
-        let (_, records) = crate::fixtures::fixture();
-        let mut record = records
-            .into_iter()
+        let set = crate::fixtures::fixture();
+        let mut record = (set.records.into_iter())
             .find(|r| r.status == Status::Finished)
             .unwrap();
         let last = record.evals[0].clone();
+        let score = |error: f32| crate::results::Score { loss: 1.0, error };
         record.evals = [0.50, 0.10, 0.30, 0.20]
             .into_iter()
             .map(|error| Eval {
-                valid_error: error,
-                train_mode_error: Some(error + 0.01),
+                scores: [
+                    (EvalMode::Eval, score(error)),
+                    (EvalMode::TrainMode, score(error + 0.01)),
+                ]
+                .into(),
                 ..last.clone()
             })
             .collect();
@@ -324,8 +245,8 @@ mod tests {
             "{:?}",
             final_error(&record)
         );
-        assert!(close(final_train_mode_error(&record), 21.0));
-        assert!(close(last_eval_error(&record), 20.0));
+        assert!(close(final_score(&record, EvalMode::TrainMode), 21.0));
+        assert!(close(last_score(&record, EvalMode::Eval), 20.0));
         record.evals.drain(..2);
         assert!(
             close(final_error(&record), 25.0),

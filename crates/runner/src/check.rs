@@ -6,10 +6,12 @@ use std::fmt;
 
 use burn::prelude::*;
 
-use crate::analysis::{distinct, fmt_duration};
+use crate::analysis::fmt_duration;
+use crate::axes::AxisKey;
 use crate::config::{Experiment, GridPoint};
 use crate::error::RunnerError;
 use crate::model_init::dry_run;
+use crate::result_set::distinct;
 use crate::task::Task;
 use crate::tasks::Tasks;
 use crate::train::{budget_in_steps, train};
@@ -36,7 +38,6 @@ pub struct CheckReport {
 /// of each setting (the first seed of every combination of the other axes) on `device`.
 pub fn check(experiment: &Experiment, device: &Device) -> Result<CheckReport, RunnerError> {
     let tasks = Tasks::load(experiment)?;
-    let seed_axis = experiment.axis("seed");
     let mut impossible = Vec::new();
     let mut step_seconds: HashMap<Vec<&str>, f64> = HashMap::new();
     let mut training_seconds = 0.0;
@@ -47,11 +48,10 @@ pub fn check(experiment: &Experiment, device: &Device) -> Result<CheckReport, Ru
             continue;
         }
         let setting: Vec<&str> = point
-            .labels
+            .axes
             .iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != seed_axis)
-            .map(|(_, label)| label.as_str())
+            .filter(|s| s.key != AxisKey::Seed)
+            .map(|s| s.label.as_str())
             .collect();
         let seconds = *step_seconds
             .entry(setting)
@@ -65,9 +65,8 @@ pub fn check(experiment: &Experiment, device: &Device) -> Result<CheckReport, Ru
             .iter()
             .enumerate()
             .map(|(i, axis)| {
-                let values = experiment.points.iter().map(|p| &p.labels[i]);
-                let distinct = distinct(values).len();
-                (axis.name.clone(), distinct)
+                let values = experiment.points.iter().map(|p| &p.axes[i].label);
+                (axis.key.to_string(), distinct(values).len())
             })
             .collect(),
         runs: experiment.points.len(),

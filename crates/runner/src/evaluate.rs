@@ -8,7 +8,9 @@ use normlab_data::shuffled;
 use normlab_model::Model;
 
 use crate::config::GridPoint;
-use crate::results::{Eval, LengthEval};
+use std::collections::BTreeMap;
+
+use crate::results::{Eval, EvalMode, Score};
 use crate::task::Task;
 
 /// Everything one evaluation records: eval mode, train mode where batch statistics make it
@@ -22,30 +24,28 @@ pub fn evaluate(
     device: &Device,
 ) -> Eval {
     let eval_model = model.valid();
-    let (valid_loss, valid_error) = eval_mode(&eval_model, point, task, device);
-    let train_mode = train_mode(model, point, task, device);
-    let precise = last.then(|| precise(model, point, task, device)).flatten();
-    let folded = (last && point.run.train.folded_eval)
-        .then(|| eval_mode(&model.fold_batch_norms(), point, task, device));
+    let mut scores = BTreeMap::new();
+    scores.insert(EvalMode::Eval, eval_mode(&eval_model, point, task, device));
+    scores.extend(train_mode(model, point, task, device).map(|s| (EvalMode::TrainMode, s)));
+    scores.extend(by_length(&eval_model, point, task, device));
+    if last {
+        scores.extend(precise(model, point, task, device).map(|s| (EvalMode::Precise, s)));
+        if point.run.train.folded_eval {
+            let folded = eval_mode(&model.fold_batch_norms(), point, task, device);
+            scores.insert(EvalMode::Folded, folded);
+        }
+    }
     Eval {
         step,
         samples,
-        valid_loss,
-        valid_error,
-        train_mode_loss: train_mode.map(|(loss, _)| loss),
-        train_mode_error: train_mode.map(|(_, error)| error),
-        by_length: by_length(&eval_model, point, task, device),
-        precise_loss: precise.map(|(loss, _)| loss),
-        precise_error: precise.map(|(_, error)| error),
-        folded_loss: folded.map(|(loss, _)| loss),
-        folded_error: folded.map(|(_, error)| error),
+        scores,
     }
 }
 
 /// PreciseBN: eval mode after re-estimating the population statistics of a copy of the model
 /// as the equal-weight average over `precise_batches` training batches (shuffled as in
 /// training, at the training batch size, the weights fixed).
-fn precise(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Option<(f32, f32)> {
+fn precise(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Option<Score> {
     let config = &point.run.train;
     let batches = config.precise_batches?;
     if !point.run.model.norm().uses_batch_statistics() {
@@ -66,7 +66,7 @@ fn precise(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Op
 }
 
 /// Loss and error of the eval copy (`model.valid()`): running statistics for batch norm.
-fn eval_mode(eval_model: &Model, point: &GridPoint, task: &Task, device: &Device) -> (f32, f32) {
+fn eval_mode(eval_model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Score {
     let batch_size = point.run.train.eval_batch_size;
     score(eval_model, task, &task.valid, batch_size, None, device)
         .expect("eval mode accepts any batch")
@@ -75,12 +75,7 @@ fn eval_mode(eval_model: &Model, point: &GridPoint, task: &Task, device: &Device
 /// For batch norm: loss and error in training mode at the training batch size, that is with
 /// the statistics of each evaluation batch. `None` when the config turns it off, the model has
 /// no batch norm (it would equal eval mode) or a batch cannot be normalized.
-fn train_mode(
-    model: &Model,
-    point: &GridPoint,
-    task: &Task,
-    device: &Device,
-) -> Option<(f32, f32)> {
+fn train_mode(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Option<Score> {
     let config = &point.run.train;
     if !(config.train_mode_eval && point.run.model.norm().uses_batch_statistics()) {
         return None;
@@ -101,7 +96,7 @@ fn by_length(
     point: &GridPoint,
     task: &Task,
     device: &Device,
-) -> Vec<LengthEval> {
+) -> Vec<(EvalMode, Score)> {
     let config = &point.run.train;
     config
         .eval_lengths
@@ -109,13 +104,8 @@ fn by_length(
         .filter_map(|&length| {
             let indices = task.valid_for_length(length);
             let batch_size = config.eval_batch_size;
-            let (loss, error) =
-                score(eval_model, task, &indices, batch_size, Some(length), device)?;
-            Some(LengthEval {
-                length,
-                loss,
-                error,
-            })
+            let score = score(eval_model, task, &indices, batch_size, Some(length), device)?;
+            Some((EvalMode::Length(length), score))
         })
         .collect()
 }
@@ -129,7 +119,7 @@ fn score(
     batch_size: usize,
     length: Option<usize>,
     device: &Device,
-) -> Option<(f32, f32)> {
+) -> Option<Score> {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss_sum, mut wrong, mut count) = (0.0f64, 0usize, 0usize);
     for chunk in eval_chunks(indices, batch_size) {
@@ -145,11 +135,9 @@ fn score(
         loss_sum += loss_fn.forward(logits, batch.targets).into_scalar::<f64>() * rows as f64;
         count += rows;
     }
-    (count > 0).then(|| {
-        (
-            (loss_sum / count as f64) as f32,
-            wrong as f32 / count as f32,
-        )
+    (count > 0).then(|| Score {
+        loss: (loss_sum / count as f64) as f32,
+        error: wrong as f32 / count as f32,
     })
 }
 

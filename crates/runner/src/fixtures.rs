@@ -1,11 +1,14 @@
 //! Synthetic experiments and their run records, for the tests of the plots and the report.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use normlab_model::probe::{SiteStats, Summary};
 
+use crate::axes::AxisKey;
 use crate::config::{Experiment, GridPoint};
-use crate::results::{Eval, LengthEval, NormSeconds, Probe, RunRecord, Status, StepLoss};
+use crate::result_set::ResultSet;
+use crate::results::{Eval, EvalMode, NormSeconds, Probe, RunRecord, Score, Status, StepLoss};
 
 const EXPERIMENT: &str = r#"
 description = "Batch norm against group norm at small batches."
@@ -88,8 +91,8 @@ struct Outcome {
 /// A synthetic record of `point`: a decaying loss (exploding after step 5 and cut at step 10
 /// if it diverged), one final evaluation unless it diverged, probes at steps 0, 10 and 20,
 /// and the step time of its norm.
-fn record(experiment: &Experiment, point: &GridPoint, outcome: Outcome) -> RunRecord {
-    let norm = norm_labels_of(experiment, point);
+fn record(point: &GridPoint, outcome: Outcome) -> RunRecord {
+    let norm = norm_labels_of(point);
     let (batch_size, seed) = (point.run.train.batch_size, point.run.train.seed);
     let diverged = outcome.diverged;
     let steps = if diverged { 10 } else { 100 / batch_size };
@@ -105,30 +108,24 @@ fn record(experiment: &Experiment, point: &GridPoint, outcome: Outcome) -> RunRe
             }
         })
         .collect();
+    let score = |percent: f32| Score {
+        loss: 0.5,
+        error: percent / 100.0,
+    };
+    let mut scores = BTreeMap::from([(EvalMode::Eval, score(outcome.error_percent))]);
+    if let Some(train_mode) = outcome.train_mode_percent {
+        scores.insert(EvalMode::TrainMode, score(train_mode));
+        // PreciseBN recovers 3 points of batch norm's eval error.
+        scores.insert(EvalMode::Precise, score(outcome.error_percent - 3.0));
+    }
     let final_eval = Eval {
         step: steps,
         samples: 100,
-        valid_loss: 0.5,
-        valid_error: outcome.error_percent / 100.0,
-        train_mode_loss: None,
-        train_mode_error: outcome.train_mode_percent.map(|e| e / 100.0),
-        by_length: Vec::new(),
-        precise_loss: None,
-        // PreciseBN recovers 3 points of batch norm's eval error.
-        precise_error: outcome
-            .train_mode_percent
-            .map(|_| (outcome.error_percent - 3.0) / 100.0),
-        folded_loss: None,
-        folded_error: None,
+        scores,
     };
     RunRecord {
         id: point.id.clone(),
-        axes: experiment
-            .axes
-            .iter()
-            .map(|a| a.name.clone())
-            .zip(point.labels.clone())
-            .collect(),
+        axes: point.axes.clone(),
         status: if diverged {
             Status::Diverged
         } else {
@@ -153,9 +150,10 @@ fn record(experiment: &Experiment, point: &GridPoint, outcome: Outcome) -> RunRe
     }
 }
 
-/// The norm label of a grid point (the first axis of the fixtures).
-fn norm_labels_of(experiment: &Experiment, point: &GridPoint) -> String {
-    point.labels[experiment.axis("norm").unwrap()].clone()
+/// The norm label of a grid point.
+fn norm_labels_of(point: &GridPoint) -> String {
+    let norm = point.axes.iter().find(|s| s.key == AxisKey::Norm);
+    norm.expect("the fixtures vary the norm").label.clone()
 }
 
 /// The experiment file `text` (named `file`) and a record for each of its grid points, made by
@@ -164,32 +162,28 @@ fn synthetic(
     file: &str,
     text: &str,
     make: impl Fn(&Experiment, &GridPoint, String) -> RunRecord,
-) -> (Experiment, Vec<RunRecord>) {
+) -> ResultSet {
     let experiment = Experiment::parse(Path::new(file), text.to_string()).unwrap();
     let records = experiment
         .points
         .iter()
-        .map(|point| make(&experiment, point, norm_labels_of(&experiment, point)))
+        .map(|point| make(&experiment, point, norm_labels_of(point)))
         .collect();
-    (experiment, records)
+    ResultSet::new(&experiment, records)
 }
 
 /// The synthetic experiment: 3 norms x batch sizes 2, 8 x seeds 0, 1, every run finished
 /// except `none` at batch size 2 with seed 1, which diverged.
-pub(crate) fn fixture() -> (Experiment, Vec<RunRecord>) {
-    synthetic(
-        "small_batches.toml",
-        EXPERIMENT,
-        |experiment, point, norm| {
-            let (batch_size, seed) = (point.run.train.batch_size, point.run.train.seed);
-            let outcome = Outcome {
-                error_percent: error_percent(&norm, batch_size, seed),
-                train_mode_percent: train_mode_percent(&norm, batch_size, seed),
-                diverged: norm == "none" && batch_size == 2 && seed == 1,
-            };
-            record(experiment, point, outcome)
-        },
-    )
+pub(crate) fn fixture() -> ResultSet {
+    synthetic("small_batches.toml", EXPERIMENT, |_, point, norm| {
+        let (batch_size, seed) = (point.run.train.batch_size, point.run.train.seed);
+        let outcome = Outcome {
+            error_percent: error_percent(&norm, batch_size, seed),
+            train_mode_percent: train_mode_percent(&norm, batch_size, seed),
+            diverged: norm == "none" && batch_size == 2 && seed == 1,
+        };
+        record(point, outcome)
+    })
 }
 
 const LR_EXPERIMENT: &str = r#"
@@ -212,8 +206,8 @@ samples = 100
 /// A learning-rate sweep: without a norm every run at lr 1 diverges; errors fall with the
 /// learning rate (10% at 0.01, 8% at 0.1, 6% at 1, layer norm 1 point lower) and are
 /// evaluated at lengths 64 (the training length) and 256 (3 points worse).
-pub(crate) fn lr_fixture() -> (Experiment, Vec<RunRecord>) {
-    synthetic("lr_sweep.toml", LR_EXPERIMENT, |experiment, point, norm| {
+pub(crate) fn lr_fixture() -> ResultSet {
+    synthetic("lr_sweep.toml", LR_EXPERIMENT, |_, point, norm| {
         let lr = point.run.train.lr;
         let error_percent = match lr {
             0.01 => 10.0,
@@ -225,15 +219,15 @@ pub(crate) fn lr_fixture() -> (Experiment, Vec<RunRecord>) {
             train_mode_percent: None,
             diverged: norm == "none" && lr == 1.0,
         };
-        let mut record = record(experiment, point, outcome);
+        let mut record = record(point, outcome);
         for eval in &mut record.evals {
-            eval.by_length = [(64, 0.0), (256, 3.0)]
-                .map(|(length, worse)| LengthEval {
-                    length,
+            for (length, worse) in [(64, 0.0), (256, 3.0)] {
+                let score = Score {
                     loss: (error_percent + worse) / 10.0,
                     error: (error_percent + worse) / 100.0,
-                })
-                .to_vec();
+                };
+                eval.scores.insert(EvalMode::Length(length), score);
+            }
         }
         record
     })
@@ -259,33 +253,29 @@ time_norms = true
 
 /// Timed norm layers: batch norm's take 2 ms of an 8 ms step with the fused kernels and 6 of
 /// 12 composed (seed 1 adds 0.1 ms to both); `none` steps take 5 ms and time no layer.
-pub(crate) fn kernels_fixture() -> (Experiment, Vec<RunRecord>) {
-    synthetic(
-        "kernels.toml",
-        KERNELS_EXPERIMENT,
-        |experiment, point, norm| {
-            let outcome = Outcome {
-                error_percent: 10.0,
-                train_mode_percent: None,
-                diverged: false,
-            };
-            let mut record = record(experiment, point, outcome);
-            let seed = point.run.train.seed as f64 * 1e-4;
-            let composed = record.axis("norm_kernels") == Some("composed");
-            let (step, in_norms) = match (norm.as_str(), composed) {
-                ("none", _) => (5e-3, 0.0),
-                (_, false) => (8e-3, 2e-3),
-                (_, true) => (12e-3, 6e-3),
-            };
-            record.step_seconds = step + seed;
-            record.norm_seconds = (norm != "none").then_some(NormSeconds {
-                forward: (in_norms + seed) / 2.0,
-                backward: (in_norms + seed) / 2.0,
-                total: in_norms + seed,
-            });
-            record
-        },
-    )
+pub(crate) fn kernels_fixture() -> ResultSet {
+    synthetic("kernels.toml", KERNELS_EXPERIMENT, |_, point, norm| {
+        let outcome = Outcome {
+            error_percent: 10.0,
+            train_mode_percent: None,
+            diverged: false,
+        };
+        let mut record = record(point, outcome);
+        let seed = point.run.train.seed as f64 * 1e-4;
+        let composed = record.label(&AxisKey::NormKernels) == Some("composed");
+        let (step, in_norms) = match (norm.as_str(), composed) {
+            ("none", _) => (5e-3, 0.0),
+            (_, false) => (8e-3, 2e-3),
+            (_, true) => (12e-3, 6e-3),
+        };
+        record.step_seconds = step + seed;
+        record.norm_seconds = (norm != "none").then_some(NormSeconds {
+            forward: (in_norms + seed) / 2.0,
+            backward: (in_norms + seed) / 2.0,
+            total: in_norms + seed,
+        });
+        record
+    })
 }
 
 /// A fresh empty folder under the system's temporary folder.

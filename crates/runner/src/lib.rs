@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod axes;
 pub mod check;
 pub mod compare;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod model_init;
 pub mod plot;
 mod progress;
 pub mod report;
+pub mod result_set;
 pub mod results;
 pub mod shard;
 pub mod sweep;

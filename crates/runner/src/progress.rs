@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::analysis::fmt_duration;
-use crate::results::{RunRecord, Status};
+use crate::results::{EvalMode, RunRecord, Status};
 
 /// Progress bars on a terminal (the grid, and each run in flight, with ETAs); a plain line per
 /// finished run otherwise.
@@ -55,9 +55,12 @@ impl Progress {
     pub(crate) fn finish(&self, bar: ProgressBar, record: &RunRecord) {
         bar.finish_and_clear();
         self.grid.inc(1);
-        let outcome = match (record.status, record.final_eval()) {
-            (Status::Finished, Some(eval)) => {
-                format!("valid error {:.2}%", eval.valid_error * 100.0)
+        let last = record
+            .final_eval()
+            .and_then(|eval| eval.score(EvalMode::Eval));
+        let outcome = match (record.status, last) {
+            (Status::Finished, Some(score)) => {
+                format!("valid error {:.2}%", score.error * 100.0)
             }
             (status, _) => format!("{status:?}: {}", record.reason.as_deref().unwrap_or("")),
         };

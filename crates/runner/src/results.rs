@@ -2,15 +2,20 @@
 //! CSV joining them. A sweep killed at any moment loses no finished run (its file is complete or
 //! absent) and never repeats one (a run with a file is skipped).
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Instant;
 
 use normlab_model::probe::SiteStats;
 use serde::{Deserialize, Serialize};
 
+use crate::axes::{AxisKey, Setting};
 use crate::config::{Experiment, GridPoint, RunConfig};
 use crate::error::RunnerError;
+use crate::result_set::ResultSet;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,48 +97,188 @@ impl LossWindows {
     }
 }
 
-/// Loss and error on evaluation windows of one length (text sets).
+/// How a model is scored on the evaluation split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EvalMode {
+    /// Eval mode: running statistics for batch norm.
+    Eval,
+    /// Training mode at the training batch size (or `train_mode_batch_size`): batch statistics,
+    /// Wu & Johnson's measure of the train-test inconsistency. Only where a norm takes
+    /// statistics over the batch (elsewhere it equals eval mode).
+    TrainMode,
+    /// Eval mode with PreciseBN's population statistics, re-estimated at the last evaluation.
+    Precise,
+    /// The model with its batch norms folded into the layers before them, at the last
+    /// evaluation.
+    Folded,
+    /// Eval mode on evaluation windows of this many characters (text sets).
+    Length(usize),
+}
+
+impl EvalMode {
+    /// What the mode is called in a table or a legend.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Eval => "eval mode".into(),
+            Self::TrainMode => "train mode".into(),
+            Self::Precise => "PreciseBN".into(),
+            Self::Folded => "folded".into(),
+            Self::Length(length) => format!("length {length}"),
+        }
+    }
+}
+
+impl fmt::Display for EvalMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Eval => f.write_str("eval"),
+            Self::TrainMode => f.write_str("train_mode"),
+            Self::Precise => f.write_str("precise"),
+            Self::Folded => f.write_str("folded"),
+            Self::Length(length) => write!(f, "length_{length}"),
+        }
+    }
+}
+
+impl FromStr for EvalMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "eval" => Self::Eval,
+            "train_mode" => Self::TrainMode,
+            "precise" => Self::Precise,
+            "folded" => Self::Folded,
+            _ => match text.strip_prefix("length_").map(str::parse) {
+                Some(Ok(length)) => Self::Length(length),
+                _ => return Err(format!("unknown evaluation mode `{text}`")),
+            },
+        })
+    }
+}
+
+/// A model's mean cross-entropy and error rate on the evaluation examples.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LengthEval {
-    /// Characters per evaluation window.
-    pub length: usize,
-    /// Mean cross-entropy.
+pub struct Score {
+    /// Mean cross-entropy (nats).
     pub loss: f32,
     /// Share of wrong predictions, 0..1.
     pub error: f32,
 }
 
-/// One evaluation on the held-out set.
+/// One evaluation on the held-out set: a score per evaluation mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "EvalFile", into = "EvalFile")]
 pub struct Eval {
     /// Training steps done when it was taken.
     pub step: usize,
     /// Training examples seen when it was taken.
     pub samples: usize,
-    /// Eval mode: running statistics for batch norm.
-    pub valid_loss: f32,
-    /// Share of wrong predictions, 0..1.
-    pub valid_error: f32,
-    /// Training mode at the training batch size: batch statistics. `None` where the model has no
-    /// batch norm (it would equal eval mode) or training-mode eval was off.
-    pub train_mode_loss: Option<f32>,
-    /// Share of wrong predictions in training mode, 0..1.
-    pub train_mode_error: Option<f32>,
-    /// Text sets: eval mode on windows of other lengths.
-    pub by_length: Vec<LengthEval>,
-    /// At the last evaluation with `precise_batches`: eval mode with PreciseBN's re-estimated
-    /// statistics.
+    /// Every mode the run was scored in; eval mode always.
+    pub scores: BTreeMap<EvalMode, Score>,
+}
+
+impl Eval {
+    /// The score in `mode`, if the run was scored so.
+    pub fn score(&self, mode: EvalMode) -> Option<Score> {
+        self.scores.get(&mode).copied()
+    }
+}
+
+/// An evaluation as a run file holds it: the scores by mode name. Files written before
+/// 2026-12-04 held each mode in fields of its own, read here too.
+#[derive(Serialize, Deserialize)]
+struct EvalFile {
+    step: usize,
+    samples: usize,
     #[serde(default)]
-    pub precise_loss: Option<f32>,
-    /// Share of wrong predictions with PreciseBN's statistics, 0..1.
-    #[serde(default)]
-    pub precise_error: Option<f32>,
-    /// At the last evaluation with `folded_eval`: the model with its batch norms folded.
-    #[serde(default)]
-    pub folded_loss: Option<f32>,
-    /// Share of wrong predictions of the folded model, 0..1.
-    #[serde(default)]
-    pub folded_error: Option<f32>,
+    scores: BTreeMap<String, Score>,
+    #[serde(default, skip_serializing)]
+    valid_loss: Option<f32>,
+    #[serde(default, skip_serializing)]
+    valid_error: Option<f32>,
+    #[serde(default, skip_serializing)]
+    train_mode_loss: Option<f32>,
+    #[serde(default, skip_serializing)]
+    train_mode_error: Option<f32>,
+    #[serde(default, skip_serializing)]
+    precise_loss: Option<f32>,
+    #[serde(default, skip_serializing)]
+    precise_error: Option<f32>,
+    #[serde(default, skip_serializing)]
+    folded_loss: Option<f32>,
+    #[serde(default, skip_serializing)]
+    folded_error: Option<f32>,
+    #[serde(default, skip_serializing)]
+    by_length: Vec<LengthEval>,
+}
+
+/// A score on evaluation windows of one length, as files before 2026-12-04 held it.
+#[derive(Deserialize, Serialize)]
+struct LengthEval {
+    length: usize,
+    loss: f32,
+    error: f32,
+}
+
+impl From<EvalFile> for Eval {
+    fn from(file: EvalFile) -> Self {
+        let mut scores: BTreeMap<EvalMode, Score> = file
+            .scores
+            .into_iter()
+            .filter_map(|(mode, score)| Some((mode.parse().ok()?, score)))
+            .collect();
+        let legacy = [
+            (EvalMode::Eval, file.valid_loss, file.valid_error),
+            (
+                EvalMode::TrainMode,
+                file.train_mode_loss,
+                file.train_mode_error,
+            ),
+            (EvalMode::Precise, file.precise_loss, file.precise_error),
+            (EvalMode::Folded, file.folded_loss, file.folded_error),
+        ];
+        for (mode, loss, error) in legacy {
+            if let (Some(loss), Some(error)) = (loss, error) {
+                scores.insert(mode, Score { loss, error });
+            }
+        }
+        for length in file.by_length {
+            let score = Score {
+                loss: length.loss,
+                error: length.error,
+            };
+            scores.insert(EvalMode::Length(length.length), score);
+        }
+        Self {
+            step: file.step,
+            samples: file.samples,
+            scores,
+        }
+    }
+}
+
+impl From<Eval> for EvalFile {
+    fn from(eval: Eval) -> Self {
+        Self {
+            step: eval.step,
+            samples: eval.samples,
+            scores: eval
+                .scores
+                .into_iter()
+                .map(|(mode, score)| (mode.to_string(), score))
+                .collect(),
+            valid_loss: None,
+            valid_error: None,
+            train_mode_loss: None,
+            train_mode_error: None,
+            precise_loss: None,
+            precise_error: None,
+            folded_loss: None,
+            folded_error: None,
+            by_length: Vec::new(),
+        }
+    }
 }
 
 /// Activation statistics at every norm site at one training step.
@@ -170,8 +315,8 @@ pub struct NormSeconds {
 pub struct RunRecord {
     /// The grid point's id, also the run file's name.
     pub id: String,
-    /// `(axis name, value label)` for each axis of the experiment, in axis order.
-    pub axes: Vec<(String, String)>,
+    /// The run's label on each axis of the experiment, in axis order.
+    pub axes: Vec<Setting>,
     /// How it ended.
     pub status: Status,
     /// Why it ended early, when it did.
@@ -203,11 +348,11 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// The record of `point` before it trains; the sweep stamps its axis labels.
+    /// The record of `point` before it trains.
     pub fn new(point: &GridPoint) -> Self {
         Self {
             id: point.id.clone(),
-            axes: Vec::new(),
+            axes: point.axes.clone(),
             status: Status::Finished,
             reason: None,
             config: point.run.clone(),
@@ -232,12 +377,12 @@ impl RunRecord {
         self
     }
 
-    /// The value label of axis `name`, if the experiment has that axis.
-    pub fn axis(&self, name: &str) -> Option<&str> {
+    /// The run's label on axis `key`, if the experiment has that axis.
+    pub fn label(&self, key: &AxisKey) -> Option<&str> {
         self.axes
             .iter()
-            .find(|(axis, _)| axis == name)
-            .map(|(_, label)| label.as_str())
+            .find(|setting| setting.key == *key)
+            .map(|setting| setting.label.as_str())
     }
 
     /// The last evaluation: the run's result.
@@ -303,15 +448,11 @@ impl ResultsDir {
     }
 
     /// `summary.csv`: one row per run with its axes and final metrics.
-    pub fn write_summary(
-        &self,
-        experiment: &Experiment,
-        records: &[RunRecord],
-    ) -> Result<(), RunnerError> {
+    pub fn write_summary(&self, set: &ResultSet) -> Result<(), RunnerError> {
         let path = self.root.join("summary.csv");
         let mut writer = csv::Writer::from_writer(Vec::new());
         let mut header: Vec<String> = vec!["id".into()];
-        header.extend(experiment.axes.iter().map(|a| a.name.clone()));
+        header.extend(set.axes.iter().map(|key| key.to_string()));
         header.extend(
             [
                 "status",
@@ -333,18 +474,18 @@ impl ResultsDir {
         };
         writer.write_record(&header).map_err(csv_error)?;
         let number = |v: Option<f32>| v.map(|v| v.to_string()).unwrap_or_default();
-        for record in records {
-            let last = record.final_eval();
+        for record in &set.records {
+            let last = |mode| record.final_eval()?.score(mode);
             let mut row = vec![record.id.clone()];
-            row.extend(record.axes.iter().map(|(_, label)| label.clone()));
+            row.extend(record.axes.iter().map(|setting| setting.label.clone()));
             row.extend([
                 serde_json::to_value(record.status)
                     .ok()
                     .and_then(|v| v.as_str().map(String::from))
                     .unwrap_or_default(),
-                number(last.map(|e| e.valid_error)),
-                number(last.map(|e| e.valid_loss)),
-                number(last.and_then(|e| e.train_mode_error)),
+                number(last(EvalMode::Eval).map(|s| s.error)),
+                number(last(EvalMode::Eval).map(|s| s.loss)),
+                number(last(EvalMode::TrainMode).map(|s| s.error)),
                 record.lr.to_string(),
                 record.steps.to_string(),
                 record.samples.to_string(),

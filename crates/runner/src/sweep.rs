@@ -12,6 +12,7 @@ use crate::config::{Experiment, GridPoint};
 use crate::error::RunnerError;
 use crate::model_init::dry_run;
 use crate::progress::Progress;
+use crate::result_set::ResultSet;
 use crate::results::{ResultsDir, RunRecord, Status, write_atomically};
 use crate::shard::{self, Claimant, Shard};
 use crate::tasks::Tasks;
@@ -56,7 +57,7 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
             Ok(()) => to_train.push(point),
             Err(reason) => {
                 println!("{}: impossible, recorded as such: {reason}", point.id);
-                let mut record = stamped(RunRecord::new(point), experiment, point);
+                let mut record = RunRecord::new(point);
                 record.status = Status::Impossible;
                 record.reason = Some(reason.to_string());
                 let path = dir.run_file(&point.id);
@@ -107,7 +108,6 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
                         bar.set_length(total as u64);
                         bar.set_position(step as u64);
                     });
-                    let record = stamped(record, experiment, point);
                     if let Err(e) = dir.write_run(&record) {
                         return fail(RunnerError::io(dir.run_file(&point.id))(e));
                     }
@@ -163,15 +163,15 @@ pub(crate) fn write_outputs(
     command: &str,
     wall: Option<f64>,
 ) -> Result<(), RunnerError> {
-    let records = dir.read_runs(experiment)?;
-    dir.write_summary(experiment, &records)?;
+    let set = ResultSet::new(experiment, dir.read_runs(experiment)?);
+    dir.write_summary(&set)?;
     if let Some(wall) = wall {
         let path = dir.root.join("wall_seconds.txt");
         write_atomically(&path, format!("{wall:.1}\n").as_bytes())
             .map_err(RunnerError::io(path))?;
     }
-    let plots = plot::draw_all(experiment, &records, &dir.root)?;
-    report::write(experiment, &records, &dir.root, &plots, command, wall)?;
+    let plots = plot::draw_all(&set, &dir.root)?;
+    report::write(&set, &dir.root, &plots, command, wall)?;
     Ok(())
 }
 
@@ -195,19 +195,4 @@ fn claim_results_dir(
     write_atomically(&config, experiment.text.as_bytes()).map_err(RunnerError::io(&config))?;
     let path = dir.root.join("command.txt");
     write_atomically(&path, format!("{command}\n").as_bytes()).map_err(RunnerError::io(path))
-}
-
-/// `record` with the value of each of the experiment's axes at its grid point.
-pub(crate) fn stamped(
-    mut record: RunRecord,
-    experiment: &Experiment,
-    point: &GridPoint,
-) -> RunRecord {
-    record.axes = experiment
-        .axes
-        .iter()
-        .map(|a| a.name.clone())
-        .zip(point.labels.iter().cloned())
-        .collect();
-    record
 }

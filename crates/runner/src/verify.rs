@@ -10,13 +10,14 @@ use std::path::Path;
 
 use burn::prelude::*;
 
-use crate::analysis::{final_error, norm_label};
+use crate::analysis::final_error;
 use crate::config::{Experiment, GridPoint};
 use crate::error::RunnerError;
 use crate::model_init::dry_run;
 use crate::report::headline::{BatchVerdict, batch_verdict};
-use crate::results::{ResultsDir, RunRecord, Status};
-use crate::sweep::{experiment_of, stamped};
+use crate::result_set::{ResultSet, norm_label};
+use crate::results::{EvalMode, ResultsDir, RunRecord, Score, Status};
+use crate::sweep::experiment_of;
 use crate::tasks::Tasks;
 use crate::train::train;
 
@@ -70,7 +71,7 @@ pub fn verify(
     let dir = ResultsDir::new(results);
     let experiment = experiment_of(&dir)?;
     let records = dir.read_runs(&experiment)?;
-    let committed = batch_verdict(&experiment, &records);
+    let committed = batch_verdict(&ResultSet::new(&experiment, records.clone()));
     let chosen = choose(&experiment, &records, committed.as_ref(), runs);
     let tasks = Tasks::load(&experiment)?;
 
@@ -86,7 +87,6 @@ pub fn verify(
                 ..RunRecord::new(point)
             },
         };
-        let new = stamped(new, &experiment, point);
         let old = records.iter().find(|r| r.id == point.id);
         reruns.push(Rerun {
             id: point.id.clone(),
@@ -102,7 +102,7 @@ pub fn verify(
     Ok(Verification {
         name: experiment.name.clone(),
         reruns,
-        new: batch_verdict(&experiment, &replaced),
+        new: batch_verdict(&ResultSet::new(&experiment, replaced)),
         committed,
     })
 }
@@ -142,12 +142,17 @@ fn choose<'a>(
     chosen
 }
 
-/// Every evaluation of `new` has the loss and the error of `old`'s, bit for bit.
+/// Every evaluation of `new` has the losses and the errors of `old`'s in every mode, bit for
+/// bit.
 fn same_evaluations(old: &RunRecord, new: &RunRecord) -> bool {
-    let scores = |r: &RunRecord| -> Vec<(u32, u32)> {
+    let scores = |r: &RunRecord| -> Vec<Vec<(EvalMode, u32, u32)>> {
         r.evals
             .iter()
-            .map(|e| (e.valid_loss.to_bits(), e.valid_error.to_bits()))
+            .map(|e| {
+                let bits =
+                    |(mode, s): (&EvalMode, &Score)| (*mode, s.loss.to_bits(), s.error.to_bits());
+                e.scores.iter().map(bits).collect()
+            })
             .collect()
     };
     old.status == new.status && scores(old) == scores(new)

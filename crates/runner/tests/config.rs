@@ -29,11 +29,12 @@ samples = 100
 #[test]
 fn list_valued_fields_are_axes_and_the_grid_is_their_product() {
     let experiment = parse(GOOD).unwrap();
-    let names: Vec<&str> = experiment.axes.iter().map(|a| a.name.as_str()).collect();
+    let names: Vec<&str> = experiment.axes.iter().map(|a| a.key.name()).collect();
     assert_eq!(names, ["norm", "batch_size", "seed"]);
     assert_eq!(experiment.points.len(), 3 * 2 * 2);
     let point = &experiment.points[9];
-    assert_eq!(point.labels, ["group(groups=4)", "2", "1"]);
+    let labels: Vec<&str> = point.axes.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, ["group(groups=4)", "2", "1"]);
     assert_eq!(point.id, "norm=group(groups=4),batch_size=2,seed=1");
     assert_eq!(point.run.train.batch_size, 2);
     assert_eq!(point.run.model.norm().kind(), "group");
@@ -46,9 +47,9 @@ fn list_valued_fields_are_axes_and_the_grid_is_their_product() {
 fn a_list_of_lists_makes_a_native_list_field_an_axis() {
     let text = GOOD.replace("hidden = [32, 16]", "hidden = [[32], [64, 64]]");
     let experiment = parse(&text).unwrap();
-    assert_eq!(experiment.axes[0].name, "hidden");
+    assert_eq!(experiment.axes[0].key.name(), "hidden");
     assert_eq!(experiment.points.len(), 24);
-    assert_eq!(experiment.points[0].labels[0], "[32]");
+    assert_eq!(experiment.points[0].axes[0].label, "[32]");
 }
 
 fn error(text: &str) -> String {
@@ -275,7 +276,7 @@ fn a_norm_with_weight_standardization_standardizes_the_model_s_weights() {
         .points
         .iter()
         .step_by(4)
-        .map(|p| p.labels[0].as_str())
+        .map(|p| p.axes[0].label.as_str())
         .collect();
     assert_eq!(
         norms,

@@ -67,7 +67,7 @@ fn parse_checked(path: &Path, text: &str) -> Result<(), TestCaseError> {
             prop_assert!(!experiment.points.is_empty());
             let mut ids = std::collections::HashSet::new();
             for point in &experiment.points {
-                prop_assert_eq!(point.labels.len(), experiment.axes.len());
+                prop_assert_eq!(point.axes.len(), experiment.axes.len());
                 prop_assert!(ids.insert(&point.id), "run id {} twice", point.id);
             }
         }

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use normlab_runner::axes::AxisKey;
 use normlab_runner::config::Experiment;
-use normlab_runner::results::{LOSS_POINTS, ResultsDir, RunRecord, Status};
+use normlab_runner::results::{EvalMode, LOSS_POINTS, ResultsDir, RunRecord, Status};
 
 /// A fresh folder for one test, holding its experiment file and results.
 fn workspace(test: &str, config: &str) -> (PathBuf, PathBuf) {
@@ -264,9 +265,9 @@ fn divergent_and_impossible_runs_are_recorded_and_the_sweep_goes_on() {
     assert_eq!(records.len(), 8, "{log}");
     for record in &records {
         let (norm, batch, lr) = (
-            record.axis("norm").unwrap(),
-            record.axis("batch_size").unwrap(),
-            record.axis("lr").unwrap(),
+            record.label(&AxisKey::Norm).unwrap(),
+            record.label(&AxisKey::BatchSize).unwrap(),
+            record.label(&AxisKey::Lr).unwrap(),
         );
         let expected = match (norm, batch, lr) {
             ("batch", "1", _) => Status::Impossible,
@@ -436,10 +437,15 @@ fn compare_overlays_the_runs_of_several_folders() {
     assert!(status.success());
     let text = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(text.contains("12 runs of "), "{text}");
-    for series in ["first: none", "first: batch", "second: layer"] {
+    // One column for the folder a run comes from, then the folders' own axes.
+    assert!(
+        text.contains("| experiment | norm | batch_size | runs |"),
+        "{text}"
+    );
+    for (folder, norm) in [("first", "none"), ("first", "batch"), ("second", "layer")] {
         assert!(
-            text.contains(&format!("| {series} | 4 | 2 |")),
-            "{series}: {text}"
+            text.contains(&format!("| {folder} | {norm} | 4 | 2 |")),
+            "{folder}: {norm}: {text}"
         );
     }
     assert!(!text.contains("| 16 |"), "only batch size 4: {text}");
@@ -605,23 +611,18 @@ folded_eval = true
         assert_eq!(record.status, Status::Finished, "{}", record.id);
         let last = record.final_eval().unwrap();
         let batch_statistics = record.config.model.norm().uses_batch_statistics();
-        assert_eq!(
-            last.precise_error.is_some(),
-            batch_statistics,
-            "{}",
-            record.id
-        );
-        assert_eq!(
-            last.train_mode_error.is_some(),
-            batch_statistics,
-            "{}",
-            record.id
-        );
+        let has = |mode| last.score(mode).is_some();
+        assert_eq!(has(EvalMode::Precise), batch_statistics, "{}", record.id);
+        assert_eq!(has(EvalMode::TrainMode), batch_statistics, "{}", record.id);
         // Folding changes how eval computes, not what.
-        let folded = last.folded_error.unwrap();
-        assert!((folded - last.valid_error).abs() < 0.01, "{}", record.id);
+        let (folded, eval) = (last.score(EvalMode::Folded), last.score(EvalMode::Eval));
+        let (folded, eval) = (folded.unwrap().error, eval.unwrap().error);
+        assert!((folded - eval).abs() < 0.01, "{}", record.id);
         // Only the last evaluation pays for PreciseBN and folding.
-        assert!(record.evals[0].precise_error.is_none() && record.evals[0].folded_error.is_none());
+        let first = &record.evals[0];
+        assert!(
+            first.score(EvalMode::Precise).is_none() && first.score(EvalMode::Folded).is_none()
+        );
     }
     let report = std::fs::read_to_string(results.join("remedies/README.md")).unwrap();
     assert!(report.contains("PreciseBN error (%)") && report.contains("folded error (%)"));
@@ -662,8 +663,9 @@ norm_kernels = ["fastest", "composed"]
     // The two paths compute the same layers: the same losses to float rounding.
     for pair in records.chunks(2) {
         let (fused, composed) = (&pair[0], &pair[1]);
-        assert_eq!(fused.axis("norm_kernels"), Some("fastest"));
-        assert_eq!(composed.axis("norm_kernels"), Some("composed"));
+        let kernels = AxisKey::NormKernels;
+        assert_eq!(fused.label(&kernels), Some("fastest"));
+        assert_eq!(composed.label(&kernels), Some("composed"));
         for (a, b) in fused.losses.iter().zip(&composed.losses) {
             assert!(
                 (a.loss - b.loss).abs() < 1e-4,

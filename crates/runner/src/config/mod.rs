@@ -16,6 +16,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use normlab_model::ModelError;
+
+use crate::axes::{AxisKey, Setting};
 use toml::{Table, Value};
 
 pub use grid::label;
@@ -68,8 +70,8 @@ pub enum ConfigError {
 pub struct GridAxis {
     /// `model.norm`
     pub path: String,
-    /// `norm`: the path's last part, what plots and tables call it.
-    pub name: String,
+    /// Which field, as the runner knows it: named after the path's last part.
+    pub key: AxisKey,
 }
 
 /// One point of the grid: a run.
@@ -77,8 +79,8 @@ pub struct GridAxis {
 pub struct GridPoint {
     /// Unique within the experiment and usable as a file name.
     pub id: String,
-    /// The value of each axis at this point, in axis order, as short labels.
-    pub labels: Vec<String>,
+    /// The point's label on each axis, in axis order.
+    pub axes: Vec<Setting>,
     /// The run's full config.
     pub run: RunConfig,
 }
@@ -206,7 +208,15 @@ impl Experiment {
             let id = run_id(&axes, &labels);
             // An extra block may name runs the grid has already: each runs once.
             if ids.insert(id.clone()) {
-                points.push(GridPoint { id, labels, run });
+                let axes = axes
+                    .iter()
+                    .zip(labels)
+                    .map(|((path, _), label)| Setting {
+                        key: key_of(path),
+                        label,
+                    })
+                    .collect();
+                points.push(GridPoint { id, axes, run });
             }
         }
         let name = path
@@ -220,7 +230,7 @@ impl Experiment {
             axes: axes
                 .iter()
                 .map(|(path, _)| GridAxis {
-                    name: path.rsplit('.').next().unwrap_or(path).to_string(),
+                    key: key_of(path),
                     path: path.clone(),
                 })
                 .collect(),
@@ -229,10 +239,15 @@ impl Experiment {
         })
     }
 
-    /// The index of the axis called `name` (`norm`, `batch_size`, ...).
-    pub fn axis(&self, name: &str) -> Option<usize> {
-        self.axes.iter().position(|a| a.name == name)
+    /// The keys of the grid's axes, in axis order.
+    pub fn axis_keys(&self) -> Vec<AxisKey> {
+        self.axes.iter().map(|a| a.key.clone()).collect()
     }
+}
+
+/// The key of the axis at `path` (`model.norm`): named after its last part.
+fn key_of(path: &str) -> AxisKey {
+    AxisKey::from_name(path.rsplit('.').next().unwrap_or(path))
 }
 
 /// The most runs a grid (or one `[[extra]]` block) may have. A few lines of lists multiply

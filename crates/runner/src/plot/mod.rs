@@ -16,15 +16,16 @@ mod tests;
 
 use std::path::Path;
 
-use crate::analysis::{facets, in_facet, norm_labels, other_axes};
-use crate::config::Experiment;
+use crate::analysis::{facets, in_facet};
+use crate::axes::AxisKey;
 use crate::error::RunnerError;
 use crate::plot::figure::Figure;
 use crate::plot::palette::Palette;
+use crate::result_set::ResultSet;
 use crate::results::{PlotFile, RunRecord};
 
-/// Draws every plot that `experiment`'s axes and `records` call for into `out_dir` and returns
-/// them in drawing order:
+/// Draws every plot that the axes and records of `set` call for into `out_dir` and returns them
+/// in drawing order:
 ///
 /// - `loss_curves.png`: training loss vs examples seen, whenever a run recorded losses;
 /// - `error_vs_batch_size.png`, `error_vs_lr.png`, `error_vs_init_scale.png`: final error vs
@@ -38,45 +39,21 @@ use crate::results::{PlotFile, RunRecord};
 /// - `error_by_<axis>.png`: final error per value of any other axis with several values.
 ///
 /// A plot without data is skipped, so an unfinished sweep gets fewer plots, never empty ones.
-pub fn draw_all(
-    experiment: &Experiment,
-    records: &[RunRecord],
-    out_dir: &Path,
-) -> Result<Vec<PlotFile>, RunnerError> {
-    let context = Context::new(experiment, records);
+pub fn draw_all(set: &ResultSet, out_dir: &Path) -> Result<Vec<PlotFile>, RunnerError> {
+    let context = Context::new(set);
     let mut plots: Vec<Plot> = Vec::new();
     plots.extend(charts::loss_curves(&context));
-    plots.extend(charts::error_vs_axis(
-        &context,
-        "batch_size",
-        "error_vs_batch_size.png",
-        true,
-    ));
+    plots.extend(charts::error_vs_axis(&context, &AxisKey::BatchSize, true));
     plots.extend(charts::train_vs_eval(&context));
-    plots.extend(charts::error_vs_axis(
-        &context,
-        "lr",
-        "error_vs_lr.png",
-        true,
-    ));
-    plots.extend(charts::error_vs_axis(
-        &context,
-        "init_scale",
-        "error_vs_init_scale.png",
-        true,
-    ));
+    plots.extend(charts::error_vs_axis(&context, &AxisKey::Lr, true));
+    plots.extend(charts::error_vs_axis(&context, &AxisKey::InitScale, true));
     plots.extend(charts::percentiles(&context));
     plots.extend(charts::error_vs_length(&context));
     plots.extend(charts::bits_vs_length(&context));
     plots.extend(charts::gradient_flow(&context));
     plots.extend(charts::step_time(&context));
-    for axis in other_axes(experiment, &COVERED_AXES) {
-        plots.extend(charts::error_vs_axis(
-            &context,
-            &axis,
-            &format!("error_by_{axis}.png"),
-            false,
-        ));
+    for axis in set.other_axes(&AxisKey::WITH_VIEWS_OF_THEIR_OWN) {
+        plots.extend(charts::error_vs_axis(&context, &axis, false));
     }
     if plots.is_empty() {
         return Ok(Vec::new());
@@ -95,9 +72,6 @@ pub fn draw_all(
         .collect()
 }
 
-/// Axes that have plots of their own; every other axis with several values gets `error_by_`.
-const COVERED_AXES: [&str; 5] = ["seed", "norm", "batch_size", "lr", "init_scale"];
-
 /// A plot ready to render.
 pub(crate) struct Plot {
     pub(crate) file: String,
@@ -105,37 +79,45 @@ pub(crate) struct Plot {
     pub(crate) figure: Figure,
 }
 
-/// Everything the plot builders need about the experiment.
+/// Everything the plot builders need about the results.
 pub(crate) struct Context<'a> {
-    pub(crate) experiment: &'a Experiment,
+    pub(crate) set: &'a ResultSet,
     pub(crate) records: &'a [RunRecord],
-    /// Norm labels in grid order: the order of series and legend entries.
-    pub(crate) norms: Vec<String>,
+    /// Series labels (norms; in a comparison, folders' norms) in grid order: the order of
+    /// series and legend entries.
+    pub(crate) series: Vec<String>,
     pub(crate) palette: Palette,
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(experiment: &'a Experiment, records: &'a [RunRecord]) -> Self {
-        let norms = norm_labels(experiment);
+    pub(crate) fn new(set: &'a ResultSet) -> Self {
+        let series = set.series();
         Self {
-            experiment,
-            records,
-            palette: Palette::new(&norms),
-            norms,
+            set,
+            records: &set.records,
+            palette: Palette::new(&series),
+            series: series.into_iter().map(|(label, _)| label).collect(),
         }
     }
 
     /// The records whose values of `axes` are described by `facet`.
     pub(crate) fn in_facet<'b>(
         &'b self,
-        axes: &'b [String],
+        axes: &'b [AxisKey],
         facet: &'b str,
     ) -> impl Iterator<Item = &'a RunRecord> + 'b {
         in_facet(self.records, axes, facet)
     }
 
     /// The distinct values of `axes` over the records, in record (grid) order: the panels.
-    pub(crate) fn facets(&self, axes: &[String]) -> Vec<String> {
+    pub(crate) fn facets(&self, axes: &[AxisKey]) -> Vec<String> {
         facets(self.records, axes)
+    }
+
+    /// The other axes with several values, except `exclude`, the norm and the seed.
+    pub(crate) fn facet_axes(&self, exclude: &[AxisKey]) -> Vec<AxisKey> {
+        let mut excluded = vec![AxisKey::Norm, AxisKey::Seed];
+        excluded.extend_from_slice(exclude);
+        self.set.other_axes(&excluded)
     }
 }

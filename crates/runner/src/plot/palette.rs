@@ -1,6 +1,5 @@
 //! Colours: one per norm label, fixed by kind, the same in every plot of an experiment.
 
-use crate::analysis::norm_kind;
 use crate::plot::figure::{NEUTRAL, Rgb};
 
 /// The colour of each norm kind's plain label (or first variant).
@@ -34,10 +33,10 @@ pub(crate) struct Palette {
 }
 
 impl Palette {
-    /// Deterministic in the set of labels: the label that is a kind's bare name (else the first
-    /// of that kind in sorted order) gets the kind's colour; the rest, sorted, get the variant
-    /// colours in turn.
-    pub(crate) fn new(labels: &[String]) -> Self {
+    /// Deterministic in the set of `(label, norm kind)` pairs: the label that is its kind's
+    /// bare name (else the first of that kind in sorted order) gets the kind's colour; the
+    /// rest, sorted, get the variant colours in turn.
+    pub(crate) fn new(labels: &[(String, &str)]) -> Self {
         let mut sorted = labels.to_vec();
         sorted.sort();
         sorted.dedup();
@@ -45,14 +44,14 @@ impl Palette {
         for (kind, color) in KIND_COLORS {
             let base = sorted
                 .iter()
-                .find(|label| *label == kind)
-                .or_else(|| sorted.iter().find(|label| norm_kind(label) == kind));
-            if let Some(label) = base {
+                .find(|(label, _)| label == kind)
+                .or_else(|| sorted.iter().find(|(_, of)| *of == kind));
+            if let Some((label, _)) = base {
                 colors.push((label.clone(), color));
             }
         }
         let mut variants = VARIANT_COLORS.iter().cycle();
-        for label in sorted {
+        for (label, _) in sorted {
             if !colors.iter().any(|(l, _)| *l == label) {
                 let color = *variants.next().expect("a cycle never ends");
                 colors.push((label, color));

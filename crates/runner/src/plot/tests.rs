@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use crate::config::Experiment;
+use crate::axes::AxisKey;
 use crate::fixtures::{fixture, kernels_fixture, lr_fixture, scratch};
 use crate::plot::axis::Axis;
 use crate::plot::charts::{
@@ -11,7 +11,8 @@ use crate::plot::figure::Stroke;
 use crate::plot::figure::{Look, Series};
 use crate::plot::palette::{KIND_COLORS, Palette, VARIANT_COLORS};
 use crate::plot::{Context, draw_all};
-use crate::results::{GradientFlow, PlotFile, RunRecord};
+use crate::result_set::ResultSet;
+use crate::results::{GradientFlow, PlotFile};
 
 /// Width and height from a PNG's IHDR chunk, after checking the signature.
 fn png_size(path: &Path) -> (u32, u32) {
@@ -27,16 +28,15 @@ fn png_size(path: &Path) -> (u32, u32) {
     (number(16), number(20))
 }
 
-/// Draws `records` into a scratch folder and checks the files drawn, in order, with their
+/// Draws `set` into a scratch folder and checks the files drawn, in order, with their
 /// pixel sizes, and that nothing else was written. Returns the plots; the caller removes `dir`.
 fn assert_draws(
-    experiment: &Experiment,
-    records: &[RunRecord],
+    set: &ResultSet,
     name: &str,
     expected: &[(&str, (u32, u32))],
 ) -> (Vec<PlotFile>, PathBuf) {
     let dir = scratch(name);
-    let plots = draw_all(experiment, records, &dir).unwrap();
+    let plots = draw_all(set, &dir).unwrap();
     let files: Vec<&str> = plots.iter().map(|p| p.file.as_str()).collect();
     let wanted: Vec<&str> = expected.iter().map(|(file, _)| *file).collect();
     assert_eq!(files, wanted);
@@ -50,11 +50,10 @@ fn assert_draws(
 
 #[test]
 fn draws_the_plots_the_axes_and_records_call_for_at_their_sizes() {
-    let (experiment, records) = fixture();
+    let set = fixture();
     // Two batch-size panels side by side; one panel; a 2 x 6 grid of sites x runs.
     let (_, dir) = assert_draws(
-        &experiment,
-        &records,
+        &set,
         "plots",
         &[
             ("loss_curves.png", (1400, 50 + 427)),
@@ -69,11 +68,10 @@ fn draws_the_plots_the_axes_and_records_call_for_at_their_sizes() {
 
 #[test]
 fn sweeps_of_other_axes_get_their_own_plots() {
-    let (experiment, records) = lr_fixture();
+    let set = lr_fixture();
     // Panels: 6 (dropout x lr) in 3 columns; 2 (dropout); sites x norms; 6; 1; 3 (lr).
     let (plots, dir) = assert_draws(
-        &experiment,
-        &records,
+        &set,
         "lr-plots",
         &[
             ("loss_curves.png", (1400, 50 + 2 * 300)),
@@ -98,8 +96,8 @@ fn sweeps_of_other_axes_get_their_own_plots() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 
-    let context = Context::new(&experiment, &records);
-    let by_dropout = error_vs_axis(&context, "dropout", "d.png", false).unwrap();
+    let context = Context::new(&set);
+    let by_dropout = error_vs_axis(&context, &AxisKey::from_name("dropout"), false).unwrap();
     let x = &by_dropout.figure.panels[0].x;
     assert!(
         !x.log,
@@ -124,9 +122,9 @@ fn sweeps_of_other_axes_get_their_own_plots() {
 
 #[test]
 fn captions_count_the_runs_without_a_result() {
-    let (experiment, records) = fixture();
-    let context = Context::new(&experiment, &records);
-    let plot = error_vs_axis(&context, "batch_size", "e.png", true).unwrap();
+    let set = fixture();
+    let context = Context::new(&set);
+    let plot = error_vs_axis(&context, &AxisKey::BatchSize, true).unwrap();
     assert!(
         plot.caption.contains("diverged (1) or could not train (0)"),
         "{}",
@@ -144,9 +142,9 @@ fn captions_count_the_runs_without_a_result() {
 
 #[test]
 fn error_points_are_means_with_min_max_over_seeds() {
-    let (experiment, records) = fixture();
-    let context = Context::new(&experiment, &records);
-    let plot = error_vs_axis(&context, "batch_size", "e.png", true).unwrap();
+    let set = fixture();
+    let context = Context::new(&set);
+    let plot = error_vs_axis(&context, &AxisKey::BatchSize, true).unwrap();
     let batch = plot.figure.panels[0]
         .series
         .iter()
@@ -171,9 +169,10 @@ fn error_points_are_means_with_min_max_over_seeds() {
 
 #[test]
 fn nothing_to_plot_draws_nothing() {
-    let (experiment, _) = fixture();
+    let mut set = fixture();
+    set.records.clear();
     let dir = scratch("no-plots");
-    assert_eq!(draw_all(&experiment, &[], &dir).unwrap(), Vec::new());
+    assert_eq!(draw_all(&set, &dir).unwrap(), Vec::new());
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -181,17 +180,17 @@ fn nothing_to_plot_draws_nothing() {
 #[test]
 fn colours_are_fixed_by_kind_and_variants_sorted() {
     let labels = [
-        "group(groups=4)",
-        "layer",
-        "batch(per_step=30)",
-        "none",
-        "batch",
-        "rms(eps=1)",
+        ("group(groups=4)", "group"),
+        ("layer", "layer"),
+        ("batch(per_step=30)", "batch"),
+        ("none", "none"),
+        ("batch", "batch"),
+        ("rms(eps=1)", "rms"),
     ]
-    .map(String::from);
+    .map(|(label, kind)| (label.to_string(), kind));
     let palette = Palette::new(&labels);
-    let reversed: Vec<String> = labels.iter().rev().cloned().collect();
-    for label in &labels {
+    let reversed: Vec<(String, &str)> = labels.iter().rev().cloned().collect();
+    for (label, _) in &labels {
         assert_eq!(palette.color(label), Palette::new(&reversed).color(label));
     }
     let kind = |k: &str| KIND_COLORS.iter().find(|(n, _)| *n == k).unwrap().1;
@@ -230,13 +229,13 @@ fn axes_switch_to_log_beyond_twenty_fold() {
 
 #[test]
 fn gradient_flow_draws_log_norms_per_step_at_init_and_after_training() {
-    let (experiment, mut records) = fixture();
-    let context = Context::new(&experiment, &records);
+    let mut set = fixture();
+    let context = Context::new(&set);
     assert!(
         gradient_flow(&context).is_none(),
         "nothing measured, no plot"
     );
-    for record in &mut records {
+    for record in &mut set.records {
         record.gradient_flow = vec![
             GradientFlow {
                 step: 0,
@@ -248,7 +247,7 @@ fn gradient_flow_draws_log_norms_per_step_at_init_and_after_training() {
             },
         ];
     }
-    let context = Context::new(&experiment, &records);
+    let context = Context::new(&set);
     let plot = gradient_flow(&context).unwrap();
     let panel = &plot.figure.panels[0];
     let logs =
@@ -296,8 +295,8 @@ fn long_legend_labels_wrap_between_their_options() {
 
 #[test]
 fn step_times_place_each_norm_at_its_own_x_with_the_norm_layers_dashed() {
-    let (experiment, records) = kernels_fixture();
-    let context = Context::new(&experiment, &records);
+    let set = kernels_fixture();
+    let context = Context::new(&set);
     let plot = step_time(&context).unwrap();
     assert_eq!(
         plot.figure.columns, 1,
@@ -335,16 +334,19 @@ fn crowded_category_ticks_drop_their_options_when_the_names_stay_distinct() {
         "evonorm_s0(groups=8)",
         "batch_renorm(warmup_steps=200)",
     ]);
-    assert_eq!(
-        tick_labels(&crowded),
-        ["none", "group", "instance", "evonorm_s0", "batch_renorm"]
-    );
+    let kinds = labels(&["none", "group", "instance", "evonorm_s0", "batch_renorm"]);
+    assert_eq!(tick_labels(&crowded, &kinds), kinds);
     let ambiguous = labels(&[
         "batch(gamma_init=0.1)",
         "batch(gamma_init=0.1,per_step=32)",
         "layer(epsilon=0.001)",
     ]);
-    assert_eq!(tick_labels(&ambiguous), ambiguous, "two would read `batch`");
+    let kinds = labels(&["batch", "batch", "layer"]);
+    assert_eq!(
+        tick_labels(&ambiguous, &kinds),
+        ambiguous,
+        "two would read `batch`"
+    );
     let roomy = labels(&["none", "group(groups=8)"]);
-    assert_eq!(tick_labels(&roomy), roomy);
+    assert_eq!(tick_labels(&roomy, &labels(&["none", "group"])), roomy);
 }

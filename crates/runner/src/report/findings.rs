@@ -2,27 +2,26 @@
 //! it stands out from the spread over seeds.
 
 use crate::analysis::{
-    LengthScore, Spread, axis_values, describe, describe_axis, distinct, facets, final_error,
-    final_precise_error, final_train_mode_error, fmt_number, in_facet, last_eval_error, norm_kind,
-    norm_label, norm_labels, norm_ms, other_axes, percentile_runs, scores_by_length, step_ms,
-    unit_zero, varies,
+    LengthScore, Spread, describe, facets, final_error, final_score, fmt_number, in_facet,
+    last_score, norm_ms, percentile_runs, scores_by_length, step_ms, unit_zero,
 };
-use crate::config::Experiment;
+use crate::axes::AxisKey;
 use crate::report::settings;
-use crate::results::{RunRecord, Status};
+use crate::result_set::{ResultSet, distinct, series_label};
+use crate::results::{EvalMode, RunRecord, Status};
 
-pub(crate) fn findings(experiment: &Experiment, records: &[RunRecord]) -> String {
+pub(crate) fn findings(set: &ResultSet) -> String {
     let statements: Vec<String> = [
-        batch_size_findings(experiment, records),
-        train_eval_findings(experiment, records),
-        other_axis_findings(experiment, records),
-        divergence_findings(experiment, records, "lr"),
-        divergence_findings(experiment, records, "init_scale"),
-        length_findings(experiment, records),
-        gradient_flow_findings(experiment, records),
-        percentile_findings(experiment, records),
-        step_time_findings(experiment, records),
-        norm_time_findings(experiment, records),
+        batch_size_findings(set),
+        train_eval_findings(set),
+        other_axis_findings(set),
+        divergence_findings(set, &AxisKey::Lr),
+        divergence_findings(set, &AxisKey::InitScale),
+        length_findings(set),
+        gradient_flow_findings(set),
+        percentile_findings(set),
+        step_time_findings(set),
+        norm_time_findings(set),
     ]
     .concat();
     if statements.is_empty() {
@@ -39,14 +38,26 @@ pub(crate) fn findings(experiment: &Experiment, records: &[RunRecord]) -> String
     text
 }
 
-/// The runs of `norm` whose values of `axes` are `facet`.
+/// The runs of series `norm` whose values of `axes` are `facet`.
 fn runs_of<'a>(
     records: &'a [RunRecord],
-    axes: &'a [String],
+    axes: &'a [AxisKey],
     facet: &'a str,
     norm: &'a str,
 ) -> impl Iterator<Item = &'a RunRecord> + 'a {
-    in_facet(records, axes, facet).filter(move |r| norm_label(r) == norm)
+    in_facet(records, axes, facet).filter(move |r| series_label(r) == norm)
+}
+
+/// The series labels of `set` in grid order.
+fn series(set: &ResultSet) -> Vec<String> {
+    set.series().into_iter().map(|(label, _)| label).collect()
+}
+
+/// The other axes with several values, except the norm, the seed and `exclude`.
+fn facet_axes(set: &ResultSet, exclude: &[AxisKey]) -> Vec<AxisKey> {
+    let mut excluded = vec![AxisKey::Norm, AxisKey::Seed];
+    excluded.extend_from_slice(exclude);
+    set.other_axes(&excluded)
 }
 
 /// ` (facet)`, or nothing for the only facet.
@@ -68,36 +79,24 @@ fn verdict(a: &Spread, b: &Spread) -> &'static str {
     }
 }
 
-/// The values of a numeric axis from smallest to largest (grid order if not all numbers).
-fn sorted_values(experiment: &Experiment, name: &str) -> Vec<String> {
-    let mut values = axis_values(experiment, name);
-    if values.iter().all(|v| v.parse::<f64>().is_ok()) {
-        values.sort_by(|a, b| {
-            a.parse::<f64>()
-                .unwrap_or(0.0)
-                .total_cmp(&b.parse().unwrap_or(0.0))
-        });
-    }
-    values
-}
-
 /// How each norm's mean error changes from the largest to the smallest batch size, and batch
 /// norm's change beside group and layer norm's.
-fn batch_size_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
-    if !varies(experiment, "batch_size") {
+fn batch_size_findings(set: &ResultSet) -> Vec<String> {
+    if !set.varies(&AxisKey::BatchSize) {
         return Vec::new();
     }
-    let sizes = sorted_values(experiment, "batch_size");
+    let records = &set.records;
+    let sizes = set.sorted_labels(&AxisKey::BatchSize);
     let (small, large) = (&sizes[0], &sizes[sizes.len() - 1]);
-    let facet_axes = other_axes(experiment, &["norm", "seed", "batch_size"]);
+    let facet_axes = facet_axes(set, &[AxisKey::BatchSize]);
     let mut statements = Vec::new();
     for facet in facets(records, &facet_axes) {
         let mut rises: Vec<(String, f64)> = Vec::new();
-        for norm in norm_labels(experiment) {
+        for norm in series(set) {
             let runs = || runs_of(records, &facet_axes, &facet, &norm);
             let at = |size: &String| -> Vec<&RunRecord> {
                 runs()
-                    .filter(|r| r.axis("batch_size") == Some(size.as_str()))
+                    .filter(|r| r.label(&AxisKey::BatchSize) == Some(size.as_str()))
                     .collect()
             };
             let error =
@@ -126,17 +125,26 @@ fn batch_size_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<St
                 _ => {}
             }
         }
-        statements.extend(rise_comparisons(&rises, &facet, large, small));
+        statements.extend(rise_comparisons(set, &rises, &facet, (large, small)));
     }
     statements
 }
 
-/// Batch norm's rise in error compared with each group and layer norm's.
-fn rise_comparisons(rises: &[(String, f64)], facet: &str, large: &str, small: &str) -> Vec<String> {
-    let of_kind = |kinds: &'static [&'static str]| {
+/// Batch norm's rise in error compared with each group and layer norm's, from batch size
+/// `large` to `small`.
+fn rise_comparisons(
+    set: &ResultSet,
+    rises: &[(String, f64)],
+    facet: &str,
+    (large, small): (&str, &str),
+) -> Vec<String> {
+    let kinds = set.series();
+    let kind_of = move |norm: &String| kinds.iter().find(|(l, _)| l == norm).map(|(_, k)| *k);
+    let of_kind = move |wanted: &'static [&'static str]| {
+        let kind_of = kind_of.clone();
         rises
             .iter()
-            .filter(move |(norm, _)| kinds.contains(&norm_kind(norm)))
+            .filter(move |(norm, _)| kind_of(norm).is_some_and(|k| wanted.contains(&k)))
     };
     of_kind(&["batch"])
         .flat_map(|(batch, batch_rise)| {
@@ -158,21 +166,21 @@ fn rise_comparisons(rises: &[(String, f64)], facet: &str, large: &str, small: &s
 
 /// For every axis the other findings do not cover (how batches are drawn, weight
 /// standardization, ...): each norm's mean error at each value against the axis's first value.
-fn other_axis_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
-    let covered = ["norm", "seed", "batch_size", "lr", "init_scale"];
+fn other_axis_findings(set: &ResultSet) -> Vec<String> {
+    let records = &set.records;
     let mut statements = Vec::new();
-    for axis in other_axes(experiment, &covered) {
-        let values = axis_values(experiment, &axis);
+    for axis in set.other_axes(&AxisKey::WITH_VIEWS_OF_THEIR_OWN) {
+        let values = set.labels(&axis);
         let Some((first, rest)) = values.split_first() else {
             continue;
         };
-        let facet_axes = other_axes(experiment, &["norm", "seed", axis.as_str()]);
+        let facet_axes = facet_axes(set, std::slice::from_ref(&axis));
         for facet in facets(records, &facet_axes) {
-            for norm in norm_labels(experiment) {
+            for norm in series(set) {
                 let at = |value: &String| {
                     Spread::of(
                         runs_of(records, &facet_axes, &facet, &norm)
-                            .filter(|r| r.axis(&axis) == Some(value.as_str()))
+                            .filter(|r| r.label(&axis) == Some(value.as_str()))
                             .filter_map(final_error),
                     )
                 };
@@ -197,19 +205,19 @@ fn other_axis_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<St
 
 /// Batch norm's eval-mode (running statistics) vs train-mode (batch statistics) error at each
 /// setting, with the spread of the per-run gap.
-fn train_eval_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
-    let axes = other_axes(experiment, &["norm", "seed"]);
-    settings(experiment, records)
+fn train_eval_findings(set: &ResultSet) -> Vec<String> {
+    let axes = facet_axes(set, &[]);
+    settings(set)
         .into_iter()
         .filter_map(|(_, runs)| {
             let pairs: Vec<(f64, f64)> = runs
                 .iter()
-                .filter_map(|r| final_error(r).zip(final_train_mode_error(r)))
+                .filter_map(|r| final_error(r).zip(final_score(r, EvalMode::TrainMode)))
                 .collect();
             let eval = Spread::of(pairs.iter().map(|p| p.0))?;
             let train = Spread::of(pairs.iter().map(|p| p.1))?;
             let gap = Spread::of(pairs.iter().map(|p| p.1 - p.0))?;
-            let name = [norm_label(runs[0]), describe(runs[0], &axes)]
+            let name = [series_label(runs[0]), describe(runs[0], &axes)]
                 .into_iter()
                 .filter(|part| !part.is_empty())
                 .collect::<Vec<_>>()
@@ -224,7 +232,10 @@ fn train_eval_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<St
             );
             let precise: Vec<(f64, f64)> = runs
                 .iter()
-                .filter_map(|r| last_eval_error(r).zip(final_precise_error(r)))
+                .filter_map(|r| {
+                    let last = last_score(r, EvalMode::Eval);
+                    last.zip(last_score(r, EvalMode::Precise))
+                })
                 .collect();
             if let (Some(value), Some(gap)) = (
                 Spread::of(precise.iter().map(|p| p.1)),
@@ -257,19 +268,20 @@ fn gap_spread(gap: &Spread) -> String {
 
 /// For an axis such as the learning rate: the largest value each norm trained at without any
 /// run diverging, where it diverged, and its best value.
-fn divergence_findings(experiment: &Experiment, records: &[RunRecord], axis: &str) -> Vec<String> {
-    if !varies(experiment, axis) {
+fn divergence_findings(set: &ResultSet, axis: &AxisKey) -> Vec<String> {
+    if !set.varies(axis) {
         return Vec::new();
     }
-    let values = sorted_values(experiment, axis);
-    let description = describe_axis(axis);
-    let facet_axes = other_axes(experiment, &["norm", "seed", axis]);
+    let records = &set.records;
+    let values = set.sorted_labels(axis);
+    let description = axis.describe();
+    let facet_axes = facet_axes(set, std::slice::from_ref(axis));
     let mut statements = Vec::new();
     for facet in facets(records, &facet_axes) {
-        for norm in norm_labels(experiment) {
+        for norm in series(set) {
             let at = |value: &String| -> Vec<&RunRecord> {
                 runs_of(records, &facet_axes, &facet, &norm)
-                    .filter(|r| r.axis(axis) == Some(value.as_str()))
+                    .filter(|r| r.label(axis) == Some(value.as_str()))
                     .collect()
             };
             let tried: Vec<(&String, Vec<&RunRecord>)> = values
@@ -329,7 +341,7 @@ fn divergence_findings(experiment: &Experiment, records: &[RunRecord], axis: &st
 
 /// How much each setting's gradient shrinks from the last step back to the middle one, at
 /// initialization and after training: the slope of the gradient-flow plot in one number.
-fn gradient_flow_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
+fn gradient_flow_findings(set: &ResultSet) -> Vec<String> {
     let shrink = |runs: &[&RunRecord], trained: bool| -> Option<(Spread, usize, usize)> {
         let flows = runs
             .iter()
@@ -345,7 +357,7 @@ fn gradient_flow_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec
         let spread = Spread::of(factors.collect::<Vec<_>>())?;
         Some((spread, steps.0, steps.1))
     };
-    settings(experiment, records)
+    settings(set)
         .into_iter()
         .filter_map(|(_, runs)| {
             let (initial, middle, last) = shrink(&runs, false)?;
@@ -353,7 +365,7 @@ fn gradient_flow_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec
                 "`{}`: the gradient with respect to h_t is {} times larger at step {last} than \
                  at step {middle} at initialization (mean over seeds, {}..{}; above 1 it \
                  shrinks going back in time)",
-                norm_label(runs[0]),
+                series_label(runs[0]),
                 fmt_number(initial.mean),
                 fmt_number(initial.min),
                 fmt_number(initial.max),
@@ -373,11 +385,12 @@ fn gradient_flow_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec
 
 /// Each norm's bits per character and error at the longest evaluation length vs at the
 /// training length; the verdict is on the bits, the language model's own measure.
-fn length_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
-    let facet_axes = other_axes(experiment, &["norm", "seed"]);
+fn length_findings(set: &ResultSet) -> Vec<String> {
+    let records = &set.records;
+    let facet_axes = facet_axes(set, &[]);
     let mut statements = Vec::new();
     for facet in facets(records, &facet_axes) {
-        for norm in norm_labels(experiment) {
+        for norm in series(set) {
             let scores: Vec<Vec<LengthScore>> = runs_of(records, &facet_axes, &facet, &norm)
                 .map(scores_by_length)
                 .filter(|scores| !scores.is_empty())
@@ -425,9 +438,9 @@ fn length_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String
 
 /// How far the median of the probed unit moved over training in each run of the percentile
 /// plot: the internal covariate shift it shows.
-fn percentile_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
-    let axes = other_axes(experiment, &["norm", "seed"]);
-    percentile_runs(experiment, records)
+fn percentile_findings(set: &ResultSet) -> Vec<String> {
+    let axes = facet_axes(set, &[]);
+    percentile_runs(set)
         .into_iter()
         .filter_map(|record| {
             let sites = distinct(
@@ -448,7 +461,7 @@ fn percentile_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<St
                 "`{}`{}: the median input of unit 0 moved by {:.3} over training (largest at \
                  {site}: {:.3} at step {} to {:.3} at step {}; the 15th–85th percentile band went \
                  from {:.3} to {:.3} wide).",
-                norm_label(record),
+                series_label(record),
                 where_(&describe(record, &axes)),
                 drift(first, last),
                 first.1[1],
@@ -469,23 +482,29 @@ fn drift(first: (usize, [f32; 3]), last: (usize, [f32; 3])) -> f32 {
 
 /// Each norm's step time relative to no normalization at the same setting: the share of the
 /// step that normalization costs, `1 - t_none / t_norm`.
-fn step_time_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
-    let norms = norm_labels(experiment);
-    if norms.len() < 2 || !norms.iter().any(|n| n == "none") {
+fn step_time_findings(set: &ResultSet) -> Vec<String> {
+    let records = &set.records;
+    let kinds = set.series();
+    // The series without normalization, by the kind of its norm.
+    let Some((none_label, _)) = kinds.iter().find(|(_, kind)| *kind == "none") else {
+        return Vec::new();
+    };
+    if kinds.len() < 2 {
         return Vec::new();
     }
-    let facet_axes = other_axes(experiment, &["norm", "seed"]);
+    let norms = series(set);
+    let facet_axes = facet_axes(set, &[]);
     let facets = facets(records, &facet_axes);
     let time = |facet: &str, norm: &str| {
         Spread::of(runs_of(records, &facet_axes, facet, norm).filter_map(step_ms))
     };
     norms
         .iter()
-        .filter(|norm| *norm != "none")
+        .filter(|norm| *norm != none_label)
         .filter_map(|norm| {
             let compared: Vec<(Spread, Spread)> = facets
                 .iter()
-                .filter_map(|facet| time(facet, "none").zip(time(facet, norm)))
+                .filter_map(|facet| time(facet, none_label).zip(time(facet, norm)))
                 .collect();
             let share = Spread::of(
                 compared
@@ -522,7 +541,7 @@ fn step_time_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<Str
                 ),
             };
             Some(format!(
-                "`{norm}`: {} ms per step vs {} ms for `none`: {cost}{noise}.",
+                "`{norm}`: {} ms per step vs {} ms for `{none_label}`: {cost}{noise}.",
                 fmt_number(own),
                 fmt_number(none)
             ))
@@ -532,28 +551,33 @@ fn step_time_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<Str
 
 /// For runs whose norm layers were timed: the part of the step they take, and with both kernel
 /// paths, how much faster the fused kernels make them.
-fn norm_time_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<String> {
-    const KERNELS: &str = "norm_kernels";
-    let facet_axes = other_axes(experiment, &["norm", "seed", KERNELS]);
-    let paths = match varies(experiment, KERNELS) {
-        true => sorted_values(experiment, KERNELS),
+fn norm_time_findings(set: &ResultSet) -> Vec<String> {
+    let records = &set.records;
+    let kernels = AxisKey::NormKernels;
+    let facet_axes = facet_axes(set, std::slice::from_ref(&kernels));
+    let paths = match set.varies(&kernels) {
+        true => set.sorted_labels(&kernels),
         false => vec![String::new()],
     };
+    let without_norm: Vec<String> = (set.series().into_iter())
+        .filter(|(_, kind)| *kind == "none")
+        .map(|(label, _)| label)
+        .collect();
     let mut statements = Vec::new();
     for facet in facets(records, &facet_axes) {
-        for norm in norm_labels(experiment) {
+        for norm in series(set) {
             let timed: Vec<(String, Spread, Spread)> = paths
                 .iter()
                 .filter_map(|path| {
                     let runs: Vec<&RunRecord> = runs_of(records, &facet_axes, &facet, &norm)
-                        .filter(|r| path.is_empty() || r.axis(KERNELS) == Some(path.as_str()))
+                        .filter(|r| path.is_empty() || r.label(&kernels) == Some(path.as_str()))
                         .collect();
                     let in_norms = Spread::of(runs.iter().filter_map(|r| norm_ms(r)))?;
                     let step = Spread::of(runs.iter().filter_map(|r| step_ms(r)))?;
                     Some((path.clone(), in_norms, step))
                 })
                 .collect();
-            if timed.is_empty() || norm == "none" {
+            if timed.is_empty() || without_norm.contains(&norm) {
                 continue;
             }
             let parts: Vec<String> = timed
@@ -561,7 +585,7 @@ fn norm_time_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<Str
                 .map(|(path, in_norms, step)| {
                     let with = match path.is_empty() {
                         true => String::new(),
-                        false => format!(" with {KERNELS} = {path}"),
+                        false => format!(" with {kernels} = {path}"),
                     };
                     format!(
                         "{} ms of the {} ms step ({:.0}%){with}",
@@ -586,7 +610,7 @@ fn norm_time_findings(experiment: &Experiment, records: &[RunRecord]) -> Vec<Str
                             verdict(fast.1, slow.1)
                         ),
                         false => format!(
-                            ": {KERNELS} = {} is {ratio:.1} times faster in the norm layers{}",
+                            ": {kernels} = {} is {ratio:.1} times faster in the norm layers{}",
                             fast.0,
                             verdict(fast.1, slow.1)
                         ),

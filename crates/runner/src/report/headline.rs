@@ -4,9 +4,10 @@
 
 use normlab_norm::NormConfig;
 
-use crate::analysis::{Spread, final_error, norm_kind, norm_label, other_axes};
-use crate::config::Experiment;
+use crate::analysis::{Spread, final_error};
+use crate::axes::AxisKey;
 use crate::report::settings;
+use crate::result_set::{ResultSet, norm_label};
 use crate::results::{RunRecord, Status};
 
 /// How many standard deviations over seeds a gap must span before the headline calls it clear.
@@ -113,14 +114,11 @@ impl BatchVerdict {
 
 /// The [`BatchVerdict`] of `records`, when the experiment compares batch norm with a batch-free
 /// norm at one batch size and nothing but the norm, the batch size and the seed varies.
-pub(crate) fn batch_verdict(
-    experiment: &Experiment,
-    records: &[RunRecord],
-) -> Option<BatchVerdict> {
-    if !other_axes(experiment, &["norm", "seed", "batch_size"]).is_empty() {
+pub(crate) fn batch_verdict(set: &ResultSet) -> Option<BatchVerdict> {
+    if !(set.other_axes(&[AxisKey::Norm, AxisKey::Seed, AxisKey::BatchSize])).is_empty() {
         return None;
     }
-    let settings = settings(experiment, records);
+    let settings = settings(set);
     let batch_settings = settings.iter().filter_map(|(_, runs)| {
         let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
         Some((normalization_batch(runs[0])?, runs, errors))
@@ -131,7 +129,8 @@ pub(crate) fn batch_verdict(
         let label = norm_label(runs[0]);
         let same_batch = runs[0].config.train.batch_size == batch_size;
         let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
-        (same_batch && BATCH_FREE.contains(&norm_kind(&label))).then_some((label, runs, errors))
+        let kind = runs[0].config.model.norm().kind();
+        (same_batch && BATCH_FREE.contains(&kind)).then_some((label, runs, errors))
     });
     let (reference, other_runs, other) = references.min_by(|a, b| a.2.mean.total_cmp(&b.2.mean))?;
     let spread = seed_std(batch_runs)
@@ -148,11 +147,11 @@ pub(crate) fn batch_verdict(
 }
 
 /// The sentence at the top of the report: empty unless [`batch_verdict`] has a verdict.
-pub(crate) fn headline(experiment: &Experiment, records: &[RunRecord]) -> String {
-    let Some(verdict) = batch_verdict(experiment, records) else {
+pub(crate) fn headline(set: &ResultSet) -> String {
+    let Some(verdict) = batch_verdict(set) else {
         return String::new();
     };
-    let no_batch_of_one = records.iter().any(|r| {
+    let no_batch_of_one = set.records.iter().any(|r| {
         r.status == Status::Impossible
             && normalization_batch(r).is_some()
             && r.config.train.batch_size == 1

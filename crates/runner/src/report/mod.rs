@@ -10,56 +10,48 @@ pub(crate) mod headline;
 
 use std::path::Path;
 
-use crate::analysis::{
-    Spread, distinct, final_error, final_folded_error, final_precise_error, final_train_mode_error,
-    fmt_duration, norm_ms, step_ms,
-};
-use crate::config::Experiment;
+use crate::analysis::{Spread, final_score, fmt_duration, norm_ms, step_ms};
+use crate::axes::AxisKey;
 use crate::error::RunnerError;
 use crate::report::findings::findings;
 use crate::report::headline::headline;
-use crate::results::{PlotFile, RunRecord, Status, write_atomically};
+use crate::result_set::{ResultSet, distinct};
+use crate::results::{EvalMode, PlotFile, RunRecord, Status, write_atomically};
 
-/// Writes `out_dir/README.md` for `records` of `experiment`, linking `plots` (drawn into the
-/// same folder). `command` is the command line that produced the results; without
-/// `total_wall_seconds` the report gives the sum of the runs' own wall times instead.
+/// Writes `out_dir/README.md` for `set`, linking `plots` (drawn into the same folder).
+/// `command` is the command line that produced the results; without `total_wall_seconds` the
+/// report gives the sum of the runs' own wall times instead.
 pub fn write(
-    experiment: &Experiment,
-    records: &[RunRecord],
+    set: &ResultSet,
     out_dir: &Path,
     plots: &[PlotFile],
     command: &str,
     total_wall_seconds: Option<f64>,
 ) -> Result<(), RunnerError> {
     let text = [
-        header(experiment),
-        headline(experiment, records),
-        provenance(experiment, records, command, total_wall_seconds),
-        config(experiment),
+        header(set),
+        headline(set),
+        provenance(set, command, total_wall_seconds),
+        config(set),
         plot_section(plots),
-        table(experiment, records),
-        failures(records),
-        findings(experiment, records),
+        table(set),
+        failures(&set.records),
+        findings(set),
     ]
     .concat();
     let path = out_dir.join("README.md");
     write_atomically(&path, text.as_bytes()).map_err(RunnerError::io(&path))
 }
 
-fn header(experiment: &Experiment) -> String {
-    let description = experiment.description.trim();
-    match description.is_empty() {
-        true => format!("# {}\n\n", experiment.name),
-        false => format!("# {}\n\n{description}\n\n", experiment.name),
+fn header(set: &ResultSet) -> String {
+    match set.description.is_empty() {
+        true => format!("# {}\n\n", set.name),
+        false => format!("# {}\n\n{}\n\n", set.name, set.description),
     }
 }
 
-fn provenance(
-    experiment: &Experiment,
-    records: &[RunRecord],
-    command: &str,
-    total_wall_seconds: Option<f64>,
-) -> String {
+fn provenance(set: &ResultSet, command: &str, total_wall_seconds: Option<f64>) -> String {
+    let records = &set.records;
     let wall = match total_wall_seconds {
         Some(seconds) => format!("Total wall time: {}.", fmt_duration(seconds)),
         None => format!(
@@ -74,16 +66,19 @@ fn provenance(
          the grid have a record: {} finished, {} diverged, {} impossible.\n\n",
         command.trim(),
         records.len(),
-        experiment.points.len(),
+        set.grid.len(),
         count(Status::Finished),
         count(Status::Diverged),
         count(Status::Impossible),
     )
 }
 
-/// `42.0 s`, `3 min 12 s`, `1 h 05 min`.
-fn config(experiment: &Experiment) -> String {
-    format!("## Config\n\n```toml\n{}\n```\n\n", experiment.text.trim())
+/// The experiment file, for a single experiment's results.
+fn config(set: &ResultSet) -> String {
+    match &set.config_text {
+        Some(text) => format!("## Config\n\n```toml\n{}\n```\n\n", text.trim()),
+        None => String::new(),
+    }
 }
 
 pub(crate) fn plot_section(plots: &[PlotFile]) -> String {
@@ -106,16 +101,13 @@ pub(crate) fn plot_section(plots: &[PlotFile]) -> String {
 // The table: one row per setting, that is per value of every axis except the seed.
 
 /// The runs of each setting in grid order: `(labels of the axes except seed, runs)`.
-pub(crate) fn settings<'a>(
-    experiment: &Experiment,
-    records: &'a [RunRecord],
-) -> Vec<(Vec<String>, Vec<&'a RunRecord>)> {
+pub(crate) fn settings(set: &ResultSet) -> Vec<(Vec<String>, Vec<&RunRecord>)> {
+    let records = &set.records;
     let key = |record: &RunRecord| -> Vec<String> {
-        experiment
-            .axes
+        set.axes
             .iter()
-            .filter(|axis| axis.name != "seed")
-            .map(|axis| record.axis(&axis.name).unwrap_or("?").to_string())
+            .filter(|key| **key != AxisKey::Seed)
+            .map(|key| record.label(key).unwrap_or("?").to_string())
             .collect()
     };
     distinct(records.iter().map(key))
@@ -127,29 +119,26 @@ pub(crate) fn settings<'a>(
         .collect()
 }
 
-pub(crate) fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
+pub(crate) fn table(set: &ResultSet) -> String {
+    let records = &set.records;
     if records.is_empty() {
         return String::new();
     }
-    let with_train_mode = records.iter().any(|r| final_train_mode_error(r).is_some());
-    let with_precise = records.iter().any(|r| final_precise_error(r).is_some());
-    let with_folded = records.iter().any(|r| final_folded_error(r).is_some());
-    let mut header: Vec<String> = experiment
+    let shown = |mode| records.iter().any(|r| final_score(r, mode).is_some());
+    let modes: Vec<EvalMode> = [EvalMode::TrainMode, EvalMode::Precise, EvalMode::Folded]
+        .into_iter()
+        .filter(|mode| shown(*mode))
+        .collect();
+    let (with_precise, with_folded) = (shown(EvalMode::Precise), shown(EvalMode::Folded));
+    let mut header: Vec<String> = set
         .axes
         .iter()
-        .filter(|axis| axis.name != "seed")
-        .map(|axis| axis.name.clone())
+        .filter(|key| **key != AxisKey::Seed)
+        .map(|key| key.to_string())
         .collect();
-    header.extend(["runs", "diverged / impossible", "valid error (%)"].map(String::from));
-    if with_train_mode {
-        header.push("train-mode error (%)".into());
-    }
-    if with_precise {
-        header.push("PreciseBN error (%)".into());
-    }
-    if with_folded {
-        header.push("folded error (%)".into());
-    }
+    header.extend(["runs", "diverged / impossible"].map(String::from));
+    header.push(column_name(EvalMode::Eval));
+    header.extend(modes.iter().map(|mode| column_name(*mode)));
     header.push("step time (ms)".into());
     let with_norm_time = records.iter().any(|r| norm_ms(r).is_some());
     if with_norm_time {
@@ -184,27 +173,14 @@ pub(crate) fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
     text.push_str("\n\n");
     text.push_str(&row(&header));
     text.push_str(&row(&vec!["---".to_string(); header.len()]));
-    for (labels, runs) in settings(experiment, records) {
+    for (labels, runs) in settings(set) {
         let failed = runs.iter().filter(|r| r.status != Status::Finished).count();
         let mut cells = labels;
         cells.push(runs.len().to_string());
         cells.push(failed.to_string());
-        cells.push(fmt_spread(
-            Spread::of(runs.iter().filter_map(|r| final_error(r))),
-            2,
-        ));
-        for (shown, measure) in [
-            (
-                with_train_mode,
-                final_train_mode_error as fn(&RunRecord) -> Option<f64>,
-            ),
-            (with_precise, final_precise_error),
-            (with_folded, final_folded_error),
-        ] {
-            if shown {
-                let values = runs.iter().filter_map(|r| measure(r));
-                cells.push(fmt_spread(Spread::of(values), 2));
-            }
+        for mode in std::iter::once(EvalMode::Eval).chain(modes.iter().copied()) {
+            let values = runs.iter().filter_map(|r| final_score(r, mode));
+            cells.push(fmt_spread(Spread::of(values), 2));
         }
         cells.push(fmt_spread(
             Spread::of(runs.iter().filter_map(|r| step_ms(r))),
@@ -218,6 +194,17 @@ pub(crate) fn table(experiment: &Experiment, records: &[RunRecord]) -> String {
     }
     text.push('\n');
     text
+}
+
+/// The table's column of the final error scored in `mode`.
+fn column_name(mode: EvalMode) -> String {
+    match mode {
+        EvalMode::Eval => "valid error (%)".into(),
+        EvalMode::TrainMode => "train-mode error (%)".into(),
+        EvalMode::Precise => "PreciseBN error (%)".into(),
+        EvalMode::Folded => "folded error (%)".into(),
+        EvalMode::Length(length) => format!("error at length {length} (%)"),
+    }
 }
 
 fn row(cells: &[String]) -> String {
@@ -270,14 +257,10 @@ mod tests {
 
     /// Draws the fixture's plots and report into a fresh folder and returns the report and the
     /// plots.
-    fn report(
-        name: &str,
-        (experiment, records): (Experiment, Vec<RunRecord>),
-        wall: Option<f64>,
-    ) -> (String, Vec<PlotFile>) {
+    fn report(name: &str, set: ResultSet, wall: Option<f64>) -> (String, Vec<PlotFile>) {
         let dir = scratch(name);
-        let plots = draw_all(&experiment, &records, &dir).unwrap();
-        write(&experiment, &records, &dir, &plots, COMMAND, wall).unwrap();
+        let plots = draw_all(&set, &dir).unwrap();
+        write(&set, &dir, &plots, COMMAND, wall).unwrap();
         let text = std::fs::read_to_string(dir.join("README.md")).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         (text, plots)
@@ -397,32 +380,25 @@ mod tests {
              (0.71 points): the failure shows."
         ));
 
-        let (experiment, mut records) = fixture();
-        for record in records
-            .iter_mut()
-            .filter(|r| r.id.starts_with("norm=batch,batch_size=2"))
-        {
-            for eval in &mut record.evals {
-                eval.valid_error -= 0.12;
+        let lowered = |by: f32| {
+            let mut set = fixture();
+            let runs = set.records.iter_mut();
+            for record in runs.filter(|r| r.id.starts_with("norm=batch,batch_size=2")) {
+                for eval in &mut record.evals {
+                    let score = eval.scores.get_mut(&EvalMode::Eval).unwrap();
+                    score.error -= by;
+                }
             }
-        }
-        let (text, _) = report("no-headline", (experiment, records), None);
+            set
+        };
+        let (text, _) = report("no-headline", lowered(0.12), None);
         assert!(text.contains(
             "ends at 8.50% error (8.00..9.00) against 6.50% (6.00..7.00) for `group(groups=4)` \
              at the same batch size, +2.00 points, not more than 3 times the larger standard \
              deviation over seeds (0.71 points): these runs do not show batch norm failing at \
              this batch."
         ));
-        let (experiment, mut records) = fixture();
-        for record in records
-            .iter_mut()
-            .filter(|r| r.id.starts_with("norm=batch,batch_size=2"))
-        {
-            for eval in &mut record.evals {
-                eval.valid_error -= 0.16;
-            }
-        }
-        let (text, _) = report("better-headline", (experiment, records), None);
+        let (text, _) = report("better-headline", lowered(0.16), None);
         assert!(text.contains(
             "-2.00 points, batch norm is the better of the two: these runs do not show it \
              failing at this batch."

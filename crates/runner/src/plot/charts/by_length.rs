@@ -1,8 +1,9 @@
-use crate::analysis::{LengthScore, distinct, other_axes, scores_by_length};
+use crate::analysis::{LengthScore, scores_by_length};
 use crate::plot::axis::Axis;
 use crate::plot::charts::{Measure, SpreadPlot, spread_plot};
 use crate::plot::figure::Stroke;
 use crate::plot::{Context, Plot};
+use crate::result_set::distinct;
 use crate::results::RunRecord;
 
 /// Final error vs the evaluation sequence length, one series per norm; the training length
@@ -72,8 +73,8 @@ fn by_length(context: &Context, chart: ScoreChart) -> Option<Plot> {
             y_label: chart.y_label,
             from_zero: false,
             joined: true,
-            facet_axes: other_axes(context.experiment, &["norm", "seed"]),
-            norms: context.norms.clone(),
+            facet_axes: context.facet_axes(&[]),
+            norms: context.series.clone(),
             measures: vec![Measure {
                 name: None,
                 stroke: Stroke::Solid,

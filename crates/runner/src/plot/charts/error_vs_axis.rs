@@ -1,27 +1,28 @@
-use crate::analysis::{describe_axis, final_error, other_axes, varies};
+use crate::analysis::final_error;
+use crate::axes::AxisKey;
 use crate::plot::charts::{Measure, SpreadPlot, XPlacement, pair, spread_plot};
 use crate::plot::figure::Stroke;
 use crate::plot::{Context, Plot};
 use crate::results::RunRecord;
 
-/// Final validation error vs axis `name` (log x where `allow_log` and the values permit, else
-/// categories), one series per norm, failed runs as crosses.
-pub(crate) fn error_vs_axis(
-    context: &Context,
-    name: &str,
-    file: &str,
-    allow_log: bool,
-) -> Option<Plot> {
-    if !varies(context.experiment, name) {
+/// Final validation error vs axis `key` (log x where `allow_log` and the values permit, else
+/// categories), one series per norm, failed runs as crosses: `error_vs_<axis>.png` for the
+/// axes that may have a log x, `error_by_<axis>.png` for the others.
+pub(crate) fn error_vs_axis(context: &Context, key: &AxisKey, allow_log: bool) -> Option<Plot> {
+    if !context.set.varies(key) {
         return None;
     }
-    let placement = XPlacement::new(context, name, allow_log);
+    let file = match allow_log {
+        true => format!("error_vs_{key}.png"),
+        false => format!("error_by_{key}.png"),
+    };
+    let placement = XPlacement::new(context, key, allow_log);
     let values = |r: &RunRecord| pair(placement.of(r), final_error(r));
-    let description = describe_axis(name);
+    let description = key.describe();
     spread_plot(
         context,
         SpreadPlot {
-            file: file.to_string(),
+            file,
             title: format!("Final validation error vs {description}"),
             caption: format!(
                 "Validation error (%) at the end of training vs {description}, one series per \
@@ -31,8 +32,8 @@ pub(crate) fn error_vs_axis(
             y_label: "validation error (%)",
             from_zero: false,
             joined: placement.log,
-            facet_axes: other_axes(context.experiment, &["norm", "seed", name]),
-            norms: context.norms.clone(),
+            facet_axes: context.facet_axes(std::slice::from_ref(key)),
+            norms: context.series.clone(),
             measures: vec![Measure {
                 name: None,
                 stroke: Stroke::Solid,

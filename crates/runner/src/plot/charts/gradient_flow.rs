@@ -1,4 +1,3 @@
-use crate::analysis::other_axes;
 use crate::plot::axis::Axis;
 use crate::plot::charts::{Measure, SpreadPlot, spread_plot};
 use crate::plot::figure::Stroke;
@@ -42,8 +41,8 @@ pub(crate) fn gradient_flow(context: &Context) -> Option<Plot> {
             y_label: "log10 ||dLoss/dh_t||",
             from_zero: false,
             joined: true,
-            facet_axes: other_axes(context.experiment, &["norm", "seed"]),
-            norms: context.norms.clone(),
+            facet_axes: context.facet_axes(&[]),
+            norms: context.series.clone(),
             measures: vec![
                 Measure {
                     name: Some("initialization"),

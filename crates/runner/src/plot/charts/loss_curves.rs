@@ -1,8 +1,9 @@
-use crate::analysis::{Spread, norm_label, other_axes};
+use crate::analysis::Spread;
 use crate::plot::axis::Axis;
 use crate::plot::charts::{facet_sentence, legend};
 use crate::plot::figure::{Figure, Look, Point, Series, band_of, extent, x_of};
 use crate::plot::{Context, Plot};
+use crate::result_set::series_label;
 use crate::results::RunRecord;
 
 /// Points on the common x grid of the loss curves of one norm.
@@ -11,18 +12,18 @@ pub(crate) const CURVE_POINTS: usize = 200;
 /// Training loss vs examples seen: per norm the mean over seeds of the smoothed loss, with a
 /// band from min to max over seeds; one panel per value of the other varying axes.
 pub(crate) fn loss_curves(context: &Context) -> Option<Plot> {
-    let facet_axes = other_axes(context.experiment, &["norm", "seed"]);
+    let facet_axes = context.facet_axes(&[]);
     let panels: Vec<(String, Vec<Series>)> = context
         .facets(&facet_axes)
         .into_iter()
         .map(|facet| {
             let series = context
-                .norms
+                .series
                 .iter()
                 .filter_map(|norm| {
                     let curves: Vec<Vec<(f64, f64)>> = context
                         .in_facet(&facet_axes, &facet)
-                        .filter(|r| norm_label(r) == *norm)
+                        .filter(|r| series_label(r) == *norm)
                         .map(smoothed_loss)
                         .filter(|curve| !curve.is_empty())
                         .collect();
@@ -46,16 +47,16 @@ pub(crate) fn loss_curves(context: &Context) -> Option<Plot> {
     let log_note = if y.log { " Log-scale loss axis." } else { "" };
     let mut figure = Figure::grid("Training loss".into(), panels, x, y);
     let used: Vec<bool> = context
-        .norms
+        .series
         .iter()
         .map(|norm| {
             context
                 .records
                 .iter()
-                .any(|r| norm_label(r) == *norm && r.losses.iter().any(|l| l.loss.is_finite()))
+                .any(|r| series_label(r) == *norm && r.losses.iter().any(|l| l.loss.is_finite()))
         })
         .collect();
-    let slots = context.norms.iter().map(|norm| (norm, None, Look::Band));
+    let slots = context.series.iter().map(|norm| (norm, None, Look::Band));
     figure.legend = legend(context, slots, &used);
     Some(Plot {
         file: "loss_curves.png".into(),

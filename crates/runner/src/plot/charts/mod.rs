@@ -19,19 +19,24 @@ pub(crate) use percentiles::percentiles;
 pub(crate) use step_time::step_time;
 pub(crate) use train_vs_eval::train_vs_eval;
 
-use crate::analysis::{Spread, axis_label, describe_axis, distinct, norm_label};
+use crate::analysis::{Spread, fmt_number};
+use crate::axes::AxisKey;
 use crate::plot::axis::Axis;
 use crate::plot::figure::Stroke;
 use crate::plot::figure::{Figure, LegendEntry, Look, NEUTRAL, Point, Series, band_of, extent};
 use crate::plot::{Context, Plot};
+use crate::result_set::{distinct, series_label};
 use crate::results::{RunRecord, Status};
 
 /// The sentence that says how a figure is split into panels.
-pub(crate) fn facet_sentence(axes: &[String]) -> String {
+pub(crate) fn facet_sentence(axes: &[AxisKey]) -> String {
     match axes {
         [] => String::new(),
-        [one] => format!(" One panel per {}.", describe_axis(one)),
-        many => format!(" One panel per combination of {}.", many.join(", ")),
+        [one] => format!(" One panel per {}.", one.describe()),
+        many => {
+            let names: Vec<&str> = many.iter().map(AxisKey::name).collect();
+            format!(" One panel per combination of {}.", names.join(", "))
+        }
     }
 }
 
@@ -78,7 +83,7 @@ pub(crate) struct SpreadPlot<'a> {
     pub(crate) from_zero: bool,
     /// Join the markers by lines: for ordered x values, not for categories.
     pub(crate) joined: bool,
-    pub(crate) facet_axes: Vec<String>,
+    pub(crate) facet_axes: Vec<AxisKey>,
     pub(crate) norms: Vec<String>,
     pub(crate) measures: Vec<Measure<'a>>,
     /// Where runs without a result (diverged or impossible) go on x, drawn as crosses at the
@@ -101,7 +106,7 @@ pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
             let own: Vec<&RunRecord> = runs
                 .iter()
                 .copied()
-                .filter(|r| norm_label(r) == *norm)
+                .filter(|r| series_label(r) == *norm)
                 .collect();
             let color = context.palette.color(norm);
             for (m, measure) in spec.measures.iter().enumerate() {
@@ -221,18 +226,14 @@ fn compact_legend(
 }
 
 /// Category labels as x ticks. Labels too long to sit side by side (more characters than a
-/// full-width panel holds) lose their options in parentheses, when the names alone stay
-/// distinct: the legend gives them in full.
-pub(crate) fn tick_labels(labels: &[String]) -> Vec<String> {
+/// full-width panel holds) give way to their `short` forms (a norm's kind without its options),
+/// when those stay distinct: the legend gives them in full.
+pub(crate) fn tick_labels(labels: &[String], short: &[String]) -> Vec<String> {
     const ROOM: usize = 72;
     let length: usize = labels.iter().map(|l| l.len() + 2).sum();
-    let names: Vec<String> = labels
-        .iter()
-        .map(|l| l.split('(').next().unwrap_or(l).to_string())
-        .collect();
-    let distinct = names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
+    let distinct = short.iter().collect::<std::collections::HashSet<_>>().len() == short.len();
     match length > ROOM && distinct {
-        true => names,
+        true => short.to_vec(),
         false => labels.to_vec(),
     }
 }
@@ -269,52 +270,83 @@ pub(crate) fn dodge(slot: usize, slots: usize) -> f64 {
     (slot as f64 - (slots as f64 - 1.0) / 2.0) * 0.006
 }
 
-/// How the values of one axis of the runs are placed along x: at their logarithm when all are
-/// positive numbers and a log scale is allowed, else as evenly spaced categories.
+/// How the values of one axis of the runs are placed along x: at their values on a log scale
+/// when all are positive numbers and a log scale is allowed, else as evenly spaced categories
+/// in grid order.
 pub(crate) struct XPlacement {
-    pub(crate) name: String,
+    pub(crate) key: AxisKey,
     pub(crate) labels: Vec<String>,
+    /// Each label's short form for crowded ticks: a norm's kind, any other label itself.
+    short: Vec<String>,
+    /// The value of each label, when every one is a positive number and log is allowed.
+    values: Option<Vec<f64>>,
     pub(crate) log: bool,
 }
 
 impl XPlacement {
-    /// Over the values of axis `name` that the records hold, in grid order.
-    pub(crate) fn new(context: &Context, name: &str, allow_log: bool) -> Self {
-        let labels = distinct(context.records.iter().filter_map(|r| axis_label(r, name)));
-        let log = allow_log
-            && labels
+    /// Over the values of axis `key` that the records hold, in grid order.
+    pub(crate) fn new(context: &Context, key: &AxisKey, allow_log: bool) -> Self {
+        let pairs = distinct(
+            context
+                .records
                 .iter()
-                .all(|l| l.parse::<f64>().is_ok_and(|v| v > 0.0 && v.is_finite()));
+                .filter_map(|r| label_and_value(r, key)),
+        );
+        let short = pairs
+            .iter()
+            .map(|(label, _)| {
+                let record = context.records.iter().find(|r| r.label(key) == Some(label));
+                match (key, record) {
+                    (AxisKey::Norm, Some(r)) => r.config.model.norm().kind().to_string(),
+                    _ => label.clone(),
+                }
+            })
+            .collect();
+        let values: Option<Vec<f64>> = pairs
+            .iter()
+            .map(|(_, value)| value.filter(|v| *v > 0.0 && v.is_finite()))
+            .collect();
+        let values = values.filter(|_| allow_log);
         Self {
-            name: name.to_string(),
-            labels,
-            log,
+            key: key.clone(),
+            labels: pairs.into_iter().map(|(label, _)| label).collect(),
+            short,
+            log: values.is_some(),
+            values,
         }
     }
 
     pub(crate) fn axis(&self) -> Axis {
-        let label = describe_axis(&self.name);
-        match self.log {
-            true => {
-                let values: Vec<f64> = self.labels.iter().filter_map(|l| l.parse().ok()).collect();
-                Axis::log_at(&format!("{label} (log scale)"), &values)
-            }
-            false => Axis::categories(&label, &tick_labels(&self.labels)),
+        let label = self.key.describe();
+        match &self.values {
+            Some(values) => Axis::log_at(&format!("{label} (log scale)"), values),
+            None => Axis::categories(&label, &tick_labels(&self.labels, &self.short)),
         }
     }
 
     /// Where `record` goes.
     pub(crate) fn of(&self, record: &RunRecord) -> Option<f64> {
-        let label = axis_label(record, &self.name)?;
-        match self.log {
-            true => label.parse().ok(),
-            false => self
+        let (label, value) = label_and_value(record, &self.key)?;
+        match self.values {
+            Some(_) => value,
+            None => self
                 .labels
                 .iter()
                 .position(|l| *l == label)
                 .map(|i| i as f64),
         }
     }
+}
+
+/// A run's label on axis `key` and its value there when a number. A run of a grid without that
+/// axis is labelled by its value (the batch size every run has).
+fn label_and_value(record: &RunRecord, key: &AxisKey) -> Option<(String, Option<f64>)> {
+    let value = key.value(&record.config).and_then(|v| v.as_number());
+    let label = match record.label(key) {
+        Some(label) => label.to_string(),
+        None => fmt_number(value?),
+    };
+    Some((label, value))
 }
 
 /// `(x, value)` as a list of zero or one pair.

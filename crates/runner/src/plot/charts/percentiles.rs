@@ -1,27 +1,29 @@
-use crate::analysis::{describe, distinct, norm_label, other_axes, percentile_runs, unit_zero};
+use crate::analysis::{describe, percentile_runs, unit_zero};
+use crate::axes::AxisKey;
 use crate::plot::axis::Axis;
 use crate::plot::figure::{
     Figure, LegendEntry, Look, NEUTRAL, Panel, Point, Rgb, Series, band_of, extent, x_of,
 };
 use crate::plot::{Context, Plot};
+use crate::result_set::{distinct, series_label};
 use crate::results::RunRecord;
 
 /// The 15th, 50th and 85th percentiles of tracked unit 0 at the input of the activation (the
 /// `after` summary) over training steps: one row per probe site, one column per norm.
 pub(crate) fn percentiles(context: &Context) -> Option<Plot> {
-    let runs = percentile_runs(context.experiment, context.records);
+    let runs = percentile_runs(context.set);
     let first = runs.first()?;
     let sites = distinct(runs.iter().flat_map(|r| {
         r.probes
             .iter()
             .flat_map(|p| p.sites.iter().map(|s| s.site.clone()))
     }));
-    let column_axes = other_axes(context.experiment, &["norm", "seed"]);
+    let column_axes = context.facet_axes(&[]);
     let all_series: Vec<Vec<Vec<Series>>> = sites
         .iter()
         .map(|site| {
             runs.iter()
-                .map(|r| percentile_series(r, site, context.palette.color(&norm_label(r))))
+                .map(|r| percentile_series(r, site, context.palette.color(&series_label(r))))
                 .collect()
         })
         .collect();
@@ -34,7 +36,7 @@ pub(crate) fn percentiles(context: &Context) -> Option<Plot> {
         };
         let y = Axis::fit(&format!("{site}: unit 0"), low, high, false);
         for (run, series) in runs.iter().zip(row) {
-            let column = [norm_label(run), describe(run, &column_axes)]
+            let column = [series_label(run), describe(run, &column_axes)]
                 .into_iter()
                 .filter(|part| !part.is_empty())
                 .collect::<Vec<_>>()
@@ -47,7 +49,7 @@ pub(crate) fn percentiles(context: &Context) -> Option<Plot> {
             });
         }
     }
-    let setting = describe(first, &other_axes(context.experiment, &["norm"]));
+    let setting = describe(first, &context.set.other_axes(&[AxisKey::Norm]));
     let setting = match setting.is_empty() {
         true => String::new(),
         false => format!(" (the first probed run of each norm: {setting})"),

@@ -1,4 +1,5 @@
-use crate::analysis::{norm_ms, step_ms, varies};
+use crate::analysis::{norm_ms, step_ms};
+use crate::axes::AxisKey;
 use crate::plot::charts::{Measure, SpreadPlot, XPlacement, pair, spread_plot};
 use crate::plot::figure::Stroke;
 use crate::plot::{Context, Plot};
@@ -7,11 +8,16 @@ use crate::results::RunRecord;
 /// Median step time per norm: vs batch size when it varies, else one position per norm;
 /// pooled over every other axis.
 pub(crate) fn step_time(context: &Context) -> Option<Plot> {
-    if !varies(context.experiment, "norm") {
+    if !context.set.varies(&AxisKey::Norm) {
         return None;
     }
-    let by_batch = varies(context.experiment, "batch_size");
-    let placement = XPlacement::new(context, if by_batch { "batch_size" } else { "norm" }, true);
+    let by_batch = context.set.varies(&AxisKey::BatchSize);
+    let key = if by_batch {
+        AxisKey::BatchSize
+    } else {
+        AxisKey::Norm
+    };
+    let placement = XPlacement::new(context, &key, true);
     let values = |r: &RunRecord| pair(placement.of(r), step_ms(r));
     let in_norms = |r: &RunRecord| pair(placement.of(r), norm_ms(r));
     let grouping = if by_batch { " and batch size" } else { "" };
@@ -29,11 +35,11 @@ pub(crate) fn step_time(context: &Context) -> Option<Plot> {
         });
     }
     // The kernel paths are what a timing experiment compares: never pooled.
-    let facet_axes: Vec<String> = ["norm_kernels"]
-        .into_iter()
-        .filter(|axis| varies(context.experiment, axis))
-        .map(String::from)
-        .collect();
+    let kernels = AxisKey::NormKernels;
+    let facet_axes: Vec<AxisKey> = match context.set.varies(&kernels) {
+        true => vec![kernels],
+        false => Vec::new(),
+    };
     let norm_sentence = match timed {
         true => {
             " Dashed: the part of the step spent in the norm layers, forward and backward, \
@@ -56,7 +62,7 @@ pub(crate) fn step_time(context: &Context) -> Option<Plot> {
             from_zero: true,
             joined: by_batch,
             facet_axes,
-            norms: context.norms.clone(),
+            norms: context.series.clone(),
             measures,
             failed_x: None,
             dodge_norms: by_batch,

@@ -1,40 +1,39 @@
-use crate::analysis::{
-    final_error, final_precise_error, final_train_mode_error, norm_label, other_axes, varies,
-};
+use crate::analysis::{final_error, final_score};
+use crate::axes::AxisKey;
 use crate::plot::charts::{Measure, SpreadPlot, XPlacement, pair, spread_plot};
 use crate::plot::figure::Stroke;
 use crate::plot::{Context, Plot};
-use crate::results::RunRecord;
+use crate::result_set::series_label;
+use crate::results::{EvalMode, RunRecord};
 
 /// Batch norm's error in eval mode (running statistics), in train mode (batch statistics) and,
 /// where recorded, with PreciseBN's statistics, vs the batch size, or vs the other varying axis
 /// without one.
 pub(crate) fn train_vs_eval(context: &Context) -> Option<Plot> {
+    let train_mode_error = |r: &RunRecord| final_score(r, EvalMode::TrainMode);
+    let precise_error = |r: &RunRecord| final_score(r, EvalMode::Precise);
     let norms: Vec<String> = context
-        .norms
+        .series
         .iter()
         .filter(|norm| {
             context
                 .records
                 .iter()
-                .any(|r| norm_label(r) == **norm && final_train_mode_error(r).is_some())
+                .any(|r| series_label(r) == **norm && train_mode_error(r).is_some())
         })
         .cloned()
         .collect();
     if norms.is_empty() {
         return None;
     }
-    let name = match varies(context.experiment, "batch_size") {
-        true => "batch_size".to_string(),
-        false => other_axes(context.experiment, &["norm", "seed"])
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| "batch_size".into()),
+    let key = match context.set.varies(&AxisKey::BatchSize) {
+        true => AxisKey::BatchSize,
+        false => (context.facet_axes(&[]).into_iter().next()).unwrap_or(AxisKey::BatchSize),
     };
-    let placement = XPlacement::new(context, &name, true);
+    let placement = XPlacement::new(context, &key, true);
     let eval_mode = |r: &RunRecord| pair(placement.of(r), final_error(r));
-    let train_mode = |r: &RunRecord| pair(placement.of(r), final_train_mode_error(r));
-    let precise = |r: &RunRecord| pair(placement.of(r), final_precise_error(r));
+    let train_mode = |r: &RunRecord| pair(placement.of(r), train_mode_error(r));
+    let precise = |r: &RunRecord| pair(placement.of(r), precise_error(r));
     let mut measures = vec![
         Measure {
             name: Some("eval mode"),
@@ -47,10 +46,7 @@ pub(crate) fn train_vs_eval(context: &Context) -> Option<Plot> {
             values: &train_mode,
         },
     ];
-    let with_precise = context
-        .records
-        .iter()
-        .any(|r| final_precise_error(r).is_some());
+    let with_precise = context.records.iter().any(|r| precise_error(r).is_some());
     let caption = match with_precise {
         false => "Final validation error (%) of each batch-norm variant evaluated two ways: \
                   eval mode with the running statistics (solid line, circles) and train mode \
@@ -82,7 +78,7 @@ pub(crate) fn train_vs_eval(context: &Context) -> Option<Plot> {
             y_label: "validation error (%)",
             from_zero: false,
             joined: placement.log,
-            facet_axes: other_axes(context.experiment, &["norm", "seed", name.as_str()]),
+            facet_axes: context.facet_axes(std::slice::from_ref(&key)),
             norms,
             measures,
             failed_x: Some(&placement),
