@@ -12,11 +12,14 @@ use crate::{
 
 /// The one serde-configurable choice of norm layer.
 ///
-/// In TOML it reads `{ kind = "group", groups = 8 }`; every option not given takes the default
-/// documented on the family's config. The number of features is not part of the config: the
-/// model that places the layer knows it and passes it to [`init`](NormConfig::init).
+/// In TOML it reads `{ kind = "group", groups = 8 }`, or just `"group"` for a kind with every
+/// option at its default; every option not given takes the default documented on the family's
+/// config. The number of features is not part of the config: the model that places the layer
+/// knows it and passes it to [`init`](NormConfig::init).
+// `remote = "Self"`: serde derives the tagged form as inherent functions, which the trait
+// impls below call, so that a bare kind name deserializes too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", remote = "Self")]
 pub enum NormConfig {
     /// No normalization: the input passes through (padded sequence steps still come out zero).
     None,
@@ -42,6 +45,41 @@ pub enum NormConfig {
     EvoNormB0(EvoNormB0Config),
     /// [`OnlineNorm`](crate::OnlineNorm).
     Online(OnlineNormConfig),
+}
+
+impl Serialize for NormConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        NormConfig::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for NormConfig {
+    /// A table with its `kind` (the tagged form), or a bare kind name.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KindOrTable;
+
+        impl<'de> serde::de::Visitor<'de> for KindOrTable {
+            type Value = NormConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a norm: a kind name or a table with `kind`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, kind: &str) -> Result<NormConfig, E> {
+                // The one way parsing a kind fails: a name that is none of them.
+                (kind.parse()).map_err(|_| E::unknown_variant(kind, &NormConfig::KINDS))
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<NormConfig, M::Error> {
+                NormConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_any(KindOrTable)
+    }
 }
 
 /// "none" has no options: only the feature count to check.

@@ -11,7 +11,7 @@ use normlab_data::{
 };
 use normlab_model::{Input, InputShape};
 
-use crate::config::{Batching, DataConfig, DataFiles, DataSet};
+use crate::config::{Batching, DataConfig, DataFiles, DataSet, DataSource};
 
 /// Splits and subsets use this seed, not the run's: every run of an experiment sees the same
 /// training and evaluation examples.
@@ -63,20 +63,26 @@ impl Task {
     /// from `base` (the experiment file's folder) where they exist there. Errors say what is
     /// missing and, for sets fetched on demand, the command that fetches them.
     pub fn load(config: &DataConfig, base: &Path, root: &DataRoot) -> Result<Self, DataError> {
-        let (examples, train, valid, valid_source) = match (config.set, &config.files) {
-            (DataSet::Digits, _) => image_split(root.digits()?, None, config)?,
-            (DataSet::Mnist, _) => image_split(root.mnist(Split::Train)?, None, config)?,
-            (DataSet::FashionMnist, _) => {
+        let (examples, train, valid, valid_source) = match &config.source {
+            DataSource::Named(DataSet::Digits) => image_split(root.digits()?, None, config)?,
+            DataSource::Named(DataSet::Mnist) => {
+                image_split(root.mnist(Split::Train)?, None, config)?
+            }
+            DataSource::Named(DataSet::FashionMnist) => {
                 image_split(root.fashion_mnist(Split::Train)?, None, config)?
             }
-            (DataSet::JapaneseVowels, _) => sequence_split(
+            DataSource::Named(DataSet::JapaneseVowels) => sequence_split(
                 root.japanese_vowels(Split::Train)?,
                 Some(root.japanese_vowels(Split::Test)?),
                 config,
             )?,
-            (DataSet::Shakespeare, _) => named_text_split(root.embedded_shakespeare()?, config)?,
-            (DataSet::ShakespeareFull, _) => named_text_split(root.shakespeare_full()?, config)?,
-            (DataSet::Files, Some(files)) => {
+            DataSource::Named(DataSet::Shakespeare) => {
+                named_text_split(root.embedded_shakespeare()?, config)?
+            }
+            DataSource::Named(DataSet::ShakespeareFull) => {
+                named_text_split(root.shakespeare_full()?, config)?
+            }
+            DataSource::Files(files) => {
                 let at = |path: &PathBuf| resolve(base, path);
                 match files {
                     DataFiles::Idx {
@@ -115,7 +121,6 @@ impl Task {
                     }
                 }
             }
-            (DataSet::Files, None) => unreachable!("checked when the config is read"),
         };
         let mut task = Self::new(examples, train, valid, valid_source);
         task.subset(config.train_size, config.valid_size)?;

@@ -131,17 +131,6 @@ pub(crate) fn set(table: &mut Table, path: &str, value: Value) {
     }
 }
 
-/// `norm = "batch"` is short for `norm = { kind = "batch" }`.
-pub(crate) fn expand_norm_shorthand(table: &mut Table) {
-    if let Some(Value::Table(model)) = table.get_mut("model")
-        && let Some(Value::String(kind)) = model.get("norm")
-    {
-        let mut norm = Table::new();
-        norm.insert("kind".into(), Value::String(kind.clone()));
-        model.insert("norm".into(), Value::Table(norm));
-    }
-}
-
 /// A short label for an axis value: `0.1`, `batch`, `group(groups=4)`, `[16,32]`.
 pub fn label(value: &Value) -> String {
     match value {

@@ -23,11 +23,12 @@ use toml::{Table, Value};
 pub use grid::label;
 pub use schedule::LrSchedule;
 pub use schema::{
-    Batching, DataConfig, DataFiles, DataSet, OptimizerKind, ProbeConfig, RunConfig, TrainConfig,
+    Batching, DataConfig, DataFiles, DataSet, DataSource, OptimizerKind, ProbeConfig, RunConfig,
+    TrainConfig,
 };
 
 use crate::config::grid::{
-    expand_norm_shorthand, extra_axes, find_axes, lift_weight_standardization, product, run_id, set,
+    extra_axes, find_axes, lift_weight_standardization, product, run_id, set,
 };
 use crate::config::locate::Locator;
 
@@ -189,7 +190,6 @@ impl Experiment {
                 set(&mut point, path, value.clone());
                 labels.push(label(value));
             }
-            expand_norm_shorthand(&mut point);
             lift_weight_standardization(&mut point)
                 .map_err(|message| at_field("model.norm", message))?;
             let run: RunConfig =

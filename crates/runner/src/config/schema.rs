@@ -12,13 +12,10 @@ use super::LrSchedule;
 
 /// Where the data comes from and how it is prepared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "DataConfigFile", into = "DataConfigFile")]
 pub struct DataConfig {
-    /// Which data set; `files` for your own, described in `files`.
-    pub set: DataSet,
-    /// With `set = "files"`: the files and their format. Relative paths start from the
-    /// experiment file's folder (or, where nothing is there, the working directory).
-    pub files: Option<DataFiles>,
+    /// A named set, or your own files.
+    pub source: DataSource,
     /// Input scaling, fitted on the training split only. Default none.
     #[serde(default)]
     pub scaling: ScalerConfig,
@@ -47,6 +44,126 @@ fn default_seq_len() -> usize {
     64
 }
 
+/// Where the examples come from: in a file, `set = "mnist"`, or `set = "files"` with
+/// `files = { format = ..., ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSource {
+    /// A set this project knows by name.
+    Named(DataSet),
+    /// Your own files. Relative paths start from the experiment file's folder (or, where
+    /// nothing is there, the working directory).
+    Files(DataFiles),
+}
+
+/// `[data]` as a file writes it: the set's name, `files` beside it for your own.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataConfigFile {
+    set: SetName,
+    files: Option<DataFiles>,
+    #[serde(default)]
+    scaling: ScalerConfig,
+    train_size: Option<usize>,
+    valid_size: Option<usize>,
+    #[serde(default = "default_valid_fraction")]
+    valid_fraction: f64,
+    #[serde(default = "default_seq_len")]
+    seq_len: usize,
+    #[serde(default)]
+    rows_as_steps: bool,
+}
+
+/// A `set` name: one of the named sets, or `files`.
+#[derive(Clone, Copy)]
+enum SetName {
+    Named(DataSet),
+    Files,
+}
+
+/// Every name `set` takes.
+const SET_NAMES: [&str; 7] = [
+    "digits",
+    "mnist",
+    "fashion_mnist",
+    "japanese_vowels",
+    "shakespeare",
+    "shakespeare_full",
+    "files",
+];
+
+impl Serialize for SetName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Named(set) => set.serialize(serializer),
+            Self::Files => serializer.serialize_str("files"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SetName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IntoDeserializer};
+        let name = String::deserialize(deserializer)?;
+        if name == "files" {
+            return Ok(Self::Files);
+        }
+        let named: Result<DataSet, serde::de::value::Error> =
+            DataSet::deserialize(name.as_str().into_deserializer());
+        named
+            .map(Self::Named)
+            .map_err(|_| D::Error::unknown_variant(&name, &SET_NAMES))
+    }
+}
+
+impl TryFrom<DataConfigFile> for DataConfig {
+    type Error = String;
+
+    fn try_from(file: DataConfigFile) -> Result<Self, String> {
+        let source = match (file.set, file.files) {
+            (SetName::Named(set), None) => DataSource::Named(set),
+            (SetName::Files, Some(files)) => DataSource::Files(files),
+            (SetName::Files, None) => {
+                return Err(
+                    "`set = \"files\"` needs `files = { format = \"idx\" | \"csv\" | \
+                            \"ts\" | \"text\", ... }`"
+                        .into(),
+                );
+            }
+            (SetName::Named(_), Some(_)) => {
+                return Err("`files` are read with `set = \"files\"` only".into());
+            }
+        };
+        Ok(Self {
+            source,
+            scaling: file.scaling,
+            train_size: file.train_size,
+            valid_size: file.valid_size,
+            valid_fraction: file.valid_fraction,
+            seq_len: file.seq_len,
+            rows_as_steps: file.rows_as_steps,
+        })
+    }
+}
+
+impl From<DataConfig> for DataConfigFile {
+    fn from(config: DataConfig) -> Self {
+        let (set, files) = match config.source {
+            DataSource::Named(set) => (SetName::Named(set), None),
+            DataSource::Files(files) => (SetName::Files, Some(files)),
+        };
+        Self {
+            set,
+            files,
+            scaling: config.scaling,
+            train_size: config.train_size,
+            valid_size: config.valid_size,
+            valid_fraction: config.valid_fraction,
+            seq_len: config.seq_len,
+            rows_as_steps: config.rows_as_steps,
+        }
+    }
+}
+
 /// The data sets an experiment can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,8 +180,6 @@ pub enum DataSet {
     Shakespeare,
     /// The whole corpus, fetched.
     ShakespeareFull,
-    /// Your own files: see `files`.
-    Files,
 }
 
 /// Your own data, by path: images or features, sequences, or text. Without a test file, the
@@ -328,35 +443,17 @@ impl RunConfig {
         if train.lr_reference_batch == Some(0) {
             return Err(("train.lr_reference_batch", "must be at least 1".into()));
         }
-        match (self.data.set, &self.data.files) {
-            (DataSet::Files, None) => {
-                return Err((
-                    "data.files",
-                    "`set = \"files\"` needs `files = { format = \"idx\" | \"csv\" | \"ts\" | \
-                     \"text\", ... }`"
-                        .into(),
-                ));
-            }
-            (set, Some(_)) if set != DataSet::Files => {
-                return Err((
-                    "data.files",
-                    "files are read with `set = \"files\"` only".into(),
-                ));
-            }
-            (
-                _,
-                Some(DataFiles::Idx {
-                    test_images,
-                    test_labels,
-                    ..
-                }),
-            ) if test_images.is_some() != test_labels.is_some() => {
-                return Err((
-                    "data.files",
-                    "give both test_images and test_labels, or neither".into(),
-                ));
-            }
-            _ => {}
+        if let DataSource::Files(DataFiles::Idx {
+            test_images,
+            test_labels,
+            ..
+        }) = &self.data.source
+            && test_images.is_some() != test_labels.is_some()
+        {
+            return Err((
+                "data.files",
+                "give both test_images and test_labels, or neither".into(),
+            ));
         }
         if !(0.0..1.0).contains(&self.data.valid_fraction) {
             return Err(("data.valid_fraction", "must be in [0, 1)".into()));
