@@ -12,18 +12,8 @@ use burn::tensor::activation::{log_softmax, sigmoid, softmax};
 use burn::tensor::{Int, TensorData};
 use normlab_model::{Input, InputShape, ModelConfig, conv2d};
 use normlab_norm::NormConfig;
-
-/// Values in about `[-2, 2]` from their index alone: the same on every machine.
-fn values<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
-    let count: usize = shape.iter().product();
-    let data: Vec<f32> = (0..count as u64)
-        .map(|i| {
-            let k = (i + 1).wrapping_mul(2654435761).wrapping_add(seed * 97) % 1000;
-            k as f32 / 250.0 - 2.0
-        })
-        .collect();
-    Tensor::from_data(TensorData::new(data, shape), device)
-}
+// Values from their index alone: the same on every machine.
+use normlab_testkit::values;
 
 /// FNV-1a over the bits of every value.
 fn hash<const D: usize>(t: Tensor<D>) -> String {

@@ -7,39 +7,10 @@ use burn::tensor::TensorData;
 use normlab_model::*;
 use normlab_norm::{NormConfig, NormLayer};
 
+use normlab_testkit::{mask, to_vec as values_of, train_device, values};
+
 fn plain_device() -> Device {
     Device::flex()
-}
-
-fn train_device() -> Device {
-    Device::flex().autodiff()
-}
-
-/// Deterministic values without burn's process-global RNG (tests run on several threads).
-fn values<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
-    let count: usize = shape.iter().product();
-    let data: Vec<f32> = (0..count)
-        .map(|i| {
-            let k = (i as u64 + 1)
-                .wrapping_mul(2654435761)
-                .wrapping_add(seed * 97)
-                % 1000;
-            k as f32 / 250.0 - 2.0
-        })
-        .collect();
-    Tensor::from_data(TensorData::new(data, shape), device)
-}
-
-fn values_of<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().iter::<f32>().collect()
-}
-
-fn mask(lengths: &[usize], steps: usize, device: &Device) -> Tensor<2, Bool> {
-    let flags: Vec<bool> = lengths
-        .iter()
-        .flat_map(|&len| (0..steps).map(move |t| t < len))
-        .collect();
-    Tensor::from_data(TensorData::new(flags, [lengths.len(), steps]), device)
 }
 
 /// Every norm a recurrent net takes.

@@ -48,3 +48,24 @@ pub use norm_layer::NormLayer;
 pub use options::{Kernels, Momentum, RunningVariance};
 pub use running::RunningStats;
 pub use weight_standardization::{WEIGHT_STANDARDIZATION_EPSILON, standardize_weights};
+
+/// Runs `$body` with `$t` the Rust float type of the burn `DType` `$dtype` (f32 or f64), for
+/// the CPU kernels of this crate and of normlab-model; any other type panics, naming `$what`.
+/// Not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! on_floats {
+    ($dtype:expr, $what:literal, |$t:ident| $body:expr) => {
+        match $dtype {
+            burn::tensor::DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            burn::tensor::DType::F64 => {
+                type $t = f64;
+                $body
+            }
+            other => panic!("{} take f32 or f64, got {other:?}", $what),
+        }
+    };
+}

@@ -1,32 +1,15 @@
 //! Synthetic experiments and their run records, for the tests of the plots and the report.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use normlab_model::probe::{SiteStats, Summary};
+use normlab_testkit::SMALL_EXPERIMENT;
 
 use crate::axes::AxisKey;
 use crate::config::{Experiment, GridPoint};
 use crate::result_set::ResultSet;
 use crate::results::{Eval, EvalMode, NormSeconds, Probe, RunRecord, Score, Status, StepLoss};
-
-const EXPERIMENT: &str = r#"
-description = "Batch norm against group norm at small batches."
-
-[data]
-set = "digits"
-
-[model]
-kind = "mlp"
-hidden = [8, 8]
-norm = ["none", "batch", { kind = "group", groups = 4 }]
-
-[train]
-batch_size = [2, 8]
-seed = [0, 1]
-lr = 0.1
-samples = 100
-"#;
 
 /// Final validation error in % of each synthetic run: batch norm gets 15 points worse at
 /// batch size 2, the others do not move; seed 1 adds one point.
@@ -175,7 +158,7 @@ fn synthetic(
 /// The synthetic experiment: 3 norms x batch sizes 2, 8 x seeds 0, 1, every run finished
 /// except `none` at batch size 2 with seed 1, which diverged.
 pub(crate) fn fixture() -> ResultSet {
-    synthetic("small_batches.toml", EXPERIMENT, |_, point, norm| {
+    synthetic("small_batches.toml", SMALL_EXPERIMENT, |_, point, norm| {
         let (batch_size, seed) = (point.run.train.batch_size, point.run.train.seed);
         let outcome = Outcome {
             error_percent: error_percent(&norm, batch_size, seed),
@@ -276,12 +259,4 @@ pub(crate) fn kernels_fixture() -> ResultSet {
         });
         record
     })
-}
-
-/// A fresh empty folder under the system's temporary folder.
-pub(crate) fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("normlab-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

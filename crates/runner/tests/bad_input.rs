@@ -2,27 +2,19 @@
 //! status, never a crash, a hang or a silent success.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+use normlab_testkit::{run, scratch};
 
 /// A fresh folder for one test.
 fn workspace(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("normlab-bad-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    scratch(&format!("bad-{test}"))
 }
 
-/// `normlab` with `args`, run to its end: its exit status and everything it printed.
+/// `normlab` with `args` in `dir`, run to its end: its exit status and everything it printed.
 fn normlab(args: &[&str], dir: &Path) -> (std::process::ExitStatus, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_normlab"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status, text)
+    let finished = run(env!("CARGO_BIN_EXE_normlab"), args, dir);
+    (finished.status, finished.output)
 }
 
 /// The run fails with exit status 1 (an error, not a signal or a panic's 101) and says

@@ -3,28 +3,14 @@
 use std::path::Path;
 
 use normlab_runner::config::{ConfigError, Experiment};
+use normlab_testkit::SMALL_EXPERIMENT;
 
 fn parse(text: &str) -> Result<Experiment, ConfigError> {
     Experiment::parse(Path::new("experiments/test.toml"), text.to_string())
 }
 
-const GOOD: &str = r#"
-description = "a test"
-
-[data]
-set = "digits"
-
-[model]
-kind = "mlp"
-hidden = [32, 16]
-norm = ["none", "batch", { kind = "group", groups = 4 }]
-
-[train]
-batch_size = [2, 8]
-seed = [0, 1]
-lr = 0.1
-samples = 100
-"#;
+/// A valid file: three norms x two batch sizes x two seeds.
+const GOOD: &str = SMALL_EXPERIMENT;
 
 #[test]
 fn list_valued_fields_are_axes_and_the_grid_is_their_product() {
@@ -45,7 +31,7 @@ fn list_valued_fields_are_axes_and_the_grid_is_their_product() {
 
 #[test]
 fn a_list_of_lists_makes_a_native_list_field_an_axis() {
-    let text = GOOD.replace("hidden = [32, 16]", "hidden = [[32], [64, 64]]");
+    let text = GOOD.replace("hidden = [8, 8]", "hidden = [[32], [64, 64]]");
     let experiment = parse(&text).unwrap();
     assert_eq!(experiment.axes[0].key.name(), "hidden");
     assert_eq!(experiment.points.len(), 24);
@@ -58,7 +44,7 @@ fn error(text: &str) -> String {
 
 #[test]
 fn errors_name_file_line_and_field() {
-    let err = error(&GOOD.replace("hidden = [32, 16]", "hiden = [32, 16]"));
+    let err = error(&GOOD.replace("hidden = [8, 8]", "hiden = [8, 8]"));
     assert!(
         err.starts_with("experiments/test.toml:9: field `model.hiden`"),
         "{err}"
@@ -112,13 +98,13 @@ fn settings_wrong_whatever_the_data_are_refused_when_the_file_is_read() {
 
     let cnn = GOOD
         .replace("kind = \"mlp\"", "kind = \"cnn\"")
-        .replace("hidden = [32, 16]", "channels = []");
+        .replace("hidden = [8, 8]", "channels = []");
     let err = error(&cnn);
     assert!(
         err.contains(":9: field `model.channels`") && err.contains("at least one block"),
         "{err}"
     );
-    let err = error(&GOOD.replace("hidden = [32, 16]", "hidden = [32, 0]"));
+    let err = error(&GOOD.replace("hidden = [8, 8]", "hidden = [8, 0]"));
     assert!(
         err.contains(":9: field `model.hidden`") && err.contains("at least 1 unit"),
         "{err}"
@@ -296,8 +282,8 @@ fn a_norm_with_weight_standardization_standardizes_the_model_s_weights() {
     assert_eq!(experiment.points[12].run.model.norm().kind(), "group");
 
     let both = text.replace(
-        "hidden = [32, 16]",
-        "hidden = [32, 16]\nweight_standardization = false",
+        "hidden = [8, 8]",
+        "hidden = [8, 8]\nweight_standardization = false",
     );
     let err = error(&both);
     assert!(

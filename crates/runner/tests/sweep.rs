@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 use normlab_runner::axes::AxisKey;
 use normlab_runner::config::Experiment;
 use normlab_runner::results::{EvalMode, LOSS_POINTS, ResultsDir, RunRecord, Status};
+use normlab_testkit::png_size;
 
 /// A fresh folder for one test, holding its experiment file and results.
 fn workspace(test: &str, config: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("normlab-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = normlab_testkit::scratch(test);
     let path = dir.join(format!("{test}.toml"));
     std::fs::write(&path, config).unwrap();
     (dir, path)
@@ -288,18 +287,6 @@ fn divergent_and_impossible_runs_are_recorded_and_the_sweep_goes_on() {
         }
     }
     let _ = std::fs::remove_dir_all(dir);
-}
-
-fn png_size(path: &Path) -> (u32, u32) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(
-        &bytes[..8],
-        b"\x89PNG\r\n\x1a\n",
-        "{} is not a PNG",
-        path.display()
-    );
-    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
-    (word(16), word(20))
 }
 
 #[test]

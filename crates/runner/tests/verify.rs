@@ -3,9 +3,9 @@
 //! longer holds.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use normlab_runner::results::{EvalMode, RunRecord};
+use normlab_testkit::run;
 
 fn checkout() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -13,19 +13,14 @@ fn checkout() -> PathBuf {
 
 /// `normlab verify <folder> --runs <runs>` from the checkout: exit code and output.
 fn verify(folder: &Path, runs: usize) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_normlab"))
-        .args([
-            "verify",
-            folder.to_str().unwrap(),
-            "--runs",
-            &runs.to_string(),
-        ])
-        .current_dir(checkout())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code(), text)
+    let args = [
+        "verify",
+        folder.to_str().unwrap(),
+        "--runs",
+        &runs.to_string(),
+    ];
+    let finished = run(env!("CARGO_BIN_EXE_normlab"), &args, &checkout());
+    (finished.status.code(), finished.output)
 }
 
 /// The table rows `verify` printed: `(run, committed, here)`.

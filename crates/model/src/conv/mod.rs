@@ -116,23 +116,6 @@ fn values<T: Real>(t: &FlexTensor) -> &[T] {
     t.storage()
 }
 
-/// Runs `$body` with `$t` the float type of `$dtype` (f32 or f64).
-macro_rules! on_floats {
-    ($dtype:expr, |$t:ident| $body:expr) => {
-        match $dtype {
-            DType::F32 => {
-                type $t = f32;
-                $body
-            }
-            DType::F64 => {
-                type $t = f64;
-                $body
-            }
-            other => panic!("the conv2d kernel takes f32 or f64, got {other:?}"),
-        }
-    };
-}
-
 /// A flex tensor of `shape` holding `values`.
 fn tensor<T: Real>(values: Vec<T>, shape: &[usize], dtype: DType) -> FlexTensor {
     FlexTensor::new(
@@ -168,7 +151,7 @@ impl ConvOps for Flex {
             padding,
         );
         let [ho, wo] = d.out_hw();
-        on_floats!(x.dtype(), |T| {
+        normlab_norm::on_floats!(x.dtype(), "the conv2d kernels", |T| {
             let y = cpu::conv2d::<T>(values(&x), values(&weight), values(&bias), &d);
             tensor(y, &[d.n, d.c_out, ho, wo], x.dtype())
         })
@@ -190,7 +173,7 @@ impl ConvOps for Flex {
             stride,
             padding,
         );
-        on_floats!(dy.dtype(), |T| {
+        normlab_norm::on_floats!(dy.dtype(), "the conv2d kernels", |T| {
             let dx = cpu::conv2d_input_grad::<T>(values(&weight), values(&dy), &d);
             tensor(dx, &x_shape, dy.dtype())
         })
@@ -206,7 +189,7 @@ impl ConvOps for Flex {
         let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
         let c_out = dy.layout().shape()[1];
         let d = dims(x.layout().shape(), c_out, kernel, stride, padding);
-        on_floats!(x.dtype(), |T| {
+        normlab_norm::on_floats!(x.dtype(), "the conv2d kernels", |T| {
             let (dw, db) = cpu::conv2d_weight_grad::<T>(values(&x), values(&dy), &d);
             (
                 tensor(dw, &[c_out, d.c_in, kernel[0], kernel[1]], x.dtype()),

@@ -65,8 +65,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn max_relative_error(got: Tensor<4>, want: Tensor<4>) -> f32 {
-    let scale = want.clone().abs().max().into_scalar::<f32>().max(1e-6);
-    (got - want).abs().max().into_scalar::<f32>() / scale
+    normlab_testkit::max_relative_error(got, want, 1e-6)
 }
 
 fn check(case: &Case) {

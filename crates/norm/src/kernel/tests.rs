@@ -13,15 +13,7 @@ use super::*;
 
 /// The device under test, with autodiff.
 fn device() -> Device {
-    let device = match std::env::var("NORMLAB_TEST_DEVICE").as_deref() {
-        Err(_) | Ok("" | "flex") => Device::flex(),
-        #[cfg(feature = "wgpu")]
-        Ok("wgpu") => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-        Ok(other) => {
-            panic!("NORMLAB_TEST_DEVICE={other}: expected flex, or wgpu with `--features wgpu`")
-        }
-    };
-    device.autodiff()
+    normlab_testkit::train_device()
 }
 
 /// Largest difference relative to the largest composed value.
@@ -41,9 +33,7 @@ const SHAPES: [[usize; 3]; 8] = [
 ];
 
 fn relative_error<const D: usize>(what: &str, got: Tensor<D>, want: Tensor<D>) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let scale = want.clone().abs().max().into_scalar::<f32>().max(1e-6);
-    let error = (got - want).abs().max().into_scalar::<f32>() / scale;
+    let error = normlab_testkit::max_relative_error(got, want, 1e-6);
     assert!(error <= TOLERANCE, "{what}: off by {error:e}");
 }
 

@@ -1,7 +1,9 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use normlab_testkit::{png_size, scratch};
 
 use crate::axes::AxisKey;
-use crate::fixtures::{fixture, kernels_fixture, lr_fixture, scratch};
+use crate::fixtures::{fixture, kernels_fixture, lr_fixture};
 use crate::plot::axis::Axis;
 use crate::plot::charts::{
     CURVE_POINTS, bits_vs_length, error_vs_axis, error_vs_length, gradient_flow, mean_band,
@@ -13,20 +15,6 @@ use crate::plot::palette::{KIND_COLORS, Palette, VARIANT_COLORS};
 use crate::plot::{Context, draw_all};
 use crate::result_set::ResultSet;
 use crate::results::{GradientFlow, PlotFile};
-
-/// Width and height from a PNG's IHDR chunk, after checking the signature.
-fn png_size(path: &Path) -> (u32, u32) {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(
-        &bytes[..8],
-        b"\x89PNG\r\n\x1a\n",
-        "{} is not a PNG",
-        path.display()
-    );
-    assert_eq!(&bytes[12..16], b"IHDR");
-    let number = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
-    (number(16), number(20))
-}
 
 /// Draws `set` into a scratch folder and checks the files drawn, in order, with their
 /// pixel sizes, and that nothing else was written. Returns the plots; the caller removes `dir`.

@@ -250,8 +250,9 @@ fn failures(records: &[RunRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{fixture, kernels_fixture, lr_fixture, scratch};
+    use crate::fixtures::{fixture, kernels_fixture, lr_fixture};
     use crate::plot::draw_all;
+    use normlab_testkit::scratch;
 
     const COMMAND: &str = "normlab run experiments/small_batches.toml --jobs 2";
 

@@ -41,23 +41,6 @@ fn channel_grads<T: Real>(
     )
 }
 
-/// Runs `kernel` on the contiguous data of `inputs`, in the inputs' float type.
-macro_rules! on_floats {
-    ($dtype:expr, |$t:ident| $body:expr) => {
-        match $dtype {
-            DType::F32 => {
-                type $t = f32;
-                $body
-            }
-            DType::F64 => {
-                type $t = f64;
-                $body
-            }
-            other => panic!("fused norm kernels take f32 or f64, got {other:?}"),
-        }
-    };
-}
-
 impl FusedNormOps for Flex {
     fn fused_group_norm(
         x: FlexTensor,
@@ -73,7 +56,7 @@ impl FusedNormOps for Flex {
             beta.to_contiguous(),
         );
         let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (y, mean, var) = cpu::group_norm::<T>(
                 x.storage(),
                 gamma.storage(),
@@ -104,7 +87,7 @@ impl FusedNormOps for Flex {
         let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
         let (gamma, var) = (gamma.to_contiguous(), var.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (dx, dgamma, dbeta) = cpu::group_norm_backward::<T>(
                 x.storage(),
                 dy.storage(),
@@ -131,7 +114,7 @@ impl FusedNormOps for Flex {
             beta.to_contiguous(),
         );
         let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (y, mean, var) =
                 cpu::batch_norm::<T>(x.storage(), gamma.storage(), beta.storage(), d, epsilon);
             (
@@ -152,7 +135,7 @@ impl FusedNormOps for Flex {
         let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
         let (gamma, var) = (gamma.to_contiguous(), var.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (dx, dgamma, dbeta) = cpu::batch_norm_backward::<T>(
                 x.storage(),
                 dy.storage(),
@@ -174,7 +157,7 @@ impl FusedNormOps for Flex {
         let (x, centre) = (x.to_contiguous(), centre.to_contiguous());
         let (scale, shift) = (scale.to_contiguous(), shift.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
             let y = cpu::channel_affine::<T>(
                 x.storage(),
                 centre.storage(),
@@ -195,7 +178,7 @@ impl FusedNormOps for Flex {
         let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
         let (centre, scale) = (centre.to_contiguous(), scale.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
-        on_floats!(dtype, |T| {
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (dx, dscale, dshift) = cpu::channel_affine_backward::<T>(
                 x.storage(),
                 dy.storage(),
