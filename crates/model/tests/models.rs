@@ -3,7 +3,6 @@
 use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::Gradients;
-use burn::tensor::TensorData;
 use normlab_model::*;
 use normlab_norm::{NormConfig, NormLayer};
 
