@@ -1,5 +1,5 @@
 //! Helpers shared by the norm crate's integration tests, beside normlab-testkit's.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
