@@ -3,6 +3,7 @@
 //! that the report's numbers are exactly the plotted ones.
 
 use crate::axes::AxisKey;
+use crate::config::final_window_start;
 use crate::result_set::ResultSet;
 use crate::results::{Eval, EvalMode, RunRecord, Status};
 
@@ -14,27 +15,29 @@ pub(crate) fn describe(record: &RunRecord, axes: &[AxisKey]) -> String {
         .join(", ")
 }
 
-/// How many of the last evaluations a run's final error is the median of.
-pub(crate) const FINAL_EVALS: usize = 3;
-
 /// The final validation error of a finished run in eval mode, in percent: see
 /// [`final_score`].
 pub(crate) fn final_error(record: &RunRecord) -> Option<f64> {
     final_score(record, EvalMode::Eval)
 }
 
-/// The final error of a finished run scored in `mode`, in percent: the median of its last
-/// [`FINAL_EVALS`] evaluations in that mode (those the mode was scored at, counting back from
-/// the last), so that one noisy last step does not decide a comparison. Diverged and impossible
-/// runs have no result, whatever they evaluated before stopping.
+/// What a run's error is, as a report says it.
+pub(crate) const FINAL_METRIC: &str = "the median of the evaluations inside the last 10% of \
+                                       training (three unless the config asks otherwise)";
+
+/// The final error of a finished run scored in `mode`, in percent: the median of its
+/// evaluations in that mode inside the last [`FINAL_WINDOW`] of its training, so that one
+/// noisy last step does not decide a comparison and no evaluation from much earlier does
+/// either (PreciseBN and folded scores exist at the last evaluation only). Diverged and
+/// impossible runs have no result, whatever they evaluated before stopping.
 pub(crate) fn final_score(record: &RunRecord, mode: EvalMode) -> Option<f64> {
     finished_eval(record)?;
+    let start = final_window_start(record.steps);
     let mut last: Vec<f64> = record
         .evals
         .iter()
-        .rev()
-        .take(FINAL_EVALS)
-        .map_while(|eval| eval.score(mode).map(|s| f64::from(s.error) * 100.0))
+        .filter(|eval| eval.step >= start)
+        .filter_map(|eval| eval.score(mode).map(|s| f64::from(s.error) * 100.0))
         .collect();
     last.sort_by(f64::total_cmp);
     let mid = last.len() / 2;
@@ -221,16 +224,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_final_error_is_the_median_of_the_last_three_evaluations() {
+    fn the_final_error_is_the_median_of_the_evaluations_in_the_last_tenth() {
         let set = crate::fixtures::fixture();
         let mut record = (set.records.into_iter())
             .find(|r| r.status == Status::Finished)
             .unwrap();
         let last = record.evals[0].clone();
         let score = |error: f32| crate::results::Score { loss: 1.0, error };
-        record.evals = [0.50, 0.10, 0.30, 0.20]
+        // Steps 40 (outside the last 10% of the run's 100 steps), 90, 95 and 100.
+        record.steps = 100;
+        record.evals = [(40, 0.50), (90, 0.10), (95, 0.30), (100, 0.20)]
             .into_iter()
-            .map(|error| Eval {
+            .map(|(step, error)| Eval {
+                step,
                 scores: [
                     (EvalMode::Eval, score(error)),
                     (EvalMode::TrainMode, score(error + 0.01)),
@@ -250,7 +256,7 @@ mod tests {
         record.evals.drain(..2);
         assert!(
             close(final_error(&record), 25.0),
-            "two evaluations: their mean"
+            "two evaluations in the window: their mean"
         );
         record.status = Status::Diverged;
         assert_eq!(

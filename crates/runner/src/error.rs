@@ -115,6 +115,18 @@ pub enum RunnerError {
         results: PathBuf,
     },
 
+    /// The README has no markers around its generated results section.
+    #[error(
+        "{}: no results section to write: it needs the lines `{}` and `{}` around it",
+        readme.display(),
+        crate::readme::START,
+        crate::readme::END
+    )]
+    NoReadmeMarkers {
+        /// The README.
+        readme: PathBuf,
+    },
+
     /// The backend asked for was not compiled in.
     #[error("this build has no {name} backend: rebuild with `--features {name}`")]
     NoBackend {

@@ -23,6 +23,7 @@ pub mod merge;
 pub mod model_init;
 pub mod plot;
 mod progress;
+pub mod readme;
 pub mod report;
 pub mod result_set;
 pub mod results;

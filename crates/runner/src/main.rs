@@ -87,6 +87,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Backend::Flex)]
         device: Backend,
     },
+    /// Write the README's results section from the results folders: each experiment's design,
+    /// computed verdict or findings, key plot and report link, between the section's markers.
+    Readme {
+        /// The README to update.
+        #[arg(long, default_value = "README.md")]
+        readme: PathBuf,
+        /// The folder of the results folders.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
     /// Redraw the summary, plots and report of a results folder without training.
     Plot {
         /// e.g. results/quick
@@ -223,6 +233,15 @@ fn run(cli: Cli) -> Result<(), RunnerError> {
                     results: results.clone(),
                 }),
             }
+        }
+        Command::Readme { readme, results } => {
+            normlab_runner::readme::update(&readme, &results)?;
+            println!(
+                "{}: results section written from {}",
+                readme.display(),
+                results.display()
+            );
+            Ok(())
         }
         Command::Plot { results } => sweep::redraw(&results),
     }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use normlab_model::probe::SiteStats;
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::final_score;
 use crate::axes::{AxisKey, Setting};
 use crate::config::{Experiment, GridPoint, RunConfig};
 use crate::error::RunnerError;
@@ -447,7 +448,10 @@ impl ResultsDir {
         Ok(records)
     }
 
-    /// `summary.csv`: one row per run with its axes and final metrics.
+    /// `summary.csv`: one row per run with its axes and final metrics. `valid_error` is the
+    /// run's error as the reports give it (the median over the last 10% of training, a share
+    /// 0..1), `last_valid_error` its last evaluation's; `lr_scaled` the learning rate after
+    /// scaling with the batch size.
     pub fn write_summary(&self, set: &ResultSet) -> Result<(), RunnerError> {
         let path = self.root.join("summary.csv");
         let mut writer = csv::Writer::from_writer(Vec::new());
@@ -457,9 +461,10 @@ impl ResultsDir {
             [
                 "status",
                 "valid_error",
-                "valid_loss",
                 "train_mode_valid_error",
-                "lr",
+                "last_valid_error",
+                "last_valid_loss",
+                "lr_scaled",
                 "steps",
                 "samples",
                 "step_ms",
@@ -473,9 +478,11 @@ impl ResultsDir {
             source,
         };
         writer.write_record(&header).map_err(csv_error)?;
-        let number = |v: Option<f32>| v.map(|v| v.to_string()).unwrap_or_default();
+        let share = |percent: Option<f64>| percent.map(|p| (p / 100.0).to_string());
         for record in &set.records {
-            let last = |mode| record.final_eval()?.score(mode);
+            let last = record
+                .final_eval()
+                .and_then(|eval| eval.score(EvalMode::Eval));
             let mut row = vec![record.id.clone()];
             row.extend(record.axes.iter().map(|setting| setting.label.clone()));
             row.extend([
@@ -483,9 +490,10 @@ impl ResultsDir {
                     .ok()
                     .and_then(|v| v.as_str().map(String::from))
                     .unwrap_or_default(),
-                number(last(EvalMode::Eval).map(|s| s.error)),
-                number(last(EvalMode::Eval).map(|s| s.loss)),
-                number(last(EvalMode::TrainMode).map(|s| s.error)),
+                share(final_score(record, EvalMode::Eval)).unwrap_or_default(),
+                share(final_score(record, EvalMode::TrainMode)).unwrap_or_default(),
+                last.map(|s| s.error.to_string()).unwrap_or_default(),
+                last.map(|s| s.loss.to_string()).unwrap_or_default(),
                 record.lr.to_string(),
                 record.steps.to_string(),
                 record.samples.to_string(),

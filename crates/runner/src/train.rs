@@ -100,9 +100,7 @@ fn train_loop(
     let mut optimizer = optimizer(config);
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
     let total_steps = budget_in_steps(config, task.train.len());
-    let eval_steps: Vec<usize> = (1..=config.evals)
-        .map(|k| (k * total_steps).div_ceil(config.evals))
-        .collect();
+    let eval_steps = config.eval_steps(total_steps);
     let mut step_times = StepTimes::default();
     let mut loss_windows = LossWindows::for_run(total_steps);
     let mut divergence = DivergenceWatch::new(config.divergence_factor);

@@ -14,7 +14,7 @@ use crate::analysis::final_error;
 use crate::config::{Experiment, GridPoint};
 use crate::error::RunnerError;
 use crate::model_init::dry_run;
-use crate::report::headline::{BatchVerdict, batch_verdict};
+use crate::report::headline::{BatchVerdict, Gap, batch_verdicts};
 use crate::result_set::{ResultSet, norm_label};
 use crate::results::{EvalMode, ResultsDir, RunRecord, Score, Status};
 use crate::sweep::experiment_of;
@@ -41,23 +41,25 @@ pub struct Verification {
     pub name: String,
     /// The retrained points, in the order they were chosen.
     pub reruns: Vec<Rerun>,
-    /// The headline verdict of the committed records; `None` where the report has none.
-    pub(crate) committed: Option<BatchVerdict>,
-    /// The same verdict with the retrained records in place of the committed ones.
-    pub(crate) new: Option<BatchVerdict>,
+    /// The headline verdicts of the committed records; none where the report has none.
+    pub(crate) committed: Vec<BatchVerdict>,
+    /// The same verdicts with the retrained records in place of the committed ones.
+    pub(crate) new: Vec<BatchVerdict>,
 }
 
 impl Verification {
-    /// True when the verdict says the same here: the same outcome (shown, not shown, batch norm
-    /// better) and the gap of the same sign.
+    /// True when every verdict says the same here: the same outcome (shown, weak, not shown)
+    /// and every gap of the same sign.
     pub fn verdict_holds(&self) -> bool {
-        match (&self.committed, &self.new) {
-            (Some(old), Some(new)) => {
-                old.outcome() == new.outcome() && (old.gap() > 0.0) == (new.gap() > 0.0)
-            }
-            (None, None) => true,
-            _ => false,
-        }
+        let signs = |v: &BatchVerdict| -> Vec<bool> {
+            [&v.at_largest, &v.against_batch_free]
+                .iter()
+                .map(|g| g.as_ref().is_some_and(|g| g.points > 0.0))
+                .collect()
+        };
+        self.committed.len() == self.new.len()
+            && (self.committed.iter().zip(&self.new))
+                .all(|(old, new)| old.outcome() == new.outcome() && signs(old) == signs(new))
     }
 }
 
@@ -71,8 +73,8 @@ pub fn verify(
     let dir = ResultsDir::new(results);
     let experiment = experiment_of(&dir)?;
     let records = dir.read_runs(&experiment)?;
-    let committed = batch_verdict(&ResultSet::new(&experiment, records.clone()));
-    let chosen = choose(&experiment, &records, committed.as_ref(), runs);
+    let committed = batch_verdicts(&ResultSet::new(&experiment, records.clone()));
+    let chosen = choose(&experiment, &records, &committed, runs);
     let tasks = Tasks::load(&experiment)?;
 
     let mut reruns = Vec::new();
@@ -102,7 +104,7 @@ pub fn verify(
     Ok(Verification {
         name: experiment.name.clone(),
         reruns,
-        new: batch_verdict(&ResultSet::new(&experiment, replaced)),
+        new: batch_verdicts(&ResultSet::new(&experiment, replaced)),
         committed,
     })
 }
@@ -113,12 +115,12 @@ pub fn verify(
 fn choose<'a>(
     experiment: &'a Experiment,
     records: &[RunRecord],
-    verdict: Option<&BatchVerdict>,
+    verdicts: &[BatchVerdict],
     runs: Option<usize>,
 ) -> Vec<&'a GridPoint> {
     let record = |point: &GridPoint| records.iter().find(|r| r.id == point.id);
     let in_verdict =
-        |point: &&GridPoint| verdict.is_some_and(|v| record(point).is_some_and(|r| v.rests_on(r)));
+        |point: &&GridPoint| record(point).is_some_and(|r| verdicts.iter().any(|v| v.rests_on(r)));
     let mut chosen: Vec<&GridPoint> = experiment.points.iter().filter(in_verdict).collect();
     let cell = |point: &GridPoint| {
         let norm = record(point).map(norm_label);
@@ -183,28 +185,37 @@ impl fmt::Display for Verification {
             "\n{identical} of {} runs gave the committed evaluations to the last bit.",
             self.reruns.len()
         )?;
-        let describe = |verdict: &Option<BatchVerdict>| match verdict {
-            Some(v) => {
-                let spreads = match v.spread {
-                    Some(s) if s > 0.0 => {
-                        format!(", {:.1} standard deviations over seeds", v.gap() / s)
-                    }
-                    _ => String::new(),
-                };
-                format!(
-                    "batch norm over {} examples {:.2}% against `{}` {:.2}%, {:+.2} points{spreads}: {:?}",
-                    v.examples,
-                    v.batch.mean,
-                    v.reference,
-                    v.other.mean,
-                    v.gap(),
-                    v.outcome()
-                )
+        let gap = |gap: &Option<Gap>| match gap {
+            Some(g) => {
+                let spreads = g.in_spreads().map(|k| format!(", {k:.1} seed spreads"));
+                let spreads = spreads.unwrap_or_default();
+                format!(" {:+.2} points against {}{spreads}", g.points, g.other_name)
             }
-            None => "none (the report has no headline verdict)".to_string(),
+            None => String::new(),
         };
-        writeln!(f, "Verdict, committed: {}", describe(&self.committed))?;
-        writeln!(f, "Verdict, here:      {}", describe(&self.new))?;
+        let describe = |verdicts: &[BatchVerdict]| -> Vec<String> {
+            verdicts
+                .iter()
+                .map(|v| {
+                    format!(
+                        "`{}` at batch size {}: {:.2}%;{};{}: {:?}",
+                        v.label,
+                        v.batch_size,
+                        v.batch.mean,
+                        gap(&v.at_largest),
+                        gap(&v.against_batch_free),
+                        v.outcome()
+                    )
+                })
+                .collect()
+        };
+        if self.committed.is_empty() {
+            writeln!(f, "The report has no headline verdict.")?;
+        }
+        for (old, new) in describe(&self.committed).iter().zip(describe(&self.new)) {
+            writeln!(f, "Verdict, committed: {old}")?;
+            writeln!(f, "Verdict, here:      {new}")?;
+        }
         let holds = match self.verdict_holds() {
             true => "holds on this machine",
             false => "DOES NOT HOLD on this machine",

@@ -283,9 +283,13 @@ pub struct TrainConfig {
     pub epochs: Option<f64>,
     /// ...or in examples seen, so that small and large batches see the same data.
     pub samples: Option<usize>,
-    /// Evaluations spread over the run. Default 10.
+    /// Evaluations spread evenly over the run, for the curves. Default 10.
     #[serde(default = "default_evals")]
     pub evals: usize,
+    /// Evaluations inside the last 10% of training, evenly spread and ending at the last step:
+    /// a run's error is their median (see [`FINAL_WINDOW`]). Default 3.
+    #[serde(default = "default_final_evals")]
+    pub final_evals: usize,
     /// Default 500.
     #[serde(default = "default_eval_batch_size")]
     pub eval_batch_size: usize,
@@ -344,6 +348,36 @@ fn default_momentum() -> f64 {
 }
 fn default_evals() -> usize {
     10
+}
+fn default_final_evals() -> usize {
+    3
+}
+
+/// The share of training at its end whose evaluations make a run's error.
+pub const FINAL_WINDOW: f64 = 0.1;
+
+impl TrainConfig {
+    /// The steps after which a run of `total` steps evaluates, in order: `evals` spread evenly
+    /// over the run, and `final_evals` spread evenly over its last [`FINAL_WINDOW`] (fewer
+    /// where the window has fewer steps), the last step always among them.
+    pub fn eval_steps(&self, total: usize) -> Vec<usize> {
+        let spread = (1..=self.evals).map(|k| (k * total).div_ceil(self.evals));
+        let start = final_window_start(total);
+        let last = self.final_evals.max(1);
+        let window = (0..last).map(|k| match last {
+            1 => total,
+            _ => start + (k * (total - start)).div_ceil(last - 1),
+        });
+        let mut steps: Vec<usize> = spread.chain(window).filter(|&s| s >= 1).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+}
+
+/// The first step inside the final window of a run of `total` steps.
+pub fn final_window_start(total: usize) -> usize {
+    ((total as f64 * (1.0 - FINAL_WINDOW)).ceil() as usize).clamp(1, total.max(1))
 }
 fn default_eval_batch_size() -> usize {
     500
@@ -413,10 +447,10 @@ impl RunConfig {
                 format!("must be a finite number > 0, got {}", train.lr),
             ));
         }
-        if train.evals == 0 || train.eval_batch_size == 0 {
+        if train.evals == 0 || train.final_evals == 0 || train.eval_batch_size == 0 {
             return Err((
                 "train.evals",
-                "evals and eval_batch_size must be at least 1".into(),
+                "evals, final_evals and eval_batch_size must be at least 1".into(),
             ));
         }
         if !(train.weight_decay >= 0.0 && train.weight_decay.is_finite()) {

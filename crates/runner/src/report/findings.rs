@@ -11,19 +11,7 @@ use crate::result_set::{ResultSet, distinct, series_label};
 use crate::results::{EvalMode, RunRecord, Status};
 
 pub(crate) fn findings(set: &ResultSet) -> String {
-    let statements: Vec<String> = [
-        batch_size_findings(set),
-        train_eval_findings(set),
-        other_axis_findings(set),
-        divergence_findings(set, &AxisKey::Lr),
-        divergence_findings(set, &AxisKey::InitScale),
-        length_findings(set),
-        gradient_flow_findings(set),
-        percentile_findings(set),
-        step_time_findings(set),
-        norm_time_findings(set),
-    ]
-    .concat();
+    let statements = statements(set);
     if statements.is_empty() {
         return String::new();
     }
@@ -36,6 +24,24 @@ pub(crate) fn findings(set: &ResultSet) -> String {
         text.push_str(&format!("- {statement}\n"));
     }
     text
+}
+
+/// Every statement the findings make, in order.
+pub(crate) fn statements(set: &ResultSet) -> Vec<String> {
+    [
+        batch_size_findings(set),
+        train_eval_findings(set),
+        other_axis_findings(set),
+        divergence_findings(set, &AxisKey::Lr),
+        divergence_findings(set, &AxisKey::InitScale),
+        length_findings(set),
+        gradient_flow_findings(set),
+        percentile_findings(set),
+        step_time_findings(set),
+        norm_time_findings(set),
+        plateau_findings(set),
+    ]
+    .concat()
 }
 
 /// The runs of series `norm` whose values of `axes` are `facet`.
@@ -626,4 +632,69 @@ fn norm_time_findings(set: &ResultSet) -> Vec<String> {
         }
     }
     statements
+}
+
+/// A run's training loss counts as still falling when its last tenth of steps is more than
+/// this share below the tenth before.
+const STILL_FALLING: f64 = 0.02;
+
+/// How much a finished run's training loss fell from the ninth tenth of its steps to the last
+/// tenth, as a share of the ninth's mean; `None` without losses in both.
+fn final_loss_drop(record: &RunRecord) -> Option<f64> {
+    if record.status != Status::Finished {
+        return None;
+    }
+    let steps = record.steps as f64;
+    let mean_between = |from: f64, to: f64| {
+        let losses = record.losses.iter().filter(|l| {
+            let at = l.step as f64 / steps;
+            at > from && at <= to && l.loss.is_finite()
+        });
+        Spread::of(losses.map(|l| f64::from(l.loss))).map(|s| s.mean)
+    };
+    let (ninth, last) = (mean_between(0.8, 0.9)?, mean_between(0.9, 1.0)?);
+    (ninth > 0.0).then(|| (ninth - last) / ninth)
+}
+
+/// Which settings ended training with their loss still falling: the budget did not bring them
+/// to a plateau, so their final errors compare models at different stages.
+fn plateau_findings(set: &ResultSet) -> Vec<String> {
+    let axes = facet_axes(set, &[]);
+    let settings: Vec<(String, Spread)> = settings(set)
+        .into_iter()
+        .filter_map(|(_, runs)| {
+            let drop = Spread::of(runs.iter().filter_map(|r| final_loss_drop(r)))?;
+            let name = [series_label(runs[0]), describe(runs[0], &axes)]
+                .into_iter()
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ");
+            Some((name, drop))
+        })
+        .collect();
+    if settings.is_empty() {
+        return Vec::new();
+    }
+    let falling: Vec<String> = (settings.iter())
+        .filter(|(_, drop)| drop.mean > STILL_FALLING)
+        .map(|(name, drop)| format!("`{name}` ({:.1}% lower)", drop.mean * 100.0))
+        .collect();
+    let threshold = STILL_FALLING * 100.0;
+    let rule = format!(
+        "the mean training loss of the last tenth of steps more than {threshold:.0}% below the \
+         tenth before, mean over seeds"
+    );
+    vec![match falling.len() {
+        0 => format!(
+            "Training loss at the end: flat in all {} settings ({rule}: none).",
+            settings.len()
+        ),
+        n => format!(
+            "Training loss at the end: still falling in {n} of {} settings ({rule}): {}; these \
+             had not reached a plateau, and their final errors are those of models still \
+             improving.",
+            settings.len(),
+            falling.join(", ")
+        ),
+    }]
 }

@@ -1,6 +1,7 @@
-//! The sentence at the top of a report on batch sizes: batch norm at its smallest normalization
-//! batch against the batch-free norms trained at the same batch size, measured in spreads over
-//! seeds (standard deviations), so that a reader sees at once whether the failure shows.
+//! The verdict at the top of a report on batch sizes: batch norm at its smallest
+//! normalization batch against the same norm at its largest, and against the batch-free norms
+//! trained at the same batch size, each gap measured in spreads over seeds (standard
+//! deviations), so that a reader sees at once whether the failure shows and how clearly.
 
 use normlab_norm::NormConfig;
 
@@ -10,17 +11,170 @@ use crate::report::settings;
 use crate::result_set::{ResultSet, norm_label};
 use crate::results::{RunRecord, Status};
 
-/// How many standard deviations over seeds a gap must span before the headline calls it clear.
-const CLEAR_GAP_IN_SPREADS: f64 = 3.0;
+/// A gap of more spreads over seeds than this is "shown".
+pub(crate) const SHOWN_IN_SPREADS: f64 = 3.0;
 
-/// The batch-free norms batch norm is compared with.
+/// A gap of more spreads over seeds than this (and no more than [`SHOWN_IN_SPREADS`]) is
+/// "weak"; below it, "not shown".
+pub(crate) const WEAK_IN_SPREADS: f64 = 1.0;
+
+/// How a verdict decides, as reports and the README say it.
+pub(crate) fn rule() -> String {
+    format!(
+        "batch norm at its smallest batch against itself at its largest and against the best \
+         batch-free norm at the same batch; a gap counts in standard deviations over seeds \
+         (seed spreads, the larger of the two settings'): the failure is shown when every gap \
+         is beyond {SHOWN_IN_SPREADS}, weak when every gap is beyond {WEAK_IN_SPREADS}, else not \
+         shown"
+    )
+}
+
+/// The batch-free norms batch norm is compared with, by kind.
 const BATCH_FREE: [&str; 2] = ["group", "layer"];
+
+/// How clearly a gap shows over the spread over seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Outcome {
+    /// One seed on a side: no spread to measure the gap against.
+    NoSpread,
+    /// The gap is below one spread over seeds, or of the other sign.
+    NotShown,
+    /// Between one and [`SHOWN_IN_SPREADS`] spreads.
+    Weak,
+    /// Beyond [`SHOWN_IN_SPREADS`] spreads.
+    Shown,
+}
+
+impl Outcome {
+    fn word(self) -> &'static str {
+        match self {
+            Self::NoSpread => "not measurable (one seed)",
+            Self::NotShown => "not shown",
+            Self::Weak => "weak",
+            Self::Shown => "shown",
+        }
+    }
+}
+
+/// A gap between two settings' errors over seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Gap {
+    /// The errors of the setting batch norm is compared with, in percent.
+    pub other: Spread,
+    /// What that setting is, in words: `` `group(groups=8)` at batch size 2 ``.
+    pub other_name: String,
+    /// Batch norm's mean error minus the other's, in points.
+    pub points: f64,
+    /// The larger of the two standard deviations over seeds; `None` with one seed.
+    pub spread: Option<f64>,
+}
+
+impl Gap {
+    /// The gap in spreads over seeds.
+    pub(crate) fn in_spreads(&self) -> Option<f64> {
+        self.spread.filter(|s| *s > 0.0).map(|s| self.points / s)
+    }
+
+    pub(crate) fn outcome(&self) -> Outcome {
+        match (self.spread, self.in_spreads()) {
+            (None, _) => Outcome::NoSpread,
+            (Some(_), None) if self.points > 0.0 => Outcome::Shown,
+            (Some(_), None) => Outcome::NotShown,
+            (_, Some(k)) if k > SHOWN_IN_SPREADS => Outcome::Shown,
+            (_, Some(k)) if k > WEAK_IN_SPREADS => Outcome::Weak,
+            _ => Outcome::NotShown,
+        }
+    }
+
+    fn clause(&self) -> String {
+        let spreads = match self.in_spreads() {
+            Some(k) => format!(", {k:.1} seed spreads"),
+            None => String::new(),
+        };
+        format!(
+            "against {:.2}% ({:.2}..{:.2}) for {}: {:+.2} points{spreads}",
+            self.other.mean, self.other.min, self.other.max, self.other_name, self.points
+        )
+    }
+}
+
+/// The verdict on one batch norm: at its smallest normalization batch against itself at its
+/// largest, and against the best batch-free norm at the same training batch size.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BatchVerdict {
+    /// The norm's label at its smallest normalization batch.
+    pub label: String,
+    /// The examples it normalizes over there.
+    pub examples: usize,
+    /// The training batch size there.
+    pub batch_size: usize,
+    /// Its errors there over seeds, in percent.
+    pub batch: Spread,
+    /// Against the same norm at its largest normalization batch, when it has another.
+    pub at_largest: Option<Gap>,
+    /// Against the best batch-free norm at the same batch size, when the grid has one.
+    pub against_batch_free: Option<Gap>,
+}
+
+impl BatchVerdict {
+    /// The weaker of the two comparisons' outcomes: the failure shows only if batch norm at
+    /// its smallest batch is worse than both itself at its largest and the batch-free norms.
+    pub(crate) fn outcome(&self) -> Outcome {
+        let gaps = [&self.at_largest, &self.against_batch_free];
+        (gaps.iter().flat_map(|g| g.as_ref().map(Gap::outcome)))
+            .min()
+            .unwrap_or(Outcome::NoSpread)
+    }
+
+    /// The comparison's sentence.
+    fn sentence(&self) -> String {
+        let gaps: Vec<String> = [&self.at_largest, &self.against_batch_free]
+            .iter()
+            .flat_map(|g| g.as_ref().map(Gap::clause))
+            .collect();
+        let over = match self.examples == self.batch_size {
+            true => format!("batch size {}", self.batch_size),
+            false => format!(
+                "ghost batches of {} in batches of {}",
+                self.examples, self.batch_size
+            ),
+        };
+        format!(
+            "`{}` at {over} ends at {:.2}% error ({:.2}..{:.2}), {}: the failure is {}.",
+            self.label,
+            self.batch.mean,
+            self.batch.min,
+            self.batch.max,
+            gaps.join("; "),
+            self.outcome().word()
+        )
+    }
+
+    /// True for the runs the verdict is computed from: the norm at its smallest normalization
+    /// batch, and the batch-free norm at the same batch size.
+    pub(crate) fn rests_on(&self, record: &RunRecord) -> bool {
+        let same_batch = record.config.train.batch_size == self.batch_size;
+        let label = norm_label(record);
+        let free = self.against_batch_free.as_ref();
+        same_batch
+            && (label == self.label
+                || free.is_some_and(|g| g.other_name.starts_with(&format!("`{label}`"))))
+    }
+}
 
 /// The examples batch norm normalizes over in training: its ghost batch, or the whole batch.
 fn normalization_batch(record: &RunRecord) -> Option<usize> {
     let batch_size = record.config.train.batch_size;
     match record.config.model.norm() {
         NormConfig::Batch(config) => Some(config.ghost_batch.unwrap_or(batch_size).min(batch_size)),
+        _ => None,
+    }
+}
+
+/// Batch norm's config without its ghost batch: the norm whose batches a ghost size varies.
+fn family(record: &RunRecord) -> Option<NormConfig> {
+    match record.config.model.norm() {
+        NormConfig::Batch(config) => Some(NormConfig::Batch(config.clone().with_ghost_batch(None))),
         _ => None,
     }
 }
@@ -35,149 +189,97 @@ fn seed_std(runs: &[&RunRecord]) -> Option<f64> {
     (errors.len() >= 2).then(|| (squares / (n - 1.0)).sqrt())
 }
 
-/// The headline comparison of a report on batch sizes: batch norm at its smallest
-/// normalization batch against the best batch-free norm trained at the same batch size.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct BatchVerdict {
-    /// The examples batch norm normalizes over.
-    pub examples: usize,
-    /// The training batch size of both settings.
-    pub batch_size: usize,
-    /// Batch norm's errors over seeds, in percent.
-    pub batch: Spread,
-    /// The batch-free norm it is compared with.
-    pub reference: String,
-    /// That norm's errors over seeds, in percent.
-    pub other: Spread,
-    /// The larger of the two standard deviations over seeds; `None` with one seed.
-    pub spread: Option<f64>,
-}
+/// A setting's runs and their errors over seeds, in percent.
+type Setting<'a> = (Vec<&'a RunRecord>, Spread);
 
-/// What a [`BatchVerdict`] says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// One seed each: no spread to measure the gap against.
-    NoSpread,
-    /// Batch norm ends lower.
-    BatchNormBetter,
-    /// Batch norm ends higher by more than [`CLEAR_GAP_IN_SPREADS`] standard deviations.
-    Shown,
-    /// Batch norm ends higher, by no more than that.
-    NotShown,
-}
-
-impl BatchVerdict {
-    /// Batch norm's mean error minus the reference's, in points.
-    pub(crate) fn gap(&self) -> f64 {
-        self.batch.mean - self.other.mean
-    }
-
-    pub(crate) fn outcome(&self) -> Outcome {
-        match self.spread {
-            None => Outcome::NoSpread,
-            Some(_) if self.gap() <= 0.0 => Outcome::BatchNormBetter,
-            Some(spread) if self.gap() > CLEAR_GAP_IN_SPREADS * spread => Outcome::Shown,
-            Some(_) => Outcome::NotShown,
-        }
-    }
-
-    /// The verdict's clause after the gap.
-    fn clause(&self) -> String {
-        let spread = self.spread.unwrap_or_default();
-        match self.outcome() {
-            Outcome::NoSpread => {
-                "one seed each, so no spread over seeds to measure it against".to_string()
-            }
-            Outcome::BatchNormBetter => "batch norm is the better of the two: these runs do not \
-                                          show it failing at this batch"
-                .to_string(),
-            Outcome::Shown => format!(
-                "more than {CLEAR_GAP_IN_SPREADS} times the larger standard deviation over seeds \
-                 ({spread:.2} points): the failure shows"
-            ),
-            Outcome::NotShown => format!(
-                "not more than {CLEAR_GAP_IN_SPREADS} times the larger standard deviation over \
-                 seeds ({spread:.2} points): these runs do not show batch norm failing at this \
-                 batch"
-            ),
-        }
-    }
-
-    /// True for the runs the verdict is computed from: its two settings, every seed.
-    pub(crate) fn rests_on(&self, record: &RunRecord) -> bool {
-        let same_batch = record.config.train.batch_size == self.batch_size;
-        let label = norm_label(record);
-        same_batch
-            && (label == self.reference || normalization_batch(record) == Some(self.examples))
+/// The gap from `batch` to `other`, named `other_name`.
+fn gap(batch: &Setting, other: &Setting, other_name: String) -> Gap {
+    Gap {
+        other: other.1,
+        other_name,
+        points: batch.1.mean - other.1.mean,
+        spread: seed_std(&batch.0)
+            .zip(seed_std(&other.0))
+            .map(|(a, b)| a.max(b)),
     }
 }
 
-/// The [`BatchVerdict`] of `records`, when the experiment compares batch norm with a batch-free
-/// norm at one batch size and nothing but the norm, the batch size and the seed varies.
-pub(crate) fn batch_verdict(set: &ResultSet) -> Option<BatchVerdict> {
+/// One verdict per batch norm of `set` (its ghost-batch variants counted as one), when nothing
+/// but the norm, the batch size and the seed varies.
+pub(crate) fn batch_verdicts(set: &ResultSet) -> Vec<BatchVerdict> {
     if !(set.other_axes(&[AxisKey::Norm, AxisKey::Seed, AxisKey::BatchSize])).is_empty() {
-        return None;
+        return Vec::new();
     }
-    let settings = settings(set);
-    let batch_settings = settings.iter().filter_map(|(_, runs)| {
-        let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
-        Some((normalization_batch(runs[0])?, runs, errors))
-    });
-    let (examples, batch_runs, batch) = batch_settings.min_by_key(|(n, ..)| *n)?;
-    let batch_size = batch_runs[0].config.train.batch_size;
-    let references = settings.iter().filter_map(|(_, runs)| {
-        let label = norm_label(runs[0]);
-        let same_batch = runs[0].config.train.batch_size == batch_size;
-        let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
-        let kind = runs[0].config.model.norm().kind();
-        (same_batch && BATCH_FREE.contains(&kind)).then_some((label, runs, errors))
-    });
-    let (reference, other_runs, other) = references.min_by(|a, b| a.2.mean.total_cmp(&b.2.mean))?;
-    let spread = seed_std(batch_runs)
-        .zip(seed_std(other_runs))
-        .map(|(a, b)| a.max(b));
-    Some(BatchVerdict {
-        examples,
-        batch_size,
-        batch,
-        reference,
-        other,
-        spread,
-    })
+    let settings: Vec<Setting> = settings(set)
+        .into_iter()
+        .filter_map(|(_, runs)| {
+            let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
+            Some((runs, errors))
+        })
+        .collect();
+    let families: Vec<NormConfig> =
+        crate::result_set::distinct(settings.iter().filter_map(|(runs, _)| family(runs[0])));
+    families
+        .into_iter()
+        .filter_map(|norm| {
+            let own: Vec<&Setting> = (settings.iter())
+                .filter(|(runs, _)| family(runs[0]).as_ref() == Some(&norm))
+                .collect();
+            let examples = |s: &Setting| normalization_batch(s.0[0]).unwrap_or(usize::MAX);
+            let smallest = *own.iter().min_by_key(|s| examples(s))?;
+            let largest = *own.iter().max_by_key(|s| examples(s))?;
+            let batch_size = smallest.0[0].config.train.batch_size;
+            let at_largest = (examples(largest) > examples(smallest)).then(|| {
+                let name = format!(
+                    "`{}` normalizing over {} examples",
+                    norm_label(largest.0[0]),
+                    examples(largest)
+                );
+                gap(smallest, largest, name)
+            });
+            let free = settings.iter().filter(|(runs, _)| {
+                let kind = runs[0].config.model.norm().kind();
+                runs[0].config.train.batch_size == batch_size && BATCH_FREE.contains(&kind)
+            });
+            let best = free.min_by(|a, b| a.1.mean.total_cmp(&b.1.mean));
+            let against_batch_free = best.map(|other| {
+                let name = format!("`{}` at batch size {batch_size}", norm_label(other.0[0]));
+                gap(smallest, other, name)
+            });
+            // A verdict on small batches needs batch norm at a larger one to compare with.
+            at_largest.is_some().then(|| BatchVerdict {
+                label: norm_label(smallest.0[0]),
+                examples: examples(smallest),
+                batch_size,
+                batch: smallest.1,
+                at_largest,
+                against_batch_free,
+            })
+        })
+        .collect()
 }
 
-/// The sentence at the top of the report: empty unless [`batch_verdict`] has a verdict.
+/// The verdict sentences at the top of the report: empty unless [`batch_verdicts`] has any.
 pub(crate) fn headline(set: &ResultSet) -> String {
-    let Some(verdict) = batch_verdict(set) else {
+    let verdicts = batch_verdicts(set);
+    if verdicts.is_empty() {
         return String::new();
-    };
+    }
     let no_batch_of_one = set.records.iter().any(|r| {
         r.status == Status::Impossible
             && normalization_batch(r).is_some()
             && r.config.train.batch_size == 1
     });
-    let also = match no_batch_of_one {
-        true => " At batch size 1 batch norm cannot train at all.",
-        false => "",
-    };
-    let BatchVerdict {
-        examples,
-        batch,
-        reference,
-        other,
-        ..
-    } = &verdict;
-    format!(
-        "**In one sentence:** batch norm normalizing over {examples} examples ends at \
-         {:.2}% error ({:.2}..{:.2}) against {:.2}% ({:.2}..{:.2}) for `{reference}` at the same \
-         batch size, {:+.2} points, {}.{also}\n\n",
-        batch.mean,
-        batch.min,
-        batch.max,
-        other.mean,
-        other.min,
-        other.max,
-        verdict.gap(),
-        verdict.clause(),
-    )
+    let mut text = format!("**Verdict** ({}). {}", rule(), verdict_sentences(&verdicts));
+    if no_batch_of_one {
+        text.push_str(" At batch size 1 batch norm cannot train at all.");
+    }
+    text.push_str("\n\n");
+    text
+}
+
+/// The sentences of `verdicts`, one after another.
+pub(crate) fn verdict_sentences(verdicts: &[BatchVerdict]) -> String {
+    let sentences: Vec<String> = verdicts.iter().map(BatchVerdict::sentence).collect();
+    sentences.join(" ")
 }

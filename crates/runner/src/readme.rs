@@ -1,0 +1,160 @@
+//! The results section of the project's README, written from the results folders: each
+//! experiment's design sentence, its computed verdict or first findings, its key plot and a
+//! link to its report, between two markers that nothing else writes between. A test
+//! regenerates it from the committed records and fails if the committed text differs.
+
+use std::path::{Path, PathBuf};
+
+use crate::analysis::fmt_duration;
+use crate::error::RunnerError;
+use crate::report::findings::statements;
+use crate::report::headline::{Outcome, batch_verdicts, rule, verdict_sentences};
+use crate::result_set::ResultSet;
+use crate::results::{ResultsDir, write_atomically};
+
+/// The line before the generated section.
+pub const START: &str = "<!-- results: written by `normlab readme` from results/; do not edit -->";
+
+/// The line after it.
+pub const END: &str = "<!-- results: end -->";
+
+/// The plot that stands for an experiment in the README: the first of these it has.
+const KEY_PLOTS: [&str; 9] = [
+    "error_vs_batch_size.png",
+    "gradient_flow.png",
+    "bits_vs_length.png",
+    "train_vs_eval.png",
+    "error_vs_lr.png",
+    "error_vs_init_scale.png",
+    "percentiles.png",
+    "step_time.png",
+    "loss_curves.png",
+];
+
+/// How many findings stand for an experiment without a verdict.
+const FINDINGS_SHOWN: usize = 3;
+
+/// One experiment's part of the section, and where it goes.
+struct Entry {
+    /// Experiments whose failure shows come first.
+    outcome: Outcome,
+    name: String,
+    text: String,
+    wall: Option<f64>,
+}
+
+/// The section for every results folder under `results` (but `benchmarks`), linked relative to
+/// `readme_dir`: experiments whose verdict shows their effect first, then by name.
+pub fn section(results: &Path, readme_dir: &Path) -> Result<String, RunnerError> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(results)
+        .map_err(RunnerError::io(results))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.join("experiment.toml").is_file())
+        .collect();
+    folders.sort();
+    let mut entries = Vec::new();
+    for folder in folders {
+        entries.push(entry(&folder, readme_dir)?);
+    }
+    entries.sort_by(|a, b| b.outcome.cmp(&a.outcome).then(a.name.cmp(&b.name)));
+    let total: f64 = entries.iter().filter_map(|e| e.wall).sum();
+    let mut text = format!(
+        "{START}\n\nEach paragraph is computed from an experiment's run records by `normlab \
+         readme`; its report gives every number with its spread over seeds. A verdict compares \
+         {}. Experiments whose verdict shows come first. The recorded wall times of the {} \
+         experiments add up to {} on the 2-core machines they ran on.\n\n",
+        rule(),
+        entries.len(),
+        fmt_duration(total)
+    );
+    for entry in entries {
+        text.push_str(&entry.text);
+    }
+    text.push_str(END);
+    Ok(text)
+}
+
+/// The part of the section for the results folder `folder`.
+fn entry(folder: &Path, readme_dir: &Path) -> Result<Entry, RunnerError> {
+    let set = ResultSet::read(&ResultsDir::new(folder))?;
+    let link = relative(folder, readme_dir);
+    let design = set.description.split("\n\n").next().unwrap_or_default();
+    let design = design.split_whitespace().collect::<Vec<_>>().join(" ");
+    let verdicts = batch_verdicts(&set);
+    let outcome = verdicts
+        .iter()
+        .map(|v| v.outcome())
+        .max()
+        .unwrap_or(Outcome::NoSpread);
+    let body = match verdicts.is_empty() {
+        false => verdict_sentences(&verdicts),
+        true => {
+            let findings = statements(&set);
+            let shown: Vec<String> = findings.into_iter().take(FINDINGS_SHOWN).collect();
+            shown.join(" ")
+        }
+    };
+    let wall = std::fs::read_to_string(folder.join("wall_seconds.txt"))
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok());
+    let time = match wall {
+        Some(seconds) => format!(", {}", fmt_duration(seconds)),
+        None => String::new(),
+    };
+    let plot = KEY_PLOTS
+        .iter()
+        .find(|file| folder.join(file).is_file())
+        .map(|file| format!("\n\n![{}: {}]({link}/{file})", set.name, plot_name(file)))
+        .unwrap_or_default();
+    let text = format!(
+        "### [{name}]({link}/README.md){time}\n\n{design}\n\n{body}{plot}\n\n",
+        name = set.name
+    );
+    Ok(Entry {
+        outcome,
+        name: set.name.clone(),
+        text,
+        wall,
+    })
+}
+
+/// `error_vs_batch_size.png` as `error vs batch size`.
+fn plot_name(file: &str) -> String {
+    file.trim_end_matches(".png").replace('_', " ")
+}
+
+/// `path` relative to `from`, with `/` separators, when it lies below it; else as given.
+fn relative(path: &Path, from: &Path) -> String {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let from = std::path::absolute(from).unwrap_or_else(|_| from.to_path_buf());
+    let inside = path.strip_prefix(&from).unwrap_or(&path);
+    let parts: Vec<String> = inside
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.join("/")
+}
+
+/// `text` with the part between [`START`] and [`END`] replaced by `section`; an error naming
+/// `readme` when the markers are not there.
+pub fn replaced(text: &str, section: &str, readme: &Path) -> Result<String, RunnerError> {
+    let missing = || RunnerError::NoReadmeMarkers {
+        readme: readme.to_path_buf(),
+    };
+    let start = text.find(START).ok_or_else(missing)?;
+    let end = text[start..].find(END).ok_or_else(missing)? + start + END.len();
+    Ok(format!("{}{section}{}", &text[..start], &text[end..]))
+}
+
+/// Rewrites the section of the README at `readme` from the results folders under `results`.
+pub fn update(readme: &Path, results: &Path) -> Result<(), RunnerError> {
+    let text = std::fs::read_to_string(readme).map_err(RunnerError::io(readme))?;
+    let dir = readme.parent().unwrap_or(Path::new("."));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let new = replaced(&text, &section(results, dir)?, readme)?;
+    write_atomically(readme, new.as_bytes()).map_err(RunnerError::io(readme))
+}
