@@ -64,7 +64,7 @@ fn the_committed_quick_verdict_holds_on_this_machine() {
         );
     }
     assert!(
-        text.contains("Verdict, committed: batch norm over 2 examples"),
+        text.contains("Verdict, committed: `batch` at batch size 2"),
         "{text}"
     );
     assert!(
