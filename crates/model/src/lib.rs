@@ -150,6 +150,31 @@ impl ModelConfig {
         })
     }
 
+    /// The network in a few words, for a plot's title: `MLP 64-64`, `CNN 4/8/16 (2 convs a
+    /// block)`, `LSTM 128`.
+    pub fn describe(&self) -> String {
+        let join = |sizes: &[usize], sep: &str| -> String {
+            let parts: Vec<String> = sizes.iter().map(usize::to_string).collect();
+            parts.join(sep)
+        };
+        match self {
+            Self::Mlp(c) => format!("MLP {}", join(&c.hidden, "-")),
+            Self::Cnn(c) if c.convs_per_block > 1 => format!(
+                "CNN {} ({} convs a block)",
+                join(&c.channels, "/"),
+                c.convs_per_block
+            ),
+            Self::Cnn(c) => format!("CNN {}", join(&c.channels, "/")),
+            Self::Recurrent(c) => {
+                let cell = format!("{:?}", c.cell).to_uppercase();
+                match c.layers {
+                    1 => format!("{cell} {}", c.hidden),
+                    n => format!("{cell} {n}x{}", c.hidden),
+                }
+            }
+        }
+    }
+
     /// Which of the networks this config builds.
     pub fn kind(&self) -> ModelKind {
         match self {

@@ -117,6 +117,7 @@ fn record(point: &GridPoint, outcome: Outcome) -> RunRecord {
         reason: diverged.then(|| "the loss became non-finite at step 9".to_string()),
         config: point.run.clone(),
         lr: point.run.lr(),
+        classes: Some(10),
         losses,
         evals: if diverged {
             Vec::new()

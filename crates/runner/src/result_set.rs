@@ -178,6 +178,27 @@ impl ResultSet {
             .collect()
     }
 
+    /// The model and the data every run of the grid shares, in a few words for a plot's
+    /// title (`MLP 64-64 on digits`); a part the grid varies is left out.
+    pub fn setup(&self) -> String {
+        let one = |parts: Vec<String>| match parts.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        };
+        let model = one(distinct(
+            self.grid.iter().map(|p| p.config.model.describe()),
+        ));
+        let data = one(distinct(
+            self.grid.iter().map(|p| p.config.data.source.describe()),
+        ));
+        match (model, data) {
+            (Some(model), Some(data)) => format!("{model} on {data}"),
+            (Some(model), None) => model,
+            (None, Some(data)) => format!("on {data}"),
+            (None, None) => String::new(),
+        }
+    }
+
     /// The series labels of the grid in grid order (see [`series_label`]), whether or not
     /// their runs finished, so that series order and colours never depend on progress; with
     /// the kind of each one's norm.

@@ -326,6 +326,10 @@ pub struct RunRecord {
     pub config: RunConfig,
     /// The learning rate used, after scaling with the batch size.
     pub lr: f64,
+    /// The classes of the data (characters, for a language model): chance level is guessing
+    /// one of them. Absent from records written before 2026-12-04.
+    #[serde(default)]
+    pub classes: Option<usize>,
     /// The training loss, averaged over windows of steps (see [`LossWindows`]).
     pub losses: Vec<StepLoss>,
     /// The evaluations, in order; the last is the run's result.
@@ -358,6 +362,7 @@ impl RunRecord {
             reason: None,
             config: point.run.clone(),
             lr: point.run.lr(),
+            classes: None,
             losses: Vec::new(),
             evals: Vec::new(),
             probes: Vec::new(),

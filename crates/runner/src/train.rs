@@ -85,7 +85,10 @@ fn train_loop(
     let started = Instant::now();
     let config = &point.run.train;
     let train_device = device.clone().autodiff();
-    let mut record = RunRecord::new(point);
+    let mut record = RunRecord {
+        classes: Some(task.classes),
+        ..RunRecord::new(point)
+    };
     let mut model = match build_model(point, task, &train_device) {
         Ok(model) => model,
         Err(e) => return record.ended(Status::Impossible, e.to_string(), started),

@@ -612,7 +612,10 @@ folded_eval = true
         );
     }
     let report = std::fs::read_to_string(results.join("remedies/README.md")).unwrap();
-    assert!(report.contains("PreciseBN error (%)") && report.contains("folded error (%)"));
+    assert!(
+        report.contains("PreciseBN error, last evaluation (%)")
+            && report.contains("folded error, last evaluation (%)")
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -55,6 +55,19 @@ pub enum DataSource {
     Files(DataFiles),
 }
 
+impl DataSource {
+    /// The set's name as a config writes it, or `your files`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Named(set) => serde_json::to_value(set)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            Self::Files(_) => "your files".into(),
+        }
+    }
+}
+
 /// `[data]` as a file writes it: the set's name, `files` beside it for your own.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

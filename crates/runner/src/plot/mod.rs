@@ -19,7 +19,7 @@ use std::path::Path;
 use crate::analysis::{facets, in_facet};
 use crate::axes::AxisKey;
 use crate::error::RunnerError;
-use crate::plot::figure::Figure;
+use crate::plot::figure::{Figure, Reference};
 use crate::plot::palette::Palette;
 use crate::result_set::ResultSet;
 use crate::results::{PlotFile, RunRecord};
@@ -57,6 +57,13 @@ pub fn draw_all(set: &ResultSet, out_dir: &Path) -> Result<Vec<PlotFile>, Runner
     }
     if plots.is_empty() {
         return Ok(Vec::new());
+    }
+    // Every title names the model and the data the runs share.
+    let setup = set.setup();
+    for plot in &mut plots {
+        if !setup.is_empty() {
+            plot.figure.title = format!("{} ({setup})", plot.figure.title);
+        }
     }
     std::fs::create_dir_all(out_dir).map_err(RunnerError::io(out_dir))?;
     plots
@@ -98,6 +105,20 @@ impl<'a> Context<'a> {
             palette: Palette::new(&series),
             series: series.into_iter().map(|(label, _)| label).collect(),
         }
+    }
+
+    /// The place of series `label` among the plot's series (its dash pattern and marker).
+    pub(crate) fn variant(&self, label: &str) -> usize {
+        self.series.iter().position(|s| s == label).unwrap_or(0)
+    }
+
+    /// Chance level for an error plot, in percent: guessing one of the classes uniformly,
+    /// from the largest class count the runs recorded.
+    pub(crate) fn chance(&self) -> Option<Reference> {
+        let classes = self.records.iter().filter_map(|r| r.classes).max()?;
+        let value = 100.0 * (1.0 - 1.0 / classes as f64);
+        let label = format!("chance ({classes} classes)");
+        Some(Reference { value, label })
     }
 
     /// The records whose values of `axes` are described by `facet`.

@@ -12,9 +12,10 @@ use plotters::prelude::*;
 use plotters::style::register_font;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::analysis::fmt_number;
 use crate::error::RunnerError;
 use crate::plot::axis::Axis;
-use crate::plot::figure::{Figure, LegendEntry, Look, Panel, Rgb, Series, Stroke};
+use crate::plot::figure::{Figure, LegendEntry, Look, Panel, Reference, Rgb, Series, Stroke};
 
 /// The axis as plotters' coordinate: linear in drawing coordinates, with grid lines and labels
 /// exactly at the ticks.
@@ -164,11 +165,19 @@ fn draw_panel<DB: DrawingBackend>(
         .map(|(_, t)| t.chars().count())
         .max()
         .unwrap_or(1);
+    // Runs without a result get a strip of their own above the values, so that their crosses
+    // never read as a value.
+    let strip =
+        (panel.series.iter().any(|s| s.look == Look::Failed)).then(|| strip_range(&panel.y));
+    let mut y = panel.y.clone();
+    if let Some(strip) = &strip {
+        y.range = y.range.start..strip.end;
+    }
     let mut chart = ChartBuilder::on(&body)
         .margin(12)
         .x_label_area_size(52)
         .y_label_area_size(30 + 9 * longest_tick as u32)
-        .build_cartesian_2d(panel.x.clone(), panel.y.clone())?;
+        .build_cartesian_2d(panel.x.clone(), y)?;
     chart
         .configure_mesh()
         .x_desc(panel.x.label.as_str())
@@ -179,9 +188,48 @@ fn draw_panel<DB: DrawingBackend>(
         .axis_desc_style((FONT, 16))
         .bold_line_style(BLACK.mix(0.1))
         .draw()?;
-    for series in &panel.series {
-        draw_series(&mut chart, panel, series)?;
+    if let Some(strip) = &strip {
+        let (left, right) = (panel.x.range.start, panel.x.range.end);
+        let band = [(left, strip.start), (right, strip.end)];
+        chart.draw_series([Rectangle::new(band, BLACK.mix(0.06).filled())])?;
+        let style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Top));
+        let corner = (left + 0.01 * (right - left), strip.end);
+        chart.draw_series([Text::new("no result", corner, style)])?;
     }
+    if let Some(reference) = &panel.reference {
+        draw_reference(&mut chart, panel, reference)?;
+    }
+    for series in &panel.series {
+        draw_series(&mut chart, panel, series, strip.as_ref())?;
+    }
+    Ok(())
+}
+
+/// The strip above `y`'s values where crosses for runs without a result go.
+fn strip_range(y: &Axis) -> Range<f64> {
+    let top = y.range.end;
+    top..top + 0.14 * (y.range.end - y.range.start)
+}
+
+/// A dashed grey line across the panel at the reference's value, labelled at its right end;
+/// nothing when the value lies off the panel's values.
+fn draw_reference<DB: DrawingBackend>(
+    chart: &mut ChartContext<DB, Cartesian2d<Axis, Axis>>,
+    panel: &Panel,
+    reference: &Reference,
+) -> Drawn<DB> {
+    let y = panel.y.at(reference.value);
+    if !panel.y.range.contains(&y) {
+        return Ok(());
+    }
+    let (left, right) = (panel.x.range.start, panel.x.range.end);
+    let grey = RGBColor(120, 120, 120);
+    let line = DashedPathElement::new(vec![(left, y), (right, y)], 8, 6, grey.stroke_width(1));
+    chart.draw_series([line])?;
+    let style = TextStyle::from((FONT, 13).into_font())
+        .color(&grey)
+        .pos(Pos::new(HPos::Right, VPos::Bottom));
+    chart.draw_series([Text::new(reference.label.clone(), (right, y), style)])?;
     Ok(())
 }
 
@@ -189,30 +237,42 @@ fn draw_series<DB: DrawingBackend>(
     chart: &mut ChartContext<DB, Cartesian2d<Axis, Axis>>,
     panel: &Panel,
     series: &Series,
+    strip: Option<&Range<f64>>,
 ) -> Drawn<DB> {
     let shift = series.dodge * (panel.x.range.end - panel.x.range.start);
-    let at = |x: f64, y: f64| (panel.x.at(x) + shift, panel.y.at(y));
-    let line: Vec<(f64, f64)> = series.points.iter().map(|p| at(p.x, p.y)).collect();
+    // A value beyond the axis (an outlier the axis was not stretched for) sits at its edge.
+    let (bottom, top) = (panel.y.range.start, panel.y.range.end);
+    let clamp = |y: f64| panel.y.at(y).clamp(bottom, top);
+    let at = |x: f64, y: f64| (panel.x.at(x) + shift, clamp(y));
+    let outside = |y: f64| y.is_finite() && !panel.y.range.contains(&panel.y.at(y));
     let color = rgb(series.color);
+    let dash = Stroke::of_variant(series.variant);
     match series.look {
         Look::Band => {
+            let line: Vec<(f64, f64)> = series.points.iter().map(|p| at(p.x, p.y)).collect();
             let mut outline: Vec<(f64, f64)> =
                 series.points.iter().map(|p| at(p.x, p.high)).collect();
             outline.extend(series.points.iter().rev().map(|p| at(p.x, p.low)));
             chart.draw_series([Polygon::new(outline, color.mix(0.18).filled())])?;
-            chart.draw_series([stroke(line, Stroke::Solid, color.stroke_width(2))])?;
+            chart.draw_series([stroke(line, dash, color.stroke_width(2))])?;
         }
         Look::Thin => {
+            let line: Vec<(f64, f64)> = series.points.iter().map(|p| at(p.x, p.y)).collect();
             chart.draw_series([stroke(line, Stroke::Solid, color.stroke_width(1))])?;
         }
         Look::Marks {
             stroke: line_stroke,
             joined,
         } => {
+            // Each run's own value, small and faint; a split setting shows these alone.
+            let dots = series.runs.iter().map(|(x, y)| at(*x, *y));
+            chart.draw_series(dots.map(|p| Circle::new(p, 2, color.mix(0.6).filled())))?;
+            let shown: Vec<_> = series.points.iter().filter(|p| !p.split).collect();
             if joined {
-                chart.draw_series([stroke(line.clone(), line_stroke, color.stroke_width(2))])?;
+                let line = shown.iter().map(|p| at(p.x, p.y)).collect();
+                chart.draw_series([stroke(line, line_stroke, color.stroke_width(2))])?;
             }
-            let bars = series.points.iter().filter(|p| p.high > p.low);
+            let bars = shown.iter().filter(|p| p.high > p.low);
             chart.draw_series(bars.clone().map(|p| {
                 PathElement::new(vec![at(p.x, p.low), at(p.x, p.high)], color.stroke_width(2))
             }))?;
@@ -221,24 +281,50 @@ fn draw_series<DB: DrawingBackend>(
                 EmptyElement::at(end)
                     + PathElement::new(vec![(-6, 0), (6, 0)], color.stroke_width(2))
             }))?;
-            match line_stroke {
-                Stroke::Dotted => {
-                    let square = |p| EmptyElement::at(p) + Rectangle::new(SQUARE, color.filled());
-                    chart.draw_series(line.into_iter().map(square))?;
-                }
-                _ => {
-                    chart.draw_series(line.into_iter().map(|p| marker(p, line_stroke, color)))?;
-                }
-            }
+            let filled = line_stroke == Stroke::Solid;
+            let marks = shown.iter().map(|p| at(p.x, p.y)).collect();
+            draw_markers(chart, marks, series.variant, filled, color)?;
+            // What an edge stands for: the value drawn there.
+            let beyond = series.points.iter().flat_map(|p| {
+                let values = [(p.y, !p.split), (p.low, !p.split), (p.high, !p.split)];
+                let runs = series.runs.iter().filter(move |(x, _)| *x == p.x);
+                let runs = runs.map(|(_, y)| (*y, p.split));
+                values
+                    .into_iter()
+                    .chain(runs)
+                    .filter(|(v, shown)| *shown && outside(*v))
+                    .map(move |(v, _)| (p.x, v))
+            });
+            let style = TextStyle::from((FONT, 12).into_font()).color(&color);
+            let labels = beyond.map(|(x, v)| {
+                Text::new(
+                    fmt_number(v),
+                    at(x, v),
+                    style.clone().pos(edge_pos(v, &panel.y)),
+                )
+            });
+            chart.draw_series(labels)?;
         }
         Look::Failed => {
-            let span = panel.y.range.end - panel.y.range.start;
-            let top = panel.y.range.end - 0.05 * span;
-            let crosses = series.points.iter().map(|p| (panel.x.at(p.x) + shift, top));
+            let Some(strip) = strip else { return Ok(()) };
+            let middle = (strip.start + strip.end) / 2.0;
+            let crosses = series
+                .points
+                .iter()
+                .map(|p| (panel.x.at(p.x) + shift, middle));
             chart.draw_series(crosses.map(|point| cross(point, color)))?;
         }
+        Look::Note => {}
     }
     Ok(())
+}
+
+/// Where an edge label goes: below the top edge, above the bottom one.
+fn edge_pos(value: f64, y: &Axis) -> Pos {
+    match y.at(value) > y.range.end {
+        true => Pos::new(HPos::Left, VPos::Top),
+        false => Pos::new(HPos::Left, VPos::Bottom),
+    }
 }
 
 /// A solid, dashed or dotted line through `points`.
@@ -254,21 +340,63 @@ fn stroke<DB: DrawingBackend, C: Clone + 'static>(
     }
 }
 
-/// A filled circle for the main measure of a norm, a triangle for the dashed one (the dotted
-/// one has [`SQUARE`]s).
-fn marker<DB: DrawingBackend, C: Clone + 'static>(
-    at: C,
-    stroke: Stroke,
+/// Draws the markers of the `variant`-th series at `points`: circles, triangles, squares or
+/// diamonds, filled for a plot's main measure and hollow for the others.
+fn draw_markers<DB: DrawingBackend>(
+    chart: &mut ChartContext<DB, Cartesian2d<Axis, Axis>>,
+    points: Vec<(f64, f64)>,
+    variant: usize,
+    filled: bool,
     color: RGBColor,
-) -> DynElement<'static, DB, C> {
-    match stroke {
-        Stroke::Dashed => TriangleMarker::new(at, 7, color.filled()).into_dyn(),
-        _ => Circle::new(at, 5, color.filled()).into_dyn(),
+) -> Drawn<DB> {
+    let style = marker_style(filled, color);
+    let points = points.into_iter();
+    match (variant % 4, filled) {
+        (0, _) => chart.draw_series(points.map(|p| Circle::new(p, 5, style)))?,
+        (1, _) => chart.draw_series(points.map(|p| TriangleMarker::new(p, 7, style)))?,
+        (2, _) => chart.draw_series(points.map(|p| EmptyElement::at(p) + square(style)))?,
+        (_, true) => {
+            chart.draw_series(points.map(|p| EmptyElement::at(p) + Polygon::new(DIAMOND, style)))?
+        }
+        (_, false) => chart
+            .draw_series(points.map(|p| EmptyElement::at(p) + PathElement::new(DIAMOND, style)))?,
+    };
+    Ok(())
+}
+
+/// The same marker in the legend, at pixel `at`.
+fn draw_marker_sample<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    at: (i32, i32),
+    variant: usize,
+    filled: bool,
+    color: RGBColor,
+) -> Drawn<DB> {
+    let style = marker_style(filled, color);
+    match (variant % 4, filled) {
+        (0, _) => area.draw(&Circle::new(at, 5, style)),
+        (1, _) => area.draw(&TriangleMarker::new(at, 7, style)),
+        (2, _) => area.draw(&(EmptyElement::at(at) + square(style))),
+        (_, true) => area.draw(&(EmptyElement::at(at) + Polygon::new(DIAMOND, style))),
+        (_, false) => area.draw(&(EmptyElement::at(at) + PathElement::new(DIAMOND, style))),
     }
 }
 
-/// The square marker of a dotted measure, in pixels around its point.
-const SQUARE: [(i32, i32); 2] = [(-5, -5), (5, 5)];
+/// Filled for a plot's main measure, hollow for the others.
+fn marker_style(filled: bool, color: RGBColor) -> ShapeStyle {
+    match filled {
+        true => color.filled(),
+        false => color.stroke_width(2),
+    }
+}
+
+/// A square marker around its point, in pixels.
+fn square(style: ShapeStyle) -> Rectangle<(i32, i32)> {
+    Rectangle::new([(-5, -5), (5, 5)], style)
+}
+
+/// A diamond marker around its point, in pixels, closed.
+const DIAMOND: [(i32, i32); 5] = [(0, -7), (7, 0), (0, 7), (-7, 0), (0, -7)];
 
 fn cross<DB: DrawingBackend, C: Clone + 'static>(
     at: C,
@@ -310,7 +438,8 @@ fn draw_sample<DB: DrawingBackend>(
                 [(left, y - 7), (right, y + 7)],
                 color.mix(0.18).filled(),
             ))?;
-            area.draw(&stroke(line, Stroke::Solid, color.stroke_width(2)))
+            let dash = Stroke::of_variant(entry.variant);
+            area.draw(&stroke(line, dash, color.stroke_width(2)))
         }
         Look::Thin => area.draw(&stroke(line, Stroke::Solid, color.stroke_width(1))),
         Look::Marks {
@@ -318,14 +447,11 @@ fn draw_sample<DB: DrawingBackend>(
             ..
         } => {
             area.draw(&stroke(line, line_stroke, color.stroke_width(2)))?;
-            match line_stroke {
-                Stroke::Dotted => area.draw(
-                    &(EmptyElement::at((middle, y)) + Rectangle::new(SQUARE, color.filled())),
-                ),
-                _ => area.draw(&marker((middle, y), line_stroke, color)),
-            }
+            let filled = line_stroke == Stroke::Solid;
+            draw_marker_sample(area, (middle, y), entry.variant, filled, color)
         }
         Look::Failed => area.draw(&cross((middle, y), color)),
+        Look::Note => Ok(()),
     }
 }
 

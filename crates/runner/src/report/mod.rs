@@ -10,7 +10,9 @@ pub(crate) mod headline;
 
 use std::path::Path;
 
-use crate::analysis::{FINAL_METRIC, Spread, final_score, fmt_duration, norm_ms, step_ms};
+use crate::analysis::{
+    FINAL_METRIC, Spread, final_score, fmt_duration, last_score, norm_ms, step_ms,
+};
 use crate::axes::AxisKey;
 use crate::error::RunnerError;
 use crate::report::findings::findings;
@@ -124,12 +126,25 @@ pub(crate) fn table(set: &ResultSet) -> String {
     if records.is_empty() {
         return String::new();
     }
-    let shown = |mode| records.iter().any(|r| final_score(r, mode).is_some());
-    let modes: Vec<EvalMode> = [EvalMode::TrainMode, EvalMode::Precise, EvalMode::Folded]
-        .into_iter()
-        .filter(|mode| shown(*mode))
-        .collect();
+    let shown = |mode| records.iter().any(|r| last_score(r, mode).is_some());
     let (with_precise, with_folded) = (shown(EvalMode::Precise), shown(EvalMode::Folded));
+    // The scores made at the last evaluation only sit beside eval mode's at that evaluation.
+    let mut columns = vec![Column::Final(EvalMode::Eval)];
+    if shown(EvalMode::TrainMode) {
+        columns.push(Column::Final(EvalMode::TrainMode));
+    }
+    if with_precise || with_folded {
+        columns.push(Column::Last(EvalMode::Eval));
+    }
+    columns.extend(
+        [
+            (with_precise, EvalMode::Precise),
+            (with_folded, EvalMode::Folded),
+        ]
+        .into_iter()
+        .filter(|(with, _)| *with)
+        .map(|(_, mode)| Column::Last(mode)),
+    );
     let mut header: Vec<String> = set
         .axes
         .iter()
@@ -137,8 +152,7 @@ pub(crate) fn table(set: &ResultSet) -> String {
         .map(|key| key.to_string())
         .collect();
     header.extend(["runs", "diverged / impossible"].map(String::from));
-    header.push(column_name(EvalMode::Eval));
-    header.extend(modes.iter().map(|mode| column_name(*mode)));
+    header.extend(columns.iter().map(Column::name));
     header.push("step time (ms)".into());
     let with_norm_time = records.iter().any(|r| norm_ms(r).is_some());
     if with_norm_time {
@@ -154,13 +168,14 @@ pub(crate) fn table(set: &ResultSet) -> String {
     if with_precise {
         text.push_str(
             " PreciseBN error uses population statistics re-estimated after training as the \
-             equal-weight average over many training batches (at the last evaluation only).",
+             equal-weight average over many training batches; it is made at the last evaluation \
+             only, so it stands beside eval mode's error at that evaluation.",
         );
     }
     if with_folded {
         text.push_str(
             " Folded error is the model with its batch norms folded into the layers before \
-             them, for inference (at the last evaluation only).",
+             them, for inference; it too is made at the last evaluation only.",
         );
     }
     if with_norm_time {
@@ -177,8 +192,8 @@ pub(crate) fn table(set: &ResultSet) -> String {
         let mut cells = labels;
         cells.push(runs.len().to_string());
         cells.push(failed.to_string());
-        for mode in std::iter::once(EvalMode::Eval).chain(modes.iter().copied()) {
-            let values = runs.iter().filter_map(|r| final_score(r, mode));
+        for column in &columns {
+            let values = runs.iter().filter_map(|r| column.value(r));
             cells.push(fmt_spread(Spread::of(values), 2));
         }
         cells.push(fmt_spread(
@@ -195,14 +210,34 @@ pub(crate) fn table(set: &ResultSet) -> String {
     text
 }
 
-/// The table's column of the final error scored in `mode`.
-fn column_name(mode: EvalMode) -> String {
-    match mode {
-        EvalMode::Eval => "valid error (%)".into(),
-        EvalMode::TrainMode => "train-mode error (%)".into(),
-        EvalMode::Precise => "PreciseBN error (%)".into(),
-        EvalMode::Folded => "folded error (%)".into(),
-        EvalMode::Length(length) => format!("error at length {length} (%)"),
+/// A column of errors in the table: a run's final error in a mode, or its error in a mode at
+/// its last evaluation.
+enum Column {
+    Final(EvalMode),
+    Last(EvalMode),
+}
+
+impl Column {
+    fn name(&self) -> String {
+        let (mode, when) = match self {
+            Self::Final(mode) => (mode, ""),
+            Self::Last(mode) => (mode, ", last evaluation"),
+        };
+        let what = match mode {
+            EvalMode::Eval => "valid error".to_string(),
+            EvalMode::TrainMode => "train-mode error".into(),
+            EvalMode::Precise => "PreciseBN error".into(),
+            EvalMode::Folded => "folded error".into(),
+            EvalMode::Length(length) => format!("error at length {length}"),
+        };
+        format!("{what}{when} (%)")
+    }
+
+    fn value(&self, record: &RunRecord) -> Option<f64> {
+        match self {
+            Self::Final(mode) => final_score(record, *mode),
+            Self::Last(mode) => last_score(record, *mode),
+        }
     }
 }
 
@@ -293,15 +328,19 @@ mod tests {
                 plot.title, plot.file, plot.caption
             )));
         }
+        // PreciseBN, made at the last evaluation, stands beside eval mode at that evaluation.
         assert!(text.contains(
             "| norm | batch_size | runs | diverged / impossible | valid error (%) | train-mode \
-             error (%) | PreciseBN error (%) | step time (ms) |"
+             error (%) | valid error, last evaluation (%) | PreciseBN error, last evaluation (%) \
+             | step time (ms) |"
         ));
         assert!(text.contains(
-            "| batch | 2 | 2 | 0 | 20.50 (20.00..21.00) | 9.50 (9.00..10.00) | 17.50 \
-             (17.00..18.00) | 1.250 (1.250..1.250) |"
+            "| batch | 2 | 2 | 0 | 20.50 (20.00..21.00) | 9.50 (9.00..10.00) | 20.50 \
+             (20.00..21.00) | 17.50 (17.00..18.00) | 1.250 (1.250..1.250) |"
         ));
-        assert!(text.contains("| none | 2 | 2 | 1 | 10.00 | — | — | 1.000 (1.000..1.000) |"));
+        assert!(
+            text.contains("| none | 2 | 2 | 1 | 10.00 | — | 10.00 | — | 1.000 (1.000..1.000) |")
+        );
         assert!(text.contains(
             "- `norm=none,batch_size=2,seed=1`: diverged after 10 steps: the loss became \
              non-finite at step 9"
@@ -417,7 +456,9 @@ mod tests {
     #[test]
     fn sweeps_state_divergence_and_length_effects() {
         let (text, plots) = report("lr-report", lr_fixture(), None);
-        assert!(text.contains("![Final validation error vs learning rate](error_vs_lr.png)"));
+        assert!(text.contains(
+            "![Final validation error vs learning rate (MLP 8 on digits)](error_vs_lr.png)"
+        ));
         assert_eq!(plots.len(), 7);
         let none = statement(&text, "`none` (dropout=0.0): trained");
         assert_eq!(

@@ -17,6 +17,7 @@ pub(crate) fn error_vs_length(context: &Context) -> Option<Plot> {
             what: "Validation error (%)",
             y_label: "validation error (%)",
             score: |s| s.error,
+            chance: true,
         },
     )
 }
@@ -32,6 +33,7 @@ pub(crate) fn bits_vs_length(context: &Context) -> Option<Plot> {
             what: "Validation cross-entropy in bits per character",
             y_label: "bits per character",
             score: |s| s.bits,
+            chance: false,
         },
     )
 }
@@ -44,6 +46,8 @@ struct ScoreChart {
     what: &'static str,
     y_label: &'static str,
     score: fn(&LengthScore) -> f64,
+    /// An error rate: draw chance level.
+    chance: bool,
 }
 
 fn by_length(context: &Context, chart: ScoreChart) -> Option<Plot> {
@@ -81,6 +85,7 @@ fn by_length(context: &Context, chart: ScoreChart) -> Option<Plot> {
                 values: &values,
             }],
             failed_x: None,
+            reference: chart.chance.then(|| context.chance()).flatten(),
             dodge_norms: true,
         },
     )

@@ -40,6 +40,7 @@ pub(crate) fn error_vs_axis(context: &Context, key: &AxisKey, allow_log: bool) -
                 values: &values,
             }],
             failed_x: Some(&placement),
+            reference: context.chance(),
             dodge_norms: true,
         },
     )

@@ -56,6 +56,7 @@ pub(crate) fn gradient_flow(context: &Context) -> Option<Plot> {
                 },
             ],
             failed_x: None,
+            reference: None,
             dodge_norms: true,
         },
     )

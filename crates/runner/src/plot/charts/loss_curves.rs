@@ -1,7 +1,7 @@
 use crate::analysis::Spread;
 use crate::plot::axis::Axis;
 use crate::plot::charts::{facet_sentence, legend};
-use crate::plot::figure::{Figure, Look, Point, Series, band_of, extent, x_of};
+use crate::plot::figure::{Figure, LegendEntry, Look, Point, Series, band_of, extent, x_of};
 use crate::plot::{Context, Plot};
 use crate::result_set::series_label;
 use crate::results::RunRecord;
@@ -28,12 +28,9 @@ pub(crate) fn loss_curves(context: &Context) -> Option<Plot> {
                         .filter(|curve| !curve.is_empty())
                         .collect();
                     let points = mean_band(&curves);
-                    (!points.is_empty()).then(|| Series {
-                        color: context.palette.color(norm),
-                        look: Look::Band,
-                        dodge: 0.0,
-                        points,
-                    })
+                    let color = context.palette.color(norm);
+                    let variant = context.variant(norm);
+                    (!points.is_empty()).then(|| Series::new(color, Look::Band, variant, points))
                 })
                 .collect();
             (facet, series)
@@ -58,6 +55,9 @@ pub(crate) fn loss_curves(context: &Context) -> Option<Plot> {
         .collect();
     let slots = context.series.iter().map(|norm| (norm, None, Look::Band));
     figure.legend = legend(context, slots, &used);
+    figure.legend.push(LegendEntry::note(
+        "line: mean over seeds; band: min to max over seeds",
+    ));
     Some(Plot {
         file: "loss_curves.png".into(),
         caption: format!(

@@ -23,7 +23,9 @@ use crate::analysis::{Spread, fmt_number};
 use crate::axes::AxisKey;
 use crate::plot::axis::Axis;
 use crate::plot::figure::Stroke;
-use crate::plot::figure::{Figure, LegendEntry, Look, NEUTRAL, Point, Series, band_of, extent};
+use crate::plot::figure::{
+    Figure, LegendEntry, Look, NEUTRAL, Point, Reference, Series, robust_extent,
+};
 use crate::plot::{Context, Plot};
 use crate::result_set::{distinct, series_label};
 use crate::results::{RunRecord, Status};
@@ -41,7 +43,7 @@ pub(crate) fn facet_sentence(axes: &[AxisKey]) -> String {
 }
 
 /// One legend entry per used slot: a norm, the measure it is drawn with (if the plot has
-/// several) and how it looks.
+/// several), how it looks and its place among the norms.
 pub(crate) fn legend<'s>(
     context: &Context,
     slots: impl IntoIterator<Item = (&'s String, Option<&'s str>, Look)>,
@@ -58,8 +60,14 @@ pub(crate) fn legend<'s>(
             },
             color: context.palette.color(norm),
             look,
+            variant: context.variant(norm),
         })
         .collect()
+}
+
+/// The legend's note on what a spread plot's marks stand for.
+pub(crate) fn marks_note() -> LegendEntry {
+    LegendEntry::note("marker: mean over seeds; bar: min to max; dot: each run")
 }
 
 /// One quantity drawn for every norm of a [`SpreadPlot`].
@@ -86,9 +94,11 @@ pub(crate) struct SpreadPlot<'a> {
     pub(crate) facet_axes: Vec<AxisKey>,
     pub(crate) norms: Vec<String>,
     pub(crate) measures: Vec<Measure<'a>>,
-    /// Where runs without a result (diverged or impossible) go on x, drawn as crosses at the
-    /// top; None to leave such runs out.
+    /// Where runs without a result (diverged or impossible) go on x, drawn as crosses in a
+    /// strip above the values; None to leave such runs out.
     pub(crate) failed_x: Option<&'a XPlacement>,
+    /// A line across every panel: chance level on an error plot.
+    pub(crate) reference: Option<Reference>,
     /// Shift each norm's markers a little sideways so that norms at the same x do not hide each
     /// other; false when x gives every norm a place of its own (only measures are shifted).
     pub(crate) dodge_norms: bool,
@@ -115,18 +125,18 @@ pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
                     true => dodge(slot, slots),
                     false => dodge(m, spec.measures.len()),
                 };
-                let points = spread_points(own.iter().flat_map(|r| (measure.values)(r)));
+                let pairs: Vec<(f64, f64)> = own.iter().flat_map(|r| (measure.values)(r)).collect();
+                let points = spread_points(pairs.iter().copied());
                 if !points.is_empty() {
                     used[slot] = true;
-                    series.push(Series {
-                        color,
-                        look: Look::Marks {
-                            stroke: measure.stroke,
-                            joined: spec.joined,
-                        },
-                        dodge: shift,
-                        points,
-                    });
+                    let look = Look::Marks {
+                        stroke: measure.stroke,
+                        joined: spec.joined,
+                    };
+                    let mut marks = Series::new(color, look, context.variant(norm), points);
+                    marks.dodge = shift;
+                    marks.runs = pairs.into_iter().filter(|(_, v)| v.is_finite()).collect();
+                    series.push(marks);
                 }
             }
             let Some(placement) = spec.failed_x else {
@@ -140,26 +150,30 @@ pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
             let xs = distinct(without_result.iter().filter_map(|r| placement.of(r)));
             if !xs.is_empty() {
                 failed.extend(without_result);
-                series.push(Series {
-                    color,
-                    look: Look::Failed,
-                    dodge: dodge(n * spec.measures.len(), slots),
-                    points: xs.into_iter().map(Point::at_top).collect(),
-                });
+                let points = xs.into_iter().map(Point::without_value).collect();
+                let mut crosses = Series::new(color, Look::Failed, context.variant(norm), points);
+                crosses.dodge = dodge(n * spec.measures.len(), slots);
+                series.push(crosses);
             }
         }
         panels.push((facet, series));
     }
-    let (low, high) = extent(panels.iter().flat_map(|(_, s)| s), band_of)?;
-    // Room above the data for the crosses.
-    let high = if failed.is_empty() {
-        high
-    } else {
-        high + 0.12 * (high - low).max(high.abs() * 0.1)
+    // Every mean a setting shows, and its runs, except that one run far from the others (a
+    // stalled seed) does not stretch the axis for the rest: it is drawn at the edge.
+    let all = || panels.iter().flat_map(|(_, s)| s);
+    let means = all().flat_map(|s| s.points.iter().filter(|p| !p.split).map(|p| p.y));
+    let runs = all().flat_map(|s| s.runs.iter().map(|(_, v)| *v));
+    let means = extent_of(means);
+    let (low, high) = match (means, robust_extent(runs)) {
+        (Some((a, b)), Some((c, d))) => (a.min(c), b.max(d)),
+        (one, other) => one.or(other)?,
     };
     let low = if spec.from_zero { 0.0 } else { low };
     let y = Axis::fit(spec.y_label, low, high, false);
     let mut figure = Figure::grid(spec.title, panels, spec.x, y);
+    for panel in &mut figure.panels {
+        panel.reference = spec.reference.clone();
+    }
     let slots = spec.norms.iter().flat_map(|norm| {
         spec.measures.iter().map(move |measure| {
             let look = Look::Marks {
@@ -175,11 +189,13 @@ pub(crate) fn spread_plot(context: &Context, spec: SpreadPlot) -> Option<Plot> {
         true => compact_legend(context, &spec.norms, &spec.measures, &used),
         false => legend(context, slots, &used),
     };
+    figure.legend.push(marks_note());
     if !failed.is_empty() {
         figure.legend.push(LegendEntry {
             label: "diverged or impossible (no result)".into(),
             color: NEUTRAL,
             look: Look::Failed,
+            variant: 0,
         });
     }
     Some(Plot {
@@ -208,6 +224,7 @@ fn compact_legend(
             stroke: measure.stroke,
             joined: true,
         },
+        variant: 0,
     });
     let per_norm = measures.len();
     let norms = norms
@@ -221,6 +238,7 @@ fn compact_legend(
                 stroke: Stroke::Solid,
                 joined: false,
             },
+            variant: context.variant(norm),
         });
     norms.chain(samples).collect()
 }
@@ -245,24 +263,50 @@ pub(crate) fn failed_sentence(failed: &[&RunRecord]) -> String {
     }
     let count = |status| failed.iter().filter(|r| r.status == status).count();
     format!(
-        " Crosses at the top mark settings with runs that diverged ({}) or could not train ({}); \
-         those runs have no final result and are not in the means.",
+        " Crosses in the strip above the values mark settings with runs that diverged ({}) or \
+         could not train ({}); those runs have no final result and are not in the means.",
         count(Status::Diverged),
         count(Status::Impossible)
     )
 }
 
-/// The mean and min..max of the values at each x, in increasing x.
+/// The mean and min..max of the values at each x, in increasing x, each marked split where
+/// its values fall into two groups far apart.
 pub(crate) fn spread_points(pairs: impl Iterator<Item = (f64, f64)>) -> Vec<Point> {
     let pairs: Vec<(f64, f64)> = pairs.filter(|(_, v)| v.is_finite()).collect();
     let mut xs = distinct(pairs.iter().map(|(x, _)| *x));
     xs.sort_by(f64::total_cmp);
     xs.into_iter()
         .filter_map(|x| {
-            let values = pairs.iter().filter(|(px, _)| *px == x).map(|(_, v)| *v);
-            Some(Point::spread(x, Spread::of(values)?))
+            let values: Vec<f64> = (pairs.iter().filter(|(px, _)| *px == x))
+                .map(|(_, v)| *v)
+                .collect();
+            let mut point = Point::spread(x, Spread::of(values.iter().copied())?);
+            point.split = splits(&values);
+            Some(point)
         })
         .collect()
+}
+
+/// True when `values` (three or more) fall into two groups whose gap is most of their range,
+/// ten times the wider group's own range, and a quarter of their mean's size: some seeds
+/// train and some stall.
+fn splits(values: &[f64]) -> bool {
+    if values.len() < 3 {
+        return false;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let range = sorted[sorted.len() - 1] - sorted[0];
+    let (at, gap) = (sorted.windows(2).enumerate())
+        .map(|(i, w)| (i, w[1] - w[0]))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("three values have gaps");
+    let (below, above) = sorted.split_at(at + 1);
+    let spread_of = |group: &[f64]| group[group.len() - 1] - group[0];
+    let within = spread_of(below).max(spread_of(above));
+    let mean = sorted.iter().sum::<f64>() / sorted.len() as f64;
+    gap > 2.0 / 3.0 * range && gap > 10.0 * within && gap > 0.25 * mean.abs()
 }
 
 /// The offset of series `slot` of `slots`, centred on zero.
@@ -284,7 +328,8 @@ pub(crate) struct XPlacement {
 }
 
 impl XPlacement {
-    /// Over the values of axis `key` that the records hold, in grid order.
+    /// Over the values of axis `key` that the records hold, in grid order; never a log scale
+    /// for a single value.
     pub(crate) fn new(context: &Context, key: &AxisKey, allow_log: bool) -> Self {
         let pairs = distinct(
             context
@@ -306,7 +351,7 @@ impl XPlacement {
             .iter()
             .map(|(_, value)| value.filter(|v| *v > 0.0 && v.is_finite()))
             .collect();
-        let values = values.filter(|_| allow_log);
+        let values = values.filter(|v| allow_log && v.len() > 1);
         Self {
             key: key.clone(),
             labels: pairs.into_iter().map(|(label, _)| label).collect(),
@@ -352,4 +397,12 @@ fn label_and_value(record: &RunRecord, key: &AxisKey) -> Option<(String, Option<
 /// `(x, value)` as a list of zero or one pair.
 pub(crate) fn pair(x: Option<f64>, value: Option<f64>) -> Vec<(f64, f64)> {
     x.zip(value).into_iter().collect()
+}
+
+/// The smallest and largest of the finite `values`.
+fn extent_of(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    let values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (!values.is_empty()).then_some((low, high))
 }

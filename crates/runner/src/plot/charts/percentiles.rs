@@ -1,4 +1,4 @@
-use crate::analysis::{describe, percentile_runs, unit_zero};
+use crate::analysis::{Spread, describe, percentile_runs, unit_zero};
 use crate::axes::AxisKey;
 use crate::plot::axis::Axis;
 use crate::plot::figure::{
@@ -46,6 +46,7 @@ pub(crate) fn percentiles(context: &Context) -> Option<Plot> {
                 x: x.clone(),
                 y: y.clone(),
                 series,
+                reference: None,
             });
         }
     }
@@ -70,11 +71,13 @@ pub(crate) fn percentiles(context: &Context) -> Option<Plot> {
                     label: "50th percentile (median)".into(),
                     color: NEUTRAL,
                     look: Look::Band,
+                    variant: 0,
                 },
                 LegendEntry {
                     label: "15th and 85th percentiles".into(),
                     color: NEUTRAL,
                     look: Look::Thin,
+                    variant: 0,
                 },
             ],
         },
@@ -87,22 +90,21 @@ fn percentile_series(record: &RunRecord, site: &str, color: Rgb) -> Vec<Series> 
     if track.is_empty() {
         return Vec::new();
     }
-    let line = |look, pick: fn(&[f32; 3]) -> (f32, f32, f32)| Series {
-        color,
-        look,
-        dodge: 0.0,
-        points: track
+    let line = |look, pick: fn(&[f32; 3]) -> (f32, f32, f32)| {
+        let points = track
             .iter()
             .map(|(step, p)| {
                 let (low, y, high) = pick(p);
-                Point {
-                    x: *step as f64,
-                    y: f64::from(y),
-                    low: f64::from(low),
-                    high: f64::from(high),
-                }
+                let spread = Spread {
+                    mean: f64::from(y),
+                    min: f64::from(low),
+                    max: f64::from(high),
+                    count: 1,
+                };
+                Point::spread(*step as f64, spread)
             })
-            .collect(),
+            .collect();
+        Series::new(color, look, 0, points)
     };
     vec![
         line(Look::Band, |p| (p[0], p[1], p[2])),

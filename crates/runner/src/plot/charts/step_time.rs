@@ -65,6 +65,7 @@ pub(crate) fn step_time(context: &Context) -> Option<Plot> {
             norms: context.series.clone(),
             measures,
             failed_x: None,
+            reference: None,
             dodge_norms: by_batch,
         },
     )

@@ -82,6 +82,7 @@ pub(crate) fn train_vs_eval(context: &Context) -> Option<Plot> {
             norms,
             measures,
             failed_x: Some(&placement),
+            reference: context.chance(),
             dodge_norms: true,
         },
     )
