@@ -34,7 +34,8 @@ pub use error::ModelError;
 pub use instruments::Instruments;
 pub use mlp::{Mlp, MlpConfig};
 pub use recurrent::{
-    CellKind, Placement, RecurrentConfig, RecurrentLayer, RecurrentNet, SequenceOutput,
+    CellKind, Placement, RecurrentConfig, RecurrentInit, RecurrentLayer, RecurrentNet,
+    SequenceOutput,
 };
 
 /// Which network to build; in TOML `kind = "mlp" | "cnn" | "recurrent"` plus its options.

@@ -1,6 +1,7 @@
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
+use burn::tensor::TensorData;
 use burn::tensor::activation::{sigmoid, tanh};
 use normlab_norm::{Norm, NormConfig};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,23 @@ pub enum Placement {
     /// LSTM on the cell state before its `tanh` (LN-LSTM; recurrent BN, Cooijmans et al. 2016).
     #[default]
     Horizontal,
+    /// Inside the recurrence at every step, on the summed pre-activation
+    /// `Wx x_t + Wh h_{t-1}`: the BN-RNN of recurrent BN's Figure 1,
+    /// `h_t = tanh(BN(Wh h_{t-1} + Wx x_t))` (the bias after the norm). RNN and LSTM cells; the
+    /// GRU mixes its terms differently and refuses it.
+    Sum,
+}
+
+/// How a recurrent layer's weight matrices start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecurrentInit {
+    /// burn's (and PyTorch's) default, `U(±sqrt(1 / fan_in))` times `init_scale`.
+    #[default]
+    Default,
+    /// The recurrent weights `Wh` as the identity, one per gate (Le et al. 2015; recurrent
+    /// BN's Figure 1); the input weights `Wx` orthogonal (Saxe et al. 2014).
+    IdentityOrthogonal,
 }
 
 /// What the network predicts.
@@ -79,6 +97,8 @@ pub struct RecurrentConfig {
     pub dropout: f64,
     /// Multiplies the default weight init. Default 1.
     pub init_scale: f64,
+    /// How `Wh` and `Wx` start. Default burn's default.
+    pub weight_init: RecurrentInit,
 }
 
 impl Default for RecurrentConfig {
@@ -92,6 +112,7 @@ impl Default for RecurrentConfig {
             output: SequenceOutput::default(),
             dropout: 0.0,
             init_scale: 1.0,
+            weight_init: RecurrentInit::Default,
         }
     }
 }
@@ -104,6 +125,14 @@ impl RecurrentConfig {
             return Err(ModelError::InvalidConfig {
                 field: if self.layers == 0 { "layers" } else { "hidden" },
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.placement == Placement::Sum && self.cell == CellKind::Gru {
+            return Err(ModelError::InvalidConfig {
+                field: "placement",
+                message: "`sum` normalizes `Wx x + Wh h`, which a GRU's candidate never forms \
+                          (its reset gate scales `Wh h` alone): use horizontal"
+                    .into(),
             });
         }
         if self.norm.includes_activation() {
@@ -161,9 +190,14 @@ impl RecurrentConfig {
                 .with_initializer(scaled_kaiming(self.init_scale))
                 .init(device)
         };
+        let (mut input, mut recurrent) = (weights(inputs), weights(hidden));
+        if self.weight_init == RecurrentInit::IdentityOrthogonal {
+            input.weight = Param::from_tensor(orthogonal(input.weight.val()));
+            recurrent.weight = Param::from_tensor(identities(hidden, self.cell.gates(), device));
+        }
         Ok(RecurrentLayer {
-            input: weights(inputs),
-            recurrent: weights(hidden),
+            input,
+            recurrent,
             bias: Param::from_tensor(Tensor::zeros([width], device)),
             input_norm: norm_of(width, INPUT_TERM)?,
             recurrent_norm: horizontal
@@ -173,14 +207,67 @@ impl RecurrentConfig {
                 .then(|| norm_of(hidden, "cell"))
                 .transpose()?,
             cell: self.cell,
+            placement: self.placement,
             hidden,
             name,
         })
     }
 }
 
+/// `Wh` as `gates` identity matrices side by side, `[hidden, gates * hidden]`.
+fn identities(hidden: usize, gates: usize, device: &Device) -> Tensor<2> {
+    let eye = Tensor::<2>::eye(hidden, device);
+    Tensor::cat(vec![eye; gates], 1)
+}
+
+/// A (semi-)orthogonal matrix of `random`'s shape, from its values: Gram-Schmidt over its rows
+/// when it has no more rows than columns (then `W W^T = I`), else over its columns.
+fn orthogonal(random: Tensor<2>) -> Tensor<2> {
+    let [rows, columns] = random.dims();
+    let device = random.device();
+    let values: Vec<f64> = random.into_data().iter::<f64>().collect();
+    let transpose = rows > columns;
+    let (count, length) = if transpose {
+        (columns, rows)
+    } else {
+        (rows, columns)
+    };
+    let vector = |k: usize| -> Vec<f64> {
+        (0..length)
+            .map(|i| match transpose {
+                true => values[i * columns + k],
+                false => values[k * columns + i],
+            })
+            .collect()
+    };
+    let mut basis: Vec<Vec<f64>> = Vec::with_capacity(count);
+    for k in 0..count {
+        let mut v = vector(k);
+        for b in &basis {
+            let dot: f64 = v.iter().zip(b).map(|(x, y)| x * y).sum();
+            v.iter_mut().zip(b).for_each(|(x, y)| *x -= dot * y);
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        v.iter_mut().for_each(|x| *x /= norm);
+        basis.push(v);
+    }
+    let out: Vec<f32> = (0..rows * columns)
+        .map(|at| {
+            let (i, j) = (at / columns, at % columns);
+            (match transpose {
+                true => basis[j][i],
+                false => basis[i][j],
+            }) as f32
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(out, [rows, columns]), &device)
+}
+
 /// The site name of the norm on `Wx x_t`.
 const INPUT_TERM: &str = "input term";
+
+/// The site name of the norm on `Wx x_t + Wh h_{t-1}` (the sum placement).
+const SUM: &str = "pre-activation";
 
 /// One recurrent layer, batch-first, written as a step function so norms can sit inside it.
 #[derive(Module, Debug)]
@@ -200,6 +287,9 @@ pub struct RecurrentLayer {
     /// Which cell the step computes.
     #[module(skip)]
     pub cell: CellKind,
+    /// Where its norms sit.
+    #[module(skip)]
+    pub placement: Placement,
     /// Hidden units.
     pub hidden: usize,
     /// `Lstm layer 1`: the start of each norm site's name in errors and probes.
@@ -207,10 +297,6 @@ pub struct RecurrentLayer {
 }
 
 impl RecurrentLayer {
-    fn horizontal(&self) -> bool {
-        self.recurrent_norm.is_some()
-    }
-
     /// The name of one norm site of this layer: `Lstm layer 1 input term`.
     fn site(&self, slot: &str) -> String {
         format!("{} {slot}", self.name)
@@ -228,7 +314,7 @@ impl RecurrentLayer {
         let [n, steps, _] = x.dims();
         let device = x.device();
         let mut terms = self.input.forward(x);
-        if !self.horizontal() {
+        if self.placement == Placement::Vertical {
             let site = || self.site(INPUT_TERM);
             terms = instruments
                 .norm_site(site, 2, terms, |t| {
@@ -282,10 +368,15 @@ impl RecurrentLayer {
             h_term = normalize(recurrent_norm, "recurrent term", h_term)?;
         }
         let bias = self.bias.val().unsqueeze_dim::<2>(0);
+        // The RNN's and the LSTM's pre-activation; normalized whole with the sum placement.
+        let summed = || match self.placement {
+            Placement::Sum => normalize(&self.input_norm, SUM, x_term.clone() + h_term.clone()),
+            _ => Ok(x_term.clone() + h_term.clone()),
+        };
         Ok(match self.cell {
-            CellKind::Rnn => (tanh(x_term + h_term + bias), c),
+            CellKind::Rnn => (tanh(summed()? + bias), c),
             CellKind::Lstm => {
-                let [i, f, g, o]: [Tensor<2>; 4] = (x_term + h_term + bias)
+                let [i, f, g, o]: [Tensor<2>; 4] = (summed()? + bias)
                     .chunk(4, 1)
                     .try_into()
                     .expect("4 gates");

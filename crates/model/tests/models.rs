@@ -79,8 +79,10 @@ fn recurrent(norm: &NormConfig, cell: CellKind, placement: Placement) -> Recurre
 fn recurrent_configs(norm: &NormConfig) -> Vec<RecurrentConfig> {
     let mut configs = Vec::new();
     for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
-        for placement in [Placement::Vertical, Placement::Horizontal] {
-            configs.push(recurrent(norm, cell, placement));
+        for placement in [Placement::Vertical, Placement::Horizontal, Placement::Sum] {
+            if !(cell == CellKind::Gru && placement == Placement::Sum) {
+                configs.push(recurrent(norm, cell, placement));
+            }
         }
     }
     configs
@@ -733,6 +735,72 @@ fn an_input_with_no_values_is_an_error_not_a_crash() {
         match model.forward(input) {
             Err(ModelError::EmptyInput { shape: got }) => assert_eq!(got, shape),
             other => panic!("{shape:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_sum_placement_normalizes_the_whole_pre_activation_at_every_step() {
+    let device = train_device();
+    let norm: NormConfig = serde_json::from_str(r#"{"kind": "batch", "per_step": 5}"#).unwrap();
+    let config = RecurrentConfig {
+        cell: CellKind::Rnn,
+        hidden: 6,
+        norm,
+        placement: Placement::Sum,
+        ..RecurrentConfig::default()
+    };
+    let model = config.init(2, 3, &device).unwrap();
+    let layer = &model.layers[0];
+    assert!(layer.recurrent_norm.is_none() && layer.cell_norm.is_none());
+    // Batch norm on the sum with gamma 1 and beta 0: the pre-activation of every unit has mean
+    // 0 over the batch at every step, so the bias (0) and tanh keep each h_t's mean over the
+    // batch at 0 where tanh is odd: check the first step directly.
+    let x = values([8, 5, 2], 3, &device);
+    let states = layer.forward(x.clone(), None, &mut Instruments::none()).unwrap();
+    let first = states.slice(s![.., 0, ..]).reshape([8, 6]);
+    let pre = layer.input.forward(x.slice(s![.., 0, ..]).reshape([8, 2]));
+    let mean = pre.clone().mean_dim(0);
+    let var = (pre.clone() - mean.clone()).square().mean_dim(0);
+    let expected = ((pre - mean) / (var + 1e-5).sqrt()).tanh();
+    let error = normlab_testkit::max_relative_error(first, expected, 1e-6);
+    assert!(error < 1e-5, "off by {error}");
+
+    let gru = RecurrentConfig {
+        cell: CellKind::Gru,
+        placement: Placement::Sum,
+        ..RecurrentConfig::default()
+    };
+    let err = gru.init(2, 3, &device).unwrap_err().to_string();
+    assert!(err.contains("`placement`") && err.contains("GRU"), "{err}");
+}
+
+#[test]
+fn identity_and_orthogonal_init_start_the_recurrence_where_recurrent_bn_did() {
+    let device = plain_device();
+    for (cell, gates) in [(CellKind::Rnn, 1), (CellKind::Lstm, 4)] {
+        for inputs in [1, 3, 20] {
+            let config = RecurrentConfig {
+                cell,
+                hidden: 8,
+                weight_init: RecurrentInit::IdentityOrthogonal,
+                ..RecurrentConfig::default()
+            };
+            let model = config.init(inputs, 3, &device).unwrap();
+            let layer = &model.layers[0];
+            // Wh: one identity per gate.
+            let wh = layer.recurrent.weight.val();
+            let eye = Tensor::<2>::eye(8, &device);
+            assert_eq!(values_of(wh), values_of(Tensor::cat(vec![eye; gates], 1)));
+            // Wx [inputs, 8 * gates]: orthonormal rows, or columns where it has more rows.
+            let wx = layer.input.weight.val();
+            let (gram, size) = match inputs <= 8 * gates {
+                true => (wx.clone().matmul(wx.transpose()), inputs),
+                false => (wx.clone().transpose().matmul(wx), 8 * gates),
+            };
+            let identity = Tensor::<2>::eye(size, &device);
+            let error = normlab_testkit::max_relative_error(gram, identity, 1.0);
+            assert!(error < 1e-5, "{cell:?} with {inputs} inputs: W W^T off by {error}");
         }
     }
 }
