@@ -247,7 +247,12 @@ fn orthogonal(random: Tensor<2>) -> Tensor<2> {
             let dot: f64 = v.iter().zip(b).map(|(x, y)| x * y).sum();
             v.iter_mut().zip(b).for_each(|(x, y)| *x -= dot * y);
         }
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        let norm = v
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
         v.iter_mut().for_each(|x| *x /= norm);
         basis.push(v);
     }
@@ -376,10 +381,8 @@ impl RecurrentLayer {
         Ok(match self.cell {
             CellKind::Rnn => (tanh(summed()? + bias), c),
             CellKind::Lstm => {
-                let [i, f, g, o]: [Tensor<2>; 4] = (summed()? + bias)
-                    .chunk(4, 1)
-                    .try_into()
-                    .expect("4 gates");
+                let [i, f, g, o]: [Tensor<2>; 4] =
+                    (summed()? + bias).chunk(4, 1).try_into().expect("4 gates");
                 let c = sigmoid(f) * c + sigmoid(i) * tanh(g);
                 let c_out = match &self.cell_norm {
                     Some(norm) => normalize(norm, "cell", c.clone())?,

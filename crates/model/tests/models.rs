@@ -757,7 +757,9 @@ fn the_sum_placement_normalizes_the_whole_pre_activation_at_every_step() {
     // 0 over the batch at every step, so the bias (0) and tanh keep each h_t's mean over the
     // batch at 0 where tanh is odd: check the first step directly.
     let x = values([8, 5, 2], 3, &device);
-    let states = layer.forward(x.clone(), None, &mut Instruments::none()).unwrap();
+    let states = layer
+        .forward(x.clone(), None, &mut Instruments::none())
+        .unwrap();
     let first = states.slice(s![.., 0, ..]).reshape([8, 6]);
     let pre = layer.input.forward(x.slice(s![.., 0, ..]).reshape([8, 2]));
     let mean = pre.clone().mean_dim(0);
@@ -800,7 +802,10 @@ fn identity_and_orthogonal_init_start_the_recurrence_where_recurrent_bn_did() {
             };
             let identity = Tensor::<2>::eye(size, &device);
             let error = normlab_testkit::max_relative_error(gram, identity, 1.0);
-            assert!(error < 1e-5, "{cell:?} with {inputs} inputs: W W^T off by {error}");
+            assert!(
+                error < 1e-5,
+                "{cell:?} with {inputs} inputs: W W^T off by {error}"
+            );
         }
     }
 }
