@@ -22,16 +22,17 @@ pub fn batch_order(
     Ok(order.chunks(batch_size).map(<[usize]>::to_vec).collect())
 }
 
-/// Batches of `batch_size` that each hold examples of two classes only, half of each: the
-/// non-i.i.d. batches under which batch norm's statistics stop describing the data (Ioffe 2017,
-/// section 4.3). `label(i)` is the class of example `i`.
+/// Batches of `batch_size` that each hold examples of two classes only, half of each: a stress
+/// test harsher than the paper's design (see [`same_class_pair_batches`]), under which every
+/// norm's optimizer suffers, not only batch norm's statistics. `label(i)` is the class of
+/// example `i`.
 ///
 /// Each class's examples are shuffled and cut into halves of `batch_size / 2`; the halves are
 /// shuffled and each is paired with the next half of another class. Halves left without a
 /// partner, and the remainder of each class, are left out of this epoch. Like
 /// [`batch_order`], the batches depend only on `(indices, labels, seed, epoch)`. Errors if
 /// `batch_size` is below 2.
-pub fn class_pair_batches(
+pub fn two_class_batches(
     indices: &[usize],
     label: impl Fn(usize) -> usize,
     batch_size: usize,
@@ -41,10 +42,66 @@ pub fn class_pair_batches(
     if batch_size < 2 {
         return Err(DataError::invalid(
             "batch size",
-            "class-pair batches need at least 2 examples",
+            "two-class batches need at least 2 examples",
         ));
     }
-    let half = batch_size / 2;
+    let mut halves = same_class_groups(indices, &label, batch_size / 2, seed, epoch);
+    let mut batches = Vec::with_capacity(halves.len() / 2);
+    while let Some((class, first)) = halves.pop() {
+        let Some(partner) = halves.iter().rposition(|&(other, _)| other != class) else {
+            break;
+        };
+        let (_, second) = halves.remove(partner);
+        let mut batch = first;
+        batch.extend(second);
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
+/// Batches of `batch_size` made of `batch_size / 2` pairs, the two examples of each pair from
+/// one class: the non-i.i.d. minibatches of Ioffe (2017, section 4.3: 16 pairs per batch of
+/// 32), which leave the class mix of a batch random but make its examples correlated.
+///
+/// Each class's examples are shuffled and cut into pairs; the pairs of all classes are shuffled
+/// together and cut into batches, so a pair's class is drawn with the classes' frequencies. The
+/// last batch keeps the remainder; an unpaired example of each class is left out of this epoch.
+/// The batches depend only on `(indices, labels, seed, epoch)`. Errors unless `batch_size` is
+/// even and at least 2.
+pub fn same_class_pair_batches(
+    indices: &[usize],
+    label: impl Fn(usize) -> usize,
+    batch_size: usize,
+    seed: u64,
+    epoch: u64,
+) -> Result<Vec<Vec<usize>>> {
+    if batch_size < 2 || !batch_size.is_multiple_of(2) {
+        return Err(DataError::invalid(
+            "batch size",
+            "batches of same-class pairs need an even size",
+        ));
+    }
+    let pairs = same_class_groups(indices, &label, 2, seed, epoch);
+    Ok(pairs
+        .chunks(batch_size / 2)
+        .map(|pairs| {
+            pairs
+                .iter()
+                .flat_map(|(_, pair)| pair.iter().copied())
+                .collect()
+        })
+        .collect())
+}
+
+/// The examples of each class, shuffled and cut into groups of `size` (each class's remainder
+/// left out), with the groups of all classes shuffled together; each group with its class.
+fn same_class_groups(
+    indices: &[usize],
+    label: &impl Fn(usize) -> usize,
+    size: usize,
+    seed: u64,
+    epoch: u64,
+) -> Vec<(usize, Vec<usize>)> {
     let mut by_class: Vec<Vec<usize>> = Vec::new();
     for i in shuffled(indices, seed, epoch) {
         let class = label(i);
@@ -53,23 +110,17 @@ pub fn class_pair_batches(
         }
         by_class[class].push(i);
     }
-    let mut halves: Vec<(usize, &[usize])> = by_class
+    let mut groups: Vec<(usize, Vec<usize>)> = by_class
         .iter()
         .enumerate()
-        .flat_map(|(class, examples)| examples.chunks_exact(half).map(move |h| (class, h)))
+        .flat_map(|(class, examples)| {
+            examples
+                .chunks_exact(size)
+                .map(move |group| (class, group.to_vec()))
+        })
         .collect();
-    halves.shuffle(&mut rng(seed, Stream::ClassPairs, epoch));
-    let mut batches = Vec::with_capacity(halves.len() / 2);
-    while let Some((class, first)) = halves.pop() {
-        let Some(partner) = halves.iter().rposition(|&(other, _)| other != class) else {
-            break;
-        };
-        let (_, second) = halves.remove(partner);
-        let mut batch = first.to_vec();
-        batch.extend_from_slice(second);
-        batches.push(batch);
-    }
-    Ok(batches)
+    groups.shuffle(&mut rng(seed, Stream::ClassGroups, epoch));
+    groups
 }
 
 /// `indices` in the order epoch `epoch` of [`batch_order`] visits them: a shuffle that depends

@@ -31,7 +31,7 @@ pub struct Splits {
 pub(crate) enum Stream {
     Split = 1,
     Batch = 2,
-    ClassPairs = 3,
+    ClassGroups = 3,
 }
 
 /// A generator determined by `(seed, stream, index)` and by nothing else; distinct triples give

@@ -1,5 +1,6 @@
 use normlab_data::{
-    DataError, Splits, batch_order, class_pair_batches, split_indices, split_train_valid,
+    DataError, Splits, batch_order, same_class_pair_batches, split_indices, split_train_valid,
+    two_class_batches,
 };
 
 /// Every index of `0..n` appears exactly once across `parts`.
@@ -98,11 +99,11 @@ fn zero_batch_size_is_rejected() {
 }
 
 #[test]
-fn class_pair_batches_hold_two_classes_half_each_and_no_example_twice() {
+fn two_class_batches_hold_two_classes_half_each_and_no_example_twice() {
     // 10 classes of 37 examples each, labelled by index.
     let indices: Vec<usize> = (0..370).collect();
     let label = |i: usize| i % 10;
-    let batches = class_pair_batches(&indices, label, 8, 3, 0).unwrap();
+    let batches = two_class_batches(&indices, label, 8, 3, 0).unwrap();
     // Each class gives 9 halves of 4 (one example left over): 90 halves, 45 batches at most.
     assert!(batches.len() >= 40, "{} batches", batches.len());
     for batch in &batches {
@@ -119,11 +120,54 @@ fn class_pair_batches_hold_two_classes_half_each_and_no_example_twice() {
     // Deterministic per (seed, epoch), and different across epochs.
     assert_eq!(
         batches,
-        class_pair_batches(&indices, label, 8, 3, 0).unwrap()
+        two_class_batches(&indices, label, 8, 3, 0).unwrap()
     );
     assert_ne!(
         batches,
-        class_pair_batches(&indices, label, 8, 3, 1).unwrap()
+        two_class_batches(&indices, label, 8, 3, 1).unwrap()
     );
-    assert!(class_pair_batches(&indices, label, 1, 3, 0).is_err());
+    assert!(two_class_batches(&indices, label, 1, 3, 0).is_err());
+}
+
+#[test]
+fn same_class_pair_batches_hold_pairs_of_one_class_and_mix_classes_across_pairs() {
+    // 10 classes of 37 examples each, labelled by index: 18 pairs per class, one left over.
+    let indices: Vec<usize> = (0..370).collect();
+    let label = |i: usize| i % 10;
+    let batches = same_class_pair_batches(&indices, label, 32, 3, 0).unwrap();
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 360, "every pair is used once");
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|&n| n == 32),
+        "{sizes:?}"
+    );
+    let mut classes_per_batch = Vec::new();
+    for batch in &batches {
+        let classes: Vec<usize> = batch.iter().map(|&i| label(i)).collect();
+        for pair in classes.chunks(2) {
+            assert_eq!(pair[0], pair[1], "a pair mixes classes: {classes:?}");
+        }
+        let mut distinct = classes.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        classes_per_batch.push(distinct.len());
+    }
+    // 16 pairs drawn from 10 classes cover most of them; two-class batches would give 2.
+    assert!(classes_per_batch[0] >= 6, "{classes_per_batch:?}");
+    let mut all: Vec<usize> = batches.concat();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 360, "an example appears twice");
+    assert_eq!(
+        batches,
+        same_class_pair_batches(&indices, label, 32, 3, 0).unwrap()
+    );
+    assert_ne!(
+        batches,
+        same_class_pair_batches(&indices, label, 32, 3, 1).unwrap()
+    );
+    for odd_or_tiny in [0, 1, 3, 31] {
+        let err = same_class_pair_batches(&indices, label, odd_or_tiny, 3, 0).unwrap_err();
+        assert!(err.to_string().contains("even"), "{err}");
+    }
 }

@@ -2,6 +2,7 @@
 //! inference, or frozen into per-channel maps for fine-tuning at small batch.
 
 use burn::module::Param;
+use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use normlab_norm::{
     Norm, NormConfig, NormError, WEIGHT_STANDARDIZATION_EPSILON, fold_into_conv2d,
@@ -41,20 +42,14 @@ impl Model {
             Model::Cnn(mut cnn) => {
                 let foldable = cnn.norm_position == NormPosition::BeforeActivation;
                 let standardize = std::mem::take(&mut cnn.weight_standardization);
-                for (conv, norm) in cnn.convs.iter_mut().zip(&mut cnn.norms) {
-                    if standardize {
-                        let weight = standardize_weights(
-                            conv.weight.val(),
-                            0,
-                            WEIGHT_STANDARDIZATION_EPSILON,
-                        );
-                        *conv = with_weight(conv, weight);
-                    }
-                    if let (true, Ok(folded)) = (foldable, fold_into_conv2d(conv, norm)) {
-                        (*conv, *norm) = (folded, identity(norm));
-                    }
-                }
+                let pairs = cnn.convs.iter_mut().zip(&mut cnn.norms);
+                fold_into_convs(pairs, standardize, foldable);
                 Model::Cnn(cnn)
+            }
+            Model::Resnet(mut net) => {
+                let standardize = std::mem::take(&mut net.weight_standardization);
+                fold_into_convs(net.conv_norms_mut(), standardize, true);
+                Model::Resnet(net)
             }
             recurrent => recurrent,
         }
@@ -91,6 +86,13 @@ impl Model {
                 cnn.norms = each(cnn.norms)?;
                 Model::Cnn(cnn)
             }
+            Model::Resnet(mut net) => {
+                for norm in net.norms_mut() {
+                    let site = norm.describe();
+                    *norm = f(norm.clone()).map_err(ModelError::norm(|| site))?;
+                }
+                Model::Resnet(net)
+            }
             Model::Recurrent(mut net) => {
                 for layer in &mut net.layers {
                     let norms: Vec<Norm> = [Some(layer.input_norm.clone())]
@@ -110,6 +112,24 @@ impl Model {
                 Model::Recurrent(net)
             }
         })
+    }
+}
+
+/// Each convolution's filters standardized (when `standardize`) and the norm after it folded
+/// into it where it can be (when `foldable`: the norm sits before the activation).
+fn fold_into_convs<'a>(
+    pairs: impl Iterator<Item = (&'a mut Conv2d, &'a mut Norm)>,
+    standardize: bool,
+    foldable: bool,
+) {
+    for (conv, norm) in pairs {
+        if standardize {
+            let weight = standardize_weights(conv.weight.val(), 0, WEIGHT_STANDARDIZATION_EPSILON);
+            *conv = with_weight(conv, weight);
+        }
+        if let (true, Ok(folded)) = (foldable, fold_into_conv2d(conv, norm)) {
+            (*conv, *norm) = (folded, identity(norm));
+        }
     }
 }
 

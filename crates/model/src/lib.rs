@@ -21,6 +21,7 @@ mod mlp;
 pub mod norm_time;
 pub mod probe;
 mod recurrent;
+mod resnet;
 mod weights;
 
 use burn::prelude::*;
@@ -37,8 +38,10 @@ pub use recurrent::{
     CellKind, Placement, RecurrentConfig, RecurrentInit, RecurrentLayer, RecurrentNet,
     SequenceOutput,
 };
+pub use resnet::{BasicBlock, ConvNorm, Resnet, ResnetConfig, Shortcut};
 
-/// Which network to build; in TOML `kind = "mlp" | "cnn" | "recurrent"` plus its options.
+/// Which network to build; in TOML `kind = "mlp" | "cnn" | "resnet" | "recurrent"` plus its
+/// options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelConfig {
@@ -46,6 +49,8 @@ pub enum ModelConfig {
     Mlp(MlpConfig),
     /// A convolutional network.
     Cnn(CnnConfig),
+    /// A residual convolutional network.
+    Resnet(ResnetConfig),
     /// Stacked recurrent layers (RNN, LSTM or GRU).
     Recurrent(RecurrentConfig),
 }
@@ -96,6 +101,7 @@ impl ModelConfig {
         match self {
             Self::Mlp(c) => &c.norm,
             Self::Cnn(c) => &c.norm,
+            Self::Resnet(c) => &c.norm,
             Self::Recurrent(c) => &c.norm,
         }
     }
@@ -107,6 +113,7 @@ impl ModelConfig {
         match self {
             Self::Mlp(c) => c.validate(),
             Self::Cnn(c) => c.validate(),
+            Self::Resnet(c) => c.validate(),
             Self::Recurrent(c) => c.validate(),
         }?;
         self.norm()
@@ -119,6 +126,7 @@ impl ModelConfig {
         match &mut self {
             Self::Mlp(c) => c.norm = norm,
             Self::Cnn(c) => c.norm = norm,
+            Self::Resnet(c) => c.norm = norm,
             Self::Recurrent(c) => c.norm = norm,
         }
         self
@@ -138,6 +146,9 @@ impl ModelConfig {
                 Model::Mlp(c.init(ch * h * w, outputs, device)?)
             }
             (Self::Cnn(c), InputShape::Image(image)) => Model::Cnn(c.init(image, outputs, device)?),
+            (Self::Resnet(c), InputShape::Image(image)) => {
+                Model::Resnet(c.init(image, outputs, device)?)
+            }
             (Self::Recurrent(c), InputShape::Sequence(f)) => {
                 Model::Recurrent(c.init(f, outputs, device)?)
             }
@@ -152,7 +163,7 @@ impl ModelConfig {
     }
 
     /// The network in a few words, for a plot's title: `MLP 64-64`, `CNN 4/8/16 (2 convs a
-    /// block)`, `LSTM 128`.
+    /// block)`, `ResNet-20 8/16/32`, `LSTM 128`.
     pub fn describe(&self) -> String {
         let join = |sizes: &[usize], sep: &str| -> String {
             let parts: Vec<String> = sizes.iter().map(usize::to_string).collect();
@@ -166,6 +177,7 @@ impl ModelConfig {
                 c.convs_per_block
             ),
             Self::Cnn(c) => format!("CNN {}", join(&c.channels, "/")),
+            Self::Resnet(c) => format!("ResNet-{} {}", c.depth(), join(&c.widths, "/")),
             Self::Recurrent(c) => {
                 let cell = format!("{:?}", c.cell).to_uppercase();
                 match c.layers {
@@ -176,11 +188,32 @@ impl ModelConfig {
         }
     }
 
+    /// The `[height, width]` of the feature maps that the deepest norms of a conv network see,
+    /// for images `[channels, height, width]`: a batch norm there averages `N * height * width`
+    /// values per channel. None for dense and recurrent networks.
+    pub fn deepest_map(&self, image: [usize; 3]) -> Option<[usize; 2]> {
+        let [_, height, width] = image;
+        let halvings = match self {
+            // The last block's norms come before its pooling.
+            Self::Cnn(c) if c.pool != Pool::None => c.channels.len() - 1,
+            Self::Cnn(_) => 0,
+            Self::Resnet(c) => c.widths.len() - 1,
+            Self::Mlp(_) | Self::Recurrent(_) => return None,
+        };
+        // A CNN pools with floor; a residual network's stride-2 convolutions round up.
+        let shrink = |size: usize| match self {
+            Self::Resnet(_) => (0..halvings).fold(size, |s, _| s.div_ceil(2)),
+            _ => size >> halvings,
+        };
+        Some([shrink(height), shrink(width)])
+    }
+
     /// Which of the networks this config builds.
     pub fn kind(&self) -> ModelKind {
         match self {
             Self::Mlp(_) => ModelKind::Mlp,
             Self::Cnn(_) => ModelKind::Cnn,
+            Self::Resnet(_) => ModelKind::Resnet,
             Self::Recurrent(_) => ModelKind::Recurrent,
         }
     }
@@ -193,6 +226,8 @@ pub enum ModelKind {
     Mlp,
     /// [`Cnn`].
     Cnn,
+    /// [`Resnet`].
+    Resnet,
     /// [`RecurrentNet`].
     Recurrent,
 }
@@ -203,6 +238,7 @@ impl ModelKind {
         match self {
             Self::Mlp => "mlp",
             Self::Cnn => "cnn",
+            Self::Resnet => "resnet",
             Self::Recurrent => "recurrent",
         }
     }
@@ -211,19 +247,24 @@ impl ModelKind {
     fn expected_input(self) -> &'static str {
         match self {
             Self::Mlp => "feature or image",
-            Self::Cnn => "image",
+            Self::Cnn | Self::Resnet => "image",
             Self::Recurrent => "sequence",
         }
     }
 }
 
 /// Any network this crate builds.
+// Moved a few times per training step: copying the largest variant's few hundred bytes costs
+// nothing next to the step, and boxing would put a pointer between every user and the layers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Model {
     /// A multilayer perceptron.
     Mlp(Mlp),
     /// A convolutional network.
     Cnn(Cnn),
+    /// A residual convolutional network.
+    Resnet(Resnet),
     /// Stacked recurrent layers.
     Recurrent(RecurrentNet),
 }
@@ -248,6 +289,7 @@ impl Model {
                 m.forward_instrumented(x.flatten(1, 3), instruments)
             }
             (Self::Cnn(m), Input::Images(x)) => m.forward_instrumented(x, instruments),
+            (Self::Resnet(m), Input::Images(x)) => m.forward_instrumented(x, instruments),
             (Self::Recurrent(m), Input::Sequences { values, mask }) => {
                 m.forward_instrumented(values, mask, instruments)
             }
@@ -285,6 +327,7 @@ impl Model {
         match self {
             Self::Mlp(_) => ModelKind::Mlp,
             Self::Cnn(_) => ModelKind::Cnn,
+            Self::Resnet(_) => ModelKind::Resnet,
             Self::Recurrent(_) => ModelKind::Recurrent,
         }
     }

@@ -675,7 +675,7 @@ fn folded_and_frozen_models_compute_what_the_eval_model_computes() {
         let norms = match &folded {
             Model::Mlp(m) => &m.norms,
             Model::Cnn(m) => &m.norms,
-            Model::Recurrent(_) => unreachable!(),
+            Model::Recurrent(_) | Model::Resnet(_) => unreachable!(),
         };
         assert!(
             norms

@@ -24,6 +24,18 @@ fn invalid_configs_name_the_field_and_the_value() {
             "divisor of num_features = 64",
         ),
         (
+            NormConfig::Group(GroupNormConfig::default().with_channels_per_group(Some(3))),
+            8,
+            "`channels_per_group` = 3",
+            "divisor of num_features = 8",
+        ),
+        (
+            NormConfig::Group(GroupNormConfig::default().with_channels_per_group(Some(0))),
+            8,
+            "`channels_per_group` = 0",
+            "at least 1",
+        ),
+        (
             NormConfig::Group(GroupNormConfig::new(0)),
             64,
             "`groups` = 0",
@@ -318,4 +330,31 @@ fn per_step_batch_norm_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("time step 4"), "{err}");
+}
+
+#[test]
+fn channels_per_group_gives_each_width_its_own_number_of_groups() {
+    let config: NormConfig =
+        serde_json::from_str(r#"{"kind": "group", "channels_per_group": 4}"#).unwrap();
+    for (width, groups) in [(8, 2), (16, 4), (32, 8)] {
+        let layer = config.init(width, &device()).unwrap();
+        assert_eq!(
+            layer.describe(),
+            format!("GroupNorm({width} features, {groups} groups)")
+        );
+        // The same numbers as a layer given that many groups.
+        let x = Tensor::<3>::random(
+            [2, width, 5],
+            burn::tensor::Distribution::Default,
+            &device(),
+        );
+        let same = NormConfig::Group(GroupNormConfig::new(groups))
+            .init(width, &device())
+            .unwrap();
+        let diff = (layer.forward(x.clone()).unwrap() - same.forward(x).unwrap())
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert_eq!(diff, 0.0);
+    }
 }

@@ -118,6 +118,7 @@ fn record(point: &GridPoint, outcome: Outcome) -> RunRecord {
         config: point.run.clone(),
         lr: point.run.lr(),
         classes: Some(10),
+        image_shape: None,
         losses,
         evals: if diverged {
             Vec::new()

@@ -292,12 +292,40 @@ pub struct Probe {
 }
 
 /// The loss's gradient with respect to every hidden state of a recurrence, on one batch.
+///
+/// Steps before `first_step` are left out: the blank start that every sequence of the batch
+/// shares (the empty top rows of every digit), up to the step by which every sequence has left
+/// it. Until then some sequences are still in the shared state, a norm's per-step statistics
+/// come from a few sequences or none, and its backward multiplies the gradient by up to
+/// `gamma / sqrt(epsilon)` per step: the gradient there measures epsilon, not the recurrence, and
+/// can overflow. If the gradient is still not finite at a later step, the record starts after
+/// it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GradientFlow {
     /// Training steps done before it: 0 at initialization.
     pub step: usize,
-    /// `mean_n ||dLoss/dh_t[n]||` for every step `t` of the last recurrent layer.
+    /// The time step of `norms[0]`.
+    #[serde(default)]
+    pub first_step: usize,
+    /// `mean_n ||dLoss/dh_t[n]||` for every step `t >= first_step` of the last recurrent layer,
+    /// up to the last step.
     pub norms: Vec<f32>,
+}
+
+impl GradientFlow {
+    /// `(steps back from the last step, ||dLoss/dh_t|| / ||dLoss/dh_last||)` for every step
+    /// recorded; nothing when the last step's gradient is zero.
+    pub fn relative_to_last(&self) -> Vec<(usize, f64)> {
+        let Some(&last) = self.norms.last().filter(|&&last| last > 0.0) else {
+            return Vec::new();
+        };
+        let back = self.norms.len() - 1;
+        self.norms
+            .iter()
+            .enumerate()
+            .map(|(i, &norm)| (back - i, f64::from(norm) / f64::from(last)))
+            .collect()
+    }
 }
 
 /// The time a training step spent in its norm layers: medians over the steps, seconds.
@@ -330,6 +358,11 @@ pub struct RunRecord {
     /// one of them. Absent from records written before 2026-12-04.
     #[serde(default)]
     pub classes: Option<usize>,
+    /// The shape of one image, `[channels, height, width]`, for image sets: what the deepest
+    /// norms of a conv network see follows from it. Absent from records written before
+    /// 2026-12-04 and for other sets.
+    #[serde(default)]
+    pub image_shape: Option<[usize; 3]>,
     /// The training loss, averaged over windows of steps (see [`LossWindows`]).
     pub losses: Vec<StepLoss>,
     /// The evaluations, in order; the last is the run's result.
@@ -363,6 +396,7 @@ impl RunRecord {
             config: point.run.clone(),
             lr: point.run.lr(),
             classes: None,
+            image_shape: None,
             losses: Vec::new(),
             evals: Vec::new(),
             probes: Vec::new(),

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use normlab_data::{
     DataError, DataRoot, Images, ScaleKind, Scaler, Sequences, Split, Text, batch_order,
-    class_pair_batches, images_from_csv, images_from_idx, pad_sequences, read_idx, read_text_file,
-    read_ts, shuffled, split_train_valid,
+    images_from_csv, images_from_idx, pad_sequences, read_idx, read_text_file, read_ts,
+    same_class_pair_batches, shuffled, split_train_valid, two_class_batches,
 };
 use normlab_model::{Input, InputShape};
 
-use crate::config::{Batching, DataConfig, DataFiles, DataSet, DataSource};
+use crate::config::{Batching, DataConfig, DataFiles, DataSet, DataSource, ImageSteps};
 
 /// Splits and subsets use this seed, not the run's: every run of an experiment sees the same
 /// training and evaluation examples.
@@ -26,10 +26,10 @@ pub struct Batch {
 }
 
 enum Examples {
-    /// Images, presented as sequences of their rows when `rows_as_steps`.
+    /// Images, presented as sequences when `steps` says what a step is.
     Images {
         images: Images,
-        rows_as_steps: bool,
+        steps: Option<ImageSteps>,
     },
     Sequences(Sequences),
     /// Windows of `seq_len` characters; training windows come from the start of the text,
@@ -130,15 +130,14 @@ impl Task {
 
     fn new(examples: Examples, train: Vec<usize>, valid: Vec<usize>, valid_source: String) -> Self {
         let (input_shape, classes) = match &examples {
-            Examples::Images {
-                images,
-                rows_as_steps,
-            } => {
+            Examples::Images { images, steps } => {
                 let [c, _, w] = images.shape;
-                match rows_as_steps {
-                    true => (InputShape::Sequence(c * w), images.classes),
-                    false => (InputShape::Image(images.shape), images.classes),
-                }
+                let shape = match steps {
+                    Some(ImageSteps::Rows) => InputShape::Sequence(c * w),
+                    Some(ImageSteps::Pixels) => InputShape::Sequence(c),
+                    None => InputShape::Image(images.shape),
+                };
+                (shape, images.classes)
             }
             Examples::Sequences(s) => (InputShape::Sequence(s.features), s.classes),
             Examples::Text { text, .. } => {
@@ -232,26 +231,21 @@ impl Task {
             Tensor::from_data(TensorData::new(labels.clone(), [labels.len()]), device)
         };
         match &self.examples {
-            Examples::Images {
-                images,
-                rows_as_steps,
-            } => {
+            Examples::Images { images, steps } => {
                 let [c, h, w] = images.shape;
-                let pixels = images.gather(indices);
-                let input = match rows_as_steps {
+                let pixels = TensorData::new(images.gather(indices), [n, c, h, w]);
+                let pixels = Tensor::<4>::from_data(pixels, device);
+                let sequences = |values| Input::Sequences { values, mask: None };
+                let input = match steps {
                     // Row `t` of every channel side by side: step `t` of the sequence.
-                    true => {
-                        let rows = TensorData::new(pixels, [n, c, h, w]);
-                        let rows = Tensor::<4>::from_data(rows, device).swap_dims(1, 2);
-                        Input::Sequences {
-                            values: rows.reshape([n, h, c * w]),
-                            mask: None,
-                        }
+                    Some(ImageSteps::Rows) => {
+                        sequences(pixels.swap_dims(1, 2).reshape([n, h, c * w]))
                     }
-                    false => {
-                        let pixels = TensorData::new(pixels, [n, c, h, w]);
-                        Input::Images(Tensor::from_data(pixels, device))
+                    // Pixel `t` in row-major order, its channels side by side.
+                    Some(ImageSteps::Pixels) => {
+                        sequences(pixels.reshape([n, c, h * w]).swap_dims(1, 2))
                     }
+                    None => Input::Images(pixels),
                 };
                 Batch {
                     input,
@@ -299,7 +293,7 @@ impl Task {
         }
     }
 
-    /// The training batches of `epoch`: shuffled, or two classes per batch.
+    /// The training batches of `epoch`: shuffled, or grouped by class as `batching` says.
     pub fn train_batches(
         &self,
         batch_size: usize,
@@ -307,20 +301,24 @@ impl Task {
         seed: u64,
         epoch: u64,
     ) -> Result<Vec<Vec<usize>>, DataError> {
-        match (batching, &self.examples) {
-            (Batching::Shuffled, _) => batch_order(&self.train, batch_size, seed, epoch),
-            (Batching::ClassPairs, Examples::Images { images, .. }) => {
-                let label = |i: usize| images.labels[i];
-                class_pair_batches(&self.train, label, batch_size, seed, epoch)
-            }
-            (Batching::ClassPairs, Examples::Sequences(sequences)) => {
-                let label = |i: usize| sequences.labels[i];
-                class_pair_batches(&self.train, label, batch_size, seed, epoch)
-            }
-            (Batching::ClassPairs, Examples::Text { .. }) => Err(DataError::InvalidArgument {
+        let labels = || match &self.examples {
+            Examples::Images { images, .. } => Ok(&images.labels),
+            Examples::Sequences(sequences) => Ok(&sequences.labels),
+            Examples::Text { .. } => Err(DataError::InvalidArgument {
                 what: "train.batches",
                 problem: "a language model has no class per example".into(),
             }),
+        };
+        match batching {
+            Batching::Shuffled => batch_order(&self.train, batch_size, seed, epoch),
+            Batching::SameClassPairs => {
+                let labels = labels()?;
+                same_class_pair_batches(&self.train, |i| labels[i], batch_size, seed, epoch)
+            }
+            Batching::TwoClasses => {
+                let labels = labels()?;
+                two_class_batches(&self.train, |i| labels[i], batch_size, seed, epoch)
+            }
         }
     }
 
@@ -441,7 +439,7 @@ fn image_split(
     let (train, valid, source) = held_out(counts.0, counts.1, config, "the test files")?;
     let examples = Examples::Images {
         images,
-        rows_as_steps: config.rows_as_steps,
+        steps: config.image_steps,
     };
     Ok((examples, train, valid, source))
 }

@@ -10,7 +10,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use normlab_model::norm_time::{NormTime, NormTimer};
-use normlab_model::{Instruments, Model};
+use normlab_model::{Input, InputShape, Instruments, Model};
 
 use crate::config::{GridPoint, OptimizerKind, ProbeConfig, TrainConfig};
 use crate::evaluate::evaluate;
@@ -87,6 +87,10 @@ fn train_loop(
     let train_device = device.clone().autodiff();
     let mut record = RunRecord {
         classes: Some(task.classes),
+        image_shape: match task.input_shape {
+            InputShape::Image(shape) => Some(shape),
+            _ => None,
+        },
         ..RunRecord::new(point)
     };
     let mut model = match build_model(point, task, &train_device) {
@@ -107,6 +111,13 @@ fn train_loop(
     let mut step_times = StepTimes::default();
     let mut loss_windows = LossWindows::for_run(total_steps);
     let mut divergence = DivergenceWatch::new(config.divergence_factor);
+    if eval_steps.contains(&0) {
+        // A run that trains nothing is scored as initialized.
+        let when = (0, 0, true);
+        record
+            .evals
+            .push(evaluate(&model, point, task, when, device));
+    }
 
     'training: for epoch in 0.. {
         let batches = match epoch_batches(task, config, epoch) {
@@ -153,7 +164,7 @@ fn train_loop(
         }
     }
     record.losses.extend(loss_windows.close());
-    if instrumentation.gradient_flow {
+    if instrumentation.gradient_flow && record.steps > 0 {
         let after = gradient_flow(&model, record.steps, point, task, &train_device);
         record.gradient_flow.extend(after);
     }
@@ -262,7 +273,8 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Recurrent BN's Figure 1: `||dLoss/dh_t||` for every step `t`, on the first training batch.
+/// Recurrent BN's Figure 1: `||dLoss/dh_t||` for every step `t`, on the first training batch,
+/// from the first step where the measurement means something (see [`GradientFlow`]).
 fn gradient_flow(
     model: &Model,
     step: usize,
@@ -274,11 +286,45 @@ fn gradient_flow(
     let batches = task.train_batches(config.batch_size, config.batches, config.seed, 0);
     let indices = batches.ok()?.into_iter().next()?;
     let batch = task.batch(&indices, false, None, device);
+    let blank_start = match &batch.input {
+        Input::Sequences { values, .. } => shared_blank_start(values.clone()),
+        Input::Images(_) | Input::Features(_) => 0,
+    };
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut instruments = Instruments::none().tapping_gradients();
     let loss = forward_loss(model, batch, &loss_fn, &mut instruments).ok()?;
     let norms = instruments.gradient_norms(&loss.backward());
-    Some(GradientFlow { step, norms })
+    let last_overflow = norms.iter().rposition(|norm| !norm.is_finite());
+    let first_step = last_overflow
+        .map_or(blank_start, |t| t + 1)
+        .max(blank_start);
+    Some(GradientFlow {
+        step,
+        first_step,
+        norms: norms.get(first_step..).unwrap_or_default().to_vec(),
+    })
+}
+
+/// The first step by which every sequence of `values: [N, T, F]` has left the blank start
+/// that all of them share (the empty top rows of every digit): the value of step 0, where it
+/// is the same in every sequence. Before it, some sequences are still in the shared state, so
+/// that a norm's per-step statistics come from a few sequences or none.
+fn shared_blank_start(values: Tensor<3>) -> usize {
+    let [n, steps, features] = values.dims();
+    let values = values.into_data().try_into_vec::<f32>().unwrap_or_default();
+    let step = |i: usize, t: usize| &values[(i * steps + t) * features..][..features];
+    if steps == 0 || (1..n).any(|i| step(i, 0) != step(0, 0)) {
+        return 0;
+    }
+    let blank = step(0, 0);
+    (0..n)
+        .map(|i| {
+            (0..steps)
+                .position(|t| step(i, t) != blank)
+                .unwrap_or(steps)
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
@@ -300,14 +346,17 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
-/// Steps the budget allows: whole batches, at least one.
+/// Steps the budget allows: whole batches, the last one maybe short; none for 0 samples.
 pub(crate) fn budget_in_steps(config: &TrainConfig, train_examples: usize) -> usize {
     let samples = match (config.epochs, config.samples) {
         (Some(epochs), _) => (epochs * train_examples as f64).round() as usize,
         (None, Some(samples)) => samples,
         (None, None) => unreachable!("a budget is checked when the config is read"),
     };
-    samples.div_ceil(config.batch_size).max(1)
+    match samples {
+        0 => 0,
+        _ => samples.div_ceil(config.batch_size),
+    }
 }
 
 /// `l1 * sum |w| + l2 / 2 * sum w^2` over the weights (parameters of rank 2 or more: linear and

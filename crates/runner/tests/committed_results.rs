@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use normlab_runner::config::Experiment;
 use normlab_runner::results::ResultsDir;
 
-/// Experiments with no committed results: `smoke` is CI's few-second check of the backends.
-const NOT_COMMITTED: [&str; 1] = ["smoke"];
+/// Experiments with no committed results: `smoke` is CI's few-second check of the backends;
+/// `small_batch_gpu` is committed with results only from a run on a GPU.
+const NOT_COMMITTED: [&str; 2] = ["smoke", "small_batch_gpu"];
 
 /// Folders of `results/` that hold no sweep.
 const NOT_SWEEPS: [&str; 1] = ["benchmarks"];

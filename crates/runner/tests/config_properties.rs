@@ -161,7 +161,7 @@ fn value() -> impl Strategy<Value = String> {
             "sgd",
             "adam",
             "cosine",
-            "class_pairs",
+            "two_classes",
             "z_score",
             "",
         ])

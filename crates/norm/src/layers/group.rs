@@ -20,6 +20,11 @@ pub struct GroupNormConfig {
     pub affine: bool,
     /// Initial value of `gamma`. Default `1.0`.
     pub gamma_init: f64,
+    /// Channels in each group, in place of `groups`: a layer of `C` channels gets
+    /// `C / channels_per_group` groups, so that layers of different widths group alike (the GN
+    /// paper's second sweep, its Table 3). Must divide every width. Default none: `groups`
+    /// decides.
+    pub channels_per_group: Option<usize>,
 }
 
 impl Default for GroupNormConfig {
@@ -29,6 +34,7 @@ impl Default for GroupNormConfig {
             epsilon: 1e-5,
             affine: true,
             gamma_init: 1.0,
+            channels_per_group: None,
         }
     }
 }
@@ -38,23 +44,28 @@ builder!(GroupNormConfig {
     with_epsilon => epsilon: f64,
     with_affine => affine: bool,
     with_gamma_init => gamma_init: f64,
+    with_channels_per_group => channels_per_group: Option<usize>,
 });
 
 impl CheckOptions for GroupNormConfig {
     fn check_options(&self, num_features: usize) -> Result<(), NormError> {
         check_common(self.epsilon, self.gamma_init, None)?;
-        if self.groups == 0 {
-            return Err(invalid("groups", 0, "at least 1"));
+        let (field, value) = match self.channels_per_group {
+            Some(channels) => ("channels_per_group", channels),
+            None => ("groups", self.groups),
+        };
+        if value == 0 {
+            return Err(invalid(field, 0, "at least 1"));
         }
-        if !num_features.is_multiple_of(self.groups) {
+        if !num_features.is_multiple_of(value) {
             let expected = format!("a divisor of num_features = {num_features}");
-            return Err(invalid("groups", self.groups, &expected));
+            return Err(invalid(field, value, &expected));
         }
         Ok(())
     }
 
     fn fitting_width(&self) -> usize {
-        self.groups.max(1)
+        self.channels_per_group.unwrap_or(self.groups).max(1)
     }
 }
 
@@ -75,7 +86,10 @@ impl GroupNormConfig {
                 self.gamma_init,
                 device,
             ),
-            groups: self.groups,
+            groups: match self.channels_per_group {
+                Some(channels) => num_features / channels,
+                None => self.groups,
+            },
         })
     }
 }

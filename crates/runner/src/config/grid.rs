@@ -15,7 +15,10 @@ fn is_native_list(table: &Table, section: &str, key: &str) -> bool {
         .and_then(Value::as_str);
     matches!(
         (section, key, model_kind),
-        ("model", "hidden", Some("mlp")) | ("model", "channels", _) | ("train", "eval_lengths", _)
+        ("model", "hidden", Some("mlp"))
+            | ("model", "channels", _)
+            | ("model", "widths", Some("resnet"))
+            | ("train", "eval_lengths", _)
     )
 }
 

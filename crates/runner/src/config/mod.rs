@@ -23,8 +23,8 @@ use toml::{Table, Value};
 pub use grid::label;
 pub use schedule::LrSchedule;
 pub use schema::{
-    Batching, DataConfig, DataFiles, DataSet, DataSource, FINAL_WINDOW, OptimizerKind, ProbeConfig,
-    RunConfig, TrainConfig, final_window_start,
+    Batching, DataConfig, DataFiles, DataSet, DataSource, FINAL_WINDOW, ImageSteps, OptimizerKind,
+    ProbeConfig, RunConfig, TrainConfig, final_window_start,
 };
 
 use crate::config::grid::{

@@ -30,10 +30,20 @@ pub struct DataConfig {
     /// Characters per training window (text sets). Default 64.
     #[serde(default = "default_seq_len")]
     pub seq_len: usize,
-    /// Image sets: present each image as a sequence of its rows (28 steps of 28 values for
-    /// MNIST), for recurrent networks. Default false.
-    #[serde(default)]
-    pub rows_as_steps: bool,
+    /// Image sets: present each image as a sequence, for recurrent networks. Default none:
+    /// whole images.
+    pub image_steps: Option<ImageSteps>,
+}
+
+/// What one step of an image presented as a sequence is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageSteps {
+    /// A row (its pixels in every channel): 28 steps of 28 values for MNIST.
+    Rows,
+    /// A pixel in row-major order (its value in every channel): 784 steps of 1 value for
+    /// MNIST, the pixel-by-pixel sequential MNIST of Cooijmans et al. (2017).
+    Pixels,
 }
 
 fn default_valid_fraction() -> f64 {
@@ -82,7 +92,9 @@ struct DataConfigFile {
     valid_fraction: f64,
     #[serde(default = "default_seq_len")]
     seq_len: usize,
-    #[serde(default)]
+    image_steps: Option<ImageSteps>,
+    /// Records written before `image_steps`: `true` is `image_steps = "rows"`.
+    #[serde(default, skip_serializing)]
     rows_as_steps: bool,
 }
 
@@ -153,7 +165,10 @@ impl TryFrom<DataConfigFile> for DataConfig {
             valid_size: file.valid_size,
             valid_fraction: file.valid_fraction,
             seq_len: file.seq_len,
-            rows_as_steps: file.rows_as_steps,
+            image_steps: match file.rows_as_steps {
+                true => Some(ImageSteps::Rows),
+                false => file.image_steps,
+            },
         })
     }
 }
@@ -172,7 +187,8 @@ impl From<DataConfig> for DataConfigFile {
             valid_size: config.valid_size,
             valid_fraction: config.valid_fraction,
             seq_len: config.seq_len,
-            rows_as_steps: config.rows_as_steps,
+            image_steps: config.image_steps,
+            rows_as_steps: false,
         }
     }
 }
@@ -254,8 +270,12 @@ pub enum Batching {
     /// Shuffled anew every epoch: i.i.d. batches.
     #[default]
     Shuffled,
-    /// Every batch from two classes, half each (non-i.i.d.; Ioffe 2017, section 4.3).
-    ClassPairs,
+    /// Every batch made of pairs, the two examples of a pair from one class (non-i.i.d.; the
+    /// design of Ioffe 2017, section 4.3: 16 pairs per batch of 32). Needs an even batch size.
+    SameClassPairs,
+    /// Every batch from two classes, half each: a stress test harsher than the paper's design,
+    /// which breaks the optimizer of every norm, not only batch norm's statistics.
+    TwoClasses,
 }
 
 /// How a run trains and is evaluated.
@@ -294,7 +314,8 @@ pub struct TrainConfig {
     pub lr_reference_batch: Option<usize>,
     /// Training budget in passes over the training set...
     pub epochs: Option<f64>,
-    /// ...or in examples seen, so that small and large batches see the same data.
+    /// ...or in examples seen, so that small and large batches see the same data; 0 trains
+    /// nothing and evaluates (and measures) the model at initialization.
     pub samples: Option<usize>,
     /// Evaluations spread evenly over the run, for the curves. Default 10.
     #[serde(default = "default_evals")]
@@ -372,8 +393,12 @@ pub const FINAL_WINDOW: f64 = 0.1;
 impl TrainConfig {
     /// The steps after which a run of `total` steps evaluates, in order: `evals` spread evenly
     /// over the run, and `final_evals` spread evenly over its last [`FINAL_WINDOW`] (fewer
-    /// where the window has fewer steps), the last step always among them.
+    /// where the window has fewer steps), the last step always among them; step 0 alone for a
+    /// run that trains nothing.
     pub fn eval_steps(&self, total: usize) -> Vec<usize> {
+        if total == 0 {
+            return vec![0];
+        }
         let spread = (1..=self.evals).map(|k| (k * total).div_ceil(self.evals));
         let start = final_window_start(total);
         let last = self.final_evals.max(1);
@@ -443,11 +468,13 @@ impl RunConfig {
         let train = &self.train;
         match (train.epochs, train.samples) {
             (Some(e), None) if e > 0.0 => {}
-            (None, Some(s)) if s > 0 => {}
+            (None, Some(_)) => {}
             _ => {
                 return Err((
                     "train.epochs",
-                    "give exactly one training budget: `epochs` (> 0) or `samples` (> 0)".into(),
+                    "give exactly one training budget: `epochs` (> 0) or `samples` (0 measures \
+                     the model at initialization only)"
+                        .into(),
                 ));
             }
         }
@@ -475,11 +502,20 @@ impl RunConfig {
                 "must be a share of the run in [0, 1)".into(),
             ));
         }
-        if train.batches == Batching::ClassPairs && train.batch_size < 2 {
-            return Err((
-                "train.batches",
-                "class-pair batches need a batch size of at least 2".into(),
-            ));
+        match train.batches {
+            Batching::TwoClasses if train.batch_size < 2 => {
+                return Err((
+                    "train.batches",
+                    "two-class batches need a batch size of at least 2".into(),
+                ));
+            }
+            Batching::SameClassPairs if !train.batch_size.is_multiple_of(2) => {
+                return Err((
+                    "train.batches",
+                    "batches of same-class pairs need an even batch size".into(),
+                ));
+            }
+            _ => {}
         }
         if train.gradient_flow && !matches!(self.model, ModelConfig::Recurrent(_)) {
             return Err((

@@ -216,7 +216,7 @@ fn axes_switch_to_log_beyond_twenty_fold() {
 }
 
 #[test]
-fn gradient_flow_draws_log_norms_per_step_at_init_and_after_training() {
+fn gradient_flow_draws_log_norms_relative_to_the_last_step_at_init_and_after_training() {
     let mut set = fixture();
     let context = Context::new(&set);
     assert!(
@@ -227,35 +227,52 @@ fn gradient_flow_draws_log_norms_per_step_at_init_and_after_training() {
         record.gradient_flow = vec![
             GradientFlow {
                 step: 0,
+                first_step: 5,
                 norms: vec![1e-3, 1e-2, 1e-1],
             },
             GradientFlow {
                 step: 10,
-                norms: vec![1.0, 1.0, 1.0],
+                first_step: 5,
+                norms: vec![2.0, 2.0, 2.0],
             },
         ];
     }
     let context = Context::new(&set);
     let plot = gradient_flow(&context).unwrap();
-    let panel = &plot.figure.panels[0];
-    let logs =
-        |series: &Series| -> Vec<(f64, f64)> { series.points.iter().map(|p| (p.x, p.y)).collect() };
-    let initial = logs(&panel.series[0]);
-    assert_eq!(initial.len(), 3);
-    for ((x, y), (t, log)) in initial.iter().zip([(1.0, -3.0), (2.0, -2.0), (3.0, -1.0)]) {
-        assert!(
-            (x - t).abs() < 1e-9 && (y - log).abs() < 1e-6,
-            "{initial:?}"
-        );
-    }
-    assert!(logs(&panel.series[1]).iter().all(|(_, y)| y.abs() < 1e-9));
-    assert_eq!(
-        panel.series[0].look,
-        Look::Marks {
-            stroke: Stroke::Dashed,
-            joined: true
-        }
+    let panels = &plot.figure.panels;
+    let initial = panels
+        .iter()
+        .find(|p| p.title.ends_with("at initialization"))
+        .unwrap();
+    let trained = panels
+        .iter()
+        .find(|p| p.title.ends_with("after training"))
+        .unwrap();
+    let series = &initial.series[0];
+    assert_eq!(series.look, Look::Band);
+    // Steps back from the last: 0, 1, 2; relative to the last step's 1e-1, a straight line
+    // from 0 down to -2.
+    let (first, last) = (
+        series.points.first().unwrap(),
+        series.points.last().unwrap(),
     );
+    assert!((first.x, first.y) == (0.0, 0.0), "{first:?}");
+    assert!(
+        (last.x - 2.0).abs() < 1e-9 && (last.y + 2.0).abs() < 1e-6,
+        "{last:?}"
+    );
+    for point in &series.points {
+        assert!((point.y + point.x).abs() < 1e-6, "{point:?}");
+    }
+    assert!(trained.series[0].points.iter().all(|p| p.y.abs() < 1e-9));
+    // A ratio that underflowed to 0 ends the curve instead of reaching -infinity.
+    for record in &mut set.records {
+        record.gradient_flow[0].norms = vec![0.0, 1e-2, 1e-1];
+    }
+    let context = Context::new(&set);
+    let plot = gradient_flow(&context).unwrap();
+    let initial = &plot.figure.panels[0].series[0];
+    assert!(initial.points.iter().all(|p| p.x <= 1.0 && p.y.is_finite()));
 }
 
 #[test]

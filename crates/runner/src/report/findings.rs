@@ -6,9 +6,10 @@ use crate::analysis::{
     last_score, norm_ms, percentile_runs, scores_by_length, step_ms, unit_zero,
 };
 use crate::axes::AxisKey;
+use crate::report::headline::normalization_batch;
 use crate::report::settings;
 use crate::result_set::{ResultSet, distinct, series_label};
-use crate::results::{EvalMode, RunRecord, Status};
+use crate::results::{EvalMode, GradientFlow, RunRecord, Status};
 
 pub(crate) fn findings(set: &ResultSet) -> String {
     let statements = statements(set);
@@ -30,6 +31,7 @@ pub(crate) fn findings(set: &ResultSet) -> String {
 pub(crate) fn statements(set: &ResultSet) -> Vec<String> {
     [
         batch_size_findings(set),
+        statistic_size_findings(set),
         train_eval_findings(set),
         other_axis_findings(set),
         divergence_findings(set, &AxisKey::Lr),
@@ -42,6 +44,36 @@ pub(crate) fn statements(set: &ResultSet) -> Vec<String> {
         plateau_findings(set),
     ]
     .concat()
+}
+
+/// How many values batch norm's statistics average in the deepest layers of a conv network, at
+/// each normalization batch of the set: `N * height * width` per channel.
+fn statistic_size_findings(set: &ResultSet) -> Vec<String> {
+    let sizes = set.records.iter().filter_map(|r| {
+        let examples = normalization_batch(r)?;
+        let [height, width] = r.config.model.deepest_map(r.image_shape?)?;
+        Some((examples, [height, width]))
+    });
+    let mut sizes: Vec<(usize, [usize; 2])> = distinct(sizes);
+    sizes.sort_unstable();
+    let Some(&(_, [height, width])) = sizes.first() else {
+        return Vec::new();
+    };
+    if sizes.iter().any(|(_, map)| *map != [height, width]) {
+        return Vec::new();
+    }
+    let each: Vec<String> = sizes
+        .iter()
+        .map(|(n, _)| format!("{} at a normalization batch of {n}", n * height * width))
+        .collect();
+    vec![format!(
+        "Batch norm's statistics in the deepest layers ({height}x{width} maps) average N x {} \
+         values per channel: {}. The pixels of one image are correlated, so such a statistic \
+         is nearer an average over N images than over N x {} independent values.",
+        height * width,
+        each.join(", "),
+        height * width,
+    )]
 }
 
 /// The runs of series `norm` whose values of `axes` are `facet`.
@@ -345,48 +377,90 @@ fn divergence_findings(set: &ResultSet, axis: &AxisKey) -> Vec<String> {
     statements
 }
 
-/// How much each setting's gradient shrinks from the last step back to the middle one, at
-/// initialization and after training: the slope of the gradient-flow plot in one number.
+/// How much each setting's gradient shrinks going back in time: relative to the last step's,
+/// at a quarter and at all of the farthest distance that every measurement reaches, at
+/// initialization and after training (geometric means over seeds, for ratios spanning orders of
+/// magnitude; a ratio that underflowed to 0 is counted apart).
 fn gradient_flow_findings(set: &ResultSet) -> Vec<String> {
-    let shrink = |runs: &[&RunRecord], trained: bool| -> Option<(Spread, usize, usize)> {
-        let flows = runs
-            .iter()
+    let flows = |runs: &[&RunRecord], trained: bool| -> Vec<Vec<(usize, f64)>> {
+        runs.iter()
             .flat_map(|r| &r.gradient_flow)
-            .filter(|flow| (flow.step > 0) == trained && flow.norms.len() >= 2);
-        let mut steps = (0, 0);
-        let factors = flows.filter_map(|flow| {
-            let (last, middle) = (flow.norms.len() - 1, flow.norms.len() / 2 - 1);
-            steps = (middle + 1, last + 1);
-            let factor = f64::from(flow.norms[last]) / f64::from(flow.norms[middle]);
-            factor.is_finite().then_some(factor)
-        });
-        let spread = Spread::of(factors.collect::<Vec<_>>())?;
-        Some((spread, steps.0, steps.1))
+            .filter(|flow| (flow.step > 0) == trained)
+            .map(GradientFlow::relative_to_last)
+            .filter(|ratios| ratios.len() >= 2)
+            .collect()
     };
-    settings(set)
-        .into_iter()
-        .filter_map(|(_, runs)| {
-            let (initial, middle, last) = shrink(&runs, false)?;
-            let mut statement = format!(
-                "`{}`: the gradient with respect to h_t is {} times larger at step {last} than \
-                 at step {middle} at initialization (mean over seeds, {}..{}; above 1 it \
-                 shrinks going back in time)",
-                series_label(runs[0]),
-                fmt_number(initial.mean),
-                fmt_number(initial.min),
-                fmt_number(initial.max),
-            );
-            if let Some((trained, ..)) = shrink(&runs, true) {
-                statement.push_str(&format!(
-                    ", {} times after training ({}..{})",
-                    fmt_number(trained.mean),
-                    fmt_number(trained.min),
-                    fmt_number(trained.max),
+    let all: Vec<&RunRecord> = set.records.iter().collect();
+    let mut statements = Vec::new();
+    let first_steps: Vec<usize> = all
+        .iter()
+        .flat_map(|r| r.gradient_flow.iter().map(|flow| flow.first_step))
+        .collect();
+    if let (Some(fewest), Some(most)) = (first_steps.iter().min(), first_steps.iter().max())
+        && *most > 0
+    {
+        statements.push(format!(
+            "Every sequence of the measured batch has left the blank start they share by step \
+             {fewest}..{most} (over seeds): the gradient before that is left out of the plot \
+             and of these numbers, since a norm's per-step statistics there come from a few \
+             sequences or none and its backward divides by sqrt(variance + epsilon)."
+        ));
+    }
+    for (trained, when) in [(false, "at initialization"), (true, "after training")] {
+        let Some(farthest) = flows(&all, trained).iter().map(|f| f.len() - 1).min() else {
+            continue;
+        };
+        for (_, runs) in settings(set) {
+            let ratios = flows(&runs, trained);
+            let parts: Vec<String> = [farthest / 4, farthest]
+                .iter()
+                .filter_map(|&back| gradient_at(&ratios, back))
+                .collect();
+            if !parts.is_empty() {
+                statements.push(format!(
+                    "`{}` {when}: the gradient with respect to h_t is {} times the last \
+                     step's (geometric mean over seeds, min..max).",
+                    series_label(runs[0]),
+                    parts.join(" and "),
                 ));
             }
-            Some(format!("{statement}."))
-        })
-        .collect()
+        }
+    }
+    statements
+}
+
+/// `0.1 (0.09..0.11) at 130 steps back`: the ratios of the seeds' measurements `back` steps
+/// before the last, with those that underflowed to 0 counted apart.
+fn gradient_at(flows: &[Vec<(usize, f64)>], back: usize) -> Option<String> {
+    let ratios: Vec<f64> = flows
+        .iter()
+        .filter_map(|flow| flow.iter().find(|(b, _)| *b == back).map(|&(_, r)| r))
+        .collect();
+    let underflowed = ratios.iter().filter(|&&r| r == 0.0).count();
+    let logs = ratios.iter().filter(|&&r| r > 0.0).map(|r| r.log10());
+    let text = match Spread::of(logs.collect::<Vec<_>>()) {
+        None if underflowed == 0 => return None,
+        None => "0 (underflowed in float32)".to_string(),
+        Some(spread) => format!(
+            "{} ({}..{}{})",
+            fmt_ratio(10f64.powf(spread.mean)),
+            fmt_ratio(10f64.powf(spread.min)),
+            fmt_ratio(10f64.powf(spread.max)),
+            match underflowed {
+                0 => String::new(),
+                n => format!("; 0 in {n} more, underflowed in float32"),
+            }
+        ),
+    };
+    Some(format!("{text} at {back} steps back"))
+}
+
+/// A ratio as a reader wants it: `0.35`, `12`, or `2.1e-7` beyond two orders of magnitude.
+fn fmt_ratio(value: f64) -> String {
+    match value {
+        v if (0.01..1000.0).contains(&v) => fmt_number(v),
+        v => format!("{v:.1e}"),
+    }
 }
 
 /// Each norm's bits per character and error at the longest evaluation length vs at the

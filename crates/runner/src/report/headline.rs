@@ -163,7 +163,7 @@ impl BatchVerdict {
 }
 
 /// The examples batch norm normalizes over in training: its ghost batch, or the whole batch.
-fn normalization_batch(record: &RunRecord) -> Option<usize> {
+pub(crate) fn normalization_batch(record: &RunRecord) -> Option<usize> {
     let batch_size = record.config.train.batch_size;
     match record.config.model.norm() {
         NormConfig::Batch(config) => Some(config.ghost_batch.unwrap_or(batch_size).min(batch_size)),

@@ -378,6 +378,28 @@ mod tests {
     }
 
     #[test]
+    fn the_values_behind_a_statistic_in_the_deepest_layers_are_counted_for_conv_networks() {
+        let mut set = fixture();
+        let (text, _) = report("no-maps", set.clone(), None);
+        assert!(!text.contains("deepest layers"), "an MLP has no maps");
+        for record in &mut set.records {
+            let norm = record.config.model.norm().clone();
+            let resnet = normlab_model::ResnetConfig::default();
+            record.config.model = normlab_model::ModelConfig::Resnet(resnet).with_norm(norm);
+            record.image_shape = Some([1, 28, 28]);
+        }
+        let (text, _) = report("maps", set, None);
+        let sizes = statement(&text, "Batch norm's statistics in the deepest layers");
+        assert!(
+            sizes.contains(
+                "(7x7 maps) average N x 49 values per channel: 98 at a normalization batch of 2, \
+                 392 at a normalization batch of 8."
+            ),
+            "{sizes}"
+        );
+    }
+
+    #[test]
     fn timed_norm_layers_are_tabled_and_the_kernel_paths_compared() {
         let (text, plots) = report("kernels", kernels_fixture(), None);
         assert!(

@@ -1,63 +1,108 @@
 use crate::plot::axis::Axis;
-use crate::plot::charts::{Measure, SpreadPlot, spread_plot};
-use crate::plot::figure::Stroke;
+use crate::plot::charts::{facet_sentence, legend, mean_band};
+use crate::plot::figure::{Figure, LegendEntry, Look, Series, band_of, extent, x_of};
 use crate::plot::{Context, Plot};
-use crate::results::RunRecord;
+use crate::result_set::series_label;
+use crate::results::{GradientFlow, RunRecord};
 
 /// Recurrent BN's Figure 1: log10 of the loss's gradient norm with respect to the hidden state
-/// at every time step, at initialization (dashed) and after training (solid), one series per
-/// norm.
+/// at every time step, relative to the last step's, against the steps back from the last: per
+/// norm the mean over seeds with a band from min to max; a panel at initialization and one
+/// after training where measured, times the values of the other varying axes.
 pub(crate) fn gradient_flow(context: &Context) -> Option<Plot> {
-    let at = |trained: bool| {
-        move |r: &RunRecord| -> Vec<(f64, f64)> {
-            r.gradient_flow
+    let facet_axes = context.facet_axes(&[]);
+    let states: Vec<(bool, &str)> = [(false, "at initialization"), (true, "after training")]
+        .into_iter()
+        .filter(|&(trained, _)| {
+            let measured = |r: &RunRecord| r.gradient_flow.iter().any(|f| (f.step > 0) == trained);
+            context.records.iter().any(measured)
+        })
+        .collect();
+    let mut panels = Vec::new();
+    for facet in context.facets(&facet_axes) {
+        for &(trained, when) in &states {
+            let series = context
+                .series
                 .iter()
-                .filter(|flow| (flow.step > 0) == trained)
-                .flat_map(|flow| flow.norms.iter().enumerate())
-                .filter(|(_, norm)| **norm > 0.0)
-                .map(|(t, norm)| ((t + 1) as f64, f64::from(*norm).log10()))
-                .collect()
+                .filter_map(|norm| {
+                    let curves: Vec<Vec<(f64, f64)>> = context
+                        .in_facet(&facet_axes, &facet)
+                        .filter(|r| series_label(r) == *norm)
+                        .flat_map(|r| &r.gradient_flow)
+                        .filter(|flow| (flow.step > 0) == trained)
+                        .map(log_relative)
+                        .filter(|curve| !curve.is_empty())
+                        .collect();
+                    let points = mean_band(&curves);
+                    let (color, variant) = (context.palette.color(norm), context.variant(norm));
+                    (!points.is_empty()).then(|| Series::new(color, Look::Band, variant, points))
+                })
+                .collect();
+            let title = match facet.is_empty() {
+                true => when.to_string(),
+                false => format!("{facet}, {when}"),
+            };
+            panels.push((title, series));
         }
-    };
-    let (initial, trained) = (at(false), at(true));
-    let steps = context
-        .records
+    }
+    let all = || panels.iter().flat_map(|(_, series)| series);
+    let (_, farthest) = extent(all(), x_of)?;
+    let (low, high) = extent(all(), band_of)?;
+    let x = Axis::fit("steps back from the last, T - t", 0.0, farthest, false);
+    let y = Axis::fit(
+        "log10 ||dLoss/dh_t|| / ||dLoss/dh_T||",
+        low,
+        high.max(0.0),
+        false,
+    );
+    let mut figure = Figure::grid(
+        "Gradient flow back through the recurrence".into(),
+        panels,
+        x,
+        y,
+    );
+    let used: Vec<bool> = context
+        .series
         .iter()
-        .flat_map(|r| r.gradient_flow.iter().map(|flow| flow.norms.len()))
-        .max()?;
-    spread_plot(
-        context,
-        SpreadPlot {
-            file: "gradient_flow.png".into(),
-            title: "Gradient flow back through the recurrence".into(),
-            caption: "log10 of the norm of the loss's gradient with respect to the hidden state \
-                      h_t at each time step t (the loss is on the last step), on the first \
-                      training batch, at initialization (dashed) and after training (solid), one \
-                      series per norm: mean over seeds with bars from min to max. A line that \
-                      falls towards small t is a gradient that vanishes back in time (recurrent \
-                      BN, Cooijmans et al. 2017, Figure 1)."
-                .into(),
-            x: Axis::fit("time step t", 1.0, steps as f64, false),
-            y_label: "log10 ||dLoss/dh_t||",
-            from_zero: false,
-            joined: true,
-            facet_axes: context.facet_axes(&[]),
-            norms: context.series.clone(),
-            measures: vec![
-                Measure {
-                    name: Some("initialization"),
-                    stroke: Stroke::Dashed,
-                    values: &initial,
-                },
-                Measure {
-                    name: Some("trained"),
-                    stroke: Stroke::Solid,
-                    values: &trained,
-                },
-            ],
-            failed_x: None,
-            reference: None,
-            dodge_norms: true,
-        },
-    )
+        .map(|norm| {
+            let measured = |r: &&RunRecord| !r.gradient_flow.is_empty();
+            context
+                .records
+                .iter()
+                .filter(measured)
+                .any(|r| series_label(r) == *norm)
+        })
+        .collect();
+    let slots = context.series.iter().map(|norm| (norm, None, Look::Band));
+    figure.legend = legend(context, slots, &used);
+    figure.legend.push(LegendEntry::note(
+        "line: mean over seeds; band: min to max over seeds",
+    ));
+    Some(Plot {
+        file: "gradient_flow.png".into(),
+        caption: format!(
+            "log10 of the norm of the loss's gradient with respect to the hidden state h_t, \
+             divided by its norm at the last step T (where the loss is), against T - t, on the \
+             first training batch: the line is the mean over seeds, the band spans min to max \
+             over seeds. A line that falls to the right is a gradient that vanishes back in time \
+             (recurrent BN, Cooijmans et al. 2017, Figure 1); one that ends has underflowed to \
+             0. The first steps, until every sequence of the batch has left the blank start they \
+             share, are left out: there a norm's statistics come from a few sequences or \
+             none.{}",
+            facet_sentence(&facet_axes)
+        ),
+        figure,
+    })
+}
+
+/// `(steps back, log10 of the gradient relative to the last step's)`, nearest the last step
+/// first; a ratio that underflowed to 0 ends the curve.
+fn log_relative(flow: &GradientFlow) -> Vec<(f64, f64)> {
+    let mut ratios = flow.relative_to_last();
+    ratios.reverse();
+    ratios
+        .into_iter()
+        .take_while(|&(_, ratio)| ratio > 0.0)
+        .map(|(back, ratio)| (back as f64, ratio.log10()))
+        .collect()
 }

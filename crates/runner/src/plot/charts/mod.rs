@@ -12,9 +12,9 @@ mod train_vs_eval;
 pub(crate) use by_length::{bits_vs_length, error_vs_length};
 pub(crate) use error_vs_axis::error_vs_axis;
 pub(crate) use gradient_flow::gradient_flow;
-pub(crate) use loss_curves::loss_curves;
 #[cfg(test)]
-pub(crate) use loss_curves::{CURVE_POINTS, mean_band};
+pub(crate) use loss_curves::CURVE_POINTS;
+pub(crate) use loss_curves::{loss_curves, mean_band};
 pub(crate) use percentiles::percentiles;
 pub(crate) use step_time::step_time;
 pub(crate) use train_vs_eval::train_vs_eval;
