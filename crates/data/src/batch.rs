@@ -1,3 +1,5 @@
+//! Training examples cut into batches: shuffled, grouped by class, and padded for sequences.
+
 use rand::seq::SliceRandom;
 
 use crate::error::{DataError, Result};

@@ -1,3 +1,5 @@
+//! The data crate's errors, each naming the file and the record at fault.
+
 use std::io;
 use std::path::PathBuf;
 

@@ -1,3 +1,5 @@
+//! Labelled images, channels first, unscaled.
+
 /// Labelled images with raw pixel values (0..16 for digits, 0..255 for MNIST), not scaled:
 /// scaling is [`crate::Scaler`]'s job, fitted on the training part only.
 #[derive(Debug, Clone, PartialEq)]

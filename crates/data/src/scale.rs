@@ -1,3 +1,5 @@
+//! Min-Max and Z-score input scaling, fitted on the training split only.
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};

@@ -1,3 +1,5 @@
+//! Labelled variable-length multivariate sequences.
+
 /// Labelled multivariate time series of varying length.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sequences {

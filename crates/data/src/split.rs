@@ -1,3 +1,5 @@
+//! Seeded random splits into train, validation and test, and the random streams they use.
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -1,3 +1,5 @@
+//! A corpus as character ids, cut into windows for a language model.
+
 use std::collections::BTreeSet;
 
 /// A text as character ids, for character-level language modelling.

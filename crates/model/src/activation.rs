@@ -1,3 +1,5 @@
+//! Activations, where a norm sits relative to them, and the one function that applies both.
+
 use burn::prelude::*;
 use burn::tensor::activation;
 use normlab_norm::Norm;

@@ -1,3 +1,6 @@
+//! Plain convolutional networks: blocks of `conv -> norm -> activation`, each followed by pooling,
+//! and a global-average-pool or dense head.
+
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, PaddingConfig2d};

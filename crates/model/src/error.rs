@@ -1,3 +1,5 @@
+//! The model crate's errors, each naming the layer or field at fault.
+
 use normlab_norm::NormError;
 
 /// What can go wrong building or running a model.

@@ -1,3 +1,5 @@
+//! The weight init every layer of the dense and conv builders starts from.
+
 use burn::nn::Initializer;
 
 /// burn's (and PyTorch's) default weight init, `U(±sqrt(1 / fan_in))`, times `scale`: the knob

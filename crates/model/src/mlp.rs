@@ -1,3 +1,5 @@
+//! Multilayer perceptrons: `linear -> norm -> activation -> dropout` per hidden layer.
+
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use normlab_norm::{Norm, NormConfig};

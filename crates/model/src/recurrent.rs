@@ -1,3 +1,6 @@
+//! Stacked recurrent layers (RNN, LSTM, GRU) written as step functions, with norms inside the
+//! recurrence where the literature puts them.
+
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;

@@ -1,3 +1,6 @@
+//! Residual networks (He et al. 2016): a stem, stages of basic blocks with a norm after every
+//! convolution, zero-padded or projection shortcuts, and a global-average-pool head.
+
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, Linear, PaddingConfig2d};
 use burn::prelude::*;

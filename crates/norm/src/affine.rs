@@ -1,3 +1,5 @@
+//! The learnable `gamma` and `beta` after a normalization.
+
 use burn::module::Param;
 use burn::prelude::*;
 

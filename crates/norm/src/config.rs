@@ -1,3 +1,5 @@
+//! `NormConfig`: the one serde-configurable choice of norm layer.
+
 use std::str::FromStr;
 
 use burn::prelude::*;

@@ -1,3 +1,5 @@
+//! The norm crate's errors, each naming the layer, the field or the shapes at fault.
+
 use std::fmt;
 
 /// Everything that can go wrong when building or applying a norm layer.

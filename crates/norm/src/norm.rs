@@ -1,3 +1,5 @@
+//! `Norm`: any norm layer, as a `NormConfig` chose it.
+
 use burn::prelude::*;
 
 use crate::family::{AsFamily, Family};

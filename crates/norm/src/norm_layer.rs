@@ -1,3 +1,5 @@
+//! `NormLayer`: the methods every norm layer offers.
+
 use burn::prelude::*;
 
 use crate::family::AsFamily;

@@ -1,3 +1,5 @@
+//! Running statistics: the moving averages batch norm keeps for eval, per time step if asked.
+
 use burn::module::RunningState;
 use burn::prelude::*;
 

@@ -1,3 +1,5 @@
+//! The runner's errors: each names the file (and where it can, the line and field) at fault.
+
 use std::path::PathBuf;
 
 use normlab_data::DataError;
@@ -24,15 +26,6 @@ pub enum RunnerError {
         /// The loader's error.
         #[source]
         source: DataError,
-    },
-
-    /// The data loaded but does not fit what the experiment asks of it.
-    #[error("{}: [data]: {message}", experiment.display())]
-    DataMismatch {
-        /// The experiment file.
-        experiment: PathBuf,
-        /// What does not fit.
-        message: String,
     },
 
     /// A file of the results folder cannot be read or written.

@@ -9,7 +9,9 @@ use normlab_testkit::SMALL_EXPERIMENT;
 use crate::axes::AxisKey;
 use crate::config::{Experiment, GridPoint};
 use crate::result_set::ResultSet;
-use crate::results::{Eval, EvalMode, NormSeconds, Probe, RunRecord, Score, Status, StepLoss};
+use crate::results::{
+    Eval, EvalMode, GradientFlow, NormSeconds, Probe, RunRecord, Score, Status, StepLoss,
+};
 
 /// Final validation error in % of each synthetic run: batch norm gets 15 points worse at
 /// batch size 2, the others do not move; seed 1 adds one point.
@@ -259,6 +261,57 @@ pub(crate) fn kernels_fixture() -> ResultSet {
             backward: (in_norms + seed) / 2.0,
             total: in_norms + seed,
         });
+        record
+    })
+}
+
+const GRADIENT_EXPERIMENT: &str = r#"
+[data]
+set = "digits"
+image_steps = "rows"
+
+[model]
+kind = "recurrent"
+cell = "rnn"
+hidden = 4
+placement = "sum"
+norm = [
+    "none",
+    { kind = "batch", per_step = 8, gamma_init = 0.1 },
+    { kind = "batch", per_step = 8, gamma_init = 1.0 },
+]
+
+[train]
+batch_size = 10
+seed = [0, 1]
+lr = 0.1
+samples = 0
+gradient_flow = true
+"#;
+
+/// Recurrent BN's Figure 1 measured at initialization over 9 steps, the first 3 blank: relative
+/// to the last step, the gradient 1 step back (a quarter of the farthest, 5) is 10^-4 (seed 0)
+/// and 10^-6 (seed 1) for gamma 1, 10^-0.5 and 10^-0.7 for gamma 0.1, 10^-1 for no norm.
+pub(crate) fn gradient_fixture() -> ResultSet {
+    synthetic("gradient.toml", GRADIENT_EXPERIMENT, |_, point, norm| {
+        let outcome = Outcome {
+            error_percent: 90.0,
+            train_mode_percent: None,
+            diverged: false,
+        };
+        let mut record = record(point, outcome);
+        let one_back = match (norm.contains("gamma_init=1.0"), point.run.train.seed) {
+            (true, 0) => 1e-4,
+            (true, _) => 1e-6,
+            (false, 0) if norm.contains("batch") => 10f32.powf(-0.5),
+            (false, _) if norm.contains("batch") => 10f32.powf(-0.7),
+            _ => 0.1,
+        };
+        record.gradient_flow = vec![GradientFlow {
+            step: 0,
+            first_step: 3,
+            norms: vec![1e-9, 1e-8, 1e-7, 1e-6, one_back, 1.0],
+        }];
         record
     })
 }

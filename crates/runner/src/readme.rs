@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::analysis::fmt_duration;
 use crate::error::RunnerError;
 use crate::report::findings::statements;
-use crate::report::headline::{Outcome, batch_verdicts, rule, verdict_sentences};
+use crate::report::headline::{Outcome, gradient_rule, rule, summary};
 use crate::result_set::ResultSet;
 use crate::results::{ResultsDir, write_atomically};
 
@@ -60,10 +60,12 @@ pub fn section(results: &Path, readme_dir: &Path) -> Result<String, RunnerError>
     let total: f64 = entries.iter().filter_map(|e| e.wall).sum();
     let mut text = format!(
         "{START}\n\nEach paragraph is computed from an experiment's run records by `normlab \
-         readme`; its report gives every number with its spread over seeds. A verdict compares \
-         {}. Experiments whose verdict shows come first. The recorded wall times of the {} \
+         readme`; its report gives every number with its spread over seeds. A verdict on batch \
+         sizes compares {}. A verdict on gradient flow compares {}. Experiments whose verdict \
+         shows come first. The recorded wall times of the {} \
          experiments add up to {} on the 2-core machines they ran on.\n\n",
         rule(),
+        gradient_rule(),
         entries.len(),
         fmt_duration(total)
     );
@@ -80,20 +82,11 @@ fn entry(folder: &Path, readme_dir: &Path) -> Result<Entry, RunnerError> {
     let link = relative(folder, readme_dir);
     let design = set.description.split("\n\n").next().unwrap_or_default();
     let design = design.split_whitespace().collect::<Vec<_>>().join(" ");
-    let verdicts = batch_verdicts(&set);
-    let outcome = verdicts
-        .iter()
-        .map(|v| v.outcome())
-        .max()
-        .unwrap_or(Outcome::NoSpread);
-    let body = match verdicts.is_empty() {
-        false => verdict_sentences(&verdicts),
-        true => {
-            let findings = statements(&set);
-            let shown: Vec<String> = findings.into_iter().take(FINDINGS_SHOWN).collect();
-            shown.join(" ")
-        }
-    };
+    let (outcome, body) = summary(&set).unwrap_or_else(|| {
+        let findings = statements(&set);
+        let shown: Vec<String> = findings.into_iter().take(FINDINGS_SHOWN).collect();
+        (Outcome::NoSpread, shown.join(" "))
+    });
     let wall = std::fs::read_to_string(folder.join("wall_seconds.txt"))
         .ok()
         .and_then(|s| s.trim().parse::<f64>().ok());

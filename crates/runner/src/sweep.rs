@@ -149,11 +149,28 @@ pub(crate) fn experiment_of(dir: &ResultsDir) -> Result<Experiment, RunnerError>
 pub fn redraw(results_dir: &Path) -> Result<(), RunnerError> {
     let dir = ResultsDir::new(results_dir);
     let experiment = experiment_of(&dir)?;
+    let (command, wall) = provenance(&dir);
+    write_outputs(&experiment, &dir, &command, wall)
+}
+
+/// The report that [`redraw`] would write for `results_dir`, with its plots drawn into
+/// `plot_dir` rather than beside the records: what a test compares the committed report with.
+pub fn report_text(results_dir: &Path, plot_dir: &Path) -> Result<String, RunnerError> {
+    let dir = ResultsDir::new(results_dir);
+    let experiment = experiment_of(&dir)?;
+    let (command, wall) = provenance(&dir);
+    let set = ResultSet::new(&experiment, dir.read_runs(&experiment)?);
+    let plots = plot::draw_all(&set, plot_dir)?;
+    Ok(report::text(&set, &plots, &command, wall))
+}
+
+/// The command line a results folder was made with, and its sweep's wall time when recorded.
+fn provenance(dir: &ResultsDir) -> (String, Option<f64>) {
     let command = std::fs::read_to_string(dir.root.join("command.txt")).unwrap_or_default();
     let wall = std::fs::read_to_string(dir.root.join("wall_seconds.txt"))
         .ok()
         .and_then(|s| s.trim().parse().ok());
-    write_outputs(&experiment, &dir, command.trim(), wall)
+    (command.trim().to_string(), wall)
 }
 
 /// Writes the summary, the plots and the report of `dir` from its run records.

@@ -93,3 +93,58 @@ fn every_sweep_in_results_has_its_experiment_file() {
         "results without an experiment file: {orphans:?}"
     );
 }
+
+/// The folders of `results/` that hold a sweep.
+fn sweep_folders() -> Vec<PathBuf> {
+    let results = checkout().join("results");
+    names(&results, |p| p.is_dir())
+        .into_iter()
+        .filter(|name| !NOT_SWEEPS.contains(&name.as_str()))
+        .map(|name| results.join(name))
+        .collect()
+}
+
+/// The first line where two texts differ, for a failure message that shows where.
+fn first_difference(committed: &str, regenerated: &str) -> String {
+    let pairs = committed.lines().zip(regenerated.lines()).enumerate();
+    match pairs.into_iter().find(|(_, (a, b))| a != b) {
+        Some((i, (a, b))) => format!("line {}:\n  committed:   {a}\n  regenerated: {b}", i + 1),
+        None => format!(
+            "one text is longer ({} vs {} lines)",
+            committed.lines().count(),
+            regenerated.lines().count()
+        ),
+    }
+}
+
+#[test]
+fn every_report_is_what_its_records_give() {
+    let plots = std::env::temp_dir().join(format!("normlab-report-plots-{}", std::process::id()));
+    let mut problems = Vec::new();
+    for folder in sweep_folders() {
+        std::fs::create_dir_all(&plots).unwrap();
+        let regenerated = normlab_runner::sweep::report_text(&folder, &plots).unwrap();
+        let committed = std::fs::read_to_string(folder.join("README.md")).unwrap_or_default();
+        if committed != regenerated {
+            let name = folder.file_name().unwrap().to_string_lossy();
+            let at = first_difference(&committed, &regenerated);
+            problems.push(format!("{name}/README.md (run `normlab plot`): {at}"));
+        }
+        std::fs::remove_dir_all(&plots).unwrap();
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_readme_results_section_is_what_the_records_give() {
+    let readme = checkout().join("README.md");
+    let committed = std::fs::read_to_string(&readme).unwrap();
+    let section = normlab_runner::readme::section(&checkout().join("results"), &checkout());
+    let regenerated = normlab_runner::readme::replaced(&committed, &section.unwrap(), &readme);
+    let regenerated = regenerated.unwrap();
+    assert!(
+        committed == regenerated,
+        "README.md's results section differs from what `normlab readme` writes: {}",
+        first_difference(&committed, &regenerated)
+    );
+}

@@ -1,3 +1,5 @@
+//! scikit-learn's digits, from the CSV file embedded in the repository.
+
 use std::path::Path;
 
 use crate::error::{DataError, Result};

@@ -1,3 +1,5 @@
+//! Reading files that may be gzipped.
+
 use std::fs;
 use std::io::Read;
 use std::path::Path;

@@ -1,3 +1,5 @@
+//! The IDX format of MNIST and Fashion-MNIST, raw or gzipped.
+
 use std::path::Path;
 
 use crate::error::{DataError, Result};

@@ -1,3 +1,5 @@
+//! Plain text files as a character language model's corpus.
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

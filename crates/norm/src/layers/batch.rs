@@ -1,3 +1,5 @@
+//! Batch normalization (Ioffe & Szegedy 2015), with ghost batches and per-step statistics.
+
 use burn::module::{Flag, Param};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,5 @@
+//! Batch renormalization (Ioffe 2017): batch norm corrected towards its moving statistics.
+
 use burn::module::{Flag, Param, RunningState};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};

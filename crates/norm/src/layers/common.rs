@@ -1,3 +1,5 @@
+//! What every norm layer holds: its width, epsilon, affine parameters and kernel choice.
+
 use burn::prelude::*;
 
 use crate::{Affine, Kernels};

@@ -1,3 +1,5 @@
+//! EvoNorm-B0 (Liu et al. 2020): a batch variance and a per-sample one, its own activation.
+
 use burn::module::{Flag, Param};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,5 @@
+//! EvoNorm-S0 (Liu et al. 2020): per-sample group statistics, its own activation.
+
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;

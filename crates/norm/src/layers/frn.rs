@@ -1,3 +1,5 @@
+//! Filter response normalization with its thresholded linear unit (Singh & Krishnan 2020).
+
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::relu;

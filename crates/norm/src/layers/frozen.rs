@@ -1,3 +1,5 @@
+//! A trained batch norm frozen into the fixed per-channel map it applies in eval.
+
 use burn::module::Param;
 use burn::prelude::*;
 

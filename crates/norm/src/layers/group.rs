@@ -1,3 +1,5 @@
+//! Group normalization (Wu & He 2018).
+
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -1,3 +1,5 @@
+//! Instance normalization (Ulyanov et al. 2016).
+
 use burn::module::{Flag, Param};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};

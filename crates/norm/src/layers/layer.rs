@@ -1,3 +1,5 @@
+//! Layer normalization (Ba et al. 2016).
+
 use std::fmt::Debug;
 use std::marker::PhantomData;
 

@@ -1,3 +1,5 @@
+//! The norm that is none: its input passes through.
+
 use burn::prelude::*;
 
 use crate::NormError;

@@ -1,3 +1,5 @@
+//! Online normalization (Chiley et al. 2019): statistics streamed sample by sample.
+
 use std::sync::{Arc, Mutex};
 
 use burn::module::{Flag, Param};

@@ -1,3 +1,5 @@
+//! RMS normalization (Zhang & Sennrich 2019).
+
 use crate::{LayerNorm, SampleNormConfig, Uncentered};
 
 /// Configuration of [`RmsNorm`]: per-sample statistics, not centred. Its `epsilon` defaults to

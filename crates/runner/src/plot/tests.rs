@@ -1,3 +1,5 @@
+//! Tests of the charts: what each draws from a synthetic result set.
+
 use std::path::PathBuf;
 
 use normlab_testkit::{png_size, scratch};

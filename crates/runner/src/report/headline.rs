@@ -259,8 +259,16 @@ pub(crate) fn batch_verdicts(set: &ResultSet) -> Vec<BatchVerdict> {
         .collect()
 }
 
-/// The verdict sentences at the top of the report: empty unless [`batch_verdicts`] has any.
+/// The verdict sentences at the top of the report: empty unless [`batch_verdicts`] or
+/// [`gradient_verdict`] has one.
 pub(crate) fn headline(set: &ResultSet) -> String {
+    if let Some(verdict) = gradient_verdict(set) {
+        return format!(
+            "**Verdict** ({}). {}\n\n",
+            gradient_rule(),
+            verdict.sentence()
+        );
+    }
     let verdicts = batch_verdicts(set);
     if verdicts.is_empty() {
         return String::new();
@@ -278,8 +286,155 @@ pub(crate) fn headline(set: &ResultSet) -> String {
     text
 }
 
+/// The outcome and sentences of `set`'s verdicts for the README; none without a verdict.
+pub(crate) fn summary(set: &ResultSet) -> Option<(Outcome, String)> {
+    if let Some(verdict) = gradient_verdict(set) {
+        return Some((verdict.outcome(), verdict.sentence()));
+    }
+    let verdicts = batch_verdicts(set);
+    let outcome = verdicts.iter().map(BatchVerdict::outcome).max()?;
+    Some((outcome, verdict_sentences(&verdicts)))
+}
+
 /// The sentences of `verdicts`, one after another.
 pub(crate) fn verdict_sentences(verdicts: &[BatchVerdict]) -> String {
     let sentences: Vec<String> = verdicts.iter().map(BatchVerdict::sentence).collect();
     sentences.join(" ")
+}
+
+/// The verdict on recurrent BN's Figure 1: at initialization, how many orders of magnitude the
+/// gradient a quarter of the way back (of the farthest distance every measurement reaches) lies
+/// below the last step's, for batch norm at its largest initial gamma against its smallest.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GradientVerdict {
+    /// Steps back from the last at which the gradients are compared.
+    pub back: usize,
+    /// The label and the log10 ratios over seeds of batch norm at its largest gamma.
+    pub high: (String, Spread),
+    /// The same at its smallest gamma.
+    pub low: (String, Spread),
+    /// The larger of the two standard deviations of the log10 ratios over seeds.
+    pub spread: Option<f64>,
+}
+
+/// log10 of the smallest positive float32: a ratio that underflowed to 0 lies at most there.
+const FLOAT32_FLOOR_LOG10: f64 = -44.85;
+
+impl GradientVerdict {
+    /// Orders of magnitude from the large gamma's gradient up to the small gamma's.
+    fn orders(&self) -> f64 {
+        self.low.1.mean - self.high.1.mean
+    }
+
+    pub(crate) fn outcome(&self) -> Outcome {
+        Gap {
+            other: self.high.1,
+            other_name: String::new(),
+            points: self.orders(),
+            spread: self.spread,
+        }
+        .outcome()
+    }
+
+    fn sentence(&self) -> String {
+        let side = |(label, logs): &(String, Spread)| {
+            format!(
+                "`{label}`'s 10^{:.1} ({:.1}..{:.1})",
+                logs.mean, logs.min, logs.max
+            )
+        };
+        let spreads = match self.spread.filter(|s| *s > 0.0) {
+            Some(s) => format!(", {:.1} seed spreads", self.orders() / s),
+            None => String::new(),
+        };
+        format!(
+            "At initialization, the gradient {} steps back, relative to the last step's (log10, \
+             mean over seeds, min..max), is {} against {}: {:.1} orders of magnitude apart{spreads}: \
+             the vanishing at the larger gamma is {}.",
+            self.back,
+            side(&self.high),
+            side(&self.low),
+            self.orders(),
+            self.outcome().word()
+        )
+    }
+}
+
+/// The rule of [`GradientVerdict`], as the report says it.
+pub(crate) fn gradient_rule() -> String {
+    format!(
+        "batch norm's gradient at initialization, relative to the last step's, at its largest \
+         initial gamma against its smallest; the gap counts in standard deviations over seeds of \
+         the log10 ratios: shown beyond {SHOWN_IN_SPREADS}, weak beyond {WEAK_IN_SPREADS}; a \
+         ratio that underflowed to 0 in float32 counts as 10^{FLOAT32_FLOOR_LOG10}, its largest \
+         possible value"
+    )
+}
+
+/// The gradient-flow verdict of `set`: when batch norm's initial gamma varies and the gradient
+/// was measured at initialization.
+pub(crate) fn gradient_verdict(set: &ResultSet) -> Option<GradientVerdict> {
+    let gamma = |r: &RunRecord| match r.config.model.norm() {
+        NormConfig::Batch(config) => Some(config.gamma_init),
+        _ => None,
+    };
+    let initial = |r: &RunRecord| {
+        let flow = r.gradient_flow.iter().find(|flow| flow.step == 0)?;
+        Some(flow.relative_to_last()).filter(|ratios| ratios.len() >= 2)
+    };
+    let measured: Vec<&RunRecord> = set
+        .records
+        .iter()
+        .filter(|r| gamma(r).is_some() && initial(r).is_some())
+        .collect();
+    let farthest = measured
+        .iter()
+        .filter_map(|r| initial(r))
+        .map(|f| f.len() - 1)
+        .min()?;
+    let back = farthest / 4;
+    let logs = |runs: &[&&RunRecord]| -> Option<Spread> {
+        Spread::of(runs.iter().filter_map(|r| {
+            let (_, ratio) = initial(r)?.into_iter().find(|(b, _)| *b == back)?;
+            Some(match ratio > 0.0 {
+                true => ratio.log10(),
+                false => FLOAT32_FLOOR_LOG10,
+            })
+        }))
+    };
+    let std = |runs: &[&&RunRecord], spread: &Spread| -> Option<f64> {
+        let logs: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| initial(r)?.into_iter().find(|(b, _)| *b == back))
+            .map(|(_, ratio)| {
+                if ratio > 0.0 {
+                    ratio.log10()
+                } else {
+                    FLOAT32_FLOOR_LOG10
+                }
+            })
+            .collect();
+        let squares: f64 = logs.iter().map(|l| (l - spread.mean).powi(2)).sum();
+        (logs.len() >= 2).then(|| (squares / (logs.len() - 1) as f64).sqrt())
+    };
+    let by_gamma = |pick: fn(f64, f64) -> bool| -> Option<(String, Spread, Option<f64>)> {
+        let target = measured
+            .iter()
+            .filter_map(|r| gamma(r))
+            .reduce(|a, b| if pick(a, b) { a } else { b })?;
+        let runs: Vec<&&RunRecord> = measured
+            .iter()
+            .filter(|r| gamma(r) == Some(target))
+            .collect();
+        let spread = logs(&runs)?;
+        Some((norm_label(runs[0]), spread, std(&runs, &spread)))
+    };
+    let (high_label, high, high_std) = by_gamma(|a, b| a > b)?;
+    let (low_label, low, low_std) = by_gamma(|a, b| a < b)?;
+    (high_label != low_label).then(|| GradientVerdict {
+        back,
+        high: (high_label, high),
+        low: (low_label, low),
+        spread: high_std.zip(low_std).map(|(a, b)| a.max(b)),
+    })
 }

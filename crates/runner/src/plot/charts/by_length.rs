@@ -1,3 +1,5 @@
+//! A language model's error and bits per character against the evaluation window's length.
+
 use crate::analysis::{LengthScore, scores_by_length};
 use crate::plot::axis::Axis;
 use crate::plot::charts::{Measure, SpreadPlot, spread_plot};

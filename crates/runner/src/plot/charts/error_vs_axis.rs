@@ -1,3 +1,5 @@
+//! The final error against the axis a sweep varies (batch size, learning rate, init scale ...).
+
 use crate::analysis::final_error;
 use crate::axes::AxisKey;
 use crate::plot::charts::{Measure, SpreadPlot, XPlacement, pair, spread_plot};

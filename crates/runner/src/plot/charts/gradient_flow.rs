@@ -1,6 +1,8 @@
+//! The loss's gradient at every step of a recurrence (recurrent BN's Figure 1).
+
 use crate::plot::axis::Axis;
-use crate::plot::charts::{facet_sentence, legend, mean_band};
-use crate::plot::figure::{Figure, LegendEntry, Look, Series, band_of, extent, x_of};
+use crate::plot::charts::{band_legend, facet_sentence, mean_band};
+use crate::plot::figure::{Figure, Look, Series, band_of, extent, x_of};
 use crate::plot::{Context, Plot};
 use crate::result_set::series_label;
 use crate::results::{GradientFlow, RunRecord};
@@ -61,23 +63,7 @@ pub(crate) fn gradient_flow(context: &Context) -> Option<Plot> {
         x,
         y,
     );
-    let used: Vec<bool> = context
-        .series
-        .iter()
-        .map(|norm| {
-            let measured = |r: &&RunRecord| !r.gradient_flow.is_empty();
-            context
-                .records
-                .iter()
-                .filter(measured)
-                .any(|r| series_label(r) == *norm)
-        })
-        .collect();
-    let slots = context.series.iter().map(|norm| (norm, None, Look::Band));
-    figure.legend = legend(context, slots, &used);
-    figure.legend.push(LegendEntry::note(
-        "line: mean over seeds; band: min to max over seeds",
-    ));
+    figure.legend = band_legend(context, |r| !r.gradient_flow.is_empty());
     Some(Plot {
         file: "gradient_flow.png".into(),
         caption: format!(

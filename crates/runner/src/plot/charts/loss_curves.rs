@@ -1,7 +1,9 @@
+//! The training loss over examples seen, per norm, with a band over seeds.
+
 use crate::analysis::Spread;
 use crate::plot::axis::Axis;
-use crate::plot::charts::{facet_sentence, legend};
-use crate::plot::figure::{Figure, LegendEntry, Look, Point, Series, band_of, extent, x_of};
+use crate::plot::charts::{band_legend, facet_sentence};
+use crate::plot::figure::{Figure, Look, Point, Series, band_of, extent, x_of};
 use crate::plot::{Context, Plot};
 use crate::result_set::series_label;
 use crate::results::RunRecord;
@@ -43,21 +45,7 @@ pub(crate) fn loss_curves(context: &Context) -> Option<Plot> {
     let y = Axis::fit("training loss (cross-entropy)", y_min, y_max, true);
     let log_note = if y.log { " Log-scale loss axis." } else { "" };
     let mut figure = Figure::grid("Training loss".into(), panels, x, y);
-    let used: Vec<bool> = context
-        .series
-        .iter()
-        .map(|norm| {
-            context
-                .records
-                .iter()
-                .any(|r| series_label(r) == *norm && r.losses.iter().any(|l| l.loss.is_finite()))
-        })
-        .collect();
-    let slots = context.series.iter().map(|norm| (norm, None, Look::Band));
-    figure.legend = legend(context, slots, &used);
-    figure.legend.push(LegendEntry::note(
-        "line: mean over seeds; band: min to max over seeds",
-    ));
+    figure.legend = band_legend(context, |r| r.losses.iter().any(|l| l.loss.is_finite()));
     Some(Plot {
         file: "loss_curves.png".into(),
         caption: format!(

@@ -65,6 +65,30 @@ pub(crate) fn legend<'s>(
         .collect()
 }
 
+/// The legend of a chart of bands: one entry per norm with a run that `drawn` says is on the
+/// chart, and the note on what lines and bands stand for.
+pub(crate) fn band_legend(
+    context: &Context,
+    drawn: impl Fn(&RunRecord) -> bool,
+) -> Vec<LegendEntry> {
+    let used: Vec<bool> = context
+        .series
+        .iter()
+        .map(|norm| {
+            context
+                .records
+                .iter()
+                .any(|r| series_label(r) == *norm && drawn(r))
+        })
+        .collect();
+    let slots = context.series.iter().map(|norm| (norm, None, Look::Band));
+    let mut entries = legend(context, slots, &used);
+    entries.push(LegendEntry::note(
+        "line: mean over seeds; band: min to max over seeds",
+    ));
+    entries
+}
+
 /// The legend's note on what a spread plot's marks stand for.
 pub(crate) fn marks_note() -> LegendEntry {
     LegendEntry::note("marker: mean over seeds; bar: min to max; dot: each run")

@@ -1,3 +1,5 @@
+//! The 15th, 50th and 85th percentiles of a unit's input over training (the BN paper's Figure 1).
+
 use crate::analysis::{Spread, describe, percentile_runs, unit_zero};
 use crate::axes::AxisKey;
 use crate::plot::axis::Axis;

@@ -1,3 +1,5 @@
+//! The time of a training step per norm, and the share its norm layers take.
+
 use crate::analysis::{norm_ms, step_ms};
 use crate::axes::AxisKey;
 use crate::plot::charts::{Measure, SpreadPlot, XPlacement, pair, spread_plot};

@@ -1,3 +1,5 @@
+//! Batch norm scored in eval mode, train mode, with PreciseBN and folded, side by side.
+
 use crate::analysis::{final_error, final_score};
 use crate::axes::AxisKey;
 use crate::plot::charts::{Measure, SpreadPlot, XPlacement, pair, spread_plot};
