@@ -14,9 +14,9 @@ scripts/fetch-data.sh shakespeare
 # masks come from burn's process-wide RNG and are reproducible only without parallel runs.
 declare -A JOBS=([cost]=1 [regularization]=1)
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(quick small_batch small_batch_batch_free small_batch_quick ghost_batch non_iid
-    online recurrent recurrent_vowels gradient_flow recurrent_text recurrent_text_quick learning_rate init_scale
-    covariate_shift cost regularization)
+[ ${#names[@]} -gt 0 ] || names=(quick small_batch small_batch_quick ghost_batch non_iid online recurrent
+    recurrent_vowels gradient_flow gradient_flow_rows recurrent_text recurrent_text_quick learning_rate
+    init_scale covariate_shift cost regularization)
 
 cargo build --release -p normlab-runner
 for name in "${names[@]}"; do

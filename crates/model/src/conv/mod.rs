@@ -1,6 +1,6 @@
 //! The model's 2-D convolutions: burn's `conv2d` on every backend, and on flex (CPU) a custom op
-//! with its own backward ([`cpu`]) that runs the experiment networks' small convolutions two to
-//! three times faster than flex's general path (`benches/training_step.rs`).
+//! with its own backward ([`cpu`]) for the experiment networks' small convolutions, faster than
+//! flex's general path (`benches/conv2d.rs` measures by how much).
 
 mod cpu;
 
