@@ -46,42 +46,50 @@ fn cases() -> Vec<Case> {
         ("group", r#"{ kind = "group", groups = 4 }"#),
         ("layer", r#"{ kind = "layer" }"#),
     ];
-    for batch in [32, 64] {
+    let mut case = |model, norm, batch, config: String| {
+        cases.push(Case {
+            model,
+            norm,
+            batch,
+            config,
+        })
+    };
+    // The small batches first: where the small-batch experiments spend most of their steps.
+    for batch in [2, 4, 32, 64] {
         for (norm, toml) in norms {
-            cases.push(Case {
-                model: "cnn",
-                norm,
-                batch,
-                config: format!(
-                    "kind = \"cnn\"\nchannels = [8, 16, 32]\nhead = \"dense\"\nnorm = {toml}"
-                ),
-            });
+            let config =
+                format!("kind = \"cnn\"\nchannels = [8, 16, 32]\nhead = \"dense\"\nnorm = {toml}");
+            case("cnn", norm, batch, config);
         }
     }
-    for (norm, toml) in [norms[0], norms[1], norms[3]] {
-        cases.push(Case {
-            model: "mlp",
-            norm,
-            batch: 64,
-            config: format!("kind = \"mlp\"\nhidden = [256, 256]\nnorm = {toml}"),
-        });
+    // small_batch's network: ResNet-20 of 8/16/32 channels, zero-padded shortcuts.
+    for batch in [2, 8, 32] {
+        for (norm, toml) in [norms[0], norms[1], norms[2]] {
+            let config = format!("kind = \"resnet\"\nwidths = [8, 16, 32]\nnorm = {toml}");
+            case("resnet", norm, batch, config);
+        }
     }
-    for (norm, toml) in [
-        ("none", r#"{ kind = "none" }"#),
-        ("layer", r#"{ kind = "layer" }"#),
-        ("batch(per_step)", r#"{ kind = "batch", per_step = 28 }"#),
-    ] {
-        cases.push(Case {
-            model: "lstm",
-            norm,
-            batch: 32,
-            config: format!("kind = \"recurrent\"\ncell = \"lstm\"\nhidden = 64\nnorm = {toml}"),
-        });
+    for batch in [2, 4, 64] {
+        for (norm, toml) in [norms[0], norms[1], norms[3]] {
+            let config = format!("kind = \"mlp\"\nhidden = [256, 256]\nnorm = {toml}");
+            case("mlp", norm, batch, config);
+        }
+    }
+    for batch in [4, 32] {
+        for (norm, toml) in [
+            ("none", r#"{ kind = "none" }"#),
+            ("layer", r#"{ kind = "layer" }"#),
+            ("batch(per_step)", r#"{ kind = "batch", per_step = 28 }"#),
+        ] {
+            let config =
+                format!("kind = \"recurrent\"\ncell = \"lstm\"\nhidden = 64\nnorm = {toml}");
+            case("lstm", norm, batch, config);
+        }
     }
     cases
 }
 
-/// The input of a batch: 28x28 images (1 channel) for the CNN and MLP, 28 steps of 28
+/// The input of a batch: 28x28 images (1 channel) for the CNN, ResNet and MLP, 28 steps of 28
 /// features for the LSTM (row-by-row MNIST), and random labels of 10 classes.
 fn batch(model: &str, n: usize, device: &Device) -> (Input, Tensor<1, Int>) {
     let labels = Tensor::<1, Int>::random([n], Distribution::Uniform(0.0, 10.0), device);

@@ -47,6 +47,40 @@ def mlp(norm, hidden=(256, 256)):
     return nn.Sequential(*layers, nn.Linear(width, 10))
 
 
+class Block(nn.Module):
+    """normlab's basic block: conv 3x3 (stride 1 or 2, no bias), norm, ReLU, conv 3x3, norm, plus
+    the shortcut (every second pixel and zero channels, half before and half after), ReLU."""
+
+    def __init__(self, norm, c_in, c_out, stride):
+        super().__init__()
+        self.first = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.first_norm = norm_2d(norm, c_out)
+        self.second = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.second_norm = norm_2d(norm, c_out)
+        self.stride, self.widen = stride, c_out - c_in
+
+    def forward(self, x):
+        y = torch.relu(self.first_norm(self.first(x)))
+        y = self.second_norm(self.second(y))
+        shortcut = x[:, :, :: self.stride, :: self.stride]
+        if self.widen:
+            before = self.widen // 2
+            shortcut = nn.functional.pad(shortcut, (0, 0, 0, 0, before, self.widen - before))
+        return torch.relu(y + shortcut)
+
+
+def resnet(norm, widths=(8, 16, 32), blocks=3):
+    """normlab's ResNet-20 style network: a 3x3 stem, stages of basic blocks (stride 2 at each new
+    stage), global average pooling and a linear head."""
+    layers, c_in = [nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), norm_2d(norm, widths[0])], widths[0]
+    layers.append(nn.ReLU())
+    for stage, width in enumerate(widths):
+        for block in range(blocks):
+            layers.append(Block(norm, c_in, width, 2 if stage > 0 and block == 0 else 1))
+            c_in = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, 10))
+
+
 class NormLstm(nn.Module):
     """normlab's LSTM layer as a step loop: `Wx x` for the whole sequence, then at every step a
     norm on `Wx x_t` and on `Wh h` separately and on the cell before its tanh (none, LN-LSTM, or
@@ -92,13 +126,18 @@ class NormLstm(nn.Module):
 
 
 def cases():
-    for batch in (32, 64):
+    for batch in (2, 4, 32, 64):
         for norm in ("none", "batch", "group", "layer"):
             yield "cnn", norm, batch, lambda norm=norm: cnn(norm)
-    for norm in ("none", "batch", "layer"):
-        yield "mlp", norm, 64, lambda norm=norm: mlp(norm)
-    for norm in ("none", "layer", "batch(per_step)"):
-        yield "lstm", norm, 32, lambda norm=norm: NormLstm(norm)
+    for batch in (2, 8, 32):
+        for norm in ("none", "batch", "group"):
+            yield "resnet", norm, batch, lambda norm=norm: resnet(norm)
+    for batch in (2, 4, 64):
+        for norm in ("none", "batch", "layer"):
+            yield "mlp", norm, batch, lambda norm=norm: mlp(norm)
+    for batch in (4, 32):
+        for norm in ("none", "layer", "batch(per_step)"):
+            yield "lstm", norm, batch, lambda norm=norm: NormLstm(norm)
 
 
 def step_ms(model, batch, sequences):
