@@ -54,7 +54,7 @@ while read -r package kind crate_dir executable; do
     esac
 done < "$scratch/binaries"
 
-for kind in mlp cnn recurrent; do
+for kind in mlp cnn resnet recurrent; do
     echo "memcheck: normlab run .ci/memcheck/$kind.toml"
     "${memcheck[@]}" "$normlab" run ".ci/memcheck/$kind.toml" --results "$scratch/results" >/dev/null
 done
