@@ -29,6 +29,8 @@ pub enum AxisKey {
     L2,
     /// `train.norm_kernels`: fused kernels or burn's composed ops.
     NormKernels,
+    /// `train.batches`: how training examples are grouped into batches.
+    Batches,
     /// The results folder a run comes from, in a comparison of several.
     Experiment,
     /// Any other field, by its name (the last part of its path).
@@ -37,7 +39,7 @@ pub enum AxisKey {
 
 impl AxisKey {
     /// The keys the runner knows by name, with their names.
-    const KNOWN: [(AxisKey, &'static str); 9] = [
+    const KNOWN: [(AxisKey, &'static str); 10] = [
         (AxisKey::Norm, "norm"),
         (AxisKey::BatchSize, "batch_size"),
         (AxisKey::Seed, "seed"),
@@ -46,6 +48,7 @@ impl AxisKey {
         (AxisKey::L1, "l1"),
         (AxisKey::L2, "l2"),
         (AxisKey::NormKernels, "norm_kernels"),
+        (AxisKey::Batches, "batches"),
         (AxisKey::Experiment, "experiment"),
     ];
 
@@ -89,6 +92,7 @@ impl AxisKey {
             Self::InitScale => "weight init scale".into(),
             Self::L1 => "L1 penalty".into(),
             Self::L2 => "L2 penalty".into(),
+            Self::Batches => "batch composition".into(),
             other => other.name().replace('_', " "),
         }
     }
@@ -104,7 +108,7 @@ impl AxisKey {
             Self::Lr => number(config.train.lr),
             Self::L1 => number(config.train.l1),
             Self::L2 => number(config.train.l2),
-            Self::InitScale | Self::NormKernels | Self::Other(_) => {
+            Self::InitScale | Self::NormKernels | Self::Batches | Self::Other(_) => {
                 // The field by name in the first section that has it.
                 let json = serde_json::to_value(config).ok()?;
                 ["data", "model", "train"]

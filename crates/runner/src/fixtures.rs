@@ -315,3 +315,40 @@ pub(crate) fn gradient_fixture() -> ResultSet {
         record
     })
 }
+
+const BATCHING_EXPERIMENT: &str = r#"
+[data]
+set = "digits"
+
+[model]
+kind = "mlp"
+hidden = [8]
+norm = ["batch", "layer"]
+
+[train]
+batch_size = 8
+batches = ["shuffled", "same_class_pairs"]
+seed = [0, 1]
+lr = 0.1
+samples = 100
+"#;
+
+/// Non-i.i.d. batches: batch norm's error is 10% and 11% (seeds 0, 1) with shuffled batches,
+/// 20% and 21% with same-class pairs; layer norm's 10% and 11%, then 10.5% and 11.5%.
+pub(crate) fn batching_fixture() -> ResultSet {
+    synthetic("batching.toml", BATCHING_EXPERIMENT, |_, point, norm| {
+        let seed = point.run.train.seed as f32;
+        let paired = point.run.train.batches != crate::config::Batching::Shuffled;
+        let shift = match (norm.as_str(), paired) {
+            (_, false) => 0.0,
+            ("batch", true) => 10.0,
+            _ => 0.5,
+        };
+        let outcome = Outcome {
+            error_percent: 10.0 + seed + shift,
+            train_mode_percent: None,
+            diverged: false,
+        };
+        record(point, outcome)
+    })
+}

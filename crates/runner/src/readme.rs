@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::analysis::fmt_duration;
 use crate::error::RunnerError;
 use crate::report::findings::statements;
-use crate::report::headline::{Outcome, gradient_rule, rule, summary};
+use crate::report::headline::{Outcome, batching_rule, gradient_rule, rule, summary};
 use crate::result_set::ResultSet;
 use crate::results::{ResultsDir, write_atomically};
 
@@ -61,11 +61,12 @@ pub fn section(results: &Path, readme_dir: &Path) -> Result<String, RunnerError>
     let mut text = format!(
         "{START}\n\nEach paragraph is computed from an experiment's run records by `normlab \
          readme`; its report gives every number with its spread over seeds. A verdict on batch \
-         sizes compares {}. A verdict on gradient flow compares {}. Experiments whose verdict \
+         sizes compares {}. A verdict on gradient flow compares {}. A verdict on batch composition compares {}. Experiments whose verdict \
          shows come first. The recorded wall times of the {} \
          experiments add up to {} on the 2-core machines they ran on.\n\n",
         rule(),
         gradient_rule(),
+        batching_rule(),
         entries.len(),
         fmt_duration(total)
     );

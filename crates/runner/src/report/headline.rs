@@ -7,6 +7,7 @@ use normlab_norm::NormConfig;
 
 use crate::analysis::{Spread, final_error};
 use crate::axes::AxisKey;
+use crate::config::Batching;
 use crate::report::settings;
 use crate::result_set::{ResultSet, norm_label};
 use crate::results::{RunRecord, Status};
@@ -259,13 +260,20 @@ pub(crate) fn batch_verdicts(set: &ResultSet) -> Vec<BatchVerdict> {
         .collect()
 }
 
-/// The verdict sentences at the top of the report: empty unless [`batch_verdicts`] or
-/// [`gradient_verdict`] has one.
+/// The verdict sentences at the top of the report: empty unless [`gradient_verdict`],
+/// [`batching_verdict`] or [`batch_verdicts`] has one.
 pub(crate) fn headline(set: &ResultSet) -> String {
     if let Some(verdict) = gradient_verdict(set) {
         return format!(
             "**Verdict** ({}). {}\n\n",
             gradient_rule(),
+            verdict.sentence()
+        );
+    }
+    if let Some(verdict) = batching_verdict(set) {
+        return format!(
+            "**Verdict** ({}). {}\n\n",
+            batching_rule(),
             verdict.sentence()
         );
     }
@@ -289,6 +297,9 @@ pub(crate) fn headline(set: &ResultSet) -> String {
 /// The outcome and sentences of `set`'s verdicts for the README; none without a verdict.
 pub(crate) fn summary(set: &ResultSet) -> Option<(Outcome, String)> {
     if let Some(verdict) = gradient_verdict(set) {
+        return Some((verdict.outcome(), verdict.sentence()));
+    }
+    if let Some(verdict) = batching_verdict(set) {
         return Some((verdict.outcome(), verdict.sentence()));
     }
     let verdicts = batch_verdicts(set);
@@ -358,6 +369,15 @@ impl GradientVerdict {
             self.outcome().word()
         )
     }
+}
+
+/// The rule of [`BatchingVerdict`], as the report says it.
+pub(crate) fn batching_rule() -> String {
+    format!(
+        "each norm with batches grouped by class against itself with shuffled batches; a gap \
+         counts in standard deviations over seeds (the larger of the two settings'): shown \
+         beyond {SHOWN_IN_SPREADS}, weak beyond {WEAK_IN_SPREADS}, else not shown"
+    )
 }
 
 /// The rule of [`GradientVerdict`], as the report says it.
@@ -436,5 +456,100 @@ pub(crate) fn gradient_verdict(set: &ResultSet) -> Option<GradientVerdict> {
         high: (high_label, high),
         low: (low_label, low),
         spread: high_std.zip(low_std).map(|(a, b)| a.max(b)),
+    })
+}
+
+/// The verdict on non-i.i.d. batches (Batch Renorm, section 4.3): each norm's error with batches
+/// grouped by class against the same norm with shuffled batches. The failure is batch norm's.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BatchingVerdict {
+    /// How the non-i.i.d. batches were drawn, as the config writes it.
+    pub batching: String,
+    /// Per norm, in grid order: its label, its errors with grouped batches and its gap to
+    /// itself with shuffled batches.
+    pub gaps: Vec<(String, Spread, Gap)>,
+}
+
+impl BatchingVerdict {
+    /// Batch norm's gap: its error rising with grouped batches is the failure.
+    pub(crate) fn outcome(&self) -> Outcome {
+        let batch_norm = self.gaps.iter().find(|(label, ..)| label == "batch");
+        batch_norm.map_or(Outcome::NoSpread, |(.., gap)| gap.outcome())
+    }
+
+    fn sentence(&self) -> String {
+        let clauses: Vec<String> = self
+            .gaps
+            .iter()
+            .map(|(label, grouped, gap)| {
+                let spreads = match gap.in_spreads() {
+                    Some(k) => format!(", {k:.1} seed spreads"),
+                    None => String::new(),
+                };
+                let shuffled = &gap.other;
+                format!(
+                    "`{label}` {:.2}% ({:.2}..{:.2}) against {:.2}% ({:.2}..{:.2}) shuffled: \
+                     {:+.2} points{spreads} ({})",
+                    grouped.mean,
+                    grouped.min,
+                    grouped.max,
+                    shuffled.mean,
+                    shuffled.min,
+                    shuffled.max,
+                    gap.points,
+                    gap.outcome().word()
+                )
+            })
+            .collect();
+        format!(
+            "With batches = {}, each norm's error against its own with shuffled batches: {}. \
+             The failure of batch norm is {}.",
+            self.batching,
+            clauses.join("; "),
+            self.outcome().word()
+        )
+    }
+}
+
+/// The verdict of a set whose only axes besides the norm and the seed are the batches, with
+/// shuffled batches among them.
+pub(crate) fn batching_verdict(set: &ResultSet) -> Option<BatchingVerdict> {
+    let others = set.other_axes(&[AxisKey::Norm, AxisKey::Seed]);
+    if others != [AxisKey::Batches] {
+        return None;
+    }
+    let settings: Vec<Setting> = settings(set)
+        .into_iter()
+        .filter_map(|(_, runs)| {
+            let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
+            Some((runs, errors))
+        })
+        .collect();
+    let batching = |s: &Setting| s.0[0].config.train.batches;
+    let grouped = settings
+        .iter()
+        .map(batching)
+        .find(|b| *b != Batching::Shuffled)?;
+    let gaps: Vec<(String, Spread, Gap)> = settings
+        .iter()
+        .filter(|s| batching(s) == grouped)
+        .filter_map(|s| {
+            let label = norm_label(s.0[0]);
+            let shuffled = settings
+                .iter()
+                .find(|o| batching(o) == Batching::Shuffled && norm_label(o.0[0]) == label)?;
+            Some((label, s.1, gap(s, shuffled, "shuffled".into())))
+        })
+        .collect();
+    let batching = set
+        .records
+        .iter()
+        .find(|r| r.config.train.batches == grouped)?;
+    (!gaps.is_empty()).then(|| BatchingVerdict {
+        batching: batching
+            .label(&AxisKey::Batches)
+            .unwrap_or_default()
+            .to_string(),
+        gaps,
     })
 }

@@ -294,7 +294,9 @@ fn failures(records: &[RunRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{fixture, gradient_fixture, kernels_fixture, lr_fixture};
+    use crate::fixtures::{
+        batching_fixture, fixture, gradient_fixture, kernels_fixture, lr_fixture,
+    };
     use crate::plot::draw_all;
     use normlab_testkit::scratch;
 
@@ -429,6 +431,25 @@ mod tests {
         set.records
             .retain(|r| !crate::result_set::norm_label(r).contains("gamma_init=0.1"));
         assert!(headline::gradient_verdict(&set).is_none());
+    }
+
+    #[test]
+    fn the_batching_verdict_compares_each_norm_with_itself_on_shuffled_batches() {
+        let (text, _) = report("batching", batching_fixture(), None);
+        let verdict = text.lines().find(|l| l.starts_with("**Verdict**")).unwrap();
+        assert!(
+            verdict.contains(
+                "With batches = same_class_pairs, each norm's error against its own with \
+                 shuffled batches: `batch` 20.50% (20.00..21.00) against 10.50% (10.00..11.00) \
+                 shuffled: +10.00 points, 14.1 seed spreads (shown); `layer` 11.00% \
+                 (10.50..11.50) against 10.50% (10.00..11.00) shuffled: +0.50 points, 0.7 seed \
+                 spreads (not shown). The failure of batch norm is shown."
+            ),
+            "{verdict}"
+        );
+        let (outcome, _) = headline::summary(&batching_fixture()).unwrap();
+        assert_eq!(outcome, headline::Outcome::Shown);
+        assert!(headline::batching_verdict(&fixture()).is_none());
     }
 
     #[test]
