@@ -73,6 +73,17 @@ struct Outcome {
     diverged: bool,
 }
 
+impl Outcome {
+    /// A run that finished at `error_percent`, without a train-mode score.
+    fn finished(error_percent: f32) -> Self {
+        Self {
+            error_percent,
+            train_mode_percent: None,
+            diverged: false,
+        }
+    }
+}
+
 /// A synthetic record of `point`: a decaying loss (exploding after step 5 and cut at step 10
 /// if it diverged), one final evaluation unless it diverged, probes at steps 0, 10 and 20,
 /// and the step time of its norm.
@@ -242,11 +253,7 @@ time_norms = true
 /// 12 composed (seed 1 adds 0.1 ms to both); `none` steps take 5 ms and time no layer.
 pub(crate) fn kernels_fixture() -> ResultSet {
     synthetic("kernels.toml", KERNELS_EXPERIMENT, |_, point, norm| {
-        let outcome = Outcome {
-            error_percent: 10.0,
-            train_mode_percent: None,
-            diverged: false,
-        };
+        let outcome = Outcome::finished(10.0);
         let mut record = record(point, outcome);
         let seed = point.run.train.seed as f64 * 1e-4;
         let composed = record.label(&AxisKey::NormKernels) == Some("composed");
@@ -294,11 +301,7 @@ gradient_flow = true
 /// and 10^-6 (seed 1) for gamma 1, 10^-0.5 and 10^-0.7 for gamma 0.1, 10^-1 for no norm.
 pub(crate) fn gradient_fixture() -> ResultSet {
     synthetic("gradient.toml", GRADIENT_EXPERIMENT, |_, point, norm| {
-        let outcome = Outcome {
-            error_percent: 90.0,
-            train_mode_percent: None,
-            diverged: false,
-        };
+        let outcome = Outcome::finished(90.0);
         let mut record = record(point, outcome);
         let one_back = match (norm.contains("gamma_init=1.0"), point.run.train.seed) {
             (true, 0) => 1e-4,
@@ -344,11 +347,7 @@ pub(crate) fn batching_fixture() -> ResultSet {
             ("batch", true) => 10.0,
             _ => 0.5,
         };
-        let outcome = Outcome {
-            error_percent: 10.0 + seed + shift,
-            train_mode_percent: None,
-            diverged: false,
-        };
+        let outcome = Outcome::finished(10.0 + seed + shift);
         record(point, outcome)
     })
 }

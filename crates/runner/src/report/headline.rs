@@ -205,19 +205,24 @@ fn gap(batch: &Setting, other: &Setting, other_name: String) -> Gap {
     }
 }
 
+/// Every setting of `set` with a final error, and its errors over seeds.
+fn scored_settings(set: &ResultSet) -> Vec<Setting<'_>> {
+    settings(set)
+        .into_iter()
+        .filter_map(|(_, runs)| {
+            let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
+            Some((runs, errors))
+        })
+        .collect()
+}
+
 /// One verdict per batch norm of `set` (its ghost-batch variants counted as one), when nothing
 /// but the norm, the batch size and the seed varies.
 pub(crate) fn batch_verdicts(set: &ResultSet) -> Vec<BatchVerdict> {
     if !(set.other_axes(&[AxisKey::Norm, AxisKey::Seed, AxisKey::BatchSize])).is_empty() {
         return Vec::new();
     }
-    let settings: Vec<Setting> = settings(set)
-        .into_iter()
-        .filter_map(|(_, runs)| {
-            let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
-            Some((runs, errors))
-        })
-        .collect();
+    let settings = scored_settings(set);
     let families: Vec<NormConfig> =
         crate::result_set::distinct(settings.iter().filter_map(|(runs, _)| family(runs[0])));
     families
@@ -518,13 +523,7 @@ pub(crate) fn batching_verdict(set: &ResultSet) -> Option<BatchingVerdict> {
     if others != [AxisKey::Batches] {
         return None;
     }
-    let settings: Vec<Setting> = settings(set)
-        .into_iter()
-        .filter_map(|(_, runs)| {
-            let errors = Spread::of(runs.iter().filter_map(|r| final_error(r)))?;
-            Some((runs, errors))
-        })
-        .collect();
+    let settings = scored_settings(set);
     let batching = |s: &Setting| s.0[0].config.train.batches;
     let grouped = settings
         .iter()
