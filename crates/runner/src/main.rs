@@ -96,6 +96,9 @@ enum Command {
         /// The folder of the results folders.
         #[arg(long, default_value = "results")]
         results: PathBuf,
+        /// The folder of the experiment files; those without results are listed as not run.
+        #[arg(long, default_value = "experiments")]
+        experiments: PathBuf,
     },
     /// Redraw the summary, plots and report of a results folder without training.
     Plot {
@@ -234,8 +237,12 @@ fn run(cli: Cli) -> Result<(), RunnerError> {
                 }),
             }
         }
-        Command::Readme { readme, results } => {
-            normlab_runner::readme::update(&readme, &results)?;
+        Command::Readme {
+            readme,
+            results,
+            experiments,
+        } => {
+            normlab_runner::readme::update(&readme, &results, &experiments)?;
             println!(
                 "{}: results section written from {}",
                 readme.display(),

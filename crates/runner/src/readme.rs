@@ -44,8 +44,13 @@ struct Entry {
 }
 
 /// The section for every results folder under `results` (but `benchmarks`), linked relative to
-/// `readme_dir`: experiments whose verdict shows their effect first, then by name.
-pub fn section(results: &Path, readme_dir: &Path) -> Result<String, RunnerError> {
+/// `readme_dir`: experiments whose verdict shows their effect first, then by name, and last the
+/// experiment files under `experiments` that have no results folder.
+pub fn section(
+    results: &Path,
+    experiments: &Path,
+    readme_dir: &Path,
+) -> Result<String, RunnerError> {
     let mut folders: Vec<PathBuf> = std::fs::read_dir(results)
         .map_err(RunnerError::io(results))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -73,8 +78,37 @@ pub fn section(results: &Path, readme_dir: &Path) -> Result<String, RunnerError>
     for entry in entries {
         text.push_str(&entry.text);
     }
+    text.push_str(&not_run(results, experiments, readme_dir)?);
     text.push_str(END);
     Ok(text)
+}
+
+/// A paragraph naming the experiment files under `experiments` with no results folder under
+/// `results`, linked relative to `readme_dir`; empty when every file has one.
+fn not_run(results: &Path, experiments: &Path, readme_dir: &Path) -> Result<String, RunnerError> {
+    let mut names: Vec<String> = std::fs::read_dir(experiments)
+        .map_err(RunnerError::io(experiments))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .filter_map(|path| Some(path.file_stem()?.to_string_lossy().into_owned()))
+        .filter(|name| !results.join(name).join("experiment.toml").is_file())
+        .collect();
+    if names.is_empty() {
+        return Ok(String::new());
+    }
+    names.sort();
+    let links: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let file = relative(&experiments.join(format!("{name}.toml")), readme_dir);
+            format!("[{name}]({file})")
+        })
+        .collect();
+    Ok(format!(
+        "### Not run for this version\n\nNo results are committed for {}: run one with \
+         `normlab run experiments/<name>.toml`.\n\n",
+        links.join(", ")
+    ))
 }
 
 /// The part of the section for the results folder `folder`.
@@ -140,8 +174,9 @@ pub fn replaced(text: &str, section: &str, readme: &Path) -> Result<String, Runn
     Ok(format!("{}{section}{}", &text[..start], &text[end..]))
 }
 
-/// Rewrites the section of the README at `readme` from the results folders under `results`.
-pub fn update(readme: &Path, results: &Path) -> Result<(), RunnerError> {
+/// Rewrites the section of the README at `readme` from the results folders under `results` and
+/// the experiment files under `experiments`.
+pub fn update(readme: &Path, results: &Path, experiments: &Path) -> Result<(), RunnerError> {
     let text = std::fs::read_to_string(readme).map_err(RunnerError::io(readme))?;
     let dir = readme.parent().unwrap_or(Path::new("."));
     let dir = if dir.as_os_str().is_empty() {
@@ -149,6 +184,38 @@ pub fn update(readme: &Path, results: &Path) -> Result<(), RunnerError> {
     } else {
         dir
     };
-    let new = replaced(&text, &section(results, dir)?, readme)?;
+    let new = replaced(&text, &section(results, experiments, dir)?, readme)?;
     write_atomically(readme, new.as_bytes()).map_err(RunnerError::io(readme))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn experiment_files_without_results_are_listed_as_not_run() {
+        let root = normlab_testkit::scratch("readme-not-run");
+        let (results, experiments) = (root.join("results"), root.join("experiments"));
+        std::fs::create_dir_all(results.join("ran")).unwrap();
+        std::fs::create_dir_all(&experiments).unwrap();
+        for name in ["ran", "waits", "also_waits"] {
+            std::fs::write(experiments.join(format!("{name}.toml")), "").unwrap();
+        }
+        std::fs::write(experiments.join("notes.md"), "").unwrap();
+        std::fs::write(results.join("ran/experiment.toml"), "").unwrap();
+
+        let text = not_run(&results, &experiments, &root).unwrap();
+        assert!(
+            text.contains(
+                "for [also_waits](experiments/also_waits.toml), [waits](experiments/waits.toml):"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("[ran]") && !text.contains("notes"), "{text}");
+
+        std::fs::remove_file(experiments.join("waits.toml")).unwrap();
+        std::fs::remove_file(experiments.join("also_waits.toml")).unwrap();
+        assert_eq!(not_run(&results, &experiments, &root).unwrap(), "");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -84,33 +84,6 @@ pub(crate) fn extra_axes(
     Ok(chosen)
 }
 
-/// A norm given as `{ kind = "group", groups = 4, weight_standardization = true }` (GN+WS, one
-/// choice in the literature) standardizes the weights of the model's layers: the key moves to
-/// `model.weight_standardization`. Setting it in both places is an error.
-pub(crate) fn lift_weight_standardization(table: &mut Table) -> Result<(), String> {
-    let Some(Value::Table(model)) = table.get_mut("model") else {
-        return Ok(());
-    };
-    let Some(Value::Table(norm)) = model.get_mut("norm") else {
-        return Ok(());
-    };
-    let Some(value) = norm.remove("weight_standardization") else {
-        return Ok(());
-    };
-    if !value.is_bool() {
-        return Err(format!(
-            "`weight_standardization` must be true or false, got {value}"
-        ));
-    }
-    if model.contains_key("weight_standardization") {
-        return Err(
-            "`weight_standardization` is set both in the norm and in [model]: keep one".into(),
-        );
-    }
-    model.insert("weight_standardization".into(), value);
-    Ok(())
-}
-
 /// Every combination of one value per axis, the last axis varying fastest.
 pub(crate) fn product(axes: &[Axis]) -> Vec<Vec<Value>> {
     axes.iter().fold(vec![Vec::new()], |points, (_, values)| {

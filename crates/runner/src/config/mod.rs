@@ -27,9 +27,7 @@ pub use schema::{
     ProbeConfig, RunConfig, TrainConfig, final_window_start,
 };
 
-use crate::config::grid::{
-    extra_axes, find_axes, lift_weight_standardization, product, run_id, set,
-};
+use crate::config::grid::{extra_axes, find_axes, product, run_id, set};
 use crate::config::locate::Locator;
 
 /// A config file that cannot be used, with where and why.
@@ -190,8 +188,6 @@ impl Experiment {
                 set(&mut point, path, value.clone());
                 labels.push(label(value));
             }
-            lift_weight_standardization(&mut point)
-                .map_err(|message| at_field("model.norm", message))?;
             let run: RunConfig =
                 serde_path_to_error::deserialize(Value::Table(point)).map_err(|e| {
                     let message = e.inner().to_string();

@@ -33,6 +33,7 @@ pub(crate) fn statements(set: &ResultSet) -> Vec<String> {
         batch_size_findings(set),
         statistic_size_findings(set),
         train_eval_findings(set),
+        identical_training_findings(set),
         other_axis_findings(set),
         divergence_findings(set, &AxisKey::Lr),
         divergence_findings(set, &AxisKey::InitScale),
@@ -74,6 +75,46 @@ fn statistic_size_findings(set: &ResultSet) -> Vec<String> {
         each.join(", "),
         height * width,
     )]
+}
+
+/// Pairs of series that trained alike: the same training loss, to the bit, at every recorded
+/// step of every run they share (the same value on every other axis, the seed included). Inside
+/// a recurrence computed step by step, batch norm with and without `per_step` is such a pair:
+/// both normalize step `t` by step `t`'s batch in training and differ only in the population
+/// statistics that evaluation uses, which the scores alone would not tell a reader.
+fn identical_training_findings(set: &ResultSet) -> Vec<String> {
+    let others = |r: &RunRecord| -> Vec<String> {
+        (r.axes.iter())
+            .filter(|s| s.key != AxisKey::Norm)
+            .map(|s| s.label.clone())
+            .collect()
+    };
+    let trained: Vec<(String, Vec<String>, &RunRecord)> = (set.records.iter())
+        .filter(|r| !r.losses.is_empty())
+        .map(|r| (series_label(r), others(r), r))
+        .collect();
+    let names = series(set);
+    let mut statements = Vec::new();
+    for (i, a) in names.iter().enumerate() {
+        for b in &names[i + 1..] {
+            let pairs: Vec<bool> = (trained.iter().filter(|(series, _, _)| series == a))
+                .flat_map(|(_, point, run)| {
+                    (trained.iter())
+                        .filter(move |(series, other, _)| series == b && other == point)
+                        .map(move |(_, _, other)| other.losses == run.losses)
+                })
+                .collect();
+            if !pairs.is_empty() && pairs.iter().all(|&same| same) {
+                statements.push(format!(
+                    "`{a}` and `{b}` trained alike: the same training loss, to the bit, at every \
+                     recorded step of all {} runs they share (same seed and settings), so what \
+                     tells them apart acts only when the model is evaluated.",
+                    pairs.len()
+                ));
+            }
+        }
+    }
+    statements
 }
 
 /// The runs of series `norm` whose values of `axes` are `facet`.

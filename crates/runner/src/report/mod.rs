@@ -298,6 +298,7 @@ mod tests {
         batching_fixture, fixture, gradient_fixture, kernels_fixture, lr_fixture,
     };
     use crate::plot::draw_all;
+    use crate::result_set::series_label;
     use normlab_testkit::scratch;
 
     const COMMAND: &str = "normlab run experiments/small_batches.toml --jobs 2";
@@ -387,6 +388,56 @@ mod tests {
         assert!(drift.contains("moved by 1.000"));
         assert!(statement(&text, "`batch` (batch_size=2): the median").contains("moved by 0.000"));
         assert!(text.contains("the sum of the runs' wall times is 18.0 s"));
+    }
+
+    #[test]
+    fn settings_that_trained_alike_are_named_as_such() {
+        // The fixture's losses depend on the batch size and seed alone: set each norm apart.
+        let mut set = fixture();
+        for record in &mut set.records {
+            let offset = series_label(record).len() as f32 * 1e-3;
+            record.losses.iter_mut().for_each(|l| l.loss += offset);
+        }
+        let (text, _) = report("distinct-training", set.clone(), None);
+        assert!(!text.contains("trained alike"), "{text}");
+        let batch: Vec<_> = (set.records.iter())
+            .filter(|r| series_label(r) == "batch")
+            .map(|r| {
+                (
+                    r.config.train.batch_size,
+                    r.config.train.seed,
+                    r.losses.clone(),
+                )
+            })
+            .collect();
+        for record in set
+            .records
+            .iter_mut()
+            .filter(|r| series_label(r) == "group(groups=4)")
+        {
+            let train = &record.config.train;
+            let same = batch
+                .iter()
+                .find(|(n, seed, _)| (*n, *seed) == (train.batch_size, train.seed));
+            record.losses = same.unwrap().2.clone();
+        }
+        let (text, _) = report("alike", set.clone(), None);
+        let alike = statement(&text, "`batch` and `group(groups=4)` trained alike");
+        assert!(
+            alike.contains("at every recorded step of all 4 runs they share"),
+            "{alike}"
+        );
+        assert_eq!(text.matches("trained alike").count(), 1, "{text}");
+
+        // One run that trained otherwise breaks the pair.
+        let group = set
+            .records
+            .iter_mut()
+            .find(|r| series_label(r) == "group(groups=4)")
+            .unwrap();
+        group.losses[0].loss += 1e-6;
+        let (text, _) = report("one-differs", set, None);
+        assert!(!text.contains("trained alike"), "{text}");
     }
 
     #[test]
