@@ -126,7 +126,12 @@ fn check(case: &Case) {
         assert!(error <= TOLERANCE, "{name}: {what} off by {error:e}");
     }
     if let (Some(got), Some(want)) = (ours.3, burns.3) {
-        let error = max_relative_error(got, want);
+        // Each entry sums dy over N, H and W in another order than burn's: its rounding error
+        // scales with the sum of |dy|, not with the sum itself, which cancellation can bring
+        // near zero (one draw in a few dozen did, with a relative error of 1.7e-5).
+        let scale = dy.inner().abs().sum_dim(0).sum_dim(2).sum_dim(3);
+        let scale = scale.reshape([1, 1, 1, c_out]);
+        let error = ((got - want).abs() / scale).max().into_scalar::<f32>();
         assert!(error <= TOLERANCE, "{name}: bias gradient off by {error:e}");
     }
 }
