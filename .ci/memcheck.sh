@@ -39,6 +39,10 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable"):
         package = m["package_id"].split("#")[-1].split("@")[0]
         kind = m["target"]["kind"][0]
+        # The unit tests of a binary come as a test harness of kind "bin" too; only the real
+        # binary (built for the integration tests) is the one to run.
+        if kind == "bin" and m["profile"]["test"]:
+            kind = "bin-tests"
         crate_dir = os.path.dirname(m["manifest_path"])
         print(package, kind, crate_dir, m["executable"])
 ' > "$scratch/binaries"

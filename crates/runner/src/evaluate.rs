@@ -44,7 +44,8 @@ pub fn evaluate(
 
 /// PreciseBN: eval mode after re-estimating the population statistics of a copy of the model
 /// as the equal-weight average over `precise_batches` training batches (shuffled as in
-/// training, at the training batch size, the weights fixed).
+/// training, at the training batch size, the weights fixed; `"epoch"`: one pass over the
+/// training set).
 fn precise(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Option<Score> {
     let config = &point.run.train;
     let batches = config.precise_batches?;
@@ -58,7 +59,8 @@ fn precise(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Op
     let order = task
         .train_batches(config.batch_size, config.batches, config.seed, u64::MAX)
         .ok()?;
-    for indices in order.into_iter().cycle().take(batches) {
+    let count = batches.count(order.len());
+    for indices in order.into_iter().cycle().take(count) {
         let batch = task.batch(&indices, false, None, &train_device);
         copy.forward(batch.input).ok()?;
     }

@@ -265,3 +265,29 @@ fn weight_standardization_belongs_to_the_model_not_the_norm() {
         "{err}"
     );
 }
+
+#[test]
+fn precise_batches_are_a_count_or_one_epoch() {
+    use normlab_runner::config::PreciseBatches;
+    let with =
+        |value: &str| GOOD.replace("lr = 0.1", &format!("lr = 0.1\nprecise_batches = {value}"));
+    let experiment = parse(&with("\"epoch\"")).unwrap();
+    let precise = experiment.points[0].run.train.precise_batches.unwrap();
+    assert_eq!(precise, PreciseBatches::Epoch);
+    assert_eq!(precise.count(250), 250, "one epoch is every batch of it");
+    let experiment = parse(&with("40")).unwrap();
+    let precise = experiment.points[0].run.train.precise_batches.unwrap();
+    assert_eq!(
+        (precise, precise.count(250)),
+        (PreciseBatches::Count(40), 40)
+    );
+
+    for (value, why) in [("0", "at least 1"), ("\"all\"", "\"epoch\", got \"all\"")] {
+        let err = error(&with(value));
+        assert!(
+            err.starts_with("experiments/test.toml:16: field `train.precise_batches`"),
+            "{err}"
+        );
+        assert!(err.contains(why), "{err}");
+    }
+}

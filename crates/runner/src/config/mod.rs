@@ -24,7 +24,7 @@ pub use grid::label;
 pub use schedule::LrSchedule;
 pub use schema::{
     Batching, DataConfig, DataFiles, DataSet, DataSource, FINAL_WINDOW, ImageSteps, OptimizerKind,
-    ProbeConfig, RunConfig, TrainConfig, final_window_start,
+    PreciseBatches, ProbeConfig, RunConfig, TrainConfig, final_window_start,
 };
 
 use crate::config::grid::{extra_axes, find_axes, product, run_id, set};

@@ -349,8 +349,9 @@ pub struct TrainConfig {
     pub train_mode_batch_size: Option<usize>,
     /// PreciseBN: at the last evaluation, also evaluate with population statistics re-estimated
     /// as the equal-weight average over this many training batches (weights fixed), beside the
-    /// moving averages. Only for norms with batch statistics. Default none.
-    pub precise_batches: Option<usize>,
+    /// moving averages; `"epoch"` averages over one pass of the training set. Only for norms
+    /// with batch statistics. Default none.
+    pub precise_batches: Option<PreciseBatches>,
     /// At the last evaluation, also evaluate the model with its batch norms folded into the
     /// layers before them (inference form). Default false.
     #[serde(default)]
@@ -410,6 +411,62 @@ impl TrainConfig {
         steps.sort_unstable();
         steps.dedup();
         steps
+    }
+}
+
+/// How many training batches PreciseBN averages its population statistics over.
+///
+/// Written in a config as a number of batches (at least 1) or as the word `"epoch"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PreciseBatchesRepr", into = "PreciseBatchesRepr")]
+pub enum PreciseBatches {
+    /// This many batches, the training order repeated when it holds fewer.
+    Count(usize),
+    /// Every batch of one pass over the training set: the population statistics of the whole
+    /// set, as recurrent batch norm (Cooijmans et al. 2017) estimates them.
+    Epoch,
+}
+
+impl PreciseBatches {
+    /// The number of batches to average, given the batches in one epoch.
+    pub fn count(self, batches_per_epoch: usize) -> usize {
+        match self {
+            Self::Count(count) => count,
+            Self::Epoch => batches_per_epoch,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum PreciseBatchesRepr {
+    Count(usize),
+    Word(String),
+}
+
+impl TryFrom<PreciseBatchesRepr> for PreciseBatches {
+    type Error = String;
+
+    fn try_from(repr: PreciseBatchesRepr) -> Result<Self, Self::Error> {
+        match repr {
+            PreciseBatchesRepr::Count(count) if count >= 1 => Ok(Self::Count(count)),
+            PreciseBatchesRepr::Word(word) if word == "epoch" => Ok(Self::Epoch),
+            PreciseBatchesRepr::Count(count) => Err(format!(
+                "precise_batches must be at least 1 or \"epoch\", got {count}"
+            )),
+            PreciseBatchesRepr::Word(word) => Err(format!(
+                "precise_batches must be a number of batches or \"epoch\", got {word:?}"
+            )),
+        }
+    }
+}
+
+impl From<PreciseBatches> for PreciseBatchesRepr {
+    fn from(batches: PreciseBatches) -> Self {
+        match batches {
+            PreciseBatches::Count(count) => Self::Count(count),
+            PreciseBatches::Epoch => Self::Word("epoch".into()),
+        }
     }
 }
 
