@@ -41,6 +41,9 @@ struct Entry {
     name: String,
     text: String,
     wall: Option<f64>,
+    /// The sum of the runs' own wall times: what a resumed sweep, whose wall time was not
+    /// recorded, is reported by instead.
+    run_seconds: f64,
 }
 
 /// The section for every results folder under `results` (but `benchmarks`), linked relative to
@@ -62,18 +65,15 @@ pub fn section(
         entries.push(entry(&folder, readme_dir)?);
     }
     entries.sort_by(|a, b| b.outcome.cmp(&a.outcome).then(a.name.cmp(&b.name)));
-    let total: f64 = entries.iter().filter_map(|e| e.wall).sum();
     let mut text = format!(
         "{START}\n\nEach paragraph is computed from an experiment's run records by `normlab \
          readme`; its report gives every number with its spread over seeds. A verdict on batch \
-         sizes compares {}. A verdict on gradient flow compares {}. A verdict on batch composition compares {}. Experiments whose verdict \
-         shows come first. The recorded wall times of the {} \
-         experiments add up to {} on the 2-core machines they ran on.\n\n",
+         sizes compares {}. A verdict on gradient flow compares {}. A verdict on batch \
+         composition compares {}. Experiments whose verdict shows come first. {}\n\n",
         rule(),
         gradient_rule(),
         batching_rule(),
-        entries.len(),
-        fmt_duration(total)
+        wall_times(&entries)
     );
     for entry in entries {
         text.push_str(&entry.text);
@@ -81,6 +81,32 @@ pub fn section(
     text.push_str(&not_run(results, experiments, readme_dir)?);
     text.push_str(END);
     Ok(text)
+}
+
+/// The suite's recorded wall time, and the experiments that have none (resumed sweeps) with
+/// the sum of their runs' wall times instead.
+fn wall_times(entries: &[Entry]) -> String {
+    let recorded: Vec<f64> = entries.iter().filter_map(|e| e.wall).collect();
+    let mut text = format!(
+        "The recorded wall times of {} of the {} experiments add up to {} on the 2-core machines \
+         they ran on.",
+        recorded.len(),
+        entries.len(),
+        fmt_duration(recorded.iter().sum())
+    );
+    let resumed: Vec<String> = entries
+        .iter()
+        .filter(|e| e.wall.is_none())
+        .map(|e| format!("{} ({})", e.name, fmt_duration(e.run_seconds)))
+        .collect();
+    if !resumed.is_empty() {
+        text.push_str(&format!(
+            " Not recorded, as their sweeps were resumed: {}, given as the sum of their runs' \
+             wall times (runs trained two at a time take about half that).",
+            resumed.join(", ")
+        ));
+    }
+    text
 }
 
 /// A paragraph naming the experiment files under `experiments` with no results folder under
@@ -143,6 +169,7 @@ fn entry(folder: &Path, readme_dir: &Path) -> Result<Entry, RunnerError> {
         name: set.name.clone(),
         text,
         wall,
+        run_seconds: set.records.iter().map(|r| r.wall_seconds).sum(),
     })
 }
 
@@ -217,5 +244,29 @@ mod tests {
         std::fs::remove_file(experiments.join("also_waits.toml")).unwrap();
         assert_eq!(not_run(&results, &experiments, &root).unwrap(), "");
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_resumed_sweep_is_left_out_of_the_total_and_named_with_its_runs_time() {
+        let entry = |name: &str, wall, run_seconds| Entry {
+            outcome: Outcome::NoSpread,
+            name: name.into(),
+            text: String::new(),
+            wall,
+            run_seconds,
+        };
+        let entries = [
+            entry("a", Some(600.0), 1100.0),
+            entry("b", None, 4860.0),
+            entry("c", Some(120.0), 120.0),
+        ];
+        assert_eq!(
+            wall_times(&entries),
+            "The recorded wall times of 2 of the 3 experiments add up to 12 min 0 s on the \
+             2-core machines they ran on. Not recorded, as their sweeps were resumed: b (1 h 21 \
+             min), given as the sum of their runs' wall times (runs trained two at a time take \
+             about half that)."
+        );
+        assert!(!wall_times(&entries[..1]).contains("Not recorded"));
     }
 }

@@ -16,7 +16,7 @@ const NOT_COMMITTED: [&str; 2] = ["smoke", "small_batch_gpu"];
 /// Experiments whose files changed after their last sweep and that have not run again yet: their
 /// old results are removed (git history keeps them) and the README lists them as not run. Each
 /// leaves this list when its new results are committed.
-const NOT_RERUN_YET: [&str; 1] = ["ghost_batch"];
+const NOT_RERUN_YET: [&str; 0] = [];
 
 /// Folders of `results/` that hold no sweep.
 const NOT_SWEEPS: [&str; 1] = ["benchmarks"];

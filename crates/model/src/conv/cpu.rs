@@ -7,6 +7,7 @@
 //! Samples are spread over the cores in tasks whose size depends on the shape alone, and the
 //! weight gradient adds the tasks' partial sums in task order: the same numbers on every run.
 
+use std::cell::RefCell;
 use std::ops::Range;
 
 use gemm::{Parallelism, gemm};
@@ -92,6 +93,29 @@ impl ConvDims {
         let end = (size + pad).saturating_sub(k).div_ceil(stride);
         first.min(out)..end.min(out)
     }
+}
+
+thread_local! {
+    /// Each thread's patch-column scratch, kept between calls: at small batches a fresh buffer
+    /// per call costs page faults that rival the arithmetic. Held as `u64` words so that any
+    /// [`Real`] borrows it aligned; it keeps the largest size a thread has needed.
+    static PATCH_SCRATCH: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` values of this thread's scratch. Its contents are left over from earlier
+/// calls: `f` must write every value before it reads one (`im2col` and a `matmul` that does not
+/// read its destination do). `f` must not call back in (nothing here does; the kernels inside
+/// run on this thread).
+fn with_patch_scratch<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    PATCH_SCRATCH.with(|cell| {
+        let mut words = cell.borrow_mut();
+        let needed = (len * size_of::<T>()).div_ceil(size_of::<u64>());
+        if words.len() < needed {
+            words.resize(needed, 0);
+        }
+        let values: &mut [T] = bytemuck::cast_slice_mut(&mut words[..needed]);
+        f(&mut values[..len])
+    })
 }
 
 /// `dst = (read_dst ? dst : 0) + lhs * rhs` for row-major `lhs [m, k]` (strides given) and
@@ -200,28 +224,22 @@ pub(crate) fn conv2d<T: Real>(x: &[T], weight: &[T], bias: &[T], d: &ConvDims) -
     out.par_chunks_mut(task * d.out_sample())
         .zip(x.par_chunks(task * d.in_sample()))
         .for_each(|(out, x)| {
-            let mut col = vec![T::default(); if d.is_pointwise() { 0 } else { k * plane }];
-            for (out, x) in out.chunks_mut(d.out_sample()).zip(x.chunks(d.in_sample())) {
-                for (row, &b) in out.chunks_mut(plane).zip(bias) {
-                    row.fill(b);
-                }
-                let patches = match d.is_pointwise() {
-                    true => x,
-                    false => {
-                        im2col(x, d, &mut col);
-                        &col
+            with_patch_scratch(if d.is_pointwise() { 0 } else { k * plane }, |col| {
+                for (out, x) in out.chunks_mut(d.out_sample()).zip(x.chunks(d.in_sample())) {
+                    for (row, &b) in out.chunks_mut(plane).zip(bias) {
+                        row.fill(b);
                     }
-                };
-                matmul(
-                    [d.c_out, plane, k],
-                    out,
-                    true,
-                    weight,
-                    [k, 1],
-                    patches,
-                    [plane, 1],
-                );
-            }
+                    let patches = match d.is_pointwise() {
+                        true => x,
+                        false => {
+                            im2col(x, d, col);
+                            &*col
+                        }
+                    };
+                    let shape = [d.c_out, plane, k];
+                    matmul(shape, out, true, weight, [k, 1], patches, [plane, 1]);
+                }
+            })
         });
     out
 }
@@ -235,18 +253,19 @@ pub(crate) fn conv2d_input_grad<T: Real>(weight: &[T], dy: &[T], d: &ConvDims) -
     dx.par_chunks_mut(task * d.in_sample())
         .zip(dy.par_chunks(task * d.out_sample()))
         .for_each(|(dx, dy)| {
-            let mut dcol = vec![T::default(); if d.is_pointwise() { 0 } else { k * plane }];
-            for (dx, dy) in dx.chunks_mut(d.in_sample()).zip(dy.chunks(d.out_sample())) {
-                // dpatches [k, plane] = W^T [k, C_out] * dy [C_out, plane].
-                let shape = [k, plane, d.c_out];
-                match d.is_pointwise() {
-                    true => matmul(shape, dx, false, weight, [1, k], dy, [plane, 1]),
-                    false => {
-                        matmul(shape, &mut dcol, false, weight, [1, k], dy, [plane, 1]);
-                        col2im(&dcol, d, dx);
+            with_patch_scratch(if d.is_pointwise() { 0 } else { k * plane }, |dcol| {
+                for (dx, dy) in dx.chunks_mut(d.in_sample()).zip(dy.chunks(d.out_sample())) {
+                    // dpatches [k, plane] = W^T [k, C_out] * dy [C_out, plane].
+                    let shape = [k, plane, d.c_out];
+                    match d.is_pointwise() {
+                        true => matmul(shape, dx, false, weight, [1, k], dy, [plane, 1]),
+                        false => {
+                            matmul(shape, dcol, false, weight, [1, k], dy, [plane, 1]);
+                            col2im(dcol, d, dx);
+                        }
                     }
                 }
-            }
+            })
         });
     dx
 }
@@ -263,34 +282,32 @@ pub(crate) fn conv2d_weight_grad<T: Real>(x: &[T], dy: &[T], d: &ConvDims) -> (V
         .map(|(x, dy)| {
             let mut dweight = vec![T::default(); d.c_out * k];
             let mut dbias = vec![T::default(); d.c_out];
-            let mut col = vec![T::default(); if d.is_pointwise() { 0 } else { k * plane }];
-            for (i, (x, dy)) in x
-                .chunks(d.in_sample())
-                .zip(dy.chunks(d.out_sample()))
-                .enumerate()
-            {
-                for (db, row) in dbias.iter_mut().zip(dy.chunks(plane)) {
-                    *db = row.iter().fold(*db, |sum, &v| sum + v);
-                }
-                let patches = match d.is_pointwise() {
-                    true => x,
-                    false => {
-                        im2col(x, d, &mut col);
-                        &col
+            with_patch_scratch(if d.is_pointwise() { 0 } else { k * plane }, |col| {
+                let samples = x.chunks(d.in_sample()).zip(dy.chunks(d.out_sample()));
+                for (i, (x, dy)) in samples.enumerate() {
+                    for (db, row) in dbias.iter_mut().zip(dy.chunks(plane)) {
+                        *db = row.iter().fold(*db, |sum, &v| sum + v);
                     }
-                };
-                // dW [C_out, k] += dy [C_out, plane] * patches^T [plane, k].
-                let shape = [d.c_out, k, plane];
-                matmul(
-                    shape,
-                    &mut dweight,
-                    i > 0,
-                    dy,
-                    [plane, 1],
-                    patches,
-                    [1, plane],
-                );
-            }
+                    let patches = match d.is_pointwise() {
+                        true => x,
+                        false => {
+                            im2col(x, d, col);
+                            &*col
+                        }
+                    };
+                    // dW [C_out, k] += dy [C_out, plane] * patches^T [plane, k].
+                    let shape = [d.c_out, k, plane];
+                    matmul(
+                        shape,
+                        &mut dweight,
+                        i > 0,
+                        dy,
+                        [plane, 1],
+                        patches,
+                        [1, plane],
+                    );
+                }
+            });
             (dweight, dbias)
         })
         .collect();
@@ -303,4 +320,45 @@ pub(crate) fn conv2d_weight_grad<T: Real>(x: &[T], dy: &[T], d: &ConvDims) -> (V
         }
     }
     (dweight, dbias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the three kernels with every pool thread's scratch filled with `fill` first.
+    fn kernels_after_scratch_of(fill: f32, d: &ConvDims) -> [Vec<f32>; 4] {
+        rayon::broadcast(|_| with_patch_scratch::<f32, _>(1 << 16, |s| s.fill(fill)));
+        let values = |len: usize, scale: f32| -> Vec<f32> {
+            (0..len).map(|i| (i as f32 * scale).sin()).collect()
+        };
+        let x = values(d.n * d.in_sample(), 0.7);
+        let weight = values(d.c_out * d.patch_rows(), 1.3);
+        let bias = values(d.c_out, 0.4);
+        let dy = values(d.n * d.out_sample(), 0.9);
+        let (dweight, dbias) = conv2d_weight_grad(&x, &dy, d);
+        let out = conv2d(&x, &weight, &bias, d);
+        [out, conv2d_input_grad(&weight, &dy, d), dweight, dbias]
+    }
+
+    #[test]
+    fn what_earlier_calls_left_in_the_scratch_never_reaches_a_result() {
+        // Padding and a stride leave zeros in the patch columns that im2col must write itself.
+        let d = ConvDims {
+            n: 3,
+            c_in: 2,
+            h: 7,
+            w: 6,
+            c_out: 4,
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [2, 1],
+        };
+        let poisoned = kernels_after_scratch_of(f32::NAN, &d);
+        let clean = kernels_after_scratch_of(0.0, &d);
+        for (poisoned, clean) in poisoned.iter().zip(&clean) {
+            assert!(poisoned.iter().all(|v| v.is_finite()));
+            assert_eq!(poisoned, clean);
+        }
+    }
 }

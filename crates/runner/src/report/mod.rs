@@ -67,8 +67,8 @@ fn provenance(set: &ResultSet, command: &str, total_wall_seconds: Option<f64>) -
     let wall = match total_wall_seconds {
         Some(seconds) => format!("Total wall time: {}.", fmt_duration(seconds)),
         None => format!(
-            "Total wall time: not recorded (the runs were trained over several sessions); the \
-             sum of the runs' wall times is {}.",
+            "Total wall time: not recorded (the sweep was resumed, so its runs were not trained \
+             in one go); the sum of the runs' wall times is {}.",
             fmt_duration(records.iter().map(|r| r.wall_seconds).sum())
         ),
     };
