@@ -108,11 +108,16 @@ fn same_numbers(name: &str, config: &str) {
             );
         }
         for (a, b) in f.evals.iter().zip(&w.evals) {
-            close(
-                &format!("{} valid loss at step {}", f.id, a.step),
-                a.valid_loss,
-                b.valid_loss,
-            );
+            let modes = |e: &normlab_runner::results::Eval| e.scores.keys().copied().collect();
+            let (modes_a, modes_b): (Vec<_>, Vec<_>) = (modes(a), modes(b));
+            assert_eq!(modes_a, modes_b, "{}: scored in the same modes", f.id);
+            for mode in modes_a {
+                close(
+                    &format!("{} valid loss ({mode}) at step {}", f.id, a.step),
+                    a.score(mode).unwrap().loss,
+                    b.score(mode).unwrap().loss,
+                );
+            }
         }
         assert_eq!(f.evals.len(), w.evals.len());
     }
