@@ -282,12 +282,21 @@ fn precise_batches_are_a_count_or_one_epoch() {
         (PreciseBatches::Count(40), 40)
     );
 
-    for (value, why) in [("0", "at least 1"), ("\"all\"", "\"epoch\", got \"all\"")] {
+    for (value, why) in [
+        ("0", "invalid value: integer `0`"),
+        ("-1", "invalid value: integer `-1`"),
+        ("1.5", "invalid type: floating point `1.5`"),
+        ("\"all\"", "invalid value: string \"all\""),
+    ] {
         let err = error(&with(value));
         assert!(
             err.starts_with("experiments/test.toml:16: field `train.precise_batches`"),
             "{err}"
         );
         assert!(err.contains(why), "{err}");
+        assert!(
+            err.contains("expected a number of batches (at least 1) or \"epoch\""),
+            "{err}"
+        );
     }
 }

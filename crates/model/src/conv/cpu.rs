@@ -73,6 +73,16 @@ impl ConvDims {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
     }
 
+    /// The values of one sample's patch columns: none for a pointwise kernel, which reads its
+    /// input as they are.
+    fn patch_len(&self) -> usize {
+        if self.is_pointwise() {
+            0
+        } else {
+            self.patch_rows() * self.out_plane()
+        }
+    }
+
     /// Samples per task: enough work per task to outweigh handing it to a thread (about a
     /// million multiply-adds), whatever the number of threads.
     fn task(&self) -> usize {
@@ -194,6 +204,16 @@ fn im2col<T: Real>(x: &[T], d: &ConvDims, col: &mut [T]) {
     }
 }
 
+/// One sample's patch columns: the sample itself for a pointwise kernel, else laid out in
+/// `col` by [`im2col`].
+fn patches<'a, T: Real>(x: &'a [T], d: &ConvDims, col: &'a mut [T]) -> &'a [T] {
+    if d.is_pointwise() {
+        return x;
+    }
+    im2col(x, d, col);
+    col
+}
+
 /// Adds patch-column gradients `dcol [C_in * kh * kw, H_out * W_out]` back onto the sample's
 /// input gradient `dx: [C_in, H, W]`: the adjoint of [`im2col`].
 fn col2im<T: Real>(dcol: &[T], d: &ConvDims, dx: &mut [T]) {
@@ -224,18 +244,12 @@ pub(crate) fn conv2d<T: Real>(x: &[T], weight: &[T], bias: &[T], d: &ConvDims) -
     out.par_chunks_mut(task * d.out_sample())
         .zip(x.par_chunks(task * d.in_sample()))
         .for_each(|(out, x)| {
-            with_patch_scratch(if d.is_pointwise() { 0 } else { k * plane }, |col| {
+            with_patch_scratch(d.patch_len(), |col| {
                 for (out, x) in out.chunks_mut(d.out_sample()).zip(x.chunks(d.in_sample())) {
                     for (row, &b) in out.chunks_mut(plane).zip(bias) {
                         row.fill(b);
                     }
-                    let patches = match d.is_pointwise() {
-                        true => x,
-                        false => {
-                            im2col(x, d, col);
-                            &*col
-                        }
-                    };
+                    let patches = patches(x, d, col);
                     let shape = [d.c_out, plane, k];
                     matmul(shape, out, true, weight, [k, 1], patches, [plane, 1]);
                 }
@@ -253,7 +267,7 @@ pub(crate) fn conv2d_input_grad<T: Real>(weight: &[T], dy: &[T], d: &ConvDims) -
     dx.par_chunks_mut(task * d.in_sample())
         .zip(dy.par_chunks(task * d.out_sample()))
         .for_each(|(dx, dy)| {
-            with_patch_scratch(if d.is_pointwise() { 0 } else { k * plane }, |dcol| {
+            with_patch_scratch(d.patch_len(), |dcol| {
                 for (dx, dy) in dx.chunks_mut(d.in_sample()).zip(dy.chunks(d.out_sample())) {
                     // dpatches [k, plane] = W^T [k, C_out] * dy [C_out, plane].
                     let shape = [k, plane, d.c_out];
@@ -282,19 +296,13 @@ pub(crate) fn conv2d_weight_grad<T: Real>(x: &[T], dy: &[T], d: &ConvDims) -> (V
         .map(|(x, dy)| {
             let mut dweight = vec![T::default(); d.c_out * k];
             let mut dbias = vec![T::default(); d.c_out];
-            with_patch_scratch(if d.is_pointwise() { 0 } else { k * plane }, |col| {
+            with_patch_scratch(d.patch_len(), |col| {
                 let samples = x.chunks(d.in_sample()).zip(dy.chunks(d.out_sample()));
                 for (i, (x, dy)) in samples.enumerate() {
                     for (db, row) in dbias.iter_mut().zip(dy.chunks(plane)) {
                         *db = row.iter().fold(*db, |sum, &v| sum + v);
                     }
-                    let patches = match d.is_pointwise() {
-                        true => x,
-                        false => {
-                            im2col(x, d, col);
-                            &*col
-                        }
-                    };
+                    let patches = patches(x, d, col);
                     // dW [C_out, k] += dy [C_out, plane] * patches^T [plane, k].
                     let shape = [d.c_out, k, plane];
                     matmul(

@@ -417,8 +417,7 @@ impl TrainConfig {
 /// How many training batches PreciseBN averages its population statistics over.
 ///
 /// Written in a config as a number of batches (at least 1) or as the word `"epoch"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "PreciseBatchesRepr", into = "PreciseBatchesRepr")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PreciseBatches {
     /// This many batches, the training order repeated when it holds fewer.
     Count(usize),
@@ -437,36 +436,51 @@ impl PreciseBatches {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum PreciseBatchesRepr {
-    Count(usize),
-    Word(String),
-}
-
-impl TryFrom<PreciseBatchesRepr> for PreciseBatches {
-    type Error = String;
-
-    fn try_from(repr: PreciseBatchesRepr) -> Result<Self, Self::Error> {
-        match repr {
-            PreciseBatchesRepr::Count(count) if count >= 1 => Ok(Self::Count(count)),
-            PreciseBatchesRepr::Word(word) if word == "epoch" => Ok(Self::Epoch),
-            PreciseBatchesRepr::Count(count) => Err(format!(
-                "precise_batches must be at least 1 or \"epoch\", got {count}"
-            )),
-            PreciseBatchesRepr::Word(word) => Err(format!(
-                "precise_batches must be a number of batches or \"epoch\", got {word:?}"
-            )),
+impl Serialize for PreciseBatches {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Count(count) => serializer.serialize_u64(*count as u64),
+            Self::Epoch => serializer.serialize_str("epoch"),
         }
     }
 }
 
-impl From<PreciseBatches> for PreciseBatchesRepr {
-    fn from(batches: PreciseBatches) -> Self {
-        match batches {
-            PreciseBatches::Count(count) => Self::Count(count),
-            PreciseBatches::Epoch => Self::Word("epoch".into()),
+impl<'de> Deserialize<'de> for PreciseBatches {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected, Visitor};
+
+        struct CountOrEpoch;
+
+        impl Visitor<'_> for CountOrEpoch {
+            type Value = PreciseBatches;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of batches (at least 1) or \"epoch\"")
+            }
+
+            fn visit_u64<E: Error>(self, count: u64) -> Result<PreciseBatches, E> {
+                match usize::try_from(count) {
+                    Ok(count) if count >= 1 => Ok(PreciseBatches::Count(count)),
+                    _ => Err(E::invalid_value(Unexpected::Unsigned(count), &self)),
+                }
+            }
+
+            fn visit_i64<E: Error>(self, count: i64) -> Result<PreciseBatches, E> {
+                match u64::try_from(count) {
+                    Ok(count) => self.visit_u64(count),
+                    Err(_) => Err(E::invalid_value(Unexpected::Signed(count), &self)),
+                }
+            }
+
+            fn visit_str<E: Error>(self, word: &str) -> Result<PreciseBatches, E> {
+                match word {
+                    "epoch" => Ok(PreciseBatches::Epoch),
+                    _ => Err(E::invalid_value(Unexpected::Str(word), &self)),
+                }
+            }
         }
+
+        deserializer.deserialize_any(CountOrEpoch)
     }
 }
 
