@@ -17,9 +17,7 @@ pub fn batch_order(
     seed: u64,
     epoch: u64,
 ) -> Result<Vec<Vec<usize>>> {
-    if batch_size == 0 {
-        return Err(DataError::invalid("batch size", "must be at least 1"));
-    }
+    check_batch_size(batch_size > 0, "must be at least 1")?;
     let order = shuffled(indices, seed, epoch);
     Ok(order.chunks(batch_size).map(<[usize]>::to_vec).collect())
 }
@@ -41,12 +39,10 @@ pub fn two_class_batches(
     seed: u64,
     epoch: u64,
 ) -> Result<Vec<Vec<usize>>> {
-    if batch_size < 2 {
-        return Err(DataError::invalid(
-            "batch size",
-            "two-class batches need at least 2 examples",
-        ));
-    }
+    check_batch_size(
+        batch_size >= 2,
+        "two-class batches need at least 2 examples",
+    )?;
     let mut halves = same_class_groups(indices, &label, batch_size / 2, seed, epoch);
     let mut batches = Vec::with_capacity(halves.len() / 2);
     while let Some((class, first)) = halves.pop() {
@@ -77,12 +73,10 @@ pub fn same_class_pair_batches(
     seed: u64,
     epoch: u64,
 ) -> Result<Vec<Vec<usize>>> {
-    if batch_size < 2 || !batch_size.is_multiple_of(2) {
-        return Err(DataError::invalid(
-            "batch size",
-            "batches of same-class pairs need an even size",
-        ));
-    }
+    check_batch_size(
+        batch_size >= 2 && batch_size.is_multiple_of(2),
+        "batches of same-class pairs need an even size",
+    )?;
     let pairs = same_class_groups(indices, &label, 2, seed, epoch);
     Ok(pairs
         .chunks(batch_size / 2)
@@ -93,6 +87,14 @@ pub fn same_class_pair_batches(
                 .collect()
         })
         .collect())
+}
+
+/// An invalid-argument error on the batch size saying `problem`, unless it is `ok`.
+fn check_batch_size(ok: bool, problem: &'static str) -> Result<()> {
+    match ok {
+        true => Ok(()),
+        false => Err(DataError::invalid("batch size", problem)),
+    }
 }
 
 /// The examples of each class, shuffled and cut into groups of `size` (each class's remainder

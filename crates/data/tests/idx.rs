@@ -1,17 +1,7 @@
 mod common;
 
-use common::{TempDir, assert_message, gzip};
+use common::{TempDir, assert_message, gzip, idx_bytes};
 use normlab_data::{DataError, Idx, images_from_idx, read_idx};
-
-/// An IDX file of unsigned bytes: magic `00 00 08 ndims`, big-endian dims, payload.
-fn idx_bytes(dims: &[u32], payload: &[u8]) -> Vec<u8> {
-    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        bytes.extend_from_slice(&d.to_be_bytes());
-    }
-    bytes.extend_from_slice(payload);
-    bytes
-}
 
 fn sample() -> (Vec<u8>, Idx) {
     let payload: Vec<u8> = (0..24).map(|i| i * 10).collect();

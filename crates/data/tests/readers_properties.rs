@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write as _};
 use std::path::PathBuf;
 
-use common::{TempDir, gzip};
+use common::{TempDir, gzip, idx_bytes};
 use flate2::read::MultiGzDecoder;
 use normlab_data::{
     DataError, Images, MAX_CLASSES, Sequences, digits_from, images_from_csv, images_from_idx,
@@ -430,16 +430,6 @@ fn valid_digits() -> impl Strategy<Value = Vec<u8>> {
         }
         text.into_bytes()
     })
-}
-
-/// An IDX file of unsigned bytes: magic `00 00 08 ndims`, big-endian dims, payload.
-fn idx_bytes(dims: &[u32], payload: &[u8]) -> Vec<u8> {
-    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        bytes.extend_from_slice(&d.to_be_bytes());
-    }
-    bytes.extend_from_slice(payload);
-    bytes
 }
 
 /// An IDX image file `[N, H, W]` and its label file `[N]` (labels < 10), N from 0.

@@ -98,6 +98,21 @@ fn zero_batch_size_is_rejected() {
     assert!(batch_order(&[], 4, 0, 0).unwrap().is_empty());
 }
 
+/// `batches` (epoch 0) hold `examples` distinct examples, none twice, and `batches_of(epoch)`
+/// gives them again for epoch 0 and another order for epoch 1.
+fn assert_once_each_and_replayable(
+    batches: &[Vec<usize>],
+    examples: usize,
+    batches_of: impl Fn(u64) -> Vec<Vec<usize>>,
+) {
+    let mut all: Vec<usize> = batches.concat();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), examples, "an example appears twice");
+    assert_eq!(batches, batches_of(0));
+    assert_ne!(batches, batches_of(1));
+}
+
 #[test]
 fn two_class_batches_hold_two_classes_half_each_and_no_example_twice() {
     // 10 classes of 37 examples each, labelled by index.
@@ -113,19 +128,9 @@ fn two_class_batches_hold_two_classes_half_each_and_no_example_twice() {
         assert!(classes[4..].iter().all(|&c| c == classes[4]), "{classes:?}");
         assert_ne!(classes[0], classes[4], "{classes:?}");
     }
-    let mut all: Vec<usize> = batches.concat();
-    all.sort_unstable();
-    all.dedup();
-    assert_eq!(all.len(), batches.len() * 8, "an example appears twice");
-    // Deterministic per (seed, epoch), and different across epochs.
-    assert_eq!(
-        batches,
-        two_class_batches(&indices, label, 8, 3, 0).unwrap()
-    );
-    assert_ne!(
-        batches,
-        two_class_batches(&indices, label, 8, 3, 1).unwrap()
-    );
+    assert_once_each_and_replayable(&batches, batches.len() * 8, |epoch| {
+        two_class_batches(&indices, label, 8, 3, epoch).unwrap()
+    });
     assert!(two_class_batches(&indices, label, 1, 3, 0).is_err());
 }
 
@@ -154,18 +159,9 @@ fn same_class_pair_batches_hold_pairs_of_one_class_and_mix_classes_across_pairs(
     }
     // 16 pairs drawn from 10 classes cover most of them; two-class batches would give 2.
     assert!(classes_per_batch[0] >= 6, "{classes_per_batch:?}");
-    let mut all: Vec<usize> = batches.concat();
-    all.sort_unstable();
-    all.dedup();
-    assert_eq!(all.len(), 360, "an example appears twice");
-    assert_eq!(
-        batches,
-        same_class_pair_batches(&indices, label, 32, 3, 0).unwrap()
-    );
-    assert_ne!(
-        batches,
-        same_class_pair_batches(&indices, label, 32, 3, 1).unwrap()
-    );
+    assert_once_each_and_replayable(&batches, 360, |epoch| {
+        same_class_pair_batches(&indices, label, 32, 3, epoch).unwrap()
+    });
     for odd_or_tiny in [0, 1, 3, 31] {
         let err = same_class_pair_batches(&indices, label, odd_or_tiny, 3, 0).unwrap_err();
         assert!(err.to_string().contains("even"), "{err}");

@@ -15,7 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use normlab_model::{Input, InputShape, Model, ModelConfig};
+use normlab_model::{Input, InputShape, Model, ModelConfig, Network};
 
 const WARMUP: usize = 3;
 const RUNS: usize = 20;

@@ -23,7 +23,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Int};
-use normlab_model::{Input, InputShape, Model, ModelConfig};
+use normlab_model::{Input, InputShape, Model, ModelConfig, Network};
 
 /// Warm-up steps (allocations, rayon threads) and timed steps.
 const WARMUP: usize = 3;

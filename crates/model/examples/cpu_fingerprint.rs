@@ -10,7 +10,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, sigmoid, softmax};
 use burn::tensor::{Int, TensorData};
-use normlab_model::{Input, InputShape, ModelConfig, conv2d};
+use normlab_model::{Input, InputShape, ModelConfig, Network, conv2d};
 use normlab_norm::NormConfig;
 // Values from their index alone: the same on every machine.
 use normlab_testkit::values;

@@ -12,7 +12,7 @@ use crate::activation::norm_and_activate;
 use crate::init::scaled_kaiming;
 use crate::mlp::linear;
 use crate::weights::conv_forward;
-use crate::{Activation, Instruments, ModelError, NormPosition};
+use crate::{Activation, Instruments, ModelError, Network, NormPosition};
 
 /// Downsampling after each conv block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,14 +211,9 @@ pub struct Cnn {
     pub weight_standardization: bool,
 }
 
-impl Cnn {
-    /// `images: [N, C, H, W]` -> logits `[N, outputs]`.
-    pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>, ModelError> {
-        self.forward_instrumented(x, &mut Instruments::none())
-    }
-
-    /// [`forward`](Cnn::forward), measured by `instruments`.
-    pub fn forward_instrumented(
+/// `images: [N, C, H, W]` -> logits `[N, outputs]`.
+impl Network<Tensor<4>> for Cnn {
+    fn forward_instrumented(
         &self,
         mut x: Tensor<4>,
         instruments: &mut Instruments,

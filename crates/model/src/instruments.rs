@@ -2,7 +2,7 @@
 //! activation statistics at every norm site ([`probe`](crate::probe)), the time of the norm
 //! layers ([`norm_time`](crate::norm_time)), and taps on the hidden states of a recurrence
 //! ([`gradient_flow`](crate::gradient_flow)). [`Instruments::none`] measures nothing and costs
-//! nothing; [`Model::forward`](crate::Model::forward) uses it.
+//! nothing; [`Network::forward`](crate::Network::forward) uses it.
 
 use burn::prelude::*;
 use burn::tensor::Gradients;

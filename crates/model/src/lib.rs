@@ -18,6 +18,7 @@ pub mod gradient_flow;
 mod init;
 mod instruments;
 mod mlp;
+mod network;
 pub mod norm_time;
 pub mod probe;
 mod recurrent;
@@ -34,6 +35,7 @@ pub use conv::conv2d;
 pub use error::ModelError;
 pub use instruments::Instruments;
 pub use mlp::{Mlp, MlpConfig};
+pub use network::Network;
 pub use recurrent::{
     CellKind, Placement, RecurrentConfig, RecurrentInit, RecurrentLayer, RecurrentNet,
     SequenceOutput,
@@ -207,17 +209,25 @@ impl ModelConfig {
         };
         Some([shrink(height), shrink(width)])
     }
-
-    /// Which of the networks this config builds.
-    pub fn kind(&self) -> ModelKind {
-        match self {
-            Self::Mlp(_) => ModelKind::Mlp,
-            Self::Cnn(_) => ModelKind::Cnn,
-            Self::Resnet(_) => ModelKind::Resnet,
-            Self::Recurrent(_) => ModelKind::Recurrent,
-        }
-    }
 }
+
+/// `kind()` of [`ModelConfig`] and [`Model`], whose variants are named alike.
+macro_rules! kind_of_variant {
+    ($($ty:ty),*) => {$(
+        impl $ty {
+            /// Which of the networks this is (or builds).
+            pub fn kind(&self) -> ModelKind {
+                match self {
+                    Self::Mlp(_) => ModelKind::Mlp,
+                    Self::Cnn(_) => ModelKind::Cnn,
+                    Self::Resnet(_) => ModelKind::Resnet,
+                    Self::Recurrent(_) => ModelKind::Recurrent,
+                }
+            }
+        }
+    )*};
+}
+kind_of_variant!(ModelConfig, Model);
 
 /// The networks this crate builds, without their options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,15 +279,8 @@ pub enum Model {
     Recurrent(RecurrentNet),
 }
 
-impl Model {
-    /// Logits `[N, outputs]`, or `[N * T, outputs]` for a recurrent net predicting every step.
-    /// An input with no values is an error ([`ModelError::EmptyInput`]).
-    pub fn forward(&self, input: Input) -> Result<Tensor<2>, ModelError> {
-        self.forward_instrumented(input, &mut Instruments::none())
-    }
-
-    /// [`forward`](Model::forward), measured by `instruments`.
-    pub fn forward_instrumented(
+impl Network<Input> for Model {
+    fn forward_instrumented(
         &self,
         input: Input,
         instruments: &mut Instruments,
@@ -291,7 +294,7 @@ impl Model {
             (Self::Cnn(m), Input::Images(x)) => m.forward_instrumented(x, instruments),
             (Self::Resnet(m), Input::Images(x)) => m.forward_instrumented(x, instruments),
             (Self::Recurrent(m), Input::Sequences { values, mask }) => {
-                m.forward_instrumented(values, mask, instruments)
+                m.forward_instrumented((values, mask), instruments)
             }
             (model, input) => Err(ModelError::WrongInput {
                 model: model.kind().name(),
@@ -304,7 +307,9 @@ impl Model {
             }),
         }
     }
+}
 
+impl Model {
     /// The same model with every norm layer running `kernels`: normlab's fused kernels where
     /// the backend has them (the default) or burn's composed tensor ops.
     pub fn with_norm_kernels(self, kernels: Kernels) -> Model {
@@ -320,15 +325,5 @@ impl Model {
     pub fn for_precise_statistics(self) -> Model {
         self.map_norms(|norm| Ok(norm.for_precise_statistics()))
             .expect("restarting statistics fails for no norm")
-    }
-
-    /// Which network this is.
-    pub fn kind(&self) -> ModelKind {
-        match self {
-            Self::Mlp(_) => ModelKind::Mlp,
-            Self::Cnn(_) => ModelKind::Cnn,
-            Self::Resnet(_) => ModelKind::Resnet,
-            Self::Recurrent(_) => ModelKind::Recurrent,
-        }
     }
 }

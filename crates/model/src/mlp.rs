@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::activation::norm_and_activate;
 use crate::init::scaled_kaiming;
 use crate::weights::linear_forward;
-use crate::{Activation, Instruments, ModelError, NormPosition};
+use crate::{Activation, Instruments, ModelError, Network, NormPosition};
 
 /// Configuration of [`Mlp`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,14 +115,9 @@ pub struct Mlp {
     pub weight_standardization: bool,
 }
 
-impl Mlp {
-    /// `x: [N, inputs]` -> logits `[N, outputs]`.
-    pub fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
-        self.forward_instrumented(x, &mut Instruments::none())
-    }
-
-    /// [`forward`](Mlp::forward), measured by `instruments`.
-    pub fn forward_instrumented(
+/// `x: [N, inputs]` -> logits `[N, outputs]`.
+impl Network<Tensor<2>> for Mlp {
+    fn forward_instrumented(
         &self,
         mut x: Tensor<2>,
         instruments: &mut Instruments,

@@ -9,10 +9,9 @@ use burn::tensor::activation::{sigmoid, tanh};
 use normlab_norm::{Norm, NormConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::Instruments;
-use crate::ModelError;
 use crate::init::scaled_kaiming;
 use crate::mlp::linear;
+use crate::{Instruments, ModelError, Network};
 
 /// The recurrent cell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -422,22 +421,12 @@ pub struct RecurrentNet {
     pub output: SequenceOutput,
 }
 
-impl RecurrentNet {
-    /// `x: [N, T, features]`, `mask: [N, T]` (true = real step) -> logits `[N, outputs]` (last
-    /// step) or `[N * T, outputs]` (every step, row `n * T + t`).
-    pub fn forward(
+/// `(x: [N, T, features], mask: [N, T])` (true = real step; `None`: every step is) -> logits
+/// `[N, outputs]` (last step) or `[N * T, outputs]` (every step, row `n * T + t`).
+impl Network<(Tensor<3>, Option<Tensor<2, Bool>>)> for RecurrentNet {
+    fn forward_instrumented(
         &self,
-        x: Tensor<3>,
-        mask: Option<Tensor<2, Bool>>,
-    ) -> Result<Tensor<2>, ModelError> {
-        self.forward_instrumented(x, mask, &mut Instruments::none())
-    }
-
-    /// [`forward`](RecurrentNet::forward), measured by `instruments`.
-    pub fn forward_instrumented(
-        &self,
-        x: Tensor<3>,
-        mask: Option<Tensor<2, Bool>>,
+        (x, mask): (Tensor<3>, Option<Tensor<2, Bool>>),
         instruments: &mut Instruments,
     ) -> Result<Tensor<2>, ModelError> {
         ModelError::check_not_empty(&x.dims())?;

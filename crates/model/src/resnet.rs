@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::activation::norm_and_activate;
 use crate::mlp::linear;
 use crate::weights::conv_forward;
-use crate::{Activation, Instruments, ModelError, NormPosition};
+use crate::{Activation, Instruments, ModelError, Network, NormPosition};
 
 /// How a block that changes the image size or the width adds its input to its output.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,14 +250,9 @@ pub struct Resnet {
     pub weight_standardization: bool,
 }
 
-impl Resnet {
-    /// `images: [N, C, H, W]` -> logits `[N, outputs]`.
-    pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>, ModelError> {
-        self.forward_instrumented(x, &mut Instruments::none())
-    }
-
-    /// [`forward`](Resnet::forward), measured by `instruments`.
-    pub fn forward_instrumented(
+/// `images: [N, C, H, W]` -> logits `[N, outputs]`.
+impl Network<Tensor<4>> for Resnet {
+    fn forward_instrumented(
         &self,
         x: Tensor<4>,
         instruments: &mut Instruments,
@@ -294,7 +289,9 @@ impl Resnet {
         let features = x.mean_dims(&[2, 3]).flatten::<2>(1, 3);
         Ok(self.head.forward(features))
     }
+}
 
+impl Resnet {
     /// Every norm, in the order the forward pass meets them.
     pub fn norms_mut(&mut self) -> impl Iterator<Item = &mut Norm> {
         self.conv_norms_mut().map(|(_, norm)| norm)

@@ -247,12 +247,12 @@ fn gradient_flow_measures_the_loss_gradient_at_every_hidden_state() {
     let x = values([3, 7, 2], 5, &device);
     let config = recurrent(&NormConfig::None, CellKind::Rnn, Placement::Horizontal);
     let model = config.init(2, 4, &device).unwrap();
-    let forward = || model.forward(x.clone(), None);
+    let forward = || model.forward((x.clone(), None));
     let plain = forward().unwrap();
 
     let mut instruments = Instruments::none().tapping_gradients();
     let logits = model
-        .forward_instrumented(x.clone(), None, &mut instruments)
+        .forward_instrumented((x.clone(), None), &mut instruments)
         .unwrap();
     assert_eq!(
         values_of(logits.clone()),
@@ -342,7 +342,9 @@ fn per_step_batch_norm_keeps_a_statistic_per_step_and_runs_longer_sequences() {
     let model = recurrent(&norm, CellKind::Lstm, Placement::Horizontal)
         .init(3, 5, &device)
         .unwrap();
-    model.forward(values([4, 5, 3], 6, &device), None).unwrap();
+    model
+        .forward((values([4, 5, 3], 6, &device), None))
+        .unwrap();
     let layer = &model.layers[0];
     let bn = match &layer.recurrent_norm {
         Some(bn @ normlab_norm::Norm::Batch(_)) => bn,
@@ -364,12 +366,12 @@ fn per_step_batch_norm_keeps_a_statistic_per_step_and_runs_longer_sequences() {
     // A 12-step test sequence, longer than per_step and than training, runs in eval.
     let eval = model.valid();
     let out = eval
-        .forward(values([2, 12, 3], 7, &plain_device()), None)
+        .forward((values([2, 12, 3], 7, &plain_device()), None))
         .unwrap();
     assert_eq!(out.dims(), [2, 5]);
     // Training on a sequence longer than per_step is a clear error naming the layer.
     let err = model
-        .forward(values([4, 9, 3], 8, &device), None)
+        .forward((values([4, 9, 3], 8, &device), None))
         .unwrap_err()
         .to_string();
     assert!(
@@ -550,7 +552,7 @@ fn errors_inside_a_recurrent_layer_name_the_norm_site() {
         .init(3, 5, &device)
         .unwrap();
     let err = model
-        .forward(values([4, 5, 3], 6, &device), None)
+        .forward((values([4, 5, 3], 6, &device), None))
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("Gru layer 1 input term: "), "{err}");

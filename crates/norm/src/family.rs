@@ -19,11 +19,16 @@ pub trait Family {
     /// A short description naming the layer and its size, used in error messages.
     fn describe(&self) -> String;
 
-    /// The feature count, epsilon and affine of the layer; `None` for no norm.
-    fn parts(&self) -> Option<&CommonParts>;
+    /// The feature count, epsilon and affine of the layer; `None` for a layer without them (no
+    /// norm, frozen batch norm), which then says its [`num_features`](Family::num_features).
+    fn parts(&self) -> Option<&CommonParts> {
+        None
+    }
 
     /// The same, mutable.
-    fn parts_mut(&mut self) -> Option<&mut CommonParts>;
+    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
+        None
+    }
 
     /// The number of features (channels) the layer was built for.
     fn num_features(&self) -> usize {

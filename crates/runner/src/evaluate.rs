@@ -6,6 +6,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use normlab_data::shuffled;
 use normlab_model::Model;
+use normlab_model::Network;
 
 use crate::config::GridPoint;
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
-use normlab_model::{Model, ModelError};
+use normlab_model::{Model, ModelError, Network};
 
 use crate::config::GridPoint;
 use crate::task::Task;

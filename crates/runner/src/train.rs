@@ -10,7 +10,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use normlab_model::norm_time::{NormTime, NormTimer};
-use normlab_model::{Input, InputShape, Instruments, Model};
+use normlab_model::{Input, InputShape, Instruments, Model, Network};
 
 use crate::config::{GridPoint, OptimizerKind, ProbeConfig, TrainConfig};
 use crate::evaluate::evaluate;

@@ -98,3 +98,13 @@ pub fn expect_line_error<T: std::fmt::Debug>(
     assert_message(&err, &path, &[&format!(":{line}:")]);
     assert_message(&err, &path, needles);
 }
+
+/// An IDX file of unsigned bytes: magic `00 00 08 ndims`, big-endian dims, payload.
+pub fn idx_bytes(dims: &[u32], payload: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend_from_slice(payload);
+    bytes
+}

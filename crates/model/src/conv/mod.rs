@@ -45,9 +45,16 @@ pub fn conv2d(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
-        stride,
-        padding,
+        Steps { stride, padding },
     ))
+}
+
+/// How a convolution's window moves: its `stride` and the symmetric zero `padding`, per axis
+/// `[height, width]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Steps {
+    stride: [usize; 2],
+    padding: [usize; 2],
 }
 
 /// The convolution as a backend op, and its backward.
@@ -58,8 +65,7 @@ pub(crate) trait ConvOps: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        stride: [usize; 2],
-        padding: [usize; 2],
+        steps: Steps,
     ) -> FloatTensor<Self>;
 
     /// The input gradient of [`normlab_conv2d`](ConvOps::normlab_conv2d), for an input of
@@ -68,8 +74,7 @@ pub(crate) trait ConvOps: Backend {
         weight: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         x_shape: [usize; 4],
-        stride: [usize; 2],
-        padding: [usize; 2],
+        steps: Steps,
     ) -> FloatTensor<Self>;
 
     /// `(dweight, dbias)` of [`normlab_conv2d`](ConvOps::normlab_conv2d), for a kernel of
@@ -78,19 +83,13 @@ pub(crate) trait ConvOps: Backend {
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
+        steps: Steps,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// The geometry of a convolution of an input of `x` shape with `c_out` filters of `kernel`.
-fn dims(
-    x: &[usize],
-    c_out: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
-) -> ConvDims {
+fn dims(x: &[usize], c_out: usize, kernel: [usize; 2], steps: Steps) -> ConvDims {
+    let Steps { stride, padding } = steps;
     // The kernels size their buffers from these: refuse what burn's conv refuses, with the
     // shapes, rather than compute an output size below zero.
     let fits = |axis: usize| x[2 + axis] + 2 * padding[axis] >= kernel[axis];
@@ -130,26 +129,15 @@ impl ConvOps for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         bias: FlexTensor,
-        stride: [usize; 2],
-        padding: [usize; 2],
+        steps: Steps,
     ) -> FlexTensor {
-        let (x, weight, bias) = (
-            x.to_contiguous(),
-            weight.to_contiguous(),
-            bias.to_contiguous(),
-        );
+        let [x, weight, bias] = [x, weight, bias].map(|t| t.to_contiguous());
         let (x_shape, w_shape) = (x.layout().shape(), weight.layout().shape());
         assert_eq!(
             x_shape[1], w_shape[1],
             "conv2d: input {x_shape:?}, weight {w_shape:?}"
         );
-        let d = dims(
-            x_shape,
-            w_shape[0],
-            [w_shape[2], w_shape[3]],
-            stride,
-            padding,
-        );
+        let d = dims(x_shape, w_shape[0], [w_shape[2], w_shape[3]], steps);
         let [ho, wo] = d.out_hw();
         normlab_norm::on_floats!(x.dtype(), "the conv2d kernels", |T| {
             let y = cpu::conv2d::<T>(values(&x), values(&weight), values(&bias), &d);
@@ -161,18 +149,11 @@ impl ConvOps for Flex {
         weight: FlexTensor,
         dy: FlexTensor,
         x_shape: [usize; 4],
-        stride: [usize; 2],
-        padding: [usize; 2],
+        steps: Steps,
     ) -> FlexTensor {
-        let (weight, dy) = (weight.to_contiguous(), dy.to_contiguous());
+        let [weight, dy] = [weight, dy].map(|t| t.to_contiguous());
         let w_shape = weight.layout().shape();
-        let d = dims(
-            &x_shape,
-            w_shape[0],
-            [w_shape[2], w_shape[3]],
-            stride,
-            padding,
-        );
+        let d = dims(&x_shape, w_shape[0], [w_shape[2], w_shape[3]], steps);
         normlab_norm::on_floats!(dy.dtype(), "the conv2d kernels", |T| {
             let dx = cpu::conv2d_input_grad::<T>(values(&weight), values(&dy), &d);
             tensor(dx, &x_shape, dy.dtype())
@@ -183,12 +164,11 @@ impl ConvOps for Flex {
         x: FlexTensor,
         dy: FlexTensor,
         kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
+        steps: Steps,
     ) -> (FlexTensor, FlexTensor) {
-        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
+        let [x, dy] = [x, dy].map(|t| t.to_contiguous());
         let c_out = dy.layout().shape()[1];
-        let d = dims(x.layout().shape(), c_out, kernel, stride, padding);
+        let d = dims(x.layout().shape(), c_out, kernel, steps);
         normlab_norm::on_floats!(x.dtype(), "the conv2d kernels", |T| {
             let (dw, db) = cpu::conv2d_weight_grad::<T>(values(&x), values(&dy), &d);
             (
@@ -204,8 +184,7 @@ impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        stride: [usize; 2],
-        padding: [usize; 2],
+        steps: Steps,
     ) -> FloatTensor<Self> {
         /// Computes only the gradients some parent needs: the first layer's input, for one,
         /// needs none.
@@ -213,12 +192,7 @@ impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
         struct Conv2dBackward;
 
         impl<B: Backend + ConvOps> Backward<B, 3> for Conv2dBackward {
-            type State = (
-                B::FloatTensorPrimitive,
-                B::FloatTensorPrimitive,
-                [usize; 2],
-                [usize; 2],
-            );
+            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, Steps);
 
             fn backward(
                 self,
@@ -227,18 +201,13 @@ impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
                 _: &mut Checkpointer,
             ) {
                 let dy = grads.consume::<B>(&ops.node);
-                let (x, weight, stride, padding) = ops.state;
+                let (x, weight, steps) = ops.state;
                 let [x_node, weight_node, bias_node] = ops.parents;
                 if weight_node.is_some() || bias_node.is_some() {
                     let w_shape = weight.shape();
                     let kernel = [w_shape[2], w_shape[3]];
-                    let (dweight, dbias) = B::normlab_conv2d_weight_grad(
-                        x.clone(),
-                        dy.clone(),
-                        kernel,
-                        stride,
-                        padding,
-                    );
+                    let (dweight, dbias) =
+                        B::normlab_conv2d_weight_grad(x.clone(), dy.clone(), kernel, steps);
                     for (node, grad) in [(weight_node, dweight), (bias_node, dbias)] {
                         if let Some(node) = node {
                             grads.register::<B>(node.id, grad);
@@ -248,7 +217,7 @@ impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
                 if let Some(node) = x_node {
                     let s = x.shape();
                     let x_shape = [s[0], s[1], s[2], s[3]];
-                    let dx = B::normlab_conv2d_input_grad(weight, dy, x_shape, stride, padding);
+                    let dx = B::normlab_conv2d_input_grad(weight, dy, x_shape, steps);
                     grads.register::<B>(node.id, dx);
                 }
             }
@@ -258,14 +227,10 @@ impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
             .prepare::<C>([x.node(), weight.node(), bias.node()])
             .compute_bound()
             .stateful();
-        let (x, weight, bias) = (
-            x.into_primitive(),
-            weight.into_primitive(),
-            bias.into_primitive(),
-        );
-        let y = B::normlab_conv2d(x.clone(), weight.clone(), bias, stride, padding);
+        let [x, weight, bias] = [x, weight, bias].map(|t| t.into_primitive());
+        let y = B::normlab_conv2d(x.clone(), weight.clone(), bias, steps);
         match prepared {
-            OpsKind::Tracked(prep) => prep.finish((x, weight, stride, padding), y),
+            OpsKind::Tracked(prep) => prep.finish((x, weight, steps), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
@@ -274,24 +239,20 @@ impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         x_shape: [usize; 4],
-        stride: [usize; 2],
-        padding: [usize; 2],
+        steps: Steps,
     ) -> FloatTensor<Self> {
-        let (weight, dy) = (weight.into_primitive(), dy.into_primitive());
-        Self::from_inner(B::normlab_conv2d_input_grad(
-            weight, dy, x_shape, stride, padding,
-        ))
+        let [weight, dy] = [weight, dy].map(|t| t.into_primitive());
+        Self::from_inner(B::normlab_conv2d_input_grad(weight, dy, x_shape, steps))
     }
 
     fn normlab_conv2d_weight_grad(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
+        steps: Steps,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (x, dy) = (x.into_primitive(), dy.into_primitive());
-        let (dweight, dbias) = B::normlab_conv2d_weight_grad(x, dy, kernel, stride, padding);
+        let [x, dy] = [x, dy].map(|t| t.into_primitive());
+        let (dweight, dbias) = B::normlab_conv2d_weight_grad(x, dy, kernel, steps);
         (Self::from_inner(dweight), Self::from_inner(dbias))
     }
 }

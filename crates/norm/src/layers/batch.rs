@@ -159,21 +159,7 @@ impl Family for BatchNorm {
         }
     }
 
-    fn parts(&self) -> Option<&CommonParts> {
-        Some(&self.parts)
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        Some(&mut self.parts)
-    }
-
-    fn running_stats(&self) -> Option<&RunningStats> {
-        self.running.as_ref()
-    }
-
-    fn batch_running_stats_mut(&mut self) -> Option<&mut RunningStats> {
-        self.running.as_mut()
-    }
+    family_fields!(parts, optional running);
 
     /// `x: [N, C, S] -> [N, C, S]`, statistics per channel over `N` and `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
@@ -250,7 +236,12 @@ impl BatchNorm {
         let (gamma, beta) = self.affine_over(slots, &device);
 
         let Some(running) = &self.running else {
-            return self.normalize_with_batch(x, weights, gamma, beta, None, first_slot);
+            let affine = SlotAffine {
+                gamma,
+                beta,
+                first_slot,
+            };
+            return self.normalize_with_batch(x, weights, affine, None);
         };
         if training {
             if first_slot + slots > running.slots() {
@@ -260,7 +251,12 @@ impl BatchNorm {
                     max_steps: running.slots(),
                 });
             }
-            return self.normalize_with_batch(x, weights, gamma, beta, Some(running), first_slot);
+            let affine = SlotAffine {
+                gamma,
+                beta,
+                first_slot,
+            };
+            return self.normalize_with_batch(x, weights, affine, Some(running));
         }
         let (mean, var) = running.read(first_slot, slots, &device);
         Ok(normalize_with(
@@ -294,15 +290,13 @@ impl BatchNorm {
         &self,
         x: Tensor<3>,
         weights: Option<Tensor<3>>,
-        gamma: Tensor<1>,
-        beta: Tensor<1>,
+        affine: SlotAffine,
         running: Option<&RunningStats>,
-        first_slot: usize,
     ) -> Result<Tensor<3>, NormError> {
         let [n, _, s] = x.dims();
         let chunks = ghost_chunks(n, s, self.ghost_batch);
         if chunks.len() == 1 {
-            return self.normalize_chunk(x, weights, gamma, beta, running, first_slot);
+            return self.normalize_chunk(x, weights, affine, running);
         }
         let mut outputs = Vec::with_capacity(chunks.len());
         let mut start = 0;
@@ -310,15 +304,7 @@ impl BatchNorm {
             let rows = start..start + size;
             let chunk = x.clone().slice(s![rows.clone(), .., ..]);
             let chunk_weights = weights.clone().map(|w| w.slice(s![rows, .., ..]));
-            let (gamma, beta) = (gamma.clone(), beta.clone());
-            outputs.push(self.normalize_chunk(
-                chunk,
-                chunk_weights,
-                gamma,
-                beta,
-                running,
-                first_slot,
-            )?);
+            outputs.push(self.normalize_chunk(chunk, chunk_weights, affine.clone(), running)?);
             start += size;
         }
         Ok(Tensor::cat(outputs, 0))
@@ -329,11 +315,14 @@ impl BatchNorm {
         &self,
         x: Tensor<3>,
         weights: Option<Tensor<3>>,
-        gamma: Tensor<1>,
-        beta: Tensor<1>,
+        affine: SlotAffine,
         running: Option<&RunningStats>,
-        first_slot: usize,
     ) -> Result<Tensor<3>, NormError> {
+        let SlotAffine {
+            gamma,
+            beta,
+            first_slot,
+        } = affine;
         let [n, c, s] = x.dims();
         let slots = c / self.parts.num_features;
         if n * s < 2 {
@@ -409,4 +398,13 @@ pub(crate) fn ghost_chunks(n: usize, positions: usize, ghost: Option<usize>) -> 
         *sizes.last_mut().expect("one or more") += last;
     }
     sizes
+}
+
+/// The `gamma` and `beta` of the statistics slots a batch is normalized over, from `first_slot`
+/// (repeated per slot; ones and zeros without affine).
+#[derive(Clone)]
+struct SlotAffine {
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    first_slot: usize,
 }

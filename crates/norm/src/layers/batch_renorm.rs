@@ -187,21 +187,7 @@ impl Family for BatchRenorm {
         format!("BatchRenorm({} features)", self.parts.num_features)
     }
 
-    fn parts(&self) -> Option<&CommonParts> {
-        Some(&self.parts)
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        Some(&mut self.parts)
-    }
-
-    fn running_stats(&self) -> Option<&RunningStats> {
-        Some(&self.running)
-    }
-
-    fn batch_running_stats_mut(&mut self) -> Option<&mut RunningStats> {
-        Some(&mut self.running)
-    }
+    family_fields!(parts, running);
 
     /// `x: [N, C, S] -> [N, C, S]`, statistics per channel over `N` and `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {

@@ -2,6 +2,7 @@
 
 use burn::prelude::*;
 
+use crate::kernel::{GroupStats, group_norm};
 use crate::{Affine, Kernels};
 
 /// What every normalizing layer holds: its feature count, the `epsilon` under its square root,
@@ -31,5 +32,26 @@ impl CommonParts {
             epsilon,
             kernels: Kernels::default(),
         }
+    }
+
+    /// [`group_norm`] of `x: [N, C, S]` with this layer's epsilon, affine and kernels: `groups`
+    /// per sample, centred or not.
+    pub(crate) fn group_norm(
+        &self,
+        x: Tensor<3>,
+        weights: Option<Tensor<3>>,
+        groups: usize,
+        center: bool,
+    ) -> (Tensor<3>, GroupStats) {
+        let affine = self.affine.as_ref();
+        group_norm(
+            x,
+            weights,
+            groups,
+            center,
+            self.epsilon,
+            affine,
+            self.kernels,
+        )
     }
 }

@@ -106,21 +106,7 @@ impl Family for EvoNormB0 {
         format!("EvoNormB0({} features)", self.parts.num_features)
     }
 
-    fn parts(&self) -> Option<&CommonParts> {
-        Some(&self.parts)
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        Some(&mut self.parts)
-    }
-
-    fn running_stats(&self) -> Option<&RunningStats> {
-        Some(&self.running)
-    }
-
-    fn batch_running_stats_mut(&mut self) -> Option<&mut RunningStats> {
-        Some(&mut self.running)
-    }
+    family_fields!(parts, running);
 
     fn includes_activation(&self) -> bool {
         true

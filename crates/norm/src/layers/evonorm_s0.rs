@@ -109,13 +109,7 @@ impl Family for EvoNormS0 {
         format!("EvoNormS0({features} features, {} groups)", self.groups)
     }
 
-    fn parts(&self) -> Option<&CommonParts> {
-        Some(&self.parts)
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        Some(&mut self.parts)
-    }
+    family_fields!(parts);
 
     fn includes_activation(&self) -> bool {
         true

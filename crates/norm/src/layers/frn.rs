@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::NormError;
 use crate::affine::apply_affine;
 use crate::family::Family;
-use crate::kernel::{group_norm, mean_square};
+use crate::kernel::mean_square;
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common};
 
@@ -110,13 +110,7 @@ impl Family for FilterResponseNorm {
         format!("FilterResponseNorm({} features)", self.parts.num_features)
     }
 
-    fn parts(&self) -> Option<&CommonParts> {
-        Some(&self.parts)
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        Some(&mut self.parts)
-    }
+    family_fields!(parts);
 
     fn includes_activation(&self) -> bool {
         true
@@ -126,13 +120,10 @@ impl Family for FilterResponseNorm {
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
         let [n, c, s] = x.dims();
         let CommonParts {
-            affine,
-            epsilon,
-            kernels,
-            ..
+            affine, epsilon, ..
         } = &self.parts;
         let y = match &self.learned_epsilon {
-            None => group_norm(x, weights, c, false, *epsilon, affine.as_ref(), *kernels).0,
+            None => self.parts.group_norm(x, weights, c, false).0,
             Some(learned) => {
                 let per_channel = [n * c, 1, s];
                 let weights = weights.map(|w| w.expand([n, c, s]).reshape(per_channel));

@@ -4,7 +4,6 @@ use burn::module::Param;
 use burn::prelude::*;
 
 use crate::family::{Family, with_unit_axis};
-use crate::layers::CommonParts;
 use crate::{NormError, RunningStats};
 
 /// Batch norm with its statistics frozen: the fixed per-channel affine map
@@ -84,14 +83,6 @@ impl FrozenBatchNorm {
 impl Family for FrozenBatchNorm {
     fn describe(&self) -> String {
         format!("FrozenBatchNorm({} features)", self.num_features)
-    }
-
-    fn parts(&self) -> Option<&CommonParts> {
-        None
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        None
     }
 
     fn num_features(&self) -> usize {

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::NormError;
 use crate::family::Family;
-use crate::kernel::group_norm;
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common, invalid};
 
@@ -115,31 +114,10 @@ impl Family for GroupNorm {
         )
     }
 
-    fn parts(&self) -> Option<&CommonParts> {
-        Some(&self.parts)
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        Some(&mut self.parts)
-    }
+    family_fields!(parts);
 
     /// `x: [N, C, S] -> [N, C, S]`, statistics per (sample, group).
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
-        let CommonParts {
-            affine,
-            epsilon,
-            kernels,
-            ..
-        } = &self.parts;
-        let (out, _) = group_norm(
-            x,
-            weights,
-            self.groups,
-            true,
-            *epsilon,
-            affine.as_ref(),
-            *kernels,
-        );
-        Ok(out)
+        Ok(self.parts.group_norm(x, weights, self.groups, true).0)
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::affine::apply_affine;
 use crate::family::{Family, is_training};
-use crate::kernel::{group_norm, normalize_with};
+use crate::kernel::normalize_with;
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common};
 use crate::running::Spread;
@@ -106,21 +106,7 @@ impl Family for InstanceNorm {
         format!("InstanceNorm({} features)", self.parts.num_features)
     }
 
-    fn parts(&self) -> Option<&CommonParts> {
-        Some(&self.parts)
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        Some(&mut self.parts)
-    }
-
-    fn running_stats(&self) -> Option<&RunningStats> {
-        self.running.as_ref()
-    }
-
-    fn batch_running_stats_mut(&mut self) -> Option<&mut RunningStats> {
-        self.running.as_mut()
-    }
+    family_fields!(parts, optional running);
 
     /// `x: [N, C, S] -> [N, C, S]`, statistics per (sample, channel) over `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
@@ -148,8 +134,7 @@ impl Family for InstanceNorm {
                 Ok(apply_affine(affine, x_hat))
             }
             running => {
-                let (out, stats) =
-                    group_norm(x, weights, c, true, *epsilon, affine.as_ref(), *kernels);
+                let (out, stats) = self.parts.group_norm(x, weights, c, true);
                 if let (Some(running), true) = (running, training) {
                     let var = running.variance_estimate(stats.var, stats.count);
                     running.update(

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::NormError;
 use crate::family::{Family, normalize_each_step};
-use crate::kernel::group_norm;
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common};
 
@@ -130,32 +129,11 @@ impl Family for LayerNorm {
         format!("{name}({} features)", self.parts.num_features)
     }
 
-    fn parts(&self) -> Option<&CommonParts> {
-        Some(&self.parts)
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        Some(&mut self.parts)
-    }
+    family_fields!(parts);
 
     /// `x: [N, C, S] -> [N, C, S]`, statistics per sample over `C` and `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
-        let CommonParts {
-            affine,
-            epsilon,
-            kernels,
-            ..
-        } = &self.parts;
-        let (out, _) = group_norm(
-            x,
-            weights,
-            1,
-            self.centered,
-            *epsilon,
-            affine.as_ref(),
-            *kernels,
-        );
-        Ok(out)
+        Ok(self.parts.group_norm(x, weights, 1, self.centered).0)
     }
 
     fn normalize_sequence(

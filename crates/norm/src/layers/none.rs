@@ -4,7 +4,6 @@ use burn::prelude::*;
 
 use crate::NormError;
 use crate::family::Family;
-use crate::layers::CommonParts;
 
 /// The "none" choice: passes its input through, still checking its shape (and zeroing padded
 /// sequence steps, like every layer).
@@ -22,14 +21,6 @@ impl NoNorm {
 impl Family for NoNorm {
     fn describe(&self) -> String {
         format!("NoNorm({} features)", self.num_features)
-    }
-
-    fn parts(&self) -> Option<&CommonParts> {
-        None
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        None
     }
 
     fn num_features(&self) -> usize {

@@ -199,13 +199,7 @@ impl Family for OnlineNorm {
         format!("OnlineNorm({} features)", self.parts.num_features)
     }
 
-    fn parts(&self) -> Option<&CommonParts> {
-        Some(&self.parts)
-    }
-
-    fn parts_mut(&mut self) -> Option<&mut CommonParts> {
-        Some(&mut self.parts)
-    }
+    family_fields!(parts);
 
     fn running_stats(&self) -> Option<&RunningStats> {
         Some(&self.running)

@@ -27,17 +27,24 @@ fn tensor<T: Real>(values: Vec<T>, shape: &[usize], dtype: DType) -> FlexTensor 
     )
 }
 
-/// The gradients of a channels-first op with a per-channel pair of parameters: `dx` in the
-/// input's shape `[N, C, S]`, the two parameter gradients `[C]`.
-fn channel_grads<T: Real>(
-    (dx, dp, dq): (Vec<T>, Vec<T>, Vec<T>),
+/// Contiguous copies of the inputs, as the kernels take them.
+fn contiguous<const K: usize>(inputs: [FlexTensor; K]) -> [FlexTensor; K] {
+    inputs.map(|input| input.to_contiguous())
+}
+
+/// An output in the input's shape `[N, C, S]` and two of `sets` values each: a norm's output and
+/// statistics (per group of each sample, or per channel), or the gradients of an op with a
+/// per-channel pair of parameters.
+fn outputs<T: Real>(
+    (full, p, q): (Vec<T>, Vec<T>, Vec<T>),
     d: Dims,
+    sets: usize,
     dtype: DType,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     (
-        tensor(dx, &[d.n, d.c, d.s], dtype),
-        tensor(dp, &[d.c], dtype),
-        tensor(dq, &[d.c], dtype),
+        tensor(full, &[d.n, d.c, d.s], dtype),
+        tensor(p, &[sets], dtype),
+        tensor(q, &[sets], dtype),
     )
 }
 
@@ -50,28 +57,12 @@ impl FusedNormOps for Flex {
         center: bool,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, gamma, beta) = (
-            x.to_contiguous(),
-            gamma.to_contiguous(),
-            beta.to_contiguous(),
-        );
+        let [x, gamma, beta] = contiguous([x, gamma, beta]);
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (y, mean, var) = cpu::group_norm::<T>(
-                x.storage(),
-                gamma.storage(),
-                beta.storage(),
-                d,
-                groups,
-                center,
-                epsilon,
-            );
-            let stats = [d.n * groups];
-            (
-                tensor(y, &[d.n, d.c, d.s], dtype),
-                tensor(mean, &stats, dtype),
-                tensor(var, &stats, dtype),
-            )
+            let (x, gamma, beta) = (x.storage(), gamma.storage(), beta.storage());
+            let y_mean_var = cpu::group_norm::<T>(x, gamma, beta, d, groups, center, epsilon);
+            outputs(y_mean_var, d, d.n * groups, dtype)
         })
     }
 
@@ -84,21 +75,14 @@ impl FusedNormOps for Flex {
         center: bool,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
-        let (gamma, var) = (gamma.to_contiguous(), var.to_contiguous());
+        let [x, dy, gamma, var] = contiguous([x, dy, gamma, var]);
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (dx, dgamma, dbeta) = cpu::group_norm_backward::<T>(
-                x.storage(),
-                dy.storage(),
-                gamma.storage(),
-                var.storage(),
-                d,
-                groups,
-                center,
-                epsilon,
-            );
-            channel_grads((dx, dgamma, dbeta), d, dtype)
+            let (x, dy) = (x.storage(), dy.storage());
+            let (gamma, var) = (gamma.storage(), var.storage());
+            let grads =
+                cpu::group_norm_backward::<T>(x, dy, gamma, var, d, groups, center, epsilon);
+            outputs(grads, d, d.c, dtype)
         })
     }
 
@@ -108,20 +92,12 @@ impl FusedNormOps for Flex {
         beta: FlexTensor,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, gamma, beta) = (
-            x.to_contiguous(),
-            gamma.to_contiguous(),
-            beta.to_contiguous(),
-        );
+        let [x, gamma, beta] = contiguous([x, gamma, beta]);
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (y, mean, var) =
+            let y_mean_var =
                 cpu::batch_norm::<T>(x.storage(), gamma.storage(), beta.storage(), d, epsilon);
-            (
-                tensor(y, &[d.n, d.c, d.s], dtype),
-                tensor(mean, &[d.c], dtype),
-                tensor(var, &[d.c], dtype),
-            )
+            outputs(y_mean_var, d, d.c, dtype)
         })
     }
 
@@ -132,19 +108,13 @@ impl FusedNormOps for Flex {
         var: FlexTensor,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
-        let (gamma, var) = (gamma.to_contiguous(), var.to_contiguous());
+        let [x, dy, gamma, var] = contiguous([x, dy, gamma, var]);
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (dx, dgamma, dbeta) = cpu::batch_norm_backward::<T>(
-                x.storage(),
-                dy.storage(),
-                gamma.storage(),
-                var.storage(),
-                d,
-                epsilon,
-            );
-            channel_grads((dx, dgamma, dbeta), d, dtype)
+            let (x, dy) = (x.storage(), dy.storage());
+            let grads =
+                cpu::batch_norm_backward::<T>(x, dy, gamma.storage(), var.storage(), d, epsilon);
+            outputs(grads, d, d.c, dtype)
         })
     }
 
@@ -154,17 +124,11 @@ impl FusedNormOps for Flex {
         scale: FlexTensor,
         shift: FlexTensor,
     ) -> FlexTensor {
-        let (x, centre) = (x.to_contiguous(), centre.to_contiguous());
-        let (scale, shift) = (scale.to_contiguous(), shift.to_contiguous());
+        let [x, centre, scale, shift] = contiguous([x, centre, scale, shift]);
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let y = cpu::channel_affine::<T>(
-                x.storage(),
-                centre.storage(),
-                scale.storage(),
-                shift.storage(),
-                d,
-            );
+            let (x, centre) = (x.storage(), centre.storage());
+            let y = cpu::channel_affine::<T>(x, centre, scale.storage(), shift.storage(), d);
             tensor(y, &[d.n, d.c, d.s], dtype)
         })
     }
@@ -175,18 +139,13 @@ impl FusedNormOps for Flex {
         centre: FlexTensor,
         scale: FlexTensor,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, dy) = (x.to_contiguous(), dy.to_contiguous());
-        let (centre, scale) = (centre.to_contiguous(), scale.to_contiguous());
+        let [x, dy, centre, scale] = contiguous([x, dy, centre, scale]);
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (dx, dscale, dshift) = cpu::channel_affine_backward::<T>(
-                x.storage(),
-                dy.storage(),
-                centre.storage(),
-                scale.storage(),
-                d,
-            );
-            channel_grads((dx, dscale, dshift), d, dtype)
+            let (x, dy) = (x.storage(), dy.storage());
+            let grads =
+                cpu::channel_affine_backward::<T>(x, dy, centre.storage(), scale.storage(), d);
+            outputs(grads, d, d.c, dtype)
         })
     }
 }

@@ -124,6 +124,28 @@ macro_rules! register {
     }};
 }
 
+/// The primitives of autodiff tensors (of any checkpointing strategy), their graph nodes
+/// dropped.
+fn primitives<B: Backend, const K: usize>(
+    tensors: [FloatTensor<Autodiff<B>>; K],
+) -> [FloatTensor<B>; K] {
+    tensors.map(|t| t.into_primitive())
+}
+
+/// The three outputs of a backward op as autodiff tensors (of any checkpointing strategy):
+/// gradients are not differentiated again (no second-order gradients through the fused ops).
+#[allow(clippy::type_complexity)]
+fn untracked<B: Backend>(
+    (a, b, c): (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
+) -> (
+    FloatTensor<Autodiff<B>>,
+    FloatTensor<Autodiff<B>>,
+    FloatTensor<Autodiff<B>>,
+) {
+    let inner = <Autodiff<B> as AutodiffBackend>::from_inner;
+    (inner(a), inner(b), inner(c))
+}
+
 impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff<B, C> {
     fn fused_group_norm(
         x: FloatTensor<Self>,
@@ -164,11 +186,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
-        let (x, gamma, beta) = (
-            x.into_primitive(),
-            gamma.into_primitive(),
-            beta.into_primitive(),
-        );
+        let [x, gamma, beta] = primitives([x, gamma, beta]);
         let (y, mean, var) =
             B::fused_group_norm(x.clone(), gamma.clone(), beta, groups, center, epsilon);
         let y = match prepared {
@@ -190,20 +208,10 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         center: bool,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (dx, dgamma, dbeta) = B::fused_group_norm_backward(
-            x.into_primitive(),
-            dy.into_primitive(),
-            gamma.into_primitive(),
-            var.into_primitive(),
-            groups,
-            center,
-            epsilon,
-        );
-        (
-            Self::from_inner(dx),
-            Self::from_inner(dgamma),
-            Self::from_inner(dbeta),
-        )
+        let [x, dy, gamma, var] = primitives([x, dy, gamma, var]);
+        untracked(B::fused_group_norm_backward(
+            x, dy, gamma, var, groups, center, epsilon,
+        ))
     }
 
     fn fused_batch_norm(
@@ -240,11 +248,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
-        let (x, gamma, beta) = (
-            x.into_primitive(),
-            gamma.into_primitive(),
-            beta.into_primitive(),
-        );
+        let [x, gamma, beta] = primitives([x, gamma, beta]);
         let (y, mean, var) = B::fused_batch_norm(x.clone(), gamma.clone(), beta, epsilon);
         let y = match prepared {
             OpsKind::Tracked(prep) => prep.finish((x, gamma, var.clone(), epsilon), y),
@@ -260,18 +264,8 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         var: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (dx, dgamma, dbeta) = B::fused_batch_norm_backward(
-            x.into_primitive(),
-            dy.into_primitive(),
-            gamma.into_primitive(),
-            var.into_primitive(),
-            epsilon,
-        );
-        (
-            Self::from_inner(dx),
-            Self::from_inner(dgamma),
-            Self::from_inner(dbeta),
-        )
+        let [x, dy, gamma, var] = primitives([x, dy, gamma, var]);
+        untracked(B::fused_batch_norm_backward(x, dy, gamma, var, epsilon))
     }
 
     fn fused_channel_affine(
@@ -307,8 +301,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
             .prepare::<C>([x.node(), scale.node(), shift.node()])
             .compute_bound()
             .stateful();
-        let (x, centre) = (x.into_primitive(), centre.into_primitive());
-        let (scale, shift) = (scale.into_primitive(), shift.into_primitive());
+        let [x, centre, scale, shift] = primitives([x, centre, scale, shift]);
         let y = B::fused_channel_affine(x.clone(), centre.clone(), scale.clone(), shift);
         match prepared {
             OpsKind::Tracked(prep) => prep.finish((x, centre, scale), y),
@@ -322,17 +315,8 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         centre: FloatTensor<Self>,
         scale: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (dx, dscale, dshift) = B::fused_channel_affine_backward(
-            x.into_primitive(),
-            dy.into_primitive(),
-            centre.into_primitive(),
-            scale.into_primitive(),
-        );
-        (
-            Self::from_inner(dx),
-            Self::from_inner(dscale),
-            Self::from_inner(dshift),
-        )
+        let [x, dy, centre, scale] = primitives([x, dy, centre, scale]);
+        untracked(B::fused_channel_affine_backward(x, dy, centre, scale))
     }
 }
 

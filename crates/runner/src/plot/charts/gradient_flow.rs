@@ -1,10 +1,9 @@
 //! The loss's gradient at every step of a recurrence (recurrent BN's Figure 1).
 
 use crate::plot::axis::Axis;
-use crate::plot::charts::{band_legend, facet_sentence, mean_band};
-use crate::plot::figure::{Figure, Look, Series, band_of, extent, x_of};
+use crate::plot::charts::{band_legend, band_per_norm, facet_sentence};
+use crate::plot::figure::{Figure, band_of, extent, x_of};
 use crate::plot::{Context, Plot};
-use crate::result_set::series_label;
 use crate::results::{GradientFlow, RunRecord};
 
 /// Recurrent BN's Figure 1: log10 of the loss's gradient norm with respect to the hidden state
@@ -23,23 +22,11 @@ pub(crate) fn gradient_flow(context: &Context) -> Option<Plot> {
     let mut panels = Vec::new();
     for facet in context.facets(&facet_axes) {
         for &(trained, when) in &states {
-            let series = context
-                .series
-                .iter()
-                .filter_map(|norm| {
-                    let curves: Vec<Vec<(f64, f64)>> = context
-                        .in_facet(&facet_axes, &facet)
-                        .filter(|r| series_label(r) == *norm)
-                        .flat_map(|r| &r.gradient_flow)
-                        .filter(|flow| (flow.step > 0) == trained)
-                        .map(log_relative)
-                        .filter(|curve| !curve.is_empty())
-                        .collect();
-                    let points = mean_band(&curves);
-                    let (color, variant) = (context.palette.color(norm), context.variant(norm));
-                    (!points.is_empty()).then(|| Series::new(color, Look::Band, variant, points))
-                })
-                .collect();
+            let series = band_per_norm(context, &facet_axes, &facet, |r| {
+                let flows = r.gradient_flow.iter();
+                let when = flows.filter(|flow| (flow.step > 0) == trained);
+                when.map(log_relative).collect()
+            });
             let title = match facet.is_empty() {
                 true => when.to_string(),
                 false => format!("{facet}, {when}"),

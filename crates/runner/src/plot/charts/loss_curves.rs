@@ -1,6 +1,7 @@
 //! The training loss over examples seen, per norm, with a band over seeds.
 
 use crate::analysis::Spread;
+use crate::axes::AxisKey;
 use crate::plot::axis::Axis;
 use crate::plot::charts::{band_legend, facet_sentence};
 use crate::plot::figure::{Figure, Look, Point, Series, band_of, extent, x_of};
@@ -19,22 +20,7 @@ pub(crate) fn loss_curves(context: &Context) -> Option<Plot> {
         .facets(&facet_axes)
         .into_iter()
         .map(|facet| {
-            let series = context
-                .series
-                .iter()
-                .filter_map(|norm| {
-                    let curves: Vec<Vec<(f64, f64)>> = context
-                        .in_facet(&facet_axes, &facet)
-                        .filter(|r| series_label(r) == *norm)
-                        .map(smoothed_loss)
-                        .filter(|curve| !curve.is_empty())
-                        .collect();
-                    let points = mean_band(&curves);
-                    let color = context.palette.color(norm);
-                    let variant = context.variant(norm);
-                    (!points.is_empty()).then(|| Series::new(color, Look::Band, variant, points))
-                })
-                .collect();
+            let series = band_per_norm(context, &facet_axes, &facet, |r| vec![smoothed_loss(r)]);
             (facet, series)
         })
         .collect();
@@ -79,6 +65,31 @@ fn smoothed_loss(record: &RunRecord) -> Vec<(f64, f64)> {
             let window = &points[i.saturating_sub(half)..(i + half + 1).min(points.len())];
             let mean = window.iter().map(|(_, loss)| loss).sum::<f64>() / window.len() as f64;
             (points[i].0, mean)
+        })
+        .collect()
+}
+
+/// One band per norm of `facet`: the mean, min and max of the non-empty curves that
+/// `curves_of` gives for each of the norm's runs (one per seed, or several per run).
+pub(crate) fn band_per_norm(
+    context: &Context,
+    facet_axes: &[AxisKey],
+    facet: &str,
+    curves_of: impl Fn(&RunRecord) -> Vec<Vec<(f64, f64)>>,
+) -> Vec<Series> {
+    context
+        .series
+        .iter()
+        .filter_map(|norm| {
+            let curves: Vec<Vec<(f64, f64)>> = context
+                .in_facet(facet_axes, facet)
+                .filter(|r| series_label(r) == *norm)
+                .flat_map(&curves_of)
+                .filter(|curve| !curve.is_empty())
+                .collect();
+            let points = mean_band(&curves);
+            let (color, variant) = (context.palette.color(norm), context.variant(norm));
+            (!points.is_empty()).then(|| Series::new(color, Look::Band, variant, points))
         })
         .collect()
 }

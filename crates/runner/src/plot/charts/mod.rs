@@ -14,7 +14,9 @@ pub(crate) use error_vs_axis::error_vs_axis;
 pub(crate) use gradient_flow::gradient_flow;
 #[cfg(test)]
 pub(crate) use loss_curves::CURVE_POINTS;
-pub(crate) use loss_curves::{loss_curves, mean_band};
+#[cfg(test)]
+pub(crate) use loss_curves::mean_band;
+pub(crate) use loss_curves::{band_per_norm, loss_curves};
 pub(crate) use percentiles::percentiles;
 pub(crate) use step_time::step_time;
 pub(crate) use train_vs_eval::train_vs_eval;

@@ -35,56 +35,109 @@ fn cube_sum<F: Float>(value: F, shared: &mut Shared<[F]>) -> F {
     total
 }
 
-/// Where the `i`-th element of `channel` over the batch lies: `i` runs over `N * S`.
-#[cube]
-fn channel_element(i: usize, channel: usize, channels: usize, spatial: usize) -> usize {
-    let n = i / spatial;
-    (n * channels + channel) * spatial + (i - n * spatial)
+/// The elements a cube reduces: `count` of them in runs of `run` contiguous elements, one run
+/// every `stride` from `start`. A group of one sample is a single run; a channel over the batch
+/// is `N` runs of `S`, `C * S` apart.
+#[derive(CubeType, Clone, Copy)]
+struct Set {
+    start: usize,
+    run: usize,
+    stride: usize,
+    count: usize,
 }
 
-/// `(shift, offset)` of the `len` elements of `x` from `start`, both zero when not
-/// `center`ed (RMS norm, FRN: `x` itself is "centred").
 #[cube]
-fn group_centre<F: Float>(
+impl Set {
+    /// The `len` elements from `start`.
+    fn contiguous(start: usize, len: usize) -> Set {
+        Set {
+            start,
+            run: len,
+            stride: len,
+            count: len,
+        }
+    }
+
+    /// `channel` of `x: [N, C, S]` (`len` elements in all) over the batch and positions.
+    fn channel(channel: usize, channels: usize, spatial: u32, len: usize) -> Set {
+        let spatial = spatial as usize;
+        Set {
+            start: channel * spatial,
+            run: spatial,
+            stride: channels * spatial,
+            count: len / channels,
+        }
+    }
+
+    /// Where the set's `i`-th element lies.
+    fn at(&self, i: usize) -> usize {
+        let r = i / self.run;
+        self.start + r * self.stride + (i - r * self.run)
+    }
+}
+
+/// `(shift, offset)` of the set's elements of `x`, both zero when not `center`ed (RMS norm,
+/// FRN: `x` itself is "centred").
+#[cube]
+fn set_centre<F: Float>(
     x: &Tensor<F>,
-    start: usize,
-    len: usize,
+    set: &Set,
     shared: &mut Shared<[F]>,
     #[comptime] center: bool,
 ) -> (F, F) {
     let mut shift = F::new(0.0);
     let mut offset = F::new(0.0);
     if center {
-        shift = x[start];
+        shift = x[set.at(0)];
         let mut sum = F::new(0.0);
         let mut i = UNIT_POS as usize;
-        while i < len {
-            sum += x[start + i] - shift;
+        while i < set.count {
+            sum += x[set.at(i)] - shift;
             i += CUBE_DIM_X as usize;
         }
-        offset = cube_sum::<F>(sum, shared) / F::cast_from(len);
+        offset = cube_sum::<F>(sum, shared) / F::cast_from(set.count);
     }
     (shift, offset)
 }
 
-/// `(shift, offset)` of `channel` of `x` over the batch.
+/// Adds up every unit's `Σ dy` and `Σ dy * x_hat` and writes them as `channel`'s `dbeta` and
+/// `dgamma`; returns both totals.
 #[cube]
-fn channel_centre<F: Float>(
-    x: &Tensor<F>,
+fn write_affine_grads<F: Float>(
+    sum_dy: F,
+    sum_dy_x_hat: F,
+    dgamma: &mut Tensor<F>,
+    dbeta: &mut Tensor<F>,
     channel: usize,
-    channels: usize,
-    spatial: usize,
-    count: usize,
     shared: &mut Shared<[F]>,
 ) -> (F, F) {
-    let shift = x[channel_element(0, channel, channels, spatial)];
-    let mut sum = F::new(0.0);
+    let sum_dy = cube_sum::<F>(sum_dy, shared);
+    let sum_dy_x_hat = cube_sum::<F>(sum_dy_x_hat, shared);
+    if UNIT_POS == 0 {
+        dgamma[channel] = sum_dy_x_hat;
+        dbeta[channel] = sum_dy;
+    }
+    (sum_dy, sum_dy_x_hat)
+}
+
+/// The mean square of the set's elements of `x` centred as `(x - shift) - offset`: the biased
+/// variance (the mean square itself when both are zero).
+#[cube]
+fn set_variance<F: Float>(
+    x: &Tensor<F>,
+    set: &Set,
+    shift: F,
+    offset: F,
+    shared: &mut Shared<[F]>,
+) -> F {
+    let mut squares = F::new(0.0);
     let mut i = UNIT_POS as usize;
-    while i < count {
-        sum += x[channel_element(i, channel, channels, spatial)] - shift;
+    while i < set.count {
+        let centred = (x[set.at(i)] - shift) - offset;
+        squares += centred * centred;
         i += CUBE_DIM_X as usize;
     }
-    (shift, cube_sum::<F>(sum, shared) / F::cast_from(count))
+    cube_sum::<F>(squares, shared) / F::cast_from(set.count)
 }
 
 /// Group norm, one cube per group of a sample: `y`, and each group's mean and (biased) variance
@@ -116,15 +169,9 @@ pub fn group_norm<F: Float>(
     let first_channel = (group % groups as usize) * group_channels as usize;
     let mut shared = Shared::<[F]>::new_slice(block);
 
-    let (shift, offset) = group_centre::<F>(x, start, len, &mut shared, center);
-    let mut squares = F::new(0.0);
-    let mut i = UNIT_POS as usize;
-    while i < len {
-        let centred = (x[start + i] - shift) - offset;
-        squares += centred * centred;
-        i += block;
-    }
-    let var = cube_sum::<F>(squares, &mut shared) / F::cast_from(len);
+    let set = Set::contiguous(start, len);
+    let (shift, offset) = set_centre::<F>(x, &set, &mut shared, center);
+    let var = set_variance::<F>(x, &set, shift, offset, &mut shared);
     let inv_std = F::new(1.0) / (var + F::cast_from(epsilon)).sqrt();
 
     let mut i = UNIT_POS as usize;
@@ -173,7 +220,7 @@ pub fn group_norm_input_grad<F: Float>(
     let count = F::cast_from(len);
     let mut shared = Shared::<[F]>::new_slice(block);
 
-    let (shift, offset) = group_centre::<F>(x, start, len, &mut shared, center);
+    let (shift, offset) = set_centre::<F>(x, &Set::contiguous(start, len), &mut shared, center);
     let inv_std = F::new(1.0) / (var[group] + F::cast_from(epsilon)).sqrt();
     let mut sum_g = F::new(0.0);
     let mut sum_g_x_hat = F::new(0.0);
@@ -223,34 +270,26 @@ pub fn group_norm_params<F: Float>(
     #[define(F)] _dtype: ElemType,
 ) {
     let channel = CUBE_POS;
-    let channels = dgamma.len();
-    if channel >= channels {
+    if channel >= dgamma.len() {
         terminate!();
     }
-    let spatial = spatial as usize;
-    let groups = groups as usize;
+    let set = Set::channel(channel, dgamma.len(), spatial, x.len());
     let group_in_sample = channel / group_channels as usize;
-    let count = x.len() / channels;
     let mut shared = Shared::<[F]>::new_slice(block);
 
     let mut sum_dy = F::new(0.0);
     let mut sum_dy_x_hat = F::new(0.0);
     let mut i = UNIT_POS as usize;
-    while i < count {
-        let at = channel_element(i, channel, channels, spatial);
-        let stat = (i / spatial) * groups + group_in_sample;
+    while i < set.count {
+        let at = set.at(i);
+        let stat = (i / set.run) * groups as usize + group_in_sample;
         let centred = (x[at] - shift[stat]) - offset[stat];
         let x_hat = centred / (var[stat] + F::cast_from(epsilon)).sqrt();
         sum_dy += dy[at];
         sum_dy_x_hat += dy[at] * x_hat;
         i += block;
     }
-    let sum_dy = cube_sum::<F>(sum_dy, &mut shared);
-    let sum_dy_x_hat = cube_sum::<F>(sum_dy_x_hat, &mut shared);
-    if UNIT_POS == 0 {
-        dgamma[channel] = sum_dy_x_hat;
-        dbeta[channel] = sum_dy;
-    }
+    write_affine_grads::<F>(sum_dy, sum_dy_x_hat, dgamma, dbeta, channel, &mut shared);
 }
 
 /// Batch norm in training, one cube per channel: `y`, and the channel's mean and biased
@@ -270,28 +309,19 @@ pub fn batch_norm<F: Float>(
     #[define(F)] _dtype: ElemType,
 ) {
     let channel = CUBE_POS;
-    let channels = gamma.len();
-    if channel >= channels {
+    if channel >= gamma.len() {
         terminate!();
     }
-    let spatial = spatial as usize;
-    let count = x.len() / channels;
+    let set = Set::channel(channel, gamma.len(), spatial, x.len());
     let mut shared = Shared::<[F]>::new_slice(block);
 
-    let (shift, offset) = channel_centre::<F>(x, channel, channels, spatial, count, &mut shared);
-    let mut squares = F::new(0.0);
-    let mut i = UNIT_POS as usize;
-    while i < count {
-        let centred = (x[channel_element(i, channel, channels, spatial)] - shift) - offset;
-        squares += centred * centred;
-        i += block;
-    }
-    let var = cube_sum::<F>(squares, &mut shared) / F::cast_from(count);
+    let (shift, offset) = set_centre::<F>(x, &set, &mut shared, true);
+    let var = set_variance::<F>(x, &set, shift, offset, &mut shared);
     let scale = gamma[channel] / (var + F::cast_from(epsilon)).sqrt();
 
     let mut i = UNIT_POS as usize;
-    while i < count {
-        let at = channel_element(i, channel, channels, spatial);
+    while i < set.count {
+        let at = set.at(i);
         y[at] = ((x[at] - shift) - offset) * scale + beta[channel];
         i += block;
     }
@@ -320,41 +350,35 @@ pub fn batch_norm_grads<F: Float>(
     #[define(F)] _dtype: ElemType,
 ) {
     let channel = CUBE_POS;
-    let channels = gamma.len();
-    if channel >= channels {
+    if channel >= gamma.len() {
         terminate!();
     }
-    let spatial = spatial as usize;
-    let count = x.len() / channels;
+    let set = Set::channel(channel, gamma.len(), spatial, x.len());
     let mut shared = Shared::<[F]>::new_slice(block);
 
-    let (shift, offset) = channel_centre::<F>(x, channel, channels, spatial, count, &mut shared);
+    let (shift, offset) = set_centre::<F>(x, &set, &mut shared, true);
     let inv_std = F::new(1.0) / (var[channel] + F::cast_from(epsilon)).sqrt();
     let mut sum_dy = F::new(0.0);
     let mut sum_dy_x_hat = F::new(0.0);
     let mut i = UNIT_POS as usize;
-    while i < count {
-        let at = channel_element(i, channel, channels, spatial);
+    while i < set.count {
+        let at = set.at(i);
         sum_dy += dy[at];
         sum_dy_x_hat += dy[at] * ((x[at] - shift) - offset) * inv_std;
         i += block;
     }
-    let sum_dy = cube_sum::<F>(sum_dy, &mut shared);
-    let sum_dy_x_hat = cube_sum::<F>(sum_dy_x_hat, &mut shared);
-    let mean_dy = sum_dy / F::cast_from(count);
-    let mean_dy_x_hat = sum_dy_x_hat / F::cast_from(count);
+    let (sum_dy, sum_dy_x_hat) =
+        write_affine_grads::<F>(sum_dy, sum_dy_x_hat, dgamma, dbeta, channel, &mut shared);
+    let mean_dy = sum_dy / F::cast_from(set.count);
+    let mean_dy_x_hat = sum_dy_x_hat / F::cast_from(set.count);
     let scale = gamma[channel] * inv_std;
 
     let mut i = UNIT_POS as usize;
-    while i < count {
-        let at = channel_element(i, channel, channels, spatial);
+    while i < set.count {
+        let at = set.at(i);
         let x_hat = ((x[at] - shift) - offset) * inv_std;
         dx[at] = scale * (dy[at] - mean_dy - x_hat * mean_dy_x_hat);
         i += block;
-    }
-    if UNIT_POS == 0 {
-        dgamma[channel] = sum_dy_x_hat;
-        dbeta[channel] = sum_dy;
     }
 }
 
@@ -393,28 +417,21 @@ pub fn channel_affine_grads<F: Float>(
     #[define(F)] _dtype: ElemType,
 ) {
     let channel = CUBE_POS;
-    let channels = scale.len();
-    if channel >= channels {
+    if channel >= scale.len() {
         terminate!();
     }
-    let spatial = spatial as usize;
-    let count = x.len() / channels;
+    let set = Set::channel(channel, scale.len(), spatial, x.len());
     let mut shared = Shared::<[F]>::new_slice(block);
 
     let mut sum_dy = F::new(0.0);
     let mut sum_dy_centred = F::new(0.0);
     let mut i = UNIT_POS as usize;
-    while i < count {
-        let at = channel_element(i, channel, channels, spatial);
+    while i < set.count {
+        let at = set.at(i);
         sum_dy += dy[at];
         sum_dy_centred += dy[at] * (x[at] - centre[channel]);
         dx[at] = dy[at] * scale[channel];
         i += block;
     }
-    let sum_dy = cube_sum::<F>(sum_dy, &mut shared);
-    let sum_dy_centred = cube_sum::<F>(sum_dy_centred, &mut shared);
-    if UNIT_POS == 0 {
-        dscale[channel] = sum_dy_centred;
-        dshift[channel] = sum_dy;
-    }
+    write_affine_grads::<F>(sum_dy, sum_dy_centred, dscale, dshift, channel, &mut shared);
 }

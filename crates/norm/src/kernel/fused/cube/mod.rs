@@ -57,6 +57,23 @@ fn empty(like: &CubeTensor, shape: impl Into<Shape>) -> CubeTensor {
     )
 }
 
+/// Contiguous versions of the inputs, as the kernels take them.
+fn contiguous<const K: usize>(inputs: [CubeTensor; K]) -> [CubeTensor; K] {
+    inputs.map(into_contiguous)
+}
+
+/// New tensors for an output like `x` and two of `sets` values each: a norm's output and
+/// statistics (per group of each sample, or per channel), or the gradients of an op with a
+/// per-channel pair of parameters.
+fn outputs(x: &CubeTensor, sets: u32) -> (CubeTensor, CubeTensor, CubeTensor) {
+    let sets = sets as usize;
+    (
+        empty(x, x.meta.shape().clone()),
+        empty(x, [sets]),
+        empty(x, [sets]),
+    )
+}
+
 /// One cube of [`BLOCK`] units for each of `sets` reductions.
 fn per_set(x: &CubeTensor, sets: u32) -> (CubeCount, CubeDim) {
     let count = CubeCountSelection::new(&x.client, sets).cube_count();
@@ -72,18 +89,10 @@ impl FusedNormOps for CubeBackend {
         center: bool,
         epsilon: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let (x, gamma, beta) = (
-            into_contiguous(x),
-            into_contiguous(gamma),
-            into_contiguous(beta),
-        );
+        let [x, gamma, beta] = contiguous([x, gamma, beta]);
         let [n, c, s] = dims(&x);
         let groups = groups as u32;
-        let (y, mean, var) = (
-            empty(&x, x.meta.shape().clone()),
-            empty(&x, [(n * groups) as usize]),
-            empty(&x, [(n * groups) as usize]),
-        );
+        let (y, mean, var) = outputs(&x, n * groups);
         let (count, dim) = per_set(&x, n * groups);
         let dtype = dtype_to_storage_type(x.dtype);
         kernels::group_norm::launch(
@@ -116,16 +125,13 @@ impl FusedNormOps for CubeBackend {
         center: bool,
         epsilon: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let (x, dy) = (into_contiguous(x), into_contiguous(dy));
-        let (gamma, var) = (into_contiguous(gamma), into_contiguous(var));
+        let [x, dy, gamma, var] = contiguous([x, dy, gamma, var]);
         let [n, c, s] = dims(&x);
         let groups = groups as u32;
         let client = x.client.clone();
         let dtype = dtype_to_storage_type(x.dtype);
 
-        let dx = empty(&x, x.meta.shape().clone());
-        let shift = empty(&x, [(n * groups) as usize]);
-        let offset = empty(&x, [(n * groups) as usize]);
+        let (dx, shift, offset) = outputs(&x, n * groups);
         let (count, dim) = per_set(&x, n * groups);
         kernels::group_norm_input_grad::launch(
             &client,
@@ -176,14 +182,9 @@ impl FusedNormOps for CubeBackend {
         beta: CubeTensor,
         epsilon: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let (x, gamma, beta) = (
-            into_contiguous(x),
-            into_contiguous(gamma),
-            into_contiguous(beta),
-        );
+        let [x, gamma, beta] = contiguous([x, gamma, beta]);
         let [_, c, s] = dims(&x);
-        let y = empty(&x, x.meta.shape().clone());
-        let (mean, var) = (empty(&x, [c as usize]), empty(&x, [c as usize]));
+        let (y, mean, var) = outputs(&x, c);
         let (count, dim) = per_set(&x, c);
         let dtype = dtype_to_storage_type(x.dtype);
         kernels::batch_norm::launch(
@@ -211,11 +212,9 @@ impl FusedNormOps for CubeBackend {
         var: CubeTensor,
         epsilon: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let (x, dy) = (into_contiguous(x), into_contiguous(dy));
-        let (gamma, var) = (into_contiguous(gamma), into_contiguous(var));
+        let [x, dy, gamma, var] = contiguous([x, dy, gamma, var]);
         let [_, c, s] = dims(&x);
-        let dx = empty(&x, x.meta.shape().clone());
-        let (dgamma, dbeta) = (empty(&x, [c as usize]), empty(&x, [c as usize]));
+        let (dx, dgamma, dbeta) = outputs(&x, c);
         let (count, dim) = per_set(&x, c);
         let dtype = dtype_to_storage_type(x.dtype);
         kernels::batch_norm_grads::launch(
@@ -243,8 +242,7 @@ impl FusedNormOps for CubeBackend {
         scale: CubeTensor,
         shift: CubeTensor,
     ) -> CubeTensor {
-        let (x, centre) = (into_contiguous(x), into_contiguous(centre));
-        let (scale, shift) = (into_contiguous(scale), into_contiguous(shift));
+        let [x, centre, scale, shift] = contiguous([x, centre, scale, shift]);
         let [_, _, s] = dims(&x);
         let y = empty(&x, x.meta.shape().clone());
         let elements = x.meta.num_elements();
@@ -272,11 +270,9 @@ impl FusedNormOps for CubeBackend {
         centre: CubeTensor,
         scale: CubeTensor,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let (x, dy) = (into_contiguous(x), into_contiguous(dy));
-        let (centre, scale) = (into_contiguous(centre), into_contiguous(scale));
+        let [x, dy, centre, scale] = contiguous([x, dy, centre, scale]);
         let [_, c, s] = dims(&x);
-        let dx = empty(&x, x.meta.shape().clone());
-        let (dscale, dshift) = (empty(&x, [c as usize]), empty(&x, [c as usize]));
+        let (dx, dscale, dshift) = outputs(&x, c);
         let (count, dim) = per_set(&x, c);
         let dtype = dtype_to_storage_type(x.dtype);
         kernels::channel_affine_grads::launch(
