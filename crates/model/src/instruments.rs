@@ -81,10 +81,13 @@ impl Instruments {
             Some(timer) => timer.time(x, norm),
             None => norm(x),
         };
-        match &mut self.probe {
-            Some(probe) => probe.observe(site, unit_axis, x, timed),
-            None => timed(x),
-        }
+        let Some(probe) = &mut self.probe else {
+            return timed(x);
+        };
+        let before = probe.summarize(&x, unit_axis);
+        let y = timed(x)?;
+        probe.record(site(), before, &y, unit_axis);
+        Ok(y)
     }
 
     /// A recurrent layer starts: only the last layer's states are tapped.

@@ -43,24 +43,26 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// Applies `norm` to `x` at `site`, recording both sides. `unit_axis` is the axis whose
-    /// entries are the units (features or channels).
-    pub fn observe<const D: usize, E>(
+    /// The percentiles of a norm's input or output `x` whose axis `unit_axis` holds the units
+    /// (features or channels).
+    pub fn summarize<const D: usize>(&self, x: &Tensor<D>, unit_axis: usize) -> Summary {
+        summarize(x, unit_axis, self.units)
+    }
+
+    /// Records the norm at `site`: its input's summary `before`, its output `y`.
+    pub fn record<const D: usize>(
         &mut self,
-        site: impl FnOnce() -> String,
+        site: String,
+        before: Summary,
+        y: &Tensor<D>,
         unit_axis: usize,
-        x: Tensor<D>,
-        norm: impl FnOnce(Tensor<D>) -> Result<Tensor<D>, E>,
-    ) -> Result<Tensor<D>, E> {
-        let before = summarize(&x, unit_axis, self.units);
-        let y = norm(x)?;
-        let after = summarize(&y, unit_axis, self.units);
+    ) {
+        let after = summarize(y, unit_axis, self.units);
         self.sites.push(SiteStats {
-            site: site(),
+            site,
             before,
             after,
         });
-        Ok(y)
     }
 }
 

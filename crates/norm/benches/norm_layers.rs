@@ -172,6 +172,11 @@ fn bench_masked(rows: &mut Vec<Row>, bandwidth: f64, x: Tensor<3>, configs: &[&'
     }
 }
 
+/// A burn-nn layer twice: trainable, and with parameters that take no gradient.
+fn both<M: Module>(layer: M) -> (M, M) {
+    (layer.clone(), layer.no_grad())
+}
+
 fn main() {
     let bandwidth = copy_bandwidth();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -185,24 +190,11 @@ fn main() {
     let mut rows = Vec::new();
 
     let conv = Tensor::<4>::random([32, 64, 32, 32], normal, &device);
-    // Each burn-nn layer twice: trainable, and with parameters that take no gradient.
-    let bn = (
-        BurnBatchNorm::new(64).init(&device),
-        BurnBatchNorm::new(64).init(&device).no_grad(),
-    );
+    let bn = both(BurnBatchNorm::new(64).init(&device));
     // burn-nn's LayerNorm covers the last axis only: over C, H, W it is GroupNorm with 1 group.
-    let ln = (
-        BurnGroupNorm::new(1, 64).init(&device),
-        BurnGroupNorm::new(1, 64).init(&device).no_grad(),
-    );
-    let gn = (
-        BurnGroupNorm::new(32, 64).init(&device),
-        BurnGroupNorm::new(32, 64).init(&device).no_grad(),
-    );
-    let inn = (
-        BurnInstanceNorm::new(64).init(&device),
-        BurnInstanceNorm::new(64).init(&device).no_grad(),
-    );
+    let ln = both(BurnGroupNorm::new(1, 64).init(&device));
+    let gn = both(BurnGroupNorm::new(32, 64).init(&device));
+    let inn = both(BurnInstanceNorm::new(64).init(&device));
     let bn: Layer<4> = [&|t| bn.1.forward(t), &|t| bn.0.forward(t)];
     let ln: Layer<4> = [&|t| ln.1.forward(t), &|t| ln.0.forward(t)];
     let gn: Layer<4> = [&|t| gn.1.forward(t), &|t| gn.0.forward(t)];
@@ -245,22 +237,10 @@ fn main() {
     );
 
     let dense = Tensor::<2>::random([256, 1024], normal, &device);
-    let bn = (
-        BurnBatchNorm::new(1024).init(&device),
-        BurnBatchNorm::new(1024).init(&device).no_grad(),
-    );
-    let ln = (
-        BurnLayerNorm::new(1024).init(&device),
-        BurnLayerNorm::new(1024).init(&device).no_grad(),
-    );
-    let gn = (
-        BurnGroupNorm::new(32, 1024).init(&device),
-        BurnGroupNorm::new(32, 1024).init(&device).no_grad(),
-    );
-    let rms = (
-        BurnRmsNorm::new(1024).init(&device),
-        BurnRmsNorm::new(1024).init(&device).no_grad(),
-    );
+    let bn = both(BurnBatchNorm::new(1024).init(&device));
+    let ln = both(BurnLayerNorm::new(1024).init(&device));
+    let gn = both(BurnGroupNorm::new(32, 1024).init(&device));
+    let rms = both(BurnRmsNorm::new(1024).init(&device));
     let bn: Layer<2> = [&|t| bn.1.forward(t), &|t| bn.0.forward(t)];
     let ln: Layer<2> = [&|t| ln.1.forward(t), &|t| ln.0.forward(t)];
     let gn: Layer<2> = [&|t| gn.1.forward(t), &|t| gn.0.forward(t)];

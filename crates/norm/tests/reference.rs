@@ -5,6 +5,7 @@
 mod common;
 
 use burn::prelude::*;
+use burn::tensor::Gradients;
 use std::collections::BTreeMap;
 
 use normlab_norm::{Affine, Norm, NormConfig, NormLayer, standardize_weights};
@@ -121,6 +122,27 @@ fn flat(values: &[f32], device: &Device) -> Tensor<1> {
     tensor(values, [values.len()], device)
 }
 
+/// `out` is `output`, and the gradient of `Σ out * grad_output` with respect to `input` (named
+/// `what`) is `want_grad`. Returns the gradients, for the parameters' checks.
+fn check_output_and_grad(
+    name: &str,
+    out: Tensor<1>,
+    (output, grad_output): (&[f32], &[f32]),
+    (input, what, want_grad): (&Tensor<1>, &str, &[f32]),
+) -> Gradients {
+    assert_close(
+        &format!("{name} output"),
+        &values(out.clone()),
+        output,
+        TOLERANCE,
+    );
+    let device = out.device();
+    let grads = (out * flat(grad_output, &device)).sum().backward();
+    let got = values(input.grad(&grads).expect("a gradient"));
+    assert_close(&format!("{name} grad {what}"), &got, want_grad, TOLERANCE);
+    grads
+}
+
 fn check_case(case: &Case) {
     let name = &case.name;
     let device = train_device();
@@ -158,21 +180,8 @@ fn check_case(case: &Case) {
         &case.shape,
         case.lengths.as_ref(),
     );
-    assert_close(
-        &format!("{name} output"),
-        &values(out.clone()),
-        &case.output,
-        TOLERANCE,
-    );
-
-    let grads = (out * flat(&case.grad_output, &device)).sum().backward();
-    let grad_input = values(x.grad(&grads).expect("input gradient"));
-    assert_close(
-        &format!("{name} grad input"),
-        &grad_input,
-        &case.grad_input,
-        TOLERANCE,
-    );
+    let want_output = (case.output.as_slice(), case.grad_output.as_slice());
+    let grads = check_output_and_grad(name, out, want_output, (&x, "input", &case.grad_input));
     if let (Some(affine), Some(g_gamma), Some(g_beta)) =
         (norm.affine(), &case.grad_gamma, &case.grad_beta)
     {
@@ -273,19 +282,12 @@ fn weight_standardization_matches_its_float64_reference() {
             _ => panic!("{name}: unexpected shape"),
         };
         let out = standardize(weight.clone());
-        assert_close(
-            &format!("{name} output"),
-            &values(out.clone()),
-            &case.output,
-            TOLERANCE,
-        );
-        let grads = (out * flat(&case.grad_output, &device)).sum().backward();
-        let got = values(weight.grad(&grads).expect("weight gradient"));
-        assert_close(
-            &format!("{name} grad weight"),
-            &got,
-            &case.grad_weight,
-            TOLERANCE,
+        let want_output = (case.output.as_slice(), case.grad_output.as_slice());
+        check_output_and_grad(
+            name,
+            out,
+            want_output,
+            (&weight, "weight", &case.grad_weight),
         );
     }
 }

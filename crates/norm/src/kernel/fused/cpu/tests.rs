@@ -82,6 +82,23 @@ struct Reference {
     dbeta: Vec<f64>,
 }
 
+impl Reference {
+    /// A kernel's `(y, mean, var)` and `(dx, dgamma, dbeta)` agree with these to f32 rounding.
+    fn assert_matches(
+        &self,
+        what: &str,
+        [y, mean, var]: [&[f32]; 3],
+        [dx, dgamma, dbeta]: [&[f32]; 3],
+    ) {
+        assert_close(&format!("{what}: y"), y, &self.y);
+        assert_close(&format!("{what}: mean"), mean, &self.mean);
+        assert_close(&format!("{what}: var"), var, &self.var);
+        assert_close_at(&format!("{what}: dx"), dx, &self.dx, self.dx_scale);
+        assert_close(&format!("{what}: dgamma"), dgamma, &self.dgamma);
+        assert_close(&format!("{what}: dbeta"), dbeta, &self.dbeta);
+    }
+}
+
 /// Normalizes `x: [N, C, S]` over each set of indices `sets` gives (with the channel of each
 /// index), in `f64`, with the gradients of `Σ y * dy`.
 fn reference(
@@ -190,12 +207,7 @@ fn group_norm_matches_f64_at_every_edge() {
                     &group_rows(dims, groups),
                     center,
                 );
-                assert_close(&format!("{what}: y"), &y, &want.y);
-                assert_close(&format!("{what}: mean"), &mean, &want.mean);
-                assert_close(&format!("{what}: var"), &var, &want.var);
-                assert_close_at(&format!("{what}: dx"), &dx, &want.dx, want.dx_scale);
-                assert_close(&format!("{what}: dgamma"), &dgamma, &want.dgamma);
-                assert_close(&format!("{what}: dbeta"), &dbeta, &want.dbeta);
+                want.assert_matches(&what, [&y, &mean, &var], [&dx, &dgamma, &dbeta]);
             }
         }
     }
@@ -216,12 +228,7 @@ fn batch_norm_matches_f64_at_every_edge() {
             continue;
         }
         let want = reference(&x, &dy, [&gamma, &beta], dims, &channel_sets(dims), true);
-        assert_close(&format!("{what}: y"), &y, &want.y);
-        assert_close(&format!("{what}: mean"), &mean, &want.mean);
-        assert_close(&format!("{what}: var"), &var, &want.var);
-        assert_close_at(&format!("{what}: dx"), &dx, &want.dx, want.dx_scale);
-        assert_close(&format!("{what}: dgamma"), &dgamma, &want.dgamma);
-        assert_close(&format!("{what}: dbeta"), &dbeta, &want.dbeta);
+        want.assert_matches(&what, [&y, &mean, &var], [&dx, &dgamma, &dbeta]);
     }
 }
 
