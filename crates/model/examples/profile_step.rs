@@ -1,0 +1,73 @@
+//! Repeats one training step (forward, cross-entropy, backward, SGD with momentum) of one model
+//! for a sampling profiler to look at, and prints the mean step time.
+//!
+//! ```text
+//! cargo build --release -p normlab-model --example profile_step
+//! perf record -F 999 -o lstm.perf target/release/examples/profile_step 300 32 \
+//!     'kind = "recurrent"
+//!      cell = "lstm"
+//!      hidden = 64
+//!      norm = { kind = "none" }'
+//! perf report -i lstm.perf --no-children --sort symbol --stdio
+//! ```
+//!
+//! Arguments: steps, batch size, the `[model]` section of an experiment file. Images are 28x28
+//! with one channel; a recurrent model reads 28 steps of 28 features (row-by-row MNIST), as in
+//! `benches/training_step.rs`, which times the same step against PyTorch.
+
+// The allocator the runner uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::time::Instant;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::{Distribution, Int};
+use normlab_model::{Input, InputShape, Model, ModelConfig, Network};
+
+fn main() {
+    let usage = "usage: profile_step STEPS BATCH 'MODEL TOML'";
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [steps, batch, config] = &args[..] else {
+        panic!("{usage}");
+    };
+    let (steps, n): (usize, usize) = (steps.parse().expect(usage), batch.parse().expect(usage));
+    let config: ModelConfig = toml::from_str(config).expect("a [model] section");
+    let recurrent = matches!(config, ModelConfig::Recurrent(_));
+    let shape = match recurrent {
+        true => InputShape::Sequence(28),
+        false => InputShape::Image([1, 28, 28]),
+    };
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let mut model: Model = config
+        .init(shape, 10, &device)
+        .expect("a model for the input");
+    let momentum = MomentumConfig {
+        momentum: 0.9,
+        dampening: 0.0,
+        nesterov: false,
+    };
+    let mut optimizer = SgdConfig::new().with_momentum(Some(momentum)).init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let start = Instant::now();
+    for _ in 0..steps {
+        let values = |shape: [usize; 3]| Tensor::random(shape, Distribution::Default, &device);
+        let input = match recurrent {
+            true => Input::Sequences {
+                values: values([n, 28, 28]),
+                mask: None,
+            },
+            false => Input::Images(values([n, 28, 28]).reshape([n, 1, 28, 28])),
+        };
+        let labels = Tensor::<1, Int>::random([n], Distribution::Uniform(0.0, 10.0), &device);
+        let loss = loss_fn.forward(model.forward(input).expect("the input fits"), labels);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(0.01, model, grads);
+    }
+    let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    println!("{ms:.2} ms per step");
+}
