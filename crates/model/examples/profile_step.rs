@@ -29,13 +29,22 @@ use burn::tensor::{Distribution, Int};
 use normlab_model::{Input, InputShape, Model, ModelConfig, Network};
 
 fn main() {
-    let usage = "usage: profile_step STEPS BATCH 'MODEL TOML'";
+    if let Err(message) = run() {
+        eprintln!("{message}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let usage = "usage: profile_step STEPS BATCH 'MODEL TOML' (STEPS and BATCH at least 1)";
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [steps, batch, config] = &args[..] else {
-        panic!("{usage}");
+        return Err(usage.into());
     };
-    let (steps, n): (usize, usize) = (steps.parse().expect(usage), batch.parse().expect(usage));
-    let config: ModelConfig = toml::from_str(config).expect("a [model] section");
+    let count = |text: &str| text.parse::<usize>().ok().filter(|&k| k > 0).ok_or(usage);
+    let (steps, n) = (count(steps)?, count(batch)?);
+    let config: ModelConfig =
+        toml::from_str(config).map_err(|e| format!("the [model] section: {e}"))?;
     let recurrent = matches!(config, ModelConfig::Recurrent(_));
     let shape = match recurrent {
         true => InputShape::Sequence(28),
@@ -43,9 +52,7 @@ fn main() {
     };
     let device = Device::flex().autodiff();
     device.seed(0);
-    let mut model: Model = config
-        .init(shape, 10, &device)
-        .expect("a model for the input");
+    let mut model: Model = config.init(shape, 10, &device).map_err(|e| e.to_string())?;
     let momentum = MomentumConfig {
         momentum: 0.9,
         dampening: 0.0,
@@ -64,10 +71,11 @@ fn main() {
             false => Input::Images(values([n, 28, 28]).reshape([n, 1, 28, 28])),
         };
         let labels = Tensor::<1, Int>::random([n], Distribution::Uniform(0.0, 10.0), &device);
-        let loss = loss_fn.forward(model.forward(input).expect("the input fits"), labels);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let logits = model.forward(input).map_err(|e| e.to_string())?;
+        let grads = GradientsParams::from_grads(loss_fn.forward(logits, labels).backward(), &model);
         model = optimizer.step(0.01, model, grads);
     }
     let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
     println!("{ms:.2} ms per step");
+    Ok(())
 }

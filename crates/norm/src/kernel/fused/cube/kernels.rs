@@ -38,7 +38,7 @@ fn cube_sum<F: Float>(value: F, shared: &mut Shared<[F]>) -> F {
 /// The elements a cube reduces: `count` of them in runs of `run` contiguous elements, one run
 /// every `stride` from `start`. A group of one sample is a single run; a channel over the batch
 /// is `N` runs of `S`, `C * S` apart.
-#[derive(CubeType, Clone, Copy)]
+#[derive(CubeType)]
 struct Set {
     start: usize,
     run: usize,
