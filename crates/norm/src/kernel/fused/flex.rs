@@ -27,11 +27,6 @@ fn tensor<T: Real>(values: Vec<T>, shape: &[usize], dtype: DType) -> FlexTensor 
     )
 }
 
-/// Contiguous copies of the inputs, as the kernels take them.
-fn contiguous<const K: usize>(inputs: [FlexTensor; K]) -> [FlexTensor; K] {
-    inputs.map(|input| input.to_contiguous())
-}
-
 /// An output in the input's shape `[N, C, S]` and two of `sets` values each: a norm's output and
 /// statistics (per group of each sample, or per channel), or the gradients of an op with a
 /// per-channel pair of parameters.
@@ -57,7 +52,7 @@ impl FusedNormOps for Flex {
         center: bool,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [x, gamma, beta] = contiguous([x, gamma, beta]);
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (x, gamma, beta) = (x.storage(), gamma.storage(), beta.storage());
@@ -75,7 +70,7 @@ impl FusedNormOps for Flex {
         center: bool,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [x, dy, gamma, var] = contiguous([x, dy, gamma, var]);
+        let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (x, dy) = (x.storage(), dy.storage());
@@ -92,7 +87,7 @@ impl FusedNormOps for Flex {
         beta: FlexTensor,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [x, gamma, beta] = contiguous([x, gamma, beta]);
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
             let y_mean_var =
@@ -108,7 +103,7 @@ impl FusedNormOps for Flex {
         var: FlexTensor,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [x, dy, gamma, var] = contiguous([x, dy, gamma, var]);
+        let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (x, dy) = (x.storage(), dy.storage());
@@ -124,7 +119,7 @@ impl FusedNormOps for Flex {
         scale: FlexTensor,
         shift: FlexTensor,
     ) -> FlexTensor {
-        let [x, centre, scale, shift] = contiguous([x, centre, scale, shift]);
+        let [x, centre, scale, shift] = [x, centre, scale, shift].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (x, centre) = (x.storage(), centre.storage());
@@ -139,7 +134,7 @@ impl FusedNormOps for Flex {
         centre: FlexTensor,
         scale: FlexTensor,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [x, dy, centre, scale] = contiguous([x, dy, centre, scale]);
+        let [x, dy, centre, scale] = [x, dy, centre, scale].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (x, dy) = (x.storage(), dy.storage());

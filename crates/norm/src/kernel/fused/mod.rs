@@ -124,14 +124,6 @@ macro_rules! register {
     }};
 }
 
-/// The primitives of autodiff tensors (of any checkpointing strategy), their graph nodes
-/// dropped.
-fn primitives<B: Backend, const K: usize>(
-    tensors: [FloatTensor<Autodiff<B>>; K],
-) -> [FloatTensor<B>; K] {
-    tensors.map(|t| t.into_primitive())
-}
-
 /// The three outputs of a backward op as autodiff tensors (of any checkpointing strategy):
 /// gradients are not differentiated again (no second-order gradients through the fused ops).
 #[allow(clippy::type_complexity)]
@@ -186,7 +178,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
-        let [x, gamma, beta] = primitives([x, gamma, beta]);
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
         let (y, mean, var) =
             B::fused_group_norm(x.clone(), gamma.clone(), beta, groups, center, epsilon);
         let y = match prepared {
@@ -208,7 +200,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         center: bool,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [x, dy, gamma, var] = primitives([x, dy, gamma, var]);
+        let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.into_primitive());
         untracked(B::fused_group_norm_backward(
             x, dy, gamma, var, groups, center, epsilon,
         ))
@@ -248,7 +240,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
-        let [x, gamma, beta] = primitives([x, gamma, beta]);
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
         let (y, mean, var) = B::fused_batch_norm(x.clone(), gamma.clone(), beta, epsilon);
         let y = match prepared {
             OpsKind::Tracked(prep) => prep.finish((x, gamma, var.clone(), epsilon), y),
@@ -264,7 +256,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         var: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [x, dy, gamma, var] = primitives([x, dy, gamma, var]);
+        let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.into_primitive());
         untracked(B::fused_batch_norm_backward(x, dy, gamma, var, epsilon))
     }
 
@@ -301,7 +293,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
             .prepare::<C>([x.node(), scale.node(), shift.node()])
             .compute_bound()
             .stateful();
-        let [x, centre, scale, shift] = primitives([x, centre, scale, shift]);
+        let [x, centre, scale, shift] = [x, centre, scale, shift].map(|t| t.into_primitive());
         let y = B::fused_channel_affine(x.clone(), centre.clone(), scale.clone(), shift);
         match prepared {
             OpsKind::Tracked(prep) => prep.finish((x, centre, scale), y),
@@ -315,7 +307,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         centre: FloatTensor<Self>,
         scale: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [x, dy, centre, scale] = primitives([x, dy, centre, scale]);
+        let [x, dy, centre, scale] = [x, dy, centre, scale].map(|t| t.into_primitive());
         untracked(B::fused_channel_affine_backward(x, dy, centre, scale))
     }
 }

@@ -57,11 +57,6 @@ fn empty(like: &CubeTensor, shape: impl Into<Shape>) -> CubeTensor {
     )
 }
 
-/// Contiguous versions of the inputs, as the kernels take them.
-fn contiguous<const K: usize>(inputs: [CubeTensor; K]) -> [CubeTensor; K] {
-    inputs.map(into_contiguous)
-}
-
 /// New tensors for an output like `x` and two of `sets` values each: a norm's output and
 /// statistics (per group of each sample, or per channel), or the gradients of an op with a
 /// per-channel pair of parameters.
@@ -89,7 +84,7 @@ impl FusedNormOps for CubeBackend {
         center: bool,
         epsilon: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let [x, gamma, beta] = contiguous([x, gamma, beta]);
+        let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
         let [n, c, s] = dims(&x);
         let groups = groups as u32;
         let (y, mean, var) = outputs(&x, n * groups);
@@ -125,7 +120,7 @@ impl FusedNormOps for CubeBackend {
         center: bool,
         epsilon: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let [x, dy, gamma, var] = contiguous([x, dy, gamma, var]);
+        let [x, dy, gamma, var] = [x, dy, gamma, var].map(into_contiguous);
         let [n, c, s] = dims(&x);
         let groups = groups as u32;
         let client = x.client.clone();
@@ -182,7 +177,7 @@ impl FusedNormOps for CubeBackend {
         beta: CubeTensor,
         epsilon: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let [x, gamma, beta] = contiguous([x, gamma, beta]);
+        let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
         let [_, c, s] = dims(&x);
         let (y, mean, var) = outputs(&x, c);
         let (count, dim) = per_set(&x, c);
@@ -212,7 +207,7 @@ impl FusedNormOps for CubeBackend {
         var: CubeTensor,
         epsilon: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let [x, dy, gamma, var] = contiguous([x, dy, gamma, var]);
+        let [x, dy, gamma, var] = [x, dy, gamma, var].map(into_contiguous);
         let [_, c, s] = dims(&x);
         let (dx, dgamma, dbeta) = outputs(&x, c);
         let (count, dim) = per_set(&x, c);
@@ -242,7 +237,7 @@ impl FusedNormOps for CubeBackend {
         scale: CubeTensor,
         shift: CubeTensor,
     ) -> CubeTensor {
-        let [x, centre, scale, shift] = contiguous([x, centre, scale, shift]);
+        let [x, centre, scale, shift] = [x, centre, scale, shift].map(into_contiguous);
         let [_, _, s] = dims(&x);
         let y = empty(&x, x.meta.shape().clone());
         let elements = x.meta.num_elements();
@@ -270,7 +265,7 @@ impl FusedNormOps for CubeBackend {
         centre: CubeTensor,
         scale: CubeTensor,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let [x, dy, centre, scale] = contiguous([x, dy, centre, scale]);
+        let [x, dy, centre, scale] = [x, dy, centre, scale].map(into_contiguous);
         let [_, c, s] = dims(&x);
         let (dx, dscale, dshift) = outputs(&x, c);
         let (count, dim) = per_set(&x, c);
