@@ -1,28 +1,32 @@
 //! One training step (forward, cross-entropy, backward, SGD with momentum) of the networks the
-//! experiments train, with and without each norm, on flex (CPU), beside the same models in
-//! PyTorch when a Python with torch is at hand.
+//! experiments train, with and without each norm, on flex (CPU) or wgpu (GPU), beside the same
+//! models in PyTorch when a Python with torch is at hand (on the CPU, or on CUDA beside a GPU).
 //!
 //! ```text
 //! cargo bench -p normlab-model --bench training_step
 //! NORMLAB_PYTHON=/path/to/python-with-torch cargo bench -p normlab-model --bench training_step
+//! cargo bench -p normlab-model --features wgpu --bench training_step -- --device wgpu
 //! ```
 //!
-//! Prints a table and writes `results/benchmarks/training_step.{json,md}` (the machine and the
-//! date with them). Times are medians over the timed steps; PyTorch runs with as many threads as
-//! flex (`benches/pytorch/training_step.py`, the same shapes and initial conditions, its own
-//! weights).
+//! Prints a table and writes `results/benchmarks/training_step.{json,md}`
+//! (`training_step_wgpu.*` on wgpu; the machine and the date with them). Times are medians over
+//! the timed steps, each ending with the device synchronised; PyTorch runs with as many threads
+//! as flex, or on CUDA (`benches/pytorch/training_step.py`, the same shapes and initial
+//! conditions, its own weights).
 
 // The allocator the runner uses: big buffers are reused instead of page-faulted in anew.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Int};
+use normlab_benchkit::{Backend, Row, Target};
 use normlab_model::{Input, InputShape, Model, ModelConfig, Network};
 
 /// Warm-up steps (allocations, rayon threads) and timed steps.
@@ -63,7 +67,7 @@ fn cases() -> Vec<Case> {
         }
     }
     // small_batch's network: ResNet-20 of 8/16/32 channels, zero-padded shortcuts.
-    for batch in [2, 8, 32] {
+    for batch in [2, 4, 8, 32] {
         for (norm, toml) in [norms[0], norms[1], norms[2]] {
             let config = format!("kind = \"resnet\"\nwidths = [8, 16, 32]\nnorm = {toml}");
             case("resnet", norm, batch, config);
@@ -75,7 +79,7 @@ fn cases() -> Vec<Case> {
             case("mlp", norm, batch, config);
         }
     }
-    for batch in [4, 32] {
+    for batch in [2, 4, 32] {
         for (norm, toml) in [
             ("none", r#"{ kind = "none" }"#),
             ("layer", r#"{ kind = "layer" }"#),
@@ -108,15 +112,15 @@ fn batch(model: &str, n: usize, device: &Device) -> (Input, Tensor<1, Int>) {
 }
 
 /// The median time of one step.
-fn time_step(case: &Case) -> Duration {
-    let device = Device::flex().autodiff();
+fn time_step(target: &Target, case: &Case) -> Duration {
+    let device = &target.device;
     device.seed(0);
     let config: ModelConfig = toml::from_str(&case.config).expect("bench config");
     let shape = match case.model {
         "lstm" => InputShape::Sequence(28),
         _ => InputShape::Image([1, 28, 28]),
     };
-    let mut model: Model = config.init(shape, 10, &device).expect("bench model");
+    let mut model: Model = config.init(shape, 10, device).expect("bench model");
     let mut optimizer = SgdConfig::new()
         .with_momentum(Some(MomentumConfig {
             momentum: 0.9,
@@ -124,37 +128,41 @@ fn time_step(case: &Case) -> Duration {
             nesterov: false,
         }))
         .init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut times = Vec::new();
-    for step in 0..WARMUP + STEPS {
-        let (input, labels) = batch(case.model, case.batch, &device);
-        let start = Instant::now();
-        let logits = model.forward(input).expect("bench input fits");
-        let loss = loss_fn.forward(logits, labels);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(0.01, model, grads);
+    for step in 0..WARMUP + target.runs(STEPS) {
+        // A fresh batch every step, drawn outside the timed region.
+        let (input, labels) = batch(case.model, case.batch, device);
+        let (time, trained) = target.time(|| {
+            let logits = model.forward(input).expect("bench input fits");
+            let loss = loss_fn.forward(logits, labels);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            optimizer.step(0.01, model, grads)
+        });
+        model = trained;
         if step >= WARMUP {
-            times.push(start.elapsed());
+            times.push(time);
         }
     }
     times.sort();
     times[times.len() / 2]
 }
 
-fn main() {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let torch = normlab_benchkit::pytorch(
-        "crates/model/benches/pytorch/training_step.py",
-        &["--threads", &threads.to_string()],
-    );
+fn main() -> ExitCode {
+    let target = match Target::from_args() {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let script = "crates/model/benches/pytorch/training_step.py";
+    let torch = target.pytorch(script, &[]);
     let mut rows = Vec::new();
     for case in cases() {
-        let ours = time_step(&case);
+        let ours = time_step(&target, &case);
         let key = (case.model, case.norm, case.batch);
         let theirs = torch
             .iter()
             .find(|r| r["model"] == key.0 && r["norm"] == key.1 && r["batch"] == key.2 as u64);
-        rows.push(normlab_benchkit::Row {
+        rows.push(Row {
             fields: vec![
                 ("model", case.model.to_string()),
                 ("norm", case.norm.to_string()),
@@ -166,17 +174,16 @@ fn main() {
             ],
         });
     }
+    let normlab = match target.backend() {
+        Backend::Flex => "normlab: flex (burn's CPU backend) with normlab's fused norm kernels.",
+        Backend::Wgpu => {
+            "normlab: wgpu (burn's fusion backend) with normlab's CubeCL norm kernels."
+        }
+    };
     let notes = [
-        "normlab: flex (burn's CPU backend) with normlab's fused norm kernels.".to_string(),
-        match torch.is_empty() {
-            true => {
-                "PyTorch: not measured (no Python with torch found; set NORMLAB_PYTHON).".into()
-            }
-            false => format!(
-                "PyTorch: {} CPU, same thread count.",
-                normlab_benchkit::torch_version(&torch)
-            ),
-        },
+        normlab.to_string(),
+        target.pytorch_note(&torch, "benches/pytorch/training_step.py"),
     ];
-    normlab_benchkit::finish(env!("CARGO_PKG_NAME"), "training_step", &rows, &notes);
+    target.finish(env!("CARGO_PKG_NAME"), "training_step", &rows, &notes);
+    ExitCode::SUCCESS
 }

@@ -1,21 +1,25 @@
-//! Forward and forward+backward time of every norm layer on flex (CPU), beside burn-nn's layer
-//! of the same kind, PyTorch's (when a Python with torch is at hand) and the memory floor.
+//! Forward and forward+backward time of every norm layer on flex (CPU) or wgpu (GPU), beside
+//! burn-nn's layer of the same kind, PyTorch's (when a Python with torch is at hand: on the CPU,
+//! or on CUDA beside a GPU) and the memory floor.
 //!
 //! ```text
 //! cargo bench -p normlab-norm --bench norm_layers
 //! NORMLAB_PYTHON=/path/to/python-with-torch cargo bench -p normlab-norm --bench norm_layers
+//! cargo bench -p normlab-norm --features wgpu --bench norm_layers -- --device wgpu
 //! ```
 //!
 //! A norm layer is memory-bound: its forward must read the activation and write the output (2x
 //! the activation's bytes), its backward read the input and the output gradient and write the
-//! input gradient (3x more). The floor is that traffic at this machine's copy bandwidth,
-//! measured first. Times are medians; the table goes to `results/benchmarks/norm_layers.md`.
+//! input gradient (3x more). The floor is that traffic at the device's copy bandwidth, measured
+//! first; `bw %` is the share of that bandwidth a layer reaches (the floor over its time).
+//! Times are medians, with the device synchronised inside each timed call; the table goes to
+//! `results/benchmarks/norm_layers.md` (`norm_layers_wgpu.md` on wgpu).
 
 // The allocator the runner uses: big buffers are reused instead of page-faulted in anew.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::hint::black_box;
+use std::process::ExitCode;
 
 use burn::module::Module;
 use burn::nn::{
@@ -25,7 +29,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use normlab_benchkit::{Row, copy_bandwidth, finish, median, pytorch, torch_version};
+use normlab_benchkit::{Backend, Row, Target};
 use normlab_norm::NormConfig;
 use serde_json::Value;
 
@@ -62,112 +66,128 @@ fn case<'a, const D: usize>(
 
 /// Median times in milliseconds of `layer` on `x`: forward in training mode, then forward +
 /// backward of the sum.
-fn measure<const D: usize>(x: &Tensor<D>, [frozen, trainable]: Layer<'_, D>) -> [f64; 2] {
-    let forward = median(3, 21, || {
-        black_box(frozen(x.clone()));
-    });
-    let backward = median(3, 21, || {
+fn measure<const D: usize>(
+    target: &Target,
+    x: &Tensor<D>,
+    [frozen, trainable]: Layer<'_, D>,
+) -> [f64; 2] {
+    let forward = target.median(3, 21, || frozen(x.clone()));
+    let backward = target.median(3, 21, || {
         let input = x.clone().require_grad();
         let grads = trainable(input.clone()).sum().backward();
-        black_box(input.grad(&grads));
+        input.grad(&grads)
     });
+    Target::ran(frozen(x.clone()));
     [forward, backward].map(|t| t.as_secs_f64() * 1e3)
 }
 
-/// PyTorch's time of `layer` on `shape` for `pass`, if its script measured it.
-fn pytorch_ms(torch: &[Value], layer: &str, shape: &[usize], pass: &str) -> Option<f64> {
-    let shape: Vec<Value> = shape.iter().map(|&d| Value::from(d)).collect();
-    torch
-        .iter()
-        .find(|r| {
-            r["layer"] == layer && r["shape"] == Value::Array(shape.clone()) && r["pass"] == pass
-        })
-        .and_then(|r| r["ms"].as_f64())
+/// What every measurement of one sitting shares, and the rows it has made.
+struct Sitting {
+    target: Target,
+    /// PyTorch's measurements, one JSON object each.
+    torch: Vec<Value>,
+    /// The device's copy bandwidth, bytes per second.
+    bandwidth: f64,
+    rows: Vec<Row>,
 }
 
-/// Measures every case on `x` and appends two rows (forward, forward+backward) per case.
-fn bench<const D: usize>(
-    rows: &mut Vec<Row>,
-    torch: &[Value],
-    bandwidth: f64,
-    x: Tensor<D>,
-    cases: &[Case<D>],
-) {
-    let shape = x.dims();
-    let bytes = (x.shape().num_elements() * 4) as f64;
-    for case in cases {
-        let config: NormConfig = serde_json::from_str(case.config).expect("bench config");
-        let init = || config.init(shape[1], &x.device()).expect("bench layer");
-        let (layer, frozen) = (init(), init().no_grad());
-        let ours = measure(
-            &x,
-            [&|t| frozen.forward(t).expect("bench input fits"), &|t| {
-                layer.forward(t).expect("bench input fits")
-            }],
-        );
-        let burn = case.burn.map(|f| measure(&x, f));
+impl Sitting {
+    /// PyTorch's time of `layer` on `shape` for `pass`, if its script measured it.
+    fn pytorch_ms(&self, layer: &str, shape: &[usize], pass: &str) -> Option<f64> {
+        let shape: Vec<Value> = shape.iter().map(|&d| Value::from(d)).collect();
+        self.torch
+            .iter()
+            .find(|r| {
+                r["layer"] == layer
+                    && r["shape"] == Value::Array(shape.clone())
+                    && r["pass"] == pass
+            })
+            .and_then(|r| r["ms"].as_f64())
+    }
+
+    /// Two rows (forward, forward+backward) for one layer on `shape`: normlab's times `ours`,
+    /// burn-nn's, PyTorch's (its script's name for the layer, if any) and the floor.
+    fn push(
+        &mut self,
+        label: String,
+        shape: &[usize],
+        path: &str,
+        ours: [f64; 2],
+        burn: Option<[f64; 2]>,
+        torch_layer: &str,
+    ) {
+        let bytes = (shape.iter().product::<usize>() * 4) as f64;
         for (i, (pass, traffic)) in [("forward", 2.0), ("forward+backward", 5.0)]
             .into_iter()
             .enumerate()
         {
-            rows.push(Row {
+            let floor = traffic * bytes / self.bandwidth * 1e3;
+            let row = Row {
                 fields: vec![
-                    ("layer", case.config.to_string()),
+                    ("layer", label.clone()),
                     ("shape", format!("{shape:?}")),
                     ("pass", pass.to_string()),
-                    ("path", case.path.to_string()),
+                    ("path", path.to_string()),
                 ],
                 values: vec![
                     ("normlab ms", Some(ours[i])),
                     ("burn-nn ms", burn.map(|b| b[i])),
-                    ("PyTorch ms", pytorch_ms(torch, case.layer, &shape, pass)),
-                    ("floor ms", Some(traffic * bytes / bandwidth * 1e3)),
+                    ("PyTorch ms", self.pytorch_ms(torch_layer, shape, pass)),
+                    ("floor ms", Some(floor)),
+                    ("bw %", Some(100.0 * floor / ours[i])),
                 ],
-            });
+            };
+            self.rows.push(row);
         }
     }
-}
 
-/// The same for padded sequences `[N, T, C]` with a mask (the last quarter of every other
-/// sequence is padding): the masked statistics are composed from burn ops on every backend.
-fn bench_masked(rows: &mut Vec<Row>, bandwidth: f64, x: Tensor<3>, configs: &[&'static str]) {
-    let [n, t, c] = x.dims();
-    let device = x.device();
-    let lengths: Vec<i64> = (0..n)
-        .map(|i| if i % 2 == 0 { t } else { t * 3 / 4 } as i64)
-        .collect();
-    let lengths = Tensor::<1, Int>::from_data(TensorData::new(lengths, [n]), &device);
-    let steps = Tensor::<1, Int>::arange(0..t as i64, &device);
-    let mask = steps.unsqueeze_dim::<2>(0).lower(lengths.unsqueeze_dim(1));
-    let bytes = (x.shape().num_elements() * 4) as f64;
-    for config_text in configs {
-        let config: NormConfig = serde_json::from_str(config_text).expect("bench config");
-        let init = || config.init(c, &device).expect("bench layer");
-        let (layer, frozen) = (init(), init().no_grad());
-        let run = |layer: &normlab_norm::Norm, t| {
-            layer
-                .forward_sequence(t, Some(mask.clone()))
-                .expect("bench input fits")
-        };
-        let ours = measure(&x, [&|t| run(&frozen, t), &|t| run(&layer, t)]);
-        for (i, (pass, traffic)) in [("forward", 2.0), ("forward+backward", 5.0)]
-            .into_iter()
-            .enumerate()
-        {
-            rows.push(Row {
-                fields: vec![
-                    ("layer", format!("{config_text} masked")),
-                    ("shape", format!("{:?}", [n, t, c])),
-                    ("pass", pass.to_string()),
-                    ("path", "composed".to_string()),
-                ],
-                values: vec![
-                    ("normlab ms", Some(ours[i])),
-                    ("burn-nn ms", None),
-                    ("PyTorch ms", None),
-                    ("floor ms", Some(traffic * bytes / bandwidth * 1e3)),
-                ],
-            });
+    /// Measures every case on `x`.
+    fn bench<const D: usize>(&mut self, x: Tensor<D>, cases: &[Case<D>]) {
+        let shape = x.dims();
+        for case in cases {
+            let config: NormConfig = serde_json::from_str(case.config).expect("bench config");
+            let init = || config.init(shape[1], &x.device()).expect("bench layer");
+            let (layer, frozen) = (init(), init().no_grad());
+            let ours = measure(
+                &self.target,
+                &x,
+                [&|t| frozen.forward(t).expect("bench input fits"), &|t| {
+                    layer.forward(t).expect("bench input fits")
+                }],
+            );
+            let burn = case.burn.map(|f| measure(&self.target, &x, f));
+            let label = case.config.to_string();
+            self.push(label, &shape, case.path, ours, burn, case.layer);
+        }
+    }
+
+    /// The same for padded sequences `[N, T, C]` with a mask (the last quarter of every other
+    /// sequence is padding): the masked statistics are composed from burn ops on every backend.
+    fn bench_masked(&mut self, x: Tensor<3>, configs: &[&'static str]) {
+        let [n, t, c] = x.dims();
+        let device = x.device();
+        let lengths: Vec<i64> = (0..n)
+            .map(|i| if i % 2 == 0 { t } else { t * 3 / 4 } as i64)
+            .collect();
+        let lengths = Tensor::<1, Int>::from_data(TensorData::new(lengths, [n]), &device);
+        let steps = Tensor::<1, Int>::arange(0..t as i64, &device);
+        let mask = steps.unsqueeze_dim::<2>(0).lower(lengths.unsqueeze_dim(1));
+        for config_text in configs {
+            let config: NormConfig = serde_json::from_str(config_text).expect("bench config");
+            let init = || config.init(c, &device).expect("bench layer");
+            let (layer, frozen) = (init(), init().no_grad());
+            let run = |layer: &normlab_norm::Norm, t| {
+                layer
+                    .forward_sequence(t, Some(mask.clone()))
+                    .expect("bench input fits")
+            };
+            let ours = measure(
+                &self.target,
+                &x,
+                [&|t| run(&frozen, t), &|t| run(&layer, t)],
+            );
+            let label = format!("{config_text} masked");
+            self.push(label, &[n, t, c], "composed", ours, None, "");
         }
     }
 }
@@ -177,33 +197,22 @@ fn both<M: Module>(layer: M) -> (M, M) {
     (layer.clone(), layer.no_grad())
 }
 
-fn main() {
-    let bandwidth = copy_bandwidth();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let torch = pytorch(
-        "crates/norm/benches/pytorch/norm_layers.py",
-        &["--threads", &threads.to_string()],
-    );
-    let device = Device::flex().autodiff();
-    device.seed(0);
-    let normal = Distribution::Normal(0.0, 1.0);
-    let mut rows = Vec::new();
-
-    let conv = Tensor::<4>::random([32, 64, 32, 32], normal, &device);
-    let bn = both(BurnBatchNorm::new(64).init(&device));
+/// The conv-layout cases on `[N, C, H, W]` input `x`: every family and remedy, burn-nn's
+/// layers beside the five core families.
+fn bench_conv(sitting: &mut Sitting, x: Tensor<4>) {
+    let channels = x.dims()[1];
+    let device = x.device();
+    let bn = both(BurnBatchNorm::new(channels).init(&device));
     // burn-nn's LayerNorm covers the last axis only: over C, H, W it is GroupNorm with 1 group.
-    let ln = both(BurnGroupNorm::new(1, 64).init(&device));
-    let gn = both(BurnGroupNorm::new(32, 64).init(&device));
-    let inn = both(BurnInstanceNorm::new(64).init(&device));
+    let ln = both(BurnGroupNorm::new(1, channels).init(&device));
+    let gn = both(BurnGroupNorm::new(32, channels).init(&device));
+    let inn = both(BurnInstanceNorm::new(channels).init(&device));
     let bn: Layer<4> = [&|t| bn.1.forward(t), &|t| bn.0.forward(t)];
     let ln: Layer<4> = [&|t| ln.1.forward(t), &|t| ln.0.forward(t)];
     let gn: Layer<4> = [&|t| gn.1.forward(t), &|t| gn.0.forward(t)];
     let inn: Layer<4> = [&|t| inn.1.forward(t), &|t| inn.0.forward(t)];
-    bench(
-        &mut rows,
-        &torch,
-        bandwidth,
-        conv,
+    sitting.bench(
+        x,
         &[
             case("batch", r#"{"kind":"batch"}"#, "fused", Some(bn)),
             case("", r#"{"kind":"batch","ghost_batch":8}"#, "fused", None),
@@ -235,20 +244,59 @@ fn main() {
             case("", r#"{"kind":"online"}"#, "custom op", None),
         ],
     );
+}
 
-    let dense = Tensor::<2>::random([256, 1024], normal, &device);
-    let bn = both(BurnBatchNorm::new(1024).init(&device));
-    let ln = both(BurnLayerNorm::new(1024).init(&device));
-    let gn = both(BurnGroupNorm::new(32, 1024).init(&device));
-    let rms = both(BurnRmsNorm::new(1024).init(&device));
+fn main() -> ExitCode {
+    let target = match Target::from_args() {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let device = target.device.clone();
+    // A GPU also gets a ResNet-50 stage's activation (200 MB: more than a check run on
+    // lavapipe can allocate).
+    let conv_shapes: &[[usize; 4]] = match (target.backend(), target.check) {
+        (Backend::Wgpu, false) => &[[32, 64, 32, 32], [64, 256, 56, 56]],
+        _ => &[[32, 64, 32, 32]],
+    };
+    let dense_shape = [256, 1024];
+    let shapes: Vec<String> = conv_shapes
+        .iter()
+        .map(|s| &s[..])
+        .chain([&dense_shape[..]])
+        .map(|s| {
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("x")
+        })
+        .collect();
+    let script = "crates/norm/benches/pytorch/norm_layers.py";
+    let shape_args: Vec<&str> = shapes.iter().map(String::as_str).collect();
+    let torch = target.pytorch(script, &[&["--shapes"], &shape_args[..]].concat());
+    let mut sitting = Sitting {
+        bandwidth: target.copy_bandwidth(),
+        torch,
+        target,
+        rows: Vec::new(),
+    };
+    device.seed(0);
+    let normal = Distribution::Normal(0.0, 1.0);
+
+    for &shape in conv_shapes {
+        bench_conv(&mut sitting, Tensor::<4>::random(shape, normal, &device));
+    }
+
+    let dense = Tensor::<2>::random(dense_shape, normal, &device);
+    let features = dense_shape[1];
+    let bn = both(BurnBatchNorm::new(features).init(&device));
+    let ln = both(BurnLayerNorm::new(features).init(&device));
+    let gn = both(BurnGroupNorm::new(32, features).init(&device));
+    let rms = both(BurnRmsNorm::new(features).init(&device));
     let bn: Layer<2> = [&|t| bn.1.forward(t), &|t| bn.0.forward(t)];
     let ln: Layer<2> = [&|t| ln.1.forward(t), &|t| ln.0.forward(t)];
     let gn: Layer<2> = [&|t| gn.1.forward(t), &|t| gn.0.forward(t)];
     let rms: Layer<2> = [&|t| rms.1.forward(t), &|t| rms.0.forward(t)];
-    bench(
-        &mut rows,
-        &torch,
-        bandwidth,
+    sitting.bench(
         dense,
         &[
             case("batch", r#"{"kind":"batch"}"#, "fused", Some(bn)),
@@ -265,35 +313,39 @@ fn main() {
     );
 
     let sequences = Tensor::<3>::random([32, 64, 256], normal, &device);
-    bench_masked(
-        &mut rows,
-        bandwidth,
-        sequences,
-        &[r#"{"kind":"batch"}"#, r#"{"kind":"layer"}"#],
-    );
+    sitting.bench_masked(sequences, &[r#"{"kind":"batch"}"#, r#"{"kind":"layer"}"#]);
 
+    let Sitting {
+        target,
+        torch,
+        bandwidth,
+        rows,
+    } = sitting;
+    let kernels = match target.backend() {
+        Backend::Flex => "normlab's flex kernels",
+        Backend::Wgpu => "normlab's CubeCL kernels",
+    };
     let notes = [
         format!(
             "floor: the least memory traffic (forward 2x, forward+backward 5x the input's bytes) at \
-             this machine's copy bandwidth, {:.1} GB/s (read + write).",
+             the device's copy bandwidth, {:.1} GB/s (read + write, of buffers far larger than \
+             the caches); bw %: the floor over normlab's time, the share of that bandwidth the \
+             layer reaches. Each layer reads the same input over and over: an input that fits in \
+             the last-level cache (the 8 MB conv input on many CPUs) can beat the floor, over \
+             100%.",
             bandwidth / 1e9
         ),
-        "path: `fused` runs normlab's flex kernels (one pass for the statistics, one for the \
-         output, a hand-written backward); `composed` runs burn tensor ops that autodiff \
-         differentiates (every backend, and padded input on flex); `custom op` is Online \
-         Normalization's own forward and backward."
-            .to_string(),
+        format!(
+            "path: `fused` runs {kernels} (one pass for the statistics, one for the output, a \
+             hand-written backward); `composed` runs burn tensor ops that autodiff \
+             differentiates (every backend, and padded input); `custom op` is Online \
+             Normalization's own forward and backward."
+        ),
         "burn-nn: its layer of the same kind (LayerNorm over C, H, W as GroupNorm with one group); \
          n/a where it has none."
             .to_string(),
-        match torch.is_empty() {
-            true => "PyTorch: not measured (no Python with torch found; set NORMLAB_PYTHON).".into(),
-            false => format!(
-                "PyTorch: {} on the CPU with {threads} threads, the same shapes \
-                 (benches/pytorch/norm_layers.py).",
-                torch_version(&torch)
-            ),
-        },
+        target.pytorch_note(&torch, "benches/pytorch/norm_layers.py"),
     ];
-    finish(env!("CARGO_PKG_NAME"), "norm_layers", &rows, &notes);
+    target.finish(env!("CARGO_PKG_NAME"), "norm_layers", &rows, &notes);
+    ExitCode::SUCCESS
 }

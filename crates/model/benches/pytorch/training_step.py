@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Times one training step (forward, cross-entropy, backward, SGD with momentum) of the networks
-of benches/training_step.rs in PyTorch on the CPU: the same layers, shapes, norm sites and batch
-sizes, its own random weights and data. Prints one JSON object per line: first {"torch": version},
+of benches/training_step.rs in PyTorch on the CPU or on CUDA (synchronised before and after each
+timed step): the same layers, shapes, norm sites and batch sizes, its own random weights and data.
+Prints one JSON object per line: first {"torch": version} (and {"cuda_device": name} on CUDA),
 then {"model", "norm", "batch", "ms"} with the median over the timed steps. Optional: the Rust
-bench runs it when a Python with torch is at hand and never needs it.
+bench runs it when a Python with torch is at hand and never needs it. Exits with an error when
+CUDA is asked for and absent.
 
     python3 crates/model/benches/pytorch/training_step.py --threads 2
+    python3 crates/model/benches/pytorch/training_step.py --device cuda
 """
 
 import argparse
@@ -129,28 +132,31 @@ def cases():
     for batch in (2, 4, 32, 64):
         for norm in ("none", "batch", "group", "layer"):
             yield "cnn", norm, batch, lambda norm=norm: cnn(norm)
-    for batch in (2, 8, 32):
+    for batch in (2, 4, 8, 32):
         for norm in ("none", "batch", "group"):
             yield "resnet", norm, batch, lambda norm=norm: resnet(norm)
     for batch in (2, 4, 64):
         for norm in ("none", "batch", "layer"):
             yield "mlp", norm, batch, lambda norm=norm: mlp(norm)
-    for batch in (4, 32):
+    for batch in (2, 4, 32):
         for norm in ("none", "layer", "batch(per_step)"):
             yield "lstm", norm, batch, lambda norm=norm: NormLstm(norm)
 
 
-def step_ms(model, batch, sequences):
+def step_ms(model, batch, sequences, device, sync):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     times = []
     for step in range(WARMUP + STEPS):
         shape = (batch, 28, 28) if sequences else (batch, 1, 28, 28)
-        x, labels = torch.rand(*shape), torch.randint(0, 10, (batch,))
+        x = torch.rand(*shape, device=device)
+        labels = torch.randint(0, 10, (batch,), device=device)
+        sync()
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss_fn(model(x), labels).backward()
         optimizer.step()
+        sync()
         if step >= WARMUP:
             times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
@@ -159,12 +165,19 @@ def step_ms(model, batch, sequences):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     print(json.dumps({"torch": torch.__version__}))
+    if args.device == "cuda":
+        print(json.dumps({"cuda_device": torch.cuda.get_device_name()}))
     for model, norm, batch, build in cases():
-        ms = step_ms(build().train(), batch, sequences=model == "lstm")
+        network = build().to(args.device).train()
+        ms = step_ms(network, batch, model == "lstm", args.device, sync)
         print(json.dumps({"model": model, "norm": norm, "batch": batch, "ms": ms}))
 
 

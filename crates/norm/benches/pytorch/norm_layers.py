@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Times PyTorch's norm layers on the shapes of benches/norm_layers.rs, as that bench does: the
 median over runs of the forward in training mode, and of forward + `y.sum().backward()`, on the
-CPU with the number of threads given. Prints one JSON object per line: first {"torch": version},
-then {"layer", "shape", "pass", "ms"}. Optional: the Rust bench runs it when a Python with torch is at hand and never needs it.
+CPU with the number of threads given or on CUDA (synchronised inside each timed run). Prints one
+JSON object per line: first {"torch": version} (and {"cuda_device": name} on CUDA), then
+{"layer", "shape", "pass", "ms"}. Optional: the Rust bench runs it when a Python with torch is at
+hand and never needs it. Exits with an error when CUDA is asked for and absent.
 
-    python3 crates/norm/benches/pytorch/norm_layers.py --threads 2
+    python3 crates/norm/benches/pytorch/norm_layers.py --threads 2 --shapes 32x64x32x32 256x1024
+    python3 crates/norm/benches/pytorch/norm_layers.py --device cuda --shapes 64x256x56x56
 """
 
 import argparse
@@ -15,19 +18,22 @@ import time
 import torch
 
 
-def median_ms(run, runs):
+def median_ms(run, runs, sync):
     run()  # warm-up
+    sync()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         run()
+        sync()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
 
-def layers(features, conv):
+def layers(shape):
     """The PyTorch layer of each normlab family on this input (None where it has none)."""
-    rms = torch.nn.RMSNorm([features, 32, 32] if conv else [features], eps=1.1920928955078125e-07)
+    features, conv = shape[1], len(shape) == 4
+    rms = torch.nn.RMSNorm(shape[1:], eps=1.1920928955078125e-07)
     return {
         "batch": torch.nn.BatchNorm2d(features) if conv else torch.nn.BatchNorm1d(features),
         "layer": torch.nn.GroupNorm(1, features) if conv else torch.nn.LayerNorm(features),
@@ -40,18 +46,24 @@ def layers(features, conv):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--shapes", nargs="+", default=["32x64x32x32", "256x1024"])
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     print(json.dumps({"torch": torch.__version__}))
-    for shape in ([32, 64, 32, 32], [256, 1024]):
-        conv = len(shape) == 4
-        x = torch.randn(*shape)
-        for name, layer in layers(shape[1], conv).items():
+    if args.device == "cuda":
+        print(json.dumps({"cuda_device": torch.cuda.get_device_name()}))
+    for shape in ([int(d) for d in s.split("x")] for s in args.shapes):
+        x = torch.randn(*shape, device=args.device)
+        for name, layer in layers(shape).items():
             if layer is None:
                 continue
-            layer.train()
+            layer.to(args.device).train()
 
             def forward():
                 with torch.no_grad():
@@ -62,7 +74,7 @@ def main():
                 layer(xg).sum().backward()
 
             for pass_name, run in (("forward", forward), ("forward+backward", backward)):
-                ms = median_ms(run, args.runs)
+                ms = median_ms(run, args.runs, sync)
                 print(json.dumps({"layer": name, "shape": shape, "pass": pass_name, "ms": ms}))
 
 
