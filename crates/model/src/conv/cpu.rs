@@ -103,6 +103,15 @@ impl ConvDims {
         let end = (size + pad).saturating_sub(k).div_ceil(stride);
         first.min(out)..end.min(out)
     }
+
+    /// The output rows and columns each kernel offset reaches inside the input, indexed by
+    /// `ky * kw + kx`: computed once per sample rather than once per patch row.
+    fn valid_windows(&self) -> Vec<(Range<usize>, Range<usize>)> {
+        let [kh, kw] = self.kernel;
+        (0..kh * kw)
+            .map(|k| (self.valid_outputs(0, k / kw), self.valid_outputs(1, k % kw)))
+            .collect()
+    }
 }
 
 thread_local! {
@@ -177,21 +186,21 @@ fn matmul<T: Real>(
 fn im2col<T: Real>(x: &[T], d: &ConvDims, col: &mut [T]) {
     let [ho, wo] = d.out_hw();
     let [kh, kw] = d.kernel;
-    let rows = col.chunks_exact_mut(ho * wo);
-    for (r, row) in rows.enumerate() {
+    let windows = d.valid_windows();
+    for (r, row) in col.chunks_exact_mut(ho * wo).enumerate() {
         let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
-        let (ys, xs) = (d.valid_outputs(0, ky), d.valid_outputs(1, kx));
-        for (oy, out) in row.chunks_exact_mut(wo).enumerate() {
-            if !ys.contains(&oy) {
-                out.fill(T::default());
-                continue;
-            }
+        let (ys, xs) = &windows[r % (kh * kw)];
+        // Whole output rows whose inputs lie in the padding, then the valid rows' edges.
+        row[..ys.start * wo].fill(T::default());
+        row[ys.end * wo..].fill(T::default());
+        let ix = |ox: usize| ox * d.stride[1] + kx - d.padding[1];
+        for oy in ys.clone() {
+            let out = &mut row[oy * wo..(oy + 1) * wo];
             let iy = oy * d.stride[0] + ky - d.padding[0];
             let line = &plane[iy * d.w..(iy + 1) * d.w];
             out[..xs.start].fill(T::default());
             out[xs.end..].fill(T::default());
-            let ix = |ox: usize| ox * d.stride[1] + kx - d.padding[1];
             match d.stride[1] {
                 1 => out[xs.clone()].copy_from_slice(&line[ix(xs.start)..ix(xs.start) + xs.len()]),
                 _ => {
@@ -219,17 +228,29 @@ fn patches<'a, T: Real>(x: &'a [T], d: &ConvDims, col: &'a mut [T]) -> &'a [T] {
 fn col2im<T: Real>(dcol: &[T], d: &ConvDims, dx: &mut [T]) {
     let [ho, wo] = d.out_hw();
     let [kh, kw] = d.kernel;
+    let windows = d.valid_windows();
     for (r, row) in dcol.chunks_exact(ho * wo).enumerate() {
         let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
         let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
-        let xs = d.valid_outputs(1, kx);
-        for oy in d.valid_outputs(0, ky) {
+        let (ys, xs) = &windows[r % (kh * kw)];
+        let ix = |ox: usize| ox * d.stride[1] + kx - d.padding[1];
+        for oy in ys.clone() {
             let iy = oy * d.stride[0] + ky - d.padding[0];
             let line = &mut plane[iy * d.w..(iy + 1) * d.w];
             let grads = &row[oy * wo..(oy + 1) * wo];
-            for ox in xs.clone() {
-                let ix = ox * d.stride[1] + kx - d.padding[1];
-                line[ix] = line[ix] + grads[ox];
+            match d.stride[1] {
+                // Contiguous on both sides: one zipped add the compiler vectorises.
+                1 => {
+                    let line = &mut line[ix(xs.start)..ix(xs.start) + xs.len()];
+                    for (v, &g) in line.iter_mut().zip(&grads[xs.clone()]) {
+                        *v = *v + g;
+                    }
+                }
+                _ => {
+                    for ox in xs.clone() {
+                        line[ix(ox)] = line[ix(ox)] + grads[ox];
+                    }
+                }
             }
         }
     }
