@@ -104,24 +104,43 @@ fn ghost_batch_norm_over_the_whole_batch_is_batch_norm() {
 #[test]
 fn ghost_batch_norm_normalizes_each_virtual_batch_alone() {
     let device = train_device();
-    let ghost = NormConfig::Batch(BatchNormConfig::default().with_ghost_batch(Some(2)))
+    // Virtual batches of 3, 3 and the remaining 1 (three positions: not a single value).
+    let ghost = NormConfig::Batch(BatchNormConfig::default().with_ghost_batch(Some(3)))
         .init(4, &device)
         .unwrap();
-    let x = random([6, 4, 3], 2, &device);
-    let y = values(ghost.forward(x.clone()).unwrap());
-    for k in 0..3 {
-        let alone = NormConfig::Batch(BatchNormConfig::default())
-            .init(4, &device)
-            .unwrap();
-        let part = x.clone().slice(s![2 * k..2 * k + 2, .., ..]);
-        let expected = values(alone.forward(part).unwrap());
-        assert_close(
-            &format!("virtual batch {k}"),
-            &y[k * 24..(k + 1) * 24],
-            &expected,
-            1e-5,
-        );
+    let (x, r) = (random([7, 4, 3], 2, &device), random([7, 4, 3], 3, &device));
+    let input = x.clone().require_grad();
+    let y = ghost.forward(input.clone()).unwrap();
+    let dx = values(
+        input
+            .grad(&(y.clone() * r.clone()).sum().backward())
+            .unwrap(),
+    );
+    let y = values(y);
+    // One batch norm fed the virtual batches in turn: the same outputs, input gradients and,
+    // at the end, running statistics.
+    let alone = NormConfig::Batch(BatchNormConfig::default())
+        .init(4, &device)
+        .unwrap();
+    for (k, rows) in [0..3, 3..6, 6..7].into_iter().enumerate() {
+        let part = x
+            .clone()
+            .slice(s![rows.clone(), .., ..])
+            .detach()
+            .require_grad();
+        let out = alone.forward(part.clone()).unwrap();
+        let r = r.clone().slice(s![rows.clone(), .., ..]);
+        let grad = values(part.grad(&(out.clone() * r).sum().backward()).unwrap());
+        let at = rows.start * 12..rows.end * 12;
+        let what = format!("virtual batch {k}");
+        assert_close(&what, &y[at.clone()], &values(out), 1e-5);
+        assert_close(&format!("{what}: input gradient"), &dx[at], &grad, 1e-5);
     }
+    let stats = |norm: &Norm| {
+        let running = norm.running_stats().unwrap();
+        [values(running.mean()), values(running.var())].concat()
+    };
+    assert_close("running statistics", &stats(&ghost), &stats(&alone), 1e-6);
 }
 
 #[test]

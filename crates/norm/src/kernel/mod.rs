@@ -138,27 +138,68 @@ pub(crate) fn mean_square(x: Tensor<3>, weights: Option<Tensor<3>>) -> Moments {
 }
 
 /// Batch norm in training on `x: [N, C, S]` with every element real: normalizes each channel by
-/// its mean and biased variance over `N` and `S`, then scales and shifts. Returns the output
-/// and the statistics, each `[C]`, detached.
+/// its mean and biased variance over `S` and the samples of each virtual batch of `ghost`
+/// ([`ghost_chunks`]; all `N` without), then scales and shifts. Returns the output and the
+/// statistics, `[C]` per virtual batch one after another, detached.
 pub(crate) fn batch_norm_train_unmasked(
     x: Tensor<3>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
+    ghost: Option<usize>,
     epsilon: f64,
     kernels: Kernels,
 ) -> BatchNormTrainOutput<3> {
     if fused::available(&x, kernels) {
-        let (output, mean, variance) = fused::batch_norm(x, gamma, beta, epsilon);
+        let (output, mean, variance) = fused::batch_norm(x, gamma, beta, ghost, epsilon);
         return BatchNormTrainOutput {
             output,
             mean: mean.detach(),
             variance: variance.detach(),
         };
     }
-    composed_batch_norm_train(x, gamma, beta, epsilon)
+    let [n, _, s] = x.dims();
+    let chunks = ghost_chunks(n, s, ghost);
+    if chunks.len() == 1 {
+        return composed_batch_norm_train(x, gamma, beta, epsilon);
+    }
+    let mut start = 0;
+    let batches: Vec<_> = chunks
+        .into_iter()
+        .map(|size| {
+            let batch = x.clone().slice(s![start..start + size, .., ..]);
+            start += size;
+            composed_batch_norm_train(batch, gamma.clone(), beta.clone(), epsilon)
+        })
+        .collect();
+    let cat_of = |part: fn(&BatchNormTrainOutput<3>) -> Tensor<1>| {
+        Tensor::cat(batches.iter().map(part).collect(), 0)
+    };
+    BatchNormTrainOutput {
+        mean: cat_of(|b| b.mean.clone()),
+        variance: cat_of(|b| b.variance.clone()),
+        output: Tensor::cat(batches.into_iter().map(|b| b.output).collect(), 0),
+    }
 }
 
-/// [`batch_norm_train_unmasked`] in burn tensor ops.
+/// The sizes of the consecutive virtual batches `n` samples of `positions` values per feature
+/// are cut into: batches of `ghost` with the remainder last, joined to the one before when it
+/// would hold a single value per feature. One batch of `n` without `ghost`.
+pub(crate) fn ghost_chunks(n: usize, positions: usize, ghost: Option<usize>) -> Vec<usize> {
+    let Some(g) = ghost.filter(|&g| g < n) else {
+        return vec![n];
+    };
+    let mut sizes = vec![g; n / g];
+    if !n.is_multiple_of(g) {
+        sizes.push(n % g);
+    }
+    if sizes.len() > 1 && sizes[sizes.len() - 1] * positions == 1 {
+        let last = sizes.pop().expect("two or more");
+        *sizes.last_mut().expect("one or more") += last;
+    }
+    sizes
+}
+
+/// [`batch_norm_train_unmasked`] of one batch in burn tensor ops.
 fn composed_batch_norm_train(
     x: Tensor<3>,
     gamma: Tensor<1>,

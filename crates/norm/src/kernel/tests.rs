@@ -144,7 +144,9 @@ fn batch_norm_kernels_match_the_composed_ops() {
             move |x: Tensor<3>, gamma: Tensor<1>, beta: Tensor<1>| {
                 let out = match composed {
                     true => composed_batch_norm_train(x, gamma, beta, 1e-5),
-                    false => batch_norm_train_unmasked(x, gamma, beta, 1e-5, Kernels::Fastest),
+                    false => {
+                        batch_norm_train_unmasked(x, gamma, beta, None, 1e-5, Kernels::Fastest)
+                    }
                 };
                 (out.output, vec![as_3d(out.mean), as_3d(out.variance)])
             }

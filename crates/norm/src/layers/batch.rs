@@ -5,7 +5,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::family::{Family, is_training, normalize_time_as_space, with_unit_axis};
-use crate::kernel::{batch_norm_train_unmasked, moments, normalize_with};
+use crate::kernel::{batch_norm_train_unmasked, ghost_chunks, moments, normalize_with};
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common, invalid};
 use crate::running::Spread;
@@ -285,7 +285,7 @@ impl BatchNorm {
     }
 
     /// Normalizes with the batch's own statistics (each virtual batch's, for ghost batch norm),
-    /// folding them into `running` when given.
+    /// folding them into `running` when given, one virtual batch after another.
     fn normalize_with_batch(
         &self,
         x: Tensor<3>,
@@ -293,31 +293,84 @@ impl BatchNorm {
         affine: SlotAffine,
         running: Option<&RunningStats>,
     ) -> Result<Tensor<3>, NormError> {
-        let [n, _, s] = x.dims();
+        let [n, c, s] = x.dims();
         let chunks = ghost_chunks(n, s, self.ghost_batch);
-        if chunks.len() == 1 {
-            return self.normalize_chunk(x, weights, affine, running);
+        if let Some(&size) = chunks.iter().find(|&&size| size * s < 2) {
+            return Err(NormError::SingleValueStatistics {
+                layer: self.describe(),
+                shape: [size, c, s].to_vec(),
+                over: "per feature in the batch",
+            });
         }
+        let Some(weights) = weights else {
+            return Ok(self.normalize_unweighted(x, &chunks, affine, running));
+        };
         let mut outputs = Vec::with_capacity(chunks.len());
         let mut start = 0;
         for size in chunks {
             let rows = start..start + size;
             let chunk = x.clone().slice(s![rows.clone(), .., ..]);
-            let chunk_weights = weights.clone().map(|w| w.slice(s![rows, .., ..]));
-            outputs.push(self.normalize_chunk(chunk, chunk_weights, affine.clone(), running)?);
+            let chunk_weights = weights.clone().slice(s![rows, .., ..]);
+            outputs.push(self.normalize_weighted(chunk, chunk_weights, affine.clone(), running));
             start += size;
         }
         Ok(Tensor::cat(outputs, 0))
     }
 
-    /// Normalizes one (virtual) batch with its own statistics.
-    fn normalize_chunk(
+    /// Normalizes every virtual batch of `chunks` samples in one kernel, then folds each one's
+    /// statistics into `running` in turn.
+    fn normalize_unweighted(
         &self,
         x: Tensor<3>,
-        weights: Option<Tensor<3>>,
+        chunks: &[usize],
         affine: SlotAffine,
         running: Option<&RunningStats>,
-    ) -> Result<Tensor<3>, NormError> {
+    ) -> Tensor<3> {
+        let SlotAffine {
+            gamma,
+            beta,
+            first_slot,
+        } = affine;
+        let [_, c, s] = x.dims();
+        let per_slot = [c / self.parts.num_features, self.parts.num_features];
+        let epsilon = self.parts.epsilon;
+        let out = batch_norm_train_unmasked(
+            x,
+            gamma,
+            beta,
+            self.ghost_batch,
+            epsilon,
+            self.parts.kernels,
+        );
+        if let Some(running) = running {
+            let device = out.output.device();
+            for (i, size) in chunks.iter().enumerate() {
+                let batch = |stat: &Tensor<1>| match chunks.len() {
+                    1 => stat.clone(),
+                    _ => stat.clone().slice(s![i * c..(i + 1) * c]),
+                };
+                let count = Tensor::<1>::full([1], (size * s) as f64, &device);
+                let var = running.variance_estimate(batch(&out.variance), count);
+                running.update(
+                    first_slot,
+                    batch(&out.mean).reshape(per_slot),
+                    Spread::Variance(var.reshape(per_slot)),
+                    None,
+                );
+            }
+        }
+        out.output
+    }
+
+    /// Normalizes one (virtual) batch of padded sequences with the statistics of its valid
+    /// steps (`weights` 1, padding 0).
+    fn normalize_weighted(
+        &self,
+        x: Tensor<3>,
+        weights: Tensor<3>,
+        affine: SlotAffine,
+        running: Option<&RunningStats>,
+    ) -> Tensor<3> {
         let SlotAffine {
             gamma,
             beta,
@@ -325,29 +378,6 @@ impl BatchNorm {
         } = affine;
         let [n, c, s] = x.dims();
         let slots = c / self.parts.num_features;
-        if n * s < 2 {
-            return Err(NormError::SingleValueStatistics {
-                layer: self.describe(),
-                shape: [n, c, s].to_vec(),
-                over: "per feature in the batch",
-            });
-        }
-        let Some(weights) = weights else {
-            let out =
-                batch_norm_train_unmasked(x, gamma, beta, self.parts.epsilon, self.parts.kernels);
-            if let Some(running) = running {
-                let count = Tensor::<1>::full([1], (n * s) as f64, &out.output.device());
-                let var = running.variance_estimate(out.variance, count);
-                running.update(
-                    first_slot,
-                    out.mean.reshape([slots, self.parts.num_features]),
-                    Spread::Variance(var.reshape([slots, self.parts.num_features])),
-                    None,
-                );
-            }
-            return Ok(out.output);
-        };
-
         let stats = moments(x.clone(), Some(weights), &[0, 2]);
         let counts: Vec<f32> = stats.count.clone().into_data().iter::<f32>().collect();
         let batch_hat = stats.centered.clone() / (stats.var.clone() + self.parts.epsilon).sqrt();
@@ -378,26 +408,8 @@ impl BatchNorm {
                 Some(valid),
             );
         }
-        Ok(x_hat * gamma.reshape(shape) + beta.reshape(shape))
+        x_hat * gamma.reshape(shape) + beta.reshape(shape)
     }
-}
-
-/// The sizes of the consecutive virtual batches `n` samples of `positions` values per feature
-/// are cut into: batches of `ghost` with the remainder last, joined to the one before when it
-/// would hold a single value per feature. One batch of `n` without `ghost`.
-pub(crate) fn ghost_chunks(n: usize, positions: usize, ghost: Option<usize>) -> Vec<usize> {
-    let Some(g) = ghost.filter(|&g| g < n) else {
-        return vec![n];
-    };
-    let mut sizes = vec![g; n / g];
-    if !n.is_multiple_of(g) {
-        sizes.push(n % g);
-    }
-    if sizes.len() > 1 && sizes[sizes.len() - 1] * positions == 1 {
-        let last = sizes.pop().expect("two or more");
-        *sizes.last_mut().expect("one or more") += last;
-    }
-    sizes
 }
 
 /// The `gamma` and `beta` of the statistics slots a batch is normalized over, from `first_slot`

@@ -220,6 +220,7 @@ impl Family for BatchRenorm {
                     x,
                     Tensor::ones([c], &device),
                     Tensor::zeros([c], &device),
+                    None,
                     epsilon,
                     self.parts.kernels,
                 );

@@ -619,82 +619,134 @@ impl<T: Real> GradientMap<T> {
 }
 
 /// Batch norm's forward in training: each channel normalized by its mean and biased variance
-/// over the samples and positions, then scaled and shifted. Returns the output and each
-/// channel's mean and biased variance.
+/// over the samples and positions of each virtual batch, then scaled and shifted. `chunks` are
+/// the batches' sizes in samples, consecutive and adding up to `N` (`[N]`: plain batch norm).
+/// Returns the output and each batch's per-channel mean and biased variance, batch after batch.
 pub(crate) fn batch_norm<T: Real>(
     x: &[T],
     gamma: &[T],
     beta: &[T],
     dims: Dims,
+    chunks: &[usize],
     epsilon: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     dims.check(x, &[gamma, beta]);
+    assert_eq!(
+        chunks.iter().sum::<usize>(),
+        dims.n,
+        "virtual batches of {dims:?}"
+    );
+    let stats = dims.c * chunks.len();
     if dims.len() == 0 {
-        return nothing(dims.c);
+        return nothing(stats);
     }
-    let count = dims.n * dims.s;
-    let (shift, sums) = channel_stat_sums(x, dims);
-    let mut map = ChannelMap::with_capacity(dims.c);
-    let (mut means, mut vars) = (Vec::with_capacity(dims.c), Vec::with_capacity(dims.c));
-    for (channel, &sums) in sums.iter().enumerate() {
-        let (centre, var) = moments(shift[channel], sums, count, true);
-        let scale = gamma[channel].to_f64() / (var + epsilon).sqrt();
-        map.push(centre, scale, beta[channel].to_f64());
-        means.push(T::from_f64(centre.mean()));
-        vars.push(T::from_f64(var));
-    }
+    let (mut means, mut vars) = (Vec::with_capacity(stats), Vec::with_capacity(stats));
     let mut out = output(dims.len());
-    per_sample(&mut out, dims, |out, at| map.apply(out, &x[at], dims.s));
-    // SAFETY: `per_sample` hands every sample's values of `out` to `apply`, which writes them
-    // all (see there).
+    for (dims, at) in virtual_batches(dims, chunks) {
+        let (out, x) = (&mut out[at.clone()], &x[at]);
+        let (shift, sums) = channel_stat_sums(x, dims);
+        let mut map = ChannelMap::with_capacity(dims.c);
+        for (channel, &sums) in sums.iter().enumerate() {
+            let (centre, var) = moments(shift[channel], sums, dims.n * dims.s, true);
+            let scale = gamma[channel].to_f64() / (var + epsilon).sqrt();
+            map.push(centre, scale, beta[channel].to_f64());
+            means.push(T::from_f64(centre.mean()));
+            vars.push(T::from_f64(var));
+        }
+        per_sample(out, dims, |out, at| map.apply(out, &x[at], dims.s));
+    }
+    // SAFETY: the virtual batches tile `out`, and `per_sample` hands every sample's values of
+    // each to `apply`, which writes them all (see there).
     (unsafe { written(out) }, means, vars)
 }
 
-/// Batch norm's backward in training:
+/// Each virtual batch of [`batch_norm`]: its dims and where its values lie in the whole.
+fn virtual_batches(
+    dims: Dims,
+    chunks: &[usize],
+) -> impl Iterator<Item = (Dims, std::ops::Range<usize>)> {
+    let sample = dims.c * dims.s;
+    chunks.iter().scan(0, move |start, &n| {
+        let at = *start * sample..(*start + n) * sample;
+        *start += n;
+        Some((Dims { n, ..dims }, at))
+    })
+}
+
+/// Batch norm's backward in training, per virtual batch:
 /// `dx = gamma * rstd * (dy - mean(dy) - x_hat * mean(dy * x_hat))` with the means per channel
-/// over the samples and positions; `dgamma = Σ dy * x_hat`, `dbeta = Σ dy`. The channel's
-/// centre is recomputed exactly from `x` in the same pass; `var` comes from the forward.
+/// over the batch's samples and positions; `dgamma = Σ dy * x_hat`, `dbeta = Σ dy`, added up
+/// over the batches. Each batch's centre is recomputed exactly from `x` in the same pass; `var`
+/// (per batch and channel, as [`batch_norm`] returns it) comes from the forward.
 pub(crate) fn batch_norm_backward<T: Real>(
     x: &[T],
     dy: &[T],
     gamma: &[T],
     var: &[T],
     dims: Dims,
+    chunks: &[usize],
     epsilon: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    dims.check(x, &[gamma, var]);
+    dims.check(x, &[gamma]);
     assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
+    assert_eq!(
+        chunks.iter().sum::<usize>(),
+        dims.n,
+        "virtual batches of {dims:?}"
+    );
+    assert_eq!(var.len(), dims.c * chunks.len(), "variances of {dims:?}");
     if dims.len() == 0 {
         return nothing(dims.c);
     }
-    let count = dims.n * dims.s;
-    let (shift, sums) = channel_grad_sums(x, dy, dims);
-    let mut map = GradientMap::with_capacity(dims.c);
-    let (mut dgamma, mut dbeta) = (Vec::with_capacity(dims.c), Vec::with_capacity(dims.c));
-    for (channel, &[sum_dy, sum_dy_d, sum_d]) in sums.iter().enumerate() {
-        let centre = Centre::of(shift[channel], sum_d, count);
-        let rstd = 1.0 / (var[channel].to_f64() + epsilon).sqrt();
-        let g = gamma[channel].to_f64();
-        let sum_dy_x_hat = (sum_dy_d - centre.r.to_f64() * sum_dy) * rstd;
-        let n = count as f64;
-        map.push(
-            centre,
-            [
-                g * rstd,
-                -g * rstd * rstd * sum_dy_x_hat / n,
-                -g * rstd * sum_dy / n,
-            ],
-        );
-        dgamma.push(T::from_f64(sum_dy_x_hat));
-        dbeta.push(T::from_f64(sum_dy));
-    }
+    let mut batch_grads = Vec::with_capacity(chunks.len());
     let mut dx = output(dims.len());
-    per_sample(&mut dx, dims, |dx, at| {
-        map.apply(dx, &x[at.clone()], &dy[at], dims.s)
-    });
-    // SAFETY: `per_sample` hands every sample's values of `dx` to `apply`, which writes them
-    // all (see there).
+    let batches = virtual_batches(dims, chunks).zip(var.chunks(dims.c));
+    for ((dims, at), var) in batches {
+        let (dx, x, dy) = (&mut dx[at.clone()], &x[at.clone()], &dy[at]);
+        let (shift, sums) = channel_grad_sums(x, dy, dims);
+        let mut map = GradientMap::with_capacity(dims.c);
+        let (mut batch_dgamma, mut batch_dbeta) = (Vec::new(), Vec::new());
+        for (channel, &[sum_dy, sum_dy_d, sum_d]) in sums.iter().enumerate() {
+            let count = dims.n * dims.s;
+            let centre = Centre::of(shift[channel], sum_d, count);
+            let rstd = 1.0 / (var[channel].to_f64() + epsilon).sqrt();
+            let g = gamma[channel].to_f64();
+            let sum_dy_x_hat = (sum_dy_d - centre.r.to_f64() * sum_dy) * rstd;
+            let n = count as f64;
+            map.push(
+                centre,
+                [
+                    g * rstd,
+                    -g * rstd * rstd * sum_dy_x_hat / n,
+                    -g * rstd * sum_dy / n,
+                ],
+            );
+            batch_dgamma.push(T::from_f64(sum_dy_x_hat));
+            batch_dbeta.push(T::from_f64(sum_dy));
+        }
+        per_sample(dx, dims, |dx, at| {
+            map.apply(dx, &x[at.clone()], &dy[at], dims.s)
+        });
+        batch_grads.push((batch_dgamma, batch_dbeta));
+    }
+    // Rounded to `T` per batch and added in `T`, the last batch first: the numbers that autodiff
+    // gives a batch norm per virtual batch (it walks the graph back from the last one).
+    let mut batch_grads = batch_grads.into_iter().rev();
+    let (mut dgamma, mut dbeta) = batch_grads.next().expect("one batch or more");
+    for (batch_dgamma, batch_dbeta) in batch_grads {
+        add_to(&mut dgamma, batch_dgamma);
+        add_to(&mut dbeta, batch_dbeta);
+    }
+    // SAFETY: the virtual batches tile `dx`, and `per_sample` hands every sample's values of
+    // each to `apply`, which writes them all (see there).
     (unsafe { written(dx) }, dgamma, dbeta)
+}
+
+/// `total += values`, value by value.
+fn add_to<T: Real>(total: &mut [T], values: Vec<T>) {
+    for (total, v) in total.iter_mut().zip(values) {
+        *total = *total + v;
+    }
 }
 
 /// `y = (x - centre[c]) * scale[c] + shift[c]`: batch norm in eval, with `scale = gamma /

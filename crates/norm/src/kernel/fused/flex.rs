@@ -7,6 +7,7 @@ use burn::tensor::{Bytes, DType};
 
 use super::FusedNormOps;
 use super::cpu::{self, Dims, Real};
+use crate::kernel::ghost_chunks;
 
 /// The `[N, C, S]` of a rank-3 flex tensor.
 fn dims(x: &FlexTensor) -> Dims {
@@ -85,14 +86,16 @@ impl FusedNormOps for Flex {
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
+        ghost: usize,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
+        let chunks = ghost_chunks(d.n, d.s, Some(ghost));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let y_mean_var =
-                cpu::batch_norm::<T>(x.storage(), gamma.storage(), beta.storage(), d, epsilon);
-            outputs(y_mean_var, d, d.c, dtype)
+            let (x, gamma, beta) = (x.storage(), gamma.storage(), beta.storage());
+            let y_mean_var = cpu::batch_norm::<T>(x, gamma, beta, d, &chunks, epsilon);
+            outputs(y_mean_var, d, d.c * chunks.len(), dtype)
         })
     }
 
@@ -101,14 +104,15 @@ impl FusedNormOps for Flex {
         dy: FlexTensor,
         gamma: FlexTensor,
         var: FlexTensor,
+        ghost: usize,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
+        let chunks = ghost_chunks(d.n, d.s, Some(ghost));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (x, dy) = (x.storage(), dy.storage());
-            let grads =
-                cpu::batch_norm_backward::<T>(x, dy, gamma.storage(), var.storage(), d, epsilon);
+            let (x, dy, gamma, var) = (x.storage(), dy.storage(), gamma.storage(), var.storage());
+            let grads = cpu::batch_norm_backward::<T>(x, dy, gamma, var, d, &chunks, epsilon);
             outputs(grads, d, d.c, dtype)
         })
     }

@@ -71,22 +71,27 @@ pub(crate) trait FusedNormOps: Backend {
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// Batch norm in training of `x: [N, C, S]` -> `(y, mean, var)`, the statistics `[C]`.
-    #[fusion(meta = |x, gamma, _beta, _epsilon| cube::shapes::channel_pair(x, gamma))]
+    /// Batch norm in training of `x: [N, C, S]` over virtual batches of `ghost` samples (at
+    /// least 1; `N` or more: the whole batch), cut as [`ghost_chunks`](crate::kernel::ghost_chunks)
+    /// cuts them -> `(y, mean, var)`, the statistics `[C]` per virtual batch, one after another.
+    #[fusion(meta = |x, gamma, _beta, ghost, _epsilon| cube::shapes::batch_norm(x, gamma, *ghost))]
     fn fused_batch_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        ghost: usize,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// `(dx, dgamma, dbeta)` of [`fused_batch_norm`](FusedNormOps::fused_batch_norm).
-    #[fusion(meta = |x, _dy, gamma, _var, _epsilon| cube::shapes::channel_pair(x, gamma))]
+    /// `(dx, dgamma, dbeta)` of [`fused_batch_norm`](FusedNormOps::fused_batch_norm), the
+    /// parameter gradients added up over the virtual batches.
+    #[fusion(meta = |x, _dy, gamma, _var, _ghost, _epsilon| cube::shapes::channel_pair(x, gamma))]
     fn fused_batch_norm_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         var: FloatTensor<Self>,
+        ghost: usize,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
@@ -210,6 +215,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        ghost: usize,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         #[derive(Debug)]
@@ -220,6 +226,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
                 B::FloatTensorPrimitive,
                 B::FloatTensorPrimitive,
                 B::FloatTensorPrimitive,
+                usize,
                 f64,
             );
 
@@ -230,8 +237,8 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
                 _: &mut Checkpointer,
             ) {
                 let dy = grads.consume::<B>(&ops.node);
-                let (x, gamma, var, epsilon) = ops.state;
-                let out = B::fused_batch_norm_backward(x, dy, gamma, var, epsilon);
+                let (x, gamma, var, ghost, epsilon) = ops.state;
+                let out = B::fused_batch_norm_backward(x, dy, gamma, var, ghost, epsilon);
                 register!(B, ops.parents, grads, out);
             }
         }
@@ -241,9 +248,9 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
             .compute_bound()
             .stateful();
         let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
-        let (y, mean, var) = B::fused_batch_norm(x.clone(), gamma.clone(), beta, epsilon);
+        let (y, mean, var) = B::fused_batch_norm(x.clone(), gamma.clone(), beta, ghost, epsilon);
         let y = match prepared {
-            OpsKind::Tracked(prep) => prep.finish((x, gamma, var.clone(), epsilon), y),
+            OpsKind::Tracked(prep) => prep.finish((x, gamma, var.clone(), ghost, epsilon), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(mean), Self::from_inner(var))
@@ -254,10 +261,13 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         dy: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         var: FloatTensor<Self>,
+        ghost: usize,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.into_primitive());
-        untracked(B::fused_batch_norm_backward(x, dy, gamma, var, epsilon))
+        untracked(B::fused_batch_norm_backward(
+            x, dy, gamma, var, ghost, epsilon,
+        ))
     }
 
     fn fused_channel_affine(
@@ -335,18 +345,21 @@ pub(crate) fn group_norm(
     (Tensor::from_dispatch(y), stats(mean), stats(var))
 }
 
-/// Batch norm in training of `x: [N, C, S]` (every element real) -> `(y, mean, var)`, each
-/// statistic `[C]`.
+/// Batch norm in training of `x: [N, C, S]` (every element real) over the virtual batches of
+/// `ghost` (all `N` without) -> `(y, mean, var)`, each statistic `[C]` per virtual batch.
 pub(crate) fn batch_norm(
     x: Tensor<3>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
+    ghost: Option<usize>,
     epsilon: f64,
 ) -> (Tensor<3>, Tensor<1>, Tensor<1>) {
+    let [n, _, _] = x.dims();
     let (y, mean, var) = <Dispatch as FusedNormOps>::fused_batch_norm(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
+        ghost.unwrap_or(n).max(1),
         epsilon,
     );
     (

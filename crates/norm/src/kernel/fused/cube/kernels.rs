@@ -69,6 +69,32 @@ impl Set {
         }
     }
 
+    /// `channel` of `x: [N, C, S]` (`len` elements in all) over the positions and the samples
+    /// of virtual batch `chunk` of `chunks`: `ghost` samples each, the last one the rest.
+    fn virtual_batch(
+        channel: usize,
+        channels: usize,
+        spatial: u32,
+        len: usize,
+        ghost: u32,
+        chunk: u32,
+        chunks: u32,
+    ) -> Set {
+        let spatial = spatial as usize;
+        let samples = len / (channels * spatial);
+        let first = (chunk * ghost) as usize;
+        let mut size = ghost as usize;
+        if chunk + 1 == chunks {
+            size = samples - first;
+        }
+        Set {
+            start: (first * channels + channel) * spatial,
+            run: spatial,
+            stride: channels * spatial,
+            count: size * spatial,
+        }
+    }
+
     /// Where the set's `i`-th element lies.
     fn at(&self, i: usize) -> usize {
         let r = i / self.run;
@@ -293,7 +319,8 @@ pub fn group_norm_params<F: Float>(
 }
 
 /// Batch norm in training, one cube per channel: `y`, and the channel's mean and biased
-/// variance over the batch and positions.
+/// variance over the positions and the samples of each of `chunks` virtual batches of `ghost`
+/// (the last one the rest), written batch after batch.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm<F: Float>(
@@ -304,36 +331,44 @@ pub fn batch_norm<F: Float>(
     mean_out: &mut Tensor<F>,
     var_out: &mut Tensor<F>,
     spatial: u32,
+    ghost: u32,
+    chunks: u32,
     epsilon: f32,
     #[comptime] block: usize,
     #[define(F)] _dtype: ElemType,
 ) {
     let channel = CUBE_POS;
-    if channel >= gamma.len() {
+    let channels = gamma.len();
+    if channel >= channels {
         terminate!();
     }
-    let set = Set::channel(channel, gamma.len(), spatial, x.len());
     let mut shared = Shared::<[F]>::new_slice(block);
+    let mut chunk = 0u32;
+    while chunk < chunks {
+        let set = Set::virtual_batch(channel, channels, spatial, x.len(), ghost, chunk, chunks);
+        let (shift, offset) = set_centre::<F>(x, &set, &mut shared, true);
+        let var = set_variance::<F>(x, &set, shift, offset, &mut shared);
+        let scale = gamma[channel] / (var + F::cast_from(epsilon)).sqrt();
 
-    let (shift, offset) = set_centre::<F>(x, &set, &mut shared, true);
-    let var = set_variance::<F>(x, &set, shift, offset, &mut shared);
-    let scale = gamma[channel] / (var + F::cast_from(epsilon)).sqrt();
-
-    let mut i = UNIT_POS as usize;
-    while i < set.count {
-        let at = set.at(i);
-        y[at] = ((x[at] - shift) - offset) * scale + beta[channel];
-        i += block;
-    }
-    if UNIT_POS == 0 {
-        mean_out[channel] = shift + offset;
-        var_out[channel] = var;
+        let mut i = UNIT_POS as usize;
+        while i < set.count {
+            let at = set.at(i);
+            y[at] = ((x[at] - shift) - offset) * scale + beta[channel];
+            i += block;
+        }
+        if UNIT_POS == 0 {
+            let stat = chunk as usize * channels + channel;
+            mean_out[stat] = shift + offset;
+            var_out[stat] = var;
+        }
+        chunk += 1;
     }
 }
 
-/// The gradients of batch norm in training, one cube per channel, `M` values each:
-/// `dx = gamma / std * (dy - Σ dy / M - x_hat * Σ dy * x_hat / M)`, `dgamma = Σ dy * x_hat`,
-/// `dbeta = Σ dy`.
+/// The gradients of batch norm in training, one cube per channel, per virtual batch of `M`
+/// values (as [`batch_norm`] cuts them):
+/// `dx = gamma / std * (dy - Σ dy / M - x_hat * Σ dy * x_hat / M)`; `dgamma = Σ dy * x_hat`,
+/// `dbeta = Σ dy` added up over the virtual batches, the last one first (as on the CPU).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_grads<F: Float>(
@@ -345,40 +380,55 @@ pub fn batch_norm_grads<F: Float>(
     dgamma: &mut Tensor<F>,
     dbeta: &mut Tensor<F>,
     spatial: u32,
+    ghost: u32,
+    chunks: u32,
     epsilon: f32,
     #[comptime] block: usize,
     #[define(F)] _dtype: ElemType,
 ) {
     let channel = CUBE_POS;
-    if channel >= gamma.len() {
+    let channels = gamma.len();
+    if channel >= channels {
         terminate!();
     }
-    let set = Set::channel(channel, gamma.len(), spatial, x.len());
     let mut shared = Shared::<[F]>::new_slice(block);
+    let mut total_dy = F::new(0.0);
+    let mut total_dy_x_hat = F::new(0.0);
+    let mut chunk = chunks;
+    while chunk > 0 {
+        chunk -= 1;
+        let set = Set::virtual_batch(channel, channels, spatial, x.len(), ghost, chunk, chunks);
+        let (shift, offset) = set_centre::<F>(x, &set, &mut shared, true);
+        let stat = chunk as usize * channels + channel;
+        let inv_std = F::new(1.0) / (var[stat] + F::cast_from(epsilon)).sqrt();
+        let mut sum_dy = F::new(0.0);
+        let mut sum_dy_x_hat = F::new(0.0);
+        let mut i = UNIT_POS as usize;
+        while i < set.count {
+            let at = set.at(i);
+            sum_dy += dy[at];
+            sum_dy_x_hat += dy[at] * ((x[at] - shift) - offset) * inv_std;
+            i += block;
+        }
+        let sum_dy = cube_sum::<F>(sum_dy, &mut shared);
+        let sum_dy_x_hat = cube_sum::<F>(sum_dy_x_hat, &mut shared);
+        total_dy += sum_dy;
+        total_dy_x_hat += sum_dy_x_hat;
+        let mean_dy = sum_dy / F::cast_from(set.count);
+        let mean_dy_x_hat = sum_dy_x_hat / F::cast_from(set.count);
+        let scale = gamma[channel] * inv_std;
 
-    let (shift, offset) = set_centre::<F>(x, &set, &mut shared, true);
-    let inv_std = F::new(1.0) / (var[channel] + F::cast_from(epsilon)).sqrt();
-    let mut sum_dy = F::new(0.0);
-    let mut sum_dy_x_hat = F::new(0.0);
-    let mut i = UNIT_POS as usize;
-    while i < set.count {
-        let at = set.at(i);
-        sum_dy += dy[at];
-        sum_dy_x_hat += dy[at] * ((x[at] - shift) - offset) * inv_std;
-        i += block;
+        let mut i = UNIT_POS as usize;
+        while i < set.count {
+            let at = set.at(i);
+            let x_hat = ((x[at] - shift) - offset) * inv_std;
+            dx[at] = scale * (dy[at] - mean_dy - x_hat * mean_dy_x_hat);
+            i += block;
+        }
     }
-    let (sum_dy, sum_dy_x_hat) =
-        write_affine_grads::<F>(sum_dy, sum_dy_x_hat, dgamma, dbeta, channel, &mut shared);
-    let mean_dy = sum_dy / F::cast_from(set.count);
-    let mean_dy_x_hat = sum_dy_x_hat / F::cast_from(set.count);
-    let scale = gamma[channel] * inv_std;
-
-    let mut i = UNIT_POS as usize;
-    while i < set.count {
-        let at = set.at(i);
-        let x_hat = ((x[at] - shift) - offset) * inv_std;
-        dx[at] = scale * (dy[at] - mean_dy - x_hat * mean_dy_x_hat);
-        i += block;
+    if UNIT_POS == 0 {
+        dgamma[channel] = total_dy_x_hat;
+        dbeta[channel] = total_dy;
     }
 }
 

@@ -15,6 +15,7 @@ use cubecl::prelude::*;
 use cubecl::server::CubeCountSelection;
 
 use super::FusedNormOps;
+use crate::kernel::ghost_chunks;
 
 /// Units per cube of the reduction kernels: every GPU runs 256, and a cube of one group or
 /// channel rarely has fewer elements.
@@ -31,8 +32,19 @@ pub(super) mod shapes {
         (x.clone(), stats.clone(), stats)
     }
 
-    /// An output like `x` and two like the per-channel `channel`: batch norm's output and
-    /// statistics, every op's gradients.
+    /// Batch norm over virtual batches of `ghost`: `y` like `x: [N, C, S]`, the statistics
+    /// `[C]` per virtual batch.
+    pub fn batch_norm(
+        x: &TensorSpec,
+        gamma: &TensorSpec,
+        ghost: usize,
+    ) -> (TensorSpec, TensorSpec, TensorSpec) {
+        let chunks = crate::kernel::ghost_chunks(x.shape[0], x.shape[2], Some(ghost)).len();
+        let stats = TensorSpec::new(Shape::new([gamma.shape[0] * chunks]), x.dtype);
+        (x.clone(), stats.clone(), stats)
+    }
+
+    /// An output like `x` and two like the per-channel `channel`: every op's gradients.
     pub fn channel_pair(
         x: &TensorSpec,
         channel: &TensorSpec,
@@ -67,6 +79,17 @@ fn outputs(x: &CubeTensor, sets: u32) -> (CubeTensor, CubeTensor, CubeTensor) {
         empty(x, [sets]),
         empty(x, [sets]),
     )
+}
+
+/// The samples per virtual batch and the number of virtual batches that batch norm with
+/// `ghost` cuts `x` into (see [`ghost_chunks`]).
+fn virtual_batches(x: &CubeTensor, ghost: usize) -> (u32, u32) {
+    let [n, _, s] = dims(x).map(|d| d as usize);
+    let chunks = ghost_chunks(n, s, Some(ghost)).len();
+    let ghost = ghost.min(n);
+    [ghost, chunks]
+        .map(|v| u32::try_from(v).expect("norm dimension over u32"))
+        .into()
 }
 
 /// One cube of [`BLOCK`] units for each of `sets` reductions.
@@ -175,11 +198,13 @@ impl FusedNormOps for CubeBackend {
         x: CubeTensor,
         gamma: CubeTensor,
         beta: CubeTensor,
+        ghost: usize,
         epsilon: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
         let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
         let [_, c, s] = dims(&x);
-        let (y, mean, var) = outputs(&x, c);
+        let (ghost, chunks) = virtual_batches(&x, ghost);
+        let (y, mean, var) = outputs(&x, c * chunks);
         let (count, dim) = per_set(&x, c);
         let dtype = dtype_to_storage_type(x.dtype);
         kernels::batch_norm::launch(
@@ -193,6 +218,8 @@ impl FusedNormOps for CubeBackend {
             mean.clone().into_tensor_arg(),
             var.clone().into_tensor_arg(),
             s,
+            ghost,
+            chunks,
             epsilon as f32,
             BLOCK,
             dtype,
@@ -205,10 +232,12 @@ impl FusedNormOps for CubeBackend {
         dy: CubeTensor,
         gamma: CubeTensor,
         var: CubeTensor,
+        ghost: usize,
         epsilon: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
         let [x, dy, gamma, var] = [x, dy, gamma, var].map(into_contiguous);
         let [_, c, s] = dims(&x);
+        let (ghost, chunks) = virtual_batches(&x, ghost);
         let (dx, dgamma, dbeta) = outputs(&x, c);
         let (count, dim) = per_set(&x, c);
         let dtype = dtype_to_storage_type(x.dtype);
@@ -224,6 +253,8 @@ impl FusedNormOps for CubeBackend {
             dgamma.clone().into_tensor_arg(),
             dbeta.clone().into_tensor_arg(),
             s,
+            ghost,
+            chunks,
             epsilon as f32,
             BLOCK,
             dtype,
