@@ -29,9 +29,14 @@ use burn::tensor::{Distribution, Int};
 use normlab_benchkit::{Backend, Row, Target};
 use normlab_model::{Input, InputShape, Model, ModelConfig, Network};
 
-/// Warm-up steps (allocations, rayon threads) and timed steps.
+/// Warm-up steps (allocations, rayon threads), then timed steps: at least `STEPS`, and more
+/// until `BUDGET` of timed steps has passed (at most `MAX_STEPS`), so that a step of a few
+/// milliseconds is timed a few hundred times and its median stands above a shared machine's
+/// noise. PyTorch's script times its steps by the same rule.
 const WARMUP: usize = 3;
 const STEPS: usize = 15;
+const MAX_STEPS: usize = 1000;
+const BUDGET: Duration = Duration::from_secs(1);
 
 /// One benchmarked setting.
 struct Case {
@@ -129,8 +134,10 @@ fn time_step(target: &Target, case: &Case) -> Duration {
         }))
         .init();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut times = Vec::new();
-    for step in 0..WARMUP + target.runs(STEPS) {
+    let mut times: Vec<Duration> = Vec::new();
+    let (least, most) = (target.runs(STEPS), target.runs(MAX_STEPS));
+    let mut step = 0;
+    while times.len() < least || (times.iter().sum::<Duration>() < BUDGET && times.len() < most) {
         // A fresh batch every step, drawn outside the timed region.
         let (input, labels) = batch(case.model, case.batch, device);
         let (time, trained) = target.time(|| {
@@ -143,6 +150,7 @@ fn time_step(target: &Target, case: &Case) -> Duration {
         if step >= WARMUP {
             times.push(time);
         }
+        step += 1;
     }
     times.sort();
     times[times.len() / 2]
