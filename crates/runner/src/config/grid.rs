@@ -3,23 +3,45 @@
 
 use std::fmt::Write as _;
 
+use normlab_model::ModelConfig;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use crate::config::SECTIONS;
+use crate::config::schema::{DataConfig, TrainConfig};
 
-/// Fields that hold a list by nature: an axis only as a list of lists.
+/// Whether field `key` of `section` holds a list by nature (an axis of it is then a list of
+/// lists), asked of the field's own type: does serde take an empty list for it? A model field
+/// is asked of the model kind `table` names (every model option has a default, so the kind and
+/// the field alone deserialize when the field takes a list); a `[data]` or `[train]` field is
+/// asked alone, and takes a list unless the error is the field's own (a required field that is
+/// missing is reported at the section, not at `key`).
 fn is_native_list(table: &Table, section: &str, key: &str) -> bool {
-    let model_kind = table
-        .get("model")
-        .and_then(|m| m.get("kind"))
-        .and_then(Value::as_str);
-    matches!(
-        (section, key, model_kind),
-        ("model", "hidden", Some("mlp"))
-            | ("model", "channels", _)
-            | ("model", "widths", Some("resnet"))
-            | ("train", "eval_lengths", _)
-    )
+    let mut probe = Table::new();
+    probe.insert(key.to_string(), Value::Array(Vec::new()));
+    let takes_list = |result: Result<(), serde_path_to_error::Error<toml::de::Error>>| {
+        result.map_or_else(|e| e.path().to_string() != key, |()| true)
+    };
+    match section {
+        "model" => {
+            let Some(kind) = table.get("model").and_then(|m| m.get("kind")) else {
+                return false;
+            };
+            probe.insert("kind".into(), kind.clone());
+            ModelConfig::deserialize(Value::Table(probe)).is_ok()
+        }
+        "data" => takes_list(probe_as::<DataConfig>(probe)),
+        "train" => takes_list(probe_as::<TrainConfig>(probe)),
+        _ => false,
+    }
+}
+
+/// Deserializes `probe` as a `T`, keeping only where it failed.
+fn probe_as<T: DeserializeOwned>(
+    probe: Table,
+) -> Result<(), serde_path_to_error::Error<toml::de::Error>> {
+    serde_path_to_error::deserialize::<_, T>(Value::Table(probe)).map(|_| ())
 }
 
 /// A grid axis: the dotted path of a field and the values it takes.
@@ -147,4 +169,51 @@ pub(crate) fn run_id(axes: &[Axis], labels: &[String]) -> String {
             _ => '_',
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An experiment table whose `[model]` is of `kind`.
+    fn with_model(kind: &str) -> Table {
+        toml::from_str(&format!("[model]\nkind = \"{kind}\"")).unwrap()
+    }
+
+    #[test]
+    fn the_fields_that_hold_lists_are_found_from_their_types() {
+        let lists = [
+            ("mlp", "model", "hidden"),
+            ("cnn", "model", "channels"),
+            ("resnet", "model", "widths"),
+            ("mlp", "train", "eval_lengths"),
+        ];
+        let scalars = [
+            ("recurrent", "model", "hidden"),
+            ("mlp", "model", "norm"),
+            ("mlp", "model", "channels"),
+            ("cnn", "model", "widths"),
+            ("mlp", "train", "batch_size"),
+            ("mlp", "train", "seed"),
+            ("mlp", "train", "norm_kernels"),
+            ("mlp", "data", "train_size"),
+            ("mlp", "data", "scaling"),
+            ("mlp", "train", "no_such_field"),
+            ("no_such_kind", "model", "hidden"),
+        ];
+        for (kind, section, key) in lists {
+            let table = with_model(kind);
+            assert!(
+                is_native_list(&table, section, key),
+                "{kind}: {section}.{key}"
+            );
+        }
+        for (kind, section, key) in scalars {
+            let table = with_model(kind);
+            assert!(
+                !is_native_list(&table, section, key),
+                "{kind}: {section}.{key}"
+            );
+        }
+    }
 }

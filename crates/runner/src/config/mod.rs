@@ -2,7 +2,8 @@
 //! of which is a grid axis. The grid is the product of the axes.
 //!
 //! A field that holds a list by nature (an MLP's `hidden`, a CNN's `channels`,
-//! `train.eval_lengths`) is an axis only when it holds a list of lists.
+//! `train.eval_lengths`: any field whose type takes a list) is an axis only when it holds a list
+//! of lists.
 //!
 //! `[[extra]]` blocks add runs to the grid: each names values for some of the axes (for example
 //! two more seeds for two norms at one batch size) and takes every value of the others.
