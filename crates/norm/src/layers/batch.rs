@@ -326,22 +326,10 @@ impl BatchNorm {
         affine: SlotAffine,
         running: Option<&RunningStats>,
     ) -> Tensor<3> {
-        let SlotAffine {
-            gamma,
-            beta,
-            first_slot,
-        } = affine;
         let [_, c, s] = x.dims();
         let per_slot = [c / self.parts.num_features, self.parts.num_features];
-        let epsilon = self.parts.epsilon;
-        let out = batch_norm_train_unmasked(
-            x,
-            gamma,
-            beta,
-            self.ghost_batch,
-            epsilon,
-            self.parts.kernels,
-        );
+        let (ghost, epsilon, kernels) = (self.ghost_batch, self.parts.epsilon, self.parts.kernels);
+        let out = batch_norm_train_unmasked(x, affine.gamma, affine.beta, ghost, epsilon, kernels);
         if let Some(running) = running {
             let device = out.output.device();
             for (i, size) in chunks.iter().enumerate() {
@@ -352,7 +340,7 @@ impl BatchNorm {
                 let count = Tensor::<1>::full([1], (size * s) as f64, &device);
                 let var = running.variance_estimate(batch(&out.variance), count);
                 running.update(
-                    first_slot,
+                    affine.first_slot,
                     batch(&out.mean).reshape(per_slot),
                     Spread::Variance(var.reshape(per_slot)),
                     None,
