@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::analysis::fmt_duration;
-use crate::results::{EvalMode, RunRecord, Status};
+use crate::analysis::{final_error, fmt_duration};
+use crate::results::{RunRecord, Status};
 
 /// Progress bars on a terminal (the grid, and each run in flight, with ETAs); a plain line per
 /// finished run otherwise.
@@ -55,13 +55,10 @@ impl Progress {
     pub(crate) fn finish(&self, bar: ProgressBar, record: &RunRecord) {
         bar.finish_and_clear();
         self.grid.inc(1);
-        let last = record
-            .final_eval()
-            .and_then(|eval| eval.score(EvalMode::Eval));
-        let outcome = match (record.status, last) {
-            (Status::Finished, Some(score)) => {
-                format!("valid error {:.2}%", score.error * 100.0)
-            }
+        // The run's error as its report will give it (the median over the last 10% of
+        // training), not its last evaluation alone.
+        let outcome = match (record.status, final_error(record)) {
+            (Status::Finished, Some(error)) => format!("final valid error {error:.2}%"),
             (status, _) => format!("{status:?}: {}", record.reason.as_deref().unwrap_or("")),
         };
         let (done, runs) = (self.grid.position(), self.grid.length().unwrap_or(0));
