@@ -19,6 +19,7 @@ mod error;
 pub mod evaluate;
 #[cfg(test)]
 mod fixtures;
+pub mod machine;
 pub mod merge;
 pub mod model_init;
 pub mod plot;

@@ -10,6 +10,7 @@ use burn::prelude::*;
 
 use crate::config::{Experiment, GridPoint};
 use crate::error::RunnerError;
+use crate::machine::{self, Machine};
 use crate::model_init::dry_run;
 use crate::progress::Progress;
 use crate::result_set::ResultSet;
@@ -77,6 +78,9 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
         options.jobs
     );
 
+    if !to_train.is_empty() {
+        machine::record(&dir, &Machine::this())?;
+    }
     let progress = Progress::new(to_train.len());
     let claimant = Claimant::this_process(options.shard);
     let queue = Mutex::new(to_train.into_iter());

@@ -13,6 +13,7 @@ use burn::prelude::*;
 use crate::analysis::final_error;
 use crate::config::{Experiment, GridPoint};
 use crate::error::RunnerError;
+use crate::machine::{self, Machine};
 use crate::model_init::dry_run;
 use crate::report::headline::{BatchVerdict, Gap, batch_verdicts};
 use crate::result_set::{ResultSet, norm_label};
@@ -41,6 +42,11 @@ pub struct Verification {
     pub name: String,
     /// The retrained points, in the order they were chosen.
     pub reruns: Vec<Rerun>,
+    /// The machines the committed runs were trained on (`machine.txt`; none recorded for
+    /// folders made before it was written).
+    pub trained_on: Vec<String>,
+    /// The machine they were retrained on.
+    pub here: Machine,
     /// The headline verdicts of the committed records; none where the report has none.
     pub(crate) committed: Vec<BatchVerdict>,
     /// The same verdicts with the retrained records in place of the committed ones.
@@ -104,6 +110,8 @@ pub fn verify(
     Ok(Verification {
         name: experiment.name.clone(),
         reruns,
+        trained_on: machine::recorded(&dir),
+        here: Machine::this(),
         new: batch_verdicts(&ResultSet::new(&experiment, replaced)),
         committed,
     })
@@ -185,6 +193,19 @@ impl fmt::Display for Verification {
             "\n{identical} of {} runs gave the committed evaluations to the last bit.",
             self.reruns.len()
         )?;
+        let trained_on = match self.trained_on.is_empty() {
+            true => "not recorded (the folder predates machine.txt)".to_string(),
+            false => self.trained_on.join("; "),
+        };
+        writeln!(f, "Trained on: {trained_on}. Retrained on: {}.", self.here)?;
+        if !self.trained_on.iter().any(|m| self.here.same_kind_as(m)) {
+            writeln!(
+                f,
+                "Runs repeat to the last bit only on the same kind of CPU (the same vector \
+                 instructions; docs/experiments.md): on another kind, expect the same verdict, \
+                 not the same bits."
+            )?;
+        }
         let gap = |gap: &Option<Gap>| match gap {
             Some(g) => {
                 let spreads = g.in_spreads().map(|k| format!(", {k:.1} seed spreads"));

@@ -319,6 +319,10 @@ fn a_tiny_run_leaves_a_summary_plots_and_a_report() {
         "{report}"
     );
     assert!(report.contains("loss_curves.png") && report.contains("error_vs_batch_size.png"));
+    // The machine that trained the runs, for `verify` to compare with its own.
+    let machines = std::fs::read_to_string(results.join("machine.txt")).unwrap();
+    assert_eq!(machines.lines().count(), 1, "{machines}");
+    assert!(machines.trim_end().ends_with(" threads"), "{machines}");
 
     // `plot` redraws from the saved runs without training.
     std::fs::remove_file(results.join("loss_curves.png")).unwrap();

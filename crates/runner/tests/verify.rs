@@ -71,6 +71,13 @@ fn the_committed_quick_verdict_holds_on_this_machine() {
         text.contains("The verdict holds on this machine."),
         "{text}"
     );
+    // Where the committed runs were trained, beside this machine: quick's folder predates
+    // machine.txt, so the caveat about other kinds of CPU follows.
+    assert!(
+        text.contains("Trained on: not recorded") && text.contains("Retrained on: "),
+        "{text}"
+    );
+    assert!(text.contains("only on the same kind of CPU"), "{text}");
 }
 
 #[test]
