@@ -77,12 +77,11 @@ fn machine_file(dir: &ResultsDir) -> PathBuf {
     dir.root.join("machine.txt")
 }
 
-/// Adds `machine` to `dir`'s `machine.txt` unless it is there: called by a sweep with runs to
-/// train. (Two shards starting on the same new machine at once may both add it; readers take
-/// each line once.)
-pub(crate) fn record(dir: &ResultsDir, machine: &Machine) -> Result<(), RunnerError> {
-    let line = machine.to_string();
-    if recorded(dir).contains(&line) {
+/// Adds a machine (its line, [`Machine`]'s `Display`) to `dir`'s `machine.txt` unless it is
+/// there: by a sweep with runs to train, and by `merge` for each shard's machines. (Two shards
+/// starting on the same new machine at once may both add it; readers take each line once.)
+pub(crate) fn record(dir: &ResultsDir, line: &str) -> Result<(), RunnerError> {
+    if recorded(dir).iter().any(|l| l == line) {
         return Ok(());
     }
     let path = machine_file(dir);
@@ -128,7 +127,7 @@ mod tests {
             machine("Xeon", "AVX-512"),
         );
         for m in [&amd, &amd, &intel, &amd] {
-            record(&dir, m).unwrap();
+            record(&dir, &m.to_string()).unwrap();
         }
         assert_eq!(recorded(&dir), [amd.to_string(), intel.to_string()]);
     }

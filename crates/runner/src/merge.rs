@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::RunnerError;
+use crate::machine;
 use crate::results::{ResultsDir, write_atomically};
 use crate::sweep::{experiment_of, write_outputs};
 
@@ -26,6 +27,7 @@ pub fn merge(folders: &[PathBuf], out: &Path) -> Result<usize, RunnerError> {
             experiment: first.config_file(),
         });
     }
+    let mut machines = Vec::new();
     for folder in folders {
         let dir = ResultsDir::new(folder);
         if text(&dir)? != config {
@@ -34,6 +36,7 @@ pub fn merge(folders: &[PathBuf], out: &Path) -> Result<usize, RunnerError> {
                 experiment: first.config_file(),
             });
         }
+        machines.extend(machine::recorded(&dir));
         for point in &experiment.points {
             let (from, to) = (dir.run_file(&point.id), merged.run_file(&point.id));
             if from.is_file() && !to.is_file() {
@@ -44,6 +47,9 @@ pub fn merge(folders: &[PathBuf], out: &Path) -> Result<usize, RunnerError> {
     }
     write_atomically(&merged.config_file(), config.as_bytes())
         .map_err(RunnerError::io(merged.config_file()))?;
+    for line in machines {
+        machine::record(&merged, &line)?;
+    }
     let command = std::fs::read_to_string(first.root.join("command.txt")).unwrap_or_default();
     let command = format!("{}\n# merged from the shards' folders", command.trim());
     let path = merged.root.join("command.txt");

@@ -79,7 +79,7 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
     );
 
     if !to_train.is_empty() {
-        machine::record(&dir, &Machine::this())?;
+        machine::record(&dir, &Machine::this().to_string())?;
     }
     let progress = Progress::new(to_train.len());
     let claimant = Claimant::this_process(options.shard);

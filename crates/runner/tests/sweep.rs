@@ -235,6 +235,10 @@ fn shards_in_one_folder_or_merged_from_several_equal_the_unsharded_sweep() {
         without_times(summary(&merged)),
         without_times(summary(&whole_dir))
     );
+    // The shards' machine (this one, once) comes along.
+    let machines = |root: &Path| std::fs::read_to_string(root.join("shards/machine.txt")).unwrap();
+    assert_eq!(machines(&merged), machines(&separate[0]));
+    assert_eq!(machines(&merged).lines().count(), 1);
 
     // Several concurrent unsharded processes in one folder: still every run once.
     let crowded = dir.join("crowded");
