@@ -96,7 +96,9 @@ pub(crate) fn record(dir: &ResultsDir, line: &str) -> Result<(), RunnerError> {
 /// The machines `dir`'s runs were trained on, each once, in the order they first trained there;
 /// empty for a folder made before machines were recorded.
 pub fn recorded(dir: &ResultsDir) -> Vec<String> {
-    let text = std::fs::read_to_string(machine_file(dir)).unwrap_or_default();
+    // Read leniently: a damaged file still shows what it holds rather than nothing.
+    let bytes = std::fs::read(machine_file(dir)).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
     let mut lines: Vec<String> = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if !lines.iter().any(|l| l == line) {
@@ -130,6 +132,13 @@ mod tests {
             record(&dir, &m.to_string()).unwrap();
         }
         assert_eq!(recorded(&dir), [amd.to_string(), intel.to_string()]);
+    }
+
+    #[test]
+    fn a_damaged_file_still_shows_its_lines() {
+        let dir = ResultsDir::new(normlab_testkit::scratch("machines-damaged"));
+        std::fs::write(machine_file(&dir), b"\xff\xfe CPU, AVX-512, 2 threads\n\n").unwrap();
+        assert_eq!(recorded(&dir), ["\u{fffd}\u{fffd} CPU, AVX-512, 2 threads"]);
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl fmt::Display for Verification {
             self.reruns.len()
         )?;
         let trained_on = match self.trained_on.is_empty() {
-            true => "not recorded (the folder predates machine.txt)".to_string(),
+            true => "not recorded (no machine.txt: the folder predates it)".to_string(),
             false => self.trained_on.join("; "),
         };
         writeln!(f, "Trained on: {trained_on}. Retrained on: {}.", self.here)?;

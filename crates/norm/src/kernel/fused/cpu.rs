@@ -705,9 +705,10 @@ pub(crate) fn batch_norm_backward<T: Real>(
         let (dx, x, dy) = (&mut dx[at.clone()], &x[at.clone()], &dy[at]);
         let (shift, sums) = channel_grad_sums(x, dy, dims);
         let mut map = GradientMap::with_capacity(dims.c);
-        let (mut batch_dgamma, mut batch_dbeta) = (Vec::new(), Vec::new());
+        let count = dims.n * dims.s;
+        let mut batch_dgamma = Vec::with_capacity(dims.c);
+        let mut batch_dbeta = Vec::with_capacity(dims.c);
         for (channel, &[sum_dy, sum_dy_d, sum_d]) in sums.iter().enumerate() {
-            let count = dims.n * dims.s;
             let centre = Centre::of(shift[channel], sum_d, count);
             let rstd = 1.0 / (var[channel].to_f64() + epsilon).sqrt();
             let g = gamma[channel].to_f64();
