@@ -98,6 +98,30 @@ impl Input {
 }
 
 impl ModelConfig {
+    /// The names accepted for `kind`.
+    pub const KINDS: [&'static str; 4] = ["mlp", "cnn", "resnet", "recurrent"];
+
+    /// The config of kind `kind` read from its options alone: a table without the `kind` key.
+    ///
+    /// The tagged form is read by serde's internally tagged enums, which buffer the table, so an
+    /// error in an option is reported at the table. Read here, every option keeps its own path
+    /// (`model.hidden`), for callers that locate errors by it. An unknown kind is serde's
+    /// unknown-variant error.
+    pub fn from_options<'de, D: serde::Deserializer<'de>>(
+        kind: &str,
+        options: D,
+    ) -> Result<Self, D::Error> {
+        Ok(match kind {
+            "mlp" => Self::Mlp(MlpConfig::deserialize(options)?),
+            "cnn" => Self::Cnn(CnnConfig::deserialize(options)?),
+            "resnet" => Self::Resnet(ResnetConfig::deserialize(options)?),
+            "recurrent" => Self::Recurrent(RecurrentConfig::deserialize(options)?),
+            other => {
+                return Err(serde::de::Error::unknown_variant(other, &Self::KINDS));
+            }
+        })
+    }
+
     /// The norm in every slot of the network.
     pub fn norm(&self) -> &NormConfig {
         match self {

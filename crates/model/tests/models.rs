@@ -811,3 +811,27 @@ fn identity_and_orthogonal_init_start_the_recurrence_where_recurrent_bn_did() {
         }
     }
 }
+
+#[test]
+fn a_model_config_reads_from_its_options_alone_as_from_its_tagged_form() {
+    for kind in ModelConfig::KINDS {
+        let tagged: ModelConfig =
+            serde_json::from_value(serde_json::json!({ "kind": kind })).unwrap();
+        assert_eq!(tagged.kind().name(), kind);
+        let options = serde_json::json!({});
+        assert_eq!(ModelConfig::from_options(kind, options).unwrap(), tagged);
+    }
+    let options = serde_json::json!({ "hidden": [16], "norm": "layer" });
+    let config = ModelConfig::from_options("mlp", options).unwrap();
+    assert_eq!(config.describe(), "MLP 16");
+    assert_eq!(config.norm().kind(), "layer");
+    for (kind, options, why) in [
+        ("mlp", r#"{"channels": [4]}"#, "unknown field `channels`"),
+        ("cnn", r#"{"channels": 4}"#, "invalid type: integer `4`"),
+        ("transformer", "{}", "unknown variant `transformer`"),
+    ] {
+        let options: serde_json::Value = serde_json::from_str(options).unwrap();
+        let err = ModelConfig::from_options(kind, options).unwrap_err();
+        assert!(err.to_string().contains(why), "{kind}: {err}");
+    }
+}

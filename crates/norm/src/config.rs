@@ -3,7 +3,9 @@
 use std::str::FromStr;
 
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::de::value::MapDeserializer;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::options::{CheckOptions, invalid};
 use crate::{
@@ -85,7 +87,9 @@ impl<'de> Deserialize<'de> for NormConfig {
 }
 
 /// "none" has no options: only the feature count to check.
-struct NoOptions;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoOptions {}
 
 impl CheckOptions for NoOptions {
     fn check_options(&self, _num_features: usize) -> Result<(), NormError> {
@@ -108,6 +112,35 @@ impl NormConfig {
         "evonorm_b0",
         "online",
     ];
+
+    /// The config of kind `kind` read from its options alone: a table without the `kind` key.
+    ///
+    /// The tagged form is read by serde's internally tagged enums, which buffer the table, so an
+    /// error in an option is reported at the table. Read here, every option keeps its own path
+    /// (`norm.groups`), for callers that locate errors by it. An unknown kind is serde's
+    /// unknown-variant error.
+    pub fn from_options<'de, D: Deserializer<'de>>(
+        kind: &str,
+        options: D,
+    ) -> Result<Self, D::Error> {
+        Ok(match kind {
+            "none" => {
+                NoOptions::deserialize(options)?;
+                Self::None
+            }
+            "batch" => Self::Batch(BatchNormConfig::deserialize(options)?),
+            "layer" => Self::Layer(LayerNormConfig::deserialize(options)?),
+            "instance" => Self::Instance(InstanceNormConfig::deserialize(options)?),
+            "group" => Self::Group(GroupNormConfig::deserialize(options)?),
+            "rms" => Self::Rms(RmsNormConfig::deserialize(options)?),
+            "batch_renorm" => Self::BatchRenorm(BatchRenormConfig::deserialize(options)?),
+            "frn" => Self::Frn(FrnConfig::deserialize(options)?),
+            "evonorm_s0" => Self::EvoNormS0(EvoNormS0Config::deserialize(options)?),
+            "evonorm_b0" => Self::EvoNormB0(EvoNormB0Config::deserialize(options)?),
+            "online" => Self::Online(OnlineNormConfig::deserialize(options)?),
+            other => return Err(D::Error::unknown_variant(other, &Self::KINDS)),
+        })
+    }
 
     /// The `kind` name of this config.
     pub fn kind(&self) -> &'static str {
@@ -161,7 +194,7 @@ impl NormConfig {
 
     fn options(&self) -> &dyn CheckOptions {
         match self {
-            Self::None => &NoOptions,
+            Self::None => &NoOptions {},
             Self::Batch(c) => c,
             Self::Layer(c) => c,
             Self::Instance(c) => c,
@@ -195,7 +228,7 @@ impl NormConfig {
     pub fn init(&self, num_features: usize, device: &Device) -> Result<Norm, NormError> {
         Ok(match self {
             Self::None => {
-                NoOptions.check(num_features)?;
+                NoOptions {}.check(num_features)?;
                 Norm::None(NoNorm::new(num_features))
             }
             Self::Batch(c) => Norm::Batch(c.init(num_features, device)?),
@@ -217,22 +250,13 @@ impl FromStr for NormConfig {
     type Err = NormError;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Ok(match name {
-            "none" => Self::None,
-            "batch" => Self::Batch(BatchNormConfig::default()),
-            "layer" => Self::Layer(LayerNormConfig::default()),
-            "instance" => Self::Instance(InstanceNormConfig::default()),
-            "group" => Self::Group(GroupNormConfig::default()),
-            "rms" => Self::Rms(RmsNormConfig::default()),
-            "batch_renorm" => Self::BatchRenorm(BatchRenormConfig::default()),
-            "frn" => Self::Frn(FrnConfig::default()),
-            "evonorm_s0" => Self::EvoNormS0(EvoNormS0Config::default()),
-            "evonorm_b0" => Self::EvoNormB0(EvoNormB0Config::default()),
-            "online" => Self::Online(OnlineNormConfig::default()),
-            other => {
-                let expected = format!("one of {}", Self::KINDS.join(", "));
-                return Err(invalid("kind", format!("{other:?}"), &expected));
-            }
+        let no_options = MapDeserializer::<_, serde::de::value::Error>::new(std::iter::empty::<(
+            String,
+            String,
+        )>());
+        Self::from_options(name, no_options).map_err(|_| {
+            let expected = format!("one of {}", Self::KINDS.join(", "));
+            invalid("kind", format!("{name:?}"), &expected)
         })
     }
 }

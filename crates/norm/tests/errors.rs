@@ -207,6 +207,25 @@ fn configs_round_trip_and_fill_defaults() {
         .with_momentum(Momentum::Cumulative)
         .with_per_step(Some(30));
     assert_eq!(config, NormConfig::Batch(expected));
+    // The same options read without their tag, as a caller that locates errors reads them.
+    let options = serde_json::json!({"momentum": "cumulative", "per_step": 30});
+    assert_eq!(NormConfig::from_options("batch", options).unwrap(), config);
+    let options = serde_json::json!({"groups": 4});
+    let group = NormConfig::from_options("group", options).unwrap();
+    assert_eq!(group, NormConfig::Group(GroupNormConfig::new(4)));
+    for (kind, options, why) in [
+        ("none", r#"{"groups": 4}"#, "unknown field `groups`"),
+        (
+            "frn",
+            r#"{"learned_epsilon": 1}"#,
+            "invalid type: integer `1`",
+        ),
+        ("bn", "{}", "unknown variant `bn`"),
+    ] {
+        let options: serde_json::Value = serde_json::from_str(options).unwrap();
+        let err = NormConfig::from_options(kind, options).unwrap_err();
+        assert!(err.to_string().contains(why), "{kind}: {err}");
+    }
     for kind in NormConfig::KINDS {
         let config: NormConfig = kind.parse().unwrap();
         assert_eq!(config.kind(), kind);

@@ -8,7 +8,7 @@ use burn::prelude::*;
 
 use crate::analysis::fmt_duration;
 use crate::axes::AxisKey;
-use crate::config::{Experiment, GridPoint};
+use crate::config::{Budget, Experiment, GridPoint};
 use crate::error::RunnerError;
 use crate::model_init::dry_run;
 use crate::result_set::distinct;
@@ -80,8 +80,7 @@ pub fn check(experiment: &Experiment, device: &Device) -> Result<CheckReport, Ru
 fn time_steps(point: &GridPoint, task: &Task, device: &Device) -> f64 {
     let mut short = point.clone();
     let train_config = &mut short.run.train;
-    train_config.epochs = None;
-    train_config.samples = Some(TIMED_STEPS * train_config.batch_size);
+    train_config.budget = Budget::Samples(TIMED_STEPS * train_config.batch_size);
     train_config.evals = 1;
     train_config.train_mode_eval = false;
     train_config.precise_batches = None;

@@ -11,7 +11,10 @@ use normlab_data::{
 };
 use normlab_model::{Input, InputShape};
 
-use crate::config::{Batching, DataConfig, DataFiles, DataSet, DataSource, ImageSteps};
+use crate::config::{
+    Batching, CsvFiles, DataConfig, DataFiles, DataSet, DataSource, IdxFiles, ImageSteps, TextFile,
+    TsFiles,
+};
 
 /// Splits and subsets use this seed, not the run's: every run of an experiment sees the same
 /// training and evaluation examples.
@@ -85,12 +88,12 @@ impl Task {
             DataSource::Files(files) => {
                 let at = |path: &PathBuf| resolve(base, path);
                 match files {
-                    DataFiles::Idx {
+                    DataFiles::Idx(IdxFiles {
                         train_images,
                         train_labels,
                         test_images,
                         test_labels,
-                    } => {
+                    }) => {
                         let train = idx_images(&at(train_images), &at(train_labels))?;
                         let test = match (test_images, test_labels) {
                             (Some(images), Some(labels)) => {
@@ -100,21 +103,21 @@ impl Task {
                         };
                         image_split(train, test, config)?
                     }
-                    DataFiles::Csv {
+                    DataFiles::Csv(CsvFiles {
                         train,
                         test,
                         label,
                         shape,
-                    } => {
+                    }) => {
                         let read = |path| images_from_csv(&at(path), label, *shape);
                         let test = test.as_ref().map(read).transpose()?;
                         image_split(read(train)?, test, config)?
                     }
-                    DataFiles::Ts { train, test } => {
+                    DataFiles::Ts(TsFiles { train, test }) => {
                         let test = test.as_ref().map(|path| read_ts(at(path))).transpose()?;
                         sequence_split(read_ts(at(train))?, test, config)?
                     }
-                    DataFiles::Text { path } => {
+                    DataFiles::Text(TextFile { path }) => {
                         let path = at(path);
                         text_split(read_text_file(&path)?, config)
                             .map_err(|problem| DataError::Format { path, problem })?

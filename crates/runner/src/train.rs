@@ -348,14 +348,9 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
 
 /// Steps the budget allows: whole batches, the last one maybe short; none for 0 samples.
 pub(crate) fn budget_in_steps(config: &TrainConfig, train_examples: usize) -> usize {
-    let samples = match (config.epochs, config.samples) {
-        (Some(epochs), _) => (epochs * train_examples as f64).round() as usize,
-        (None, Some(samples)) => samples,
-        (None, None) => unreachable!("a budget is checked when the config is read"),
-    };
-    match samples {
+    match config.budget.samples(train_examples) {
         0 => 0,
-        _ => samples.div_ceil(config.batch_size),
+        samples => samples.div_ceil(config.batch_size),
     }
 }
 

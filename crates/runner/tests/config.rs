@@ -57,9 +57,25 @@ fn errors_name_file_line_and_field() {
         "{err}"
     );
 
+    // The budget: one of two fields, held as one value.
     let err = error(&GOOD.replace("samples = 100", ""));
     assert!(
-        err.contains("field `train.epochs`") && err.contains("exactly one training budget"),
+        err.contains(":12: field `train`") && err.contains("exactly one training budget"),
+        "{err}"
+    );
+    let err = error(&GOOD.replace("samples = 100", "samples = 100\nepochs = 2"));
+    assert!(
+        err.contains(":16: field `train.samples`: `epochs` is given too"),
+        "{err}"
+    );
+    let err = error(&GOOD.replace("samples = 100", "epochs = 0"));
+    assert!(
+        err.contains(":16: field `train.epochs`: must be a number > 0"),
+        "{err}"
+    );
+    let err = error(&GOOD.replace("samples = 100", "samples = \"all\""));
+    assert!(
+        err.contains(":16: field `train.samples`: invalid type"),
         "{err}"
     );
 
@@ -68,6 +84,8 @@ fn errors_name_file_line_and_field() {
         err.starts_with("experiments/test.toml:16: field `train.batch`"),
         "{err}"
     );
+    // The budget's fields are among those a `[train]` table may hold.
+    assert!(err.contains("`epochs`, `samples`"), "{err}");
 
     let err = error(&GOOD.replace("[train]", "[trian]"));
     assert!(err.contains(":12: field `trian`: unknown section"), "{err}");

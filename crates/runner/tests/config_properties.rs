@@ -528,6 +528,43 @@ fn an_unknown_option_of_a_norm_in_an_extra_block_is_reported_at_its_line() {
 }
 
 #[test]
+fn a_fault_in_one_of_two_norms_of_a_kind_is_reported_at_that_one() {
+    // Found by the unknown-key property: placed by its kind, the fault was put at the first
+    // batch norm of the list. It is placed by the item of the list the failing run takes.
+    let two = NORMS_A_LINE.replace(
+        "    { kind = \"batch\", gamma_init = 0.1 },\n",
+        "    { kind = \"batch\", gamma_init = 0.1 },\n    { kind = \"batch\", momentum = \"x\" },\n",
+    );
+    let (field, line) = field_error(&two);
+    assert_eq!((field.as_str(), line), ("model.norm.momentum", 10));
+    // An unknown kind, and an unknown bare name, at their items.
+    let text = NORMS_A_LINE.replace("\"none\",", "\"none\",\n    \"bn\",");
+    assert_eq!(field_error(&text), ("model.norm".into(), 9));
+    let text = NORMS_A_LINE.replace("kind = \"batch\"", "kind = \"bn\"");
+    assert_eq!(field_error(&text), ("model.norm.kind".into(), 9));
+    // An option the norm's own check refuses, at its item too.
+    let text = NORMS_A_LINE.replace("gamma_init = 0.1", "momentum = 1.5");
+    assert_eq!(field_error(&text), ("model.norm".into(), 9));
+    // The model's own kind and options, and a data set's files, followed the same way.
+    let text = NORMS_A_LINE.replace("hidden = [16]", "hidden = [16]\nwidths = [8]");
+    assert_eq!(field_error(&text), ("model.widths".into(), 7));
+    let text = NORMS_A_LINE.replace("kind = \"mlp\"", "kind = \"rnn\"");
+    assert_eq!(field_error(&text), ("model.kind".into(), 5));
+    let files = NORMS_A_LINE.replace(
+        "set = \"digits\"",
+        "set = \"files\"\n[data.files]\nformat = \"csv\"\ntrain = \"t.csv\"\nlabel = 3",
+    );
+    assert_eq!(field_error(&files), ("data.files.label".into(), 6));
+    let files = files.replace("label = 3", "label = \"y\"\nshape = [1, 2]");
+    assert_eq!(field_error(&files), ("data.files.shape".into(), 7));
+    // A field missing stays at its table.
+    let files = files
+        .replace("train = \"t.csv\"\n", "")
+        .replace("[1, 2]", "[1, 2, 3]");
+    assert_eq!(field_error(&files), ("data.files".into(), 3));
+}
+
+#[test]
 fn a_grid_of_more_runs_than_the_limit_is_refused_at_its_longest_axis() {
     let seeds: Vec<String> = (0..1000).map(|s| s.to_string()).collect();
     let rates: Vec<String> = (1..=200).map(|k| format!("{}.0", k)).collect();

@@ -8,10 +8,12 @@
 //! `[[extra]]` blocks add runs to the grid: each names values for some of the axes (for example
 //! two more seeds for two norms at one batch size) and takes every value of the others.
 
+mod budget;
 mod grid;
 mod locate;
 mod schedule;
 mod schema;
+mod tagged;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -21,11 +23,13 @@ use normlab_model::ModelError;
 use crate::axes::{AxisKey, Setting};
 use toml::{Table, Value};
 
+pub use budget::Budget;
 pub use grid::label;
 pub use schedule::LrSchedule;
 pub use schema::{
-    Batching, DataConfig, DataFiles, DataSet, DataSource, FINAL_WINDOW, ImageSteps, OptimizerKind,
-    PreciseBatches, ProbeConfig, RunConfig, TrainConfig, final_window_start,
+    Batching, CsvFiles, DataConfig, DataFiles, DataSet, DataSource, FINAL_WINDOW, IdxFiles,
+    ImageSteps, OptimizerKind, PreciseBatches, ProbeConfig, RunConfig, TextFile, TrainConfig,
+    TsFiles, final_window_start,
 };
 
 use crate::config::grid::{extra_axes, find_axes, product, run_id, set};
@@ -134,7 +138,7 @@ impl Experiment {
             message,
         };
         let at_field =
-            |field: &str, message: String| field_error(field, locator.line(field, None), message);
+            |field: &str, message: String| field_error(field, locator.line(field), message);
         let description = match table.remove("description") {
             None => String::new(),
             Some(Value::String(s)) => s,
@@ -167,40 +171,48 @@ impl Experiment {
             return Err(at_field(path, message));
         }
         check_grid_size(&axes).map_err(|(axis, message)| at_field(&axis, message))?;
-        let mut combinations = product(&axes);
+        // Each combination with the `[[extra]]` block it comes from, if any.
+        let mut combinations: Vec<_> = product(&axes).into_iter().map(|v| (None, v)).collect();
+        let mut block_grids = Vec::new();
         for (index, block) in extra.iter().enumerate() {
             let block = block.as_table().expect("checked to be tables");
             let block_axes = extra_axes(&table, &axes, block).map_err(|(field, message)| {
-                let line = locator.line(&format!("{EXTRA}.{index}.{field}"), None);
+                let line = locator.line(&format!("{EXTRA}.{index}.{field}"));
                 field_error(&format!("{EXTRA}.{field}"), line, message)
             })?;
             check_grid_size(&block_axes).map_err(|(axis, message)| {
-                let line = locator.line(&format!("{EXTRA}.{index}.{axis}"), None);
+                let line = locator.line(&format!("{EXTRA}.{index}.{axis}"));
                 field_error(&format!("{EXTRA}.{axis}"), line, message)
             })?;
-            combinations.extend(product(&block_axes));
+            let block_points = product(&block_axes).into_iter();
+            combinations.extend(block_points.map(|v| (Some(index), v)));
+            block_grids.push(block_axes);
         }
         let mut points = Vec::new();
         let mut ids = HashSet::new();
-        for values in combinations {
+        for (block, values) in combinations {
             let mut point = table.clone();
             let mut labels = Vec::new();
             for ((path, _), value) in axes.iter().zip(&values) {
                 set(&mut point, path, value.clone());
                 labels.push(label(value));
             }
-            let run: RunConfig =
-                serde_path_to_error::deserialize(Value::Table(point)).map_err(|e| {
-                    let message = e.inner().to_string();
-                    let message = message.lines().next().unwrap_or_default().to_string();
-                    let (field, line) = field_of(&locator, &e.path().to_string(), &message);
-                    field_error(&field, line, message)
+            // An error of this run, placed at the list item or `[[extra]]` block it comes from.
+            let run_error = |field: &str, message: String| {
+                let block = block.map(|index| (index, &extra[index], &block_grids[index][..]));
+                let (field, line) = place(&locator, field, &axes, &values, block);
+                field_error(&field, line, message)
+            };
+            let run: RunConfig = serde_path_to_error::deserialize(Value::Table(point.clone()))
+                .map_err(|e| {
+                    let fault = tagged::locate(&point, e);
+                    run_error(&fault.field, fault.message)
                 })?;
             run.check()
-                .map_err(|(field, message)| at_field(field, message))?;
+                .map_err(|(field, message)| run_error(field, message))?;
             run.model.validate().map_err(|e| {
                 let (field, message) = model_field(e);
-                at_field(&field, message)
+                run_error(&field, message)
             })?;
             let id = run_id(&axes, &labels);
             // An extra block may name runs the grid has already: each runs once.
@@ -285,39 +297,50 @@ fn model_field(error: ModelError) -> (String, String) {
     }
 }
 
-/// The dotted field an error is about, and its line: serde's path, extended by the unknown
-/// field it names. An unknown name of an internally tagged enum (a norm's `kind`) is reported at
-/// the enum's parent, so that field is found by the unknown value itself.
-fn field_of(locator: &Locator, path: &str, message: &str) -> (String, usize) {
-    let quoted = |prefix: &str| {
-        message
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.split('`').next())
-            .map(String::from)
+/// The field at fault in the run whose axes take `values`, as its error names it, and its line.
+/// A field of a grid axis is looked up in the item of the list that the run takes
+/// (`model.norm.1.groups`), in the `[[extra]]` block (`(index, block, its axes)`) that gives it
+/// if one does.
+fn place(
+    locator: &Locator,
+    field: &str,
+    axes: &[grid::Axis],
+    values: &[Value],
+    block: Option<(usize, &Value, &[grid::Axis])>,
+) -> (String, usize) {
+    let Some(axis) = axes.iter().position(|(path, _)| is_within(field, path)) else {
+        return (field.to_string(), locator.line(field));
     };
-    if let Some(variant) = quoted("unknown variant `")
-        && let Some(found) = locator.holding(&variant)
-    {
-        return found;
-    }
-    let field = match quoted("unknown field `") {
-        // serde_path_to_error's path ends at the unknown field, except inside an internally
-        // tagged enum, where it ends at the enum.
-        Some(field) => match path {
-            "." => field,
-            _ if path.ends_with(&format!(".{field}")) => path.to_string(),
-            _ => format!("{path}.{field}"),
-        },
-        None => path.to_string(),
+    let path = &axes[axis].0;
+    let below = &field[path.len()..];
+    let (section, key) = path.split_once('.').expect("axis paths are section.key");
+    let (prefix, list, written_as_list) = match block {
+        Some((index, block, block_axes))
+            if let Some(written) = block.get(section).and_then(|fields| fields.get(key)) =>
+        {
+            (
+                format!("{EXTRA}.{index}."),
+                &block_axes[axis].1,
+                written.is_array(),
+            )
+        }
+        _ => (String::new(), &axes[axis].1, true),
     };
-    // Inside an internally tagged enum nested in another (a norm in the model), the path ends at
-    // the outer one: the unknown key is found by name below it.
-    if quoted("unknown field `").is_some()
-        && let Some((parent, key)) = field.rsplit_once('.')
-        && let Some(found) = locator.key_below(parent, key)
-    {
-        return found;
-    }
-    let line = locator.line(&field, None);
-    (field, line)
+    let item = match list.iter().position(|v| *v == values[axis]) {
+        Some(item) if written_as_list => format!(".{item}"),
+        _ => String::new(),
+    };
+    let line = locator.line(&format!("{prefix}{path}{item}{below}"));
+    let shown = match prefix.is_empty() {
+        true => field.to_string(),
+        false => format!("{EXTRA}.{field}"),
+    };
+    (shown, line)
+}
+
+/// Whether the dotted `field` is `path` or below it.
+fn is_within(field: &str, path: &str) -> bool {
+    field
+        .strip_prefix(path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::LrSchedule;
+use super::budget::Budget;
 
 /// Where the data comes from and how it is prepared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,42 +215,82 @@ pub enum DataSet {
 /// Your own data, by path: images or features, sequences, or text. Without a test file, the
 /// evaluation examples are `valid_fraction` of the training file, held out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "format", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "format", rename_all = "snake_case")]
 pub enum DataFiles {
     /// IDX image and label files, raw or gzipped, as MNIST ships them.
-    Idx {
-        /// `[N, H, W]` unsigned bytes.
-        train_images: PathBuf,
-        /// `[N]` class numbers.
-        train_labels: PathBuf,
-        /// The test split's images, if there is one.
-        test_images: Option<PathBuf>,
-        /// The test split's labels, with `test_images`.
-        test_labels: Option<PathBuf>,
-    },
+    Idx(IdxFiles),
     /// A CSV table with a header: the class number in column `label`, the values in the others.
-    Csv {
-        /// The training table.
-        train: PathBuf,
-        /// The test table, with the same columns.
-        test: Option<PathBuf>,
-        /// The label's column.
-        label: String,
-        /// One example's `[channels, height, width]` for images; left out, a feature vector.
-        shape: Option<[usize; 3]>,
-    },
+    Csv(CsvFiles),
     /// UEA/UCR `.ts` classification files, sequences of any length.
-    Ts {
-        /// The training cases.
-        train: PathBuf,
-        /// The test cases, with the same class labels.
-        test: Option<PathBuf>,
-    },
+    Ts(TsFiles),
     /// A UTF-8 text file for the character model; its last `valid_fraction` is held out.
-    Text {
-        /// The file.
-        path: PathBuf,
-    },
+    Text(TextFile),
+}
+
+impl DataFiles {
+    /// The names accepted for `format`.
+    pub const FORMATS: [&'static str; 4] = ["idx", "csv", "ts", "text"];
+
+    /// The files of format `format` read from their fields alone: a table without the `format`
+    /// key. Read so, an error in a field keeps its path (see `NormConfig::from_options`).
+    pub fn from_fields<'de, D: serde::Deserializer<'de>>(
+        format: &str,
+        fields: D,
+    ) -> Result<Self, D::Error> {
+        Ok(match format {
+            "idx" => Self::Idx(IdxFiles::deserialize(fields)?),
+            "csv" => Self::Csv(CsvFiles::deserialize(fields)?),
+            "ts" => Self::Ts(TsFiles::deserialize(fields)?),
+            "text" => Self::Text(TextFile::deserialize(fields)?),
+            other => return Err(serde::de::Error::unknown_variant(other, &Self::FORMATS)),
+        })
+    }
+}
+
+/// `format = "idx"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdxFiles {
+    /// `[N, H, W]` unsigned bytes.
+    pub train_images: PathBuf,
+    /// `[N]` class numbers.
+    pub train_labels: PathBuf,
+    /// The test split's images, if there is one.
+    pub test_images: Option<PathBuf>,
+    /// The test split's labels, with `test_images`.
+    pub test_labels: Option<PathBuf>,
+}
+
+/// `format = "csv"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvFiles {
+    /// The training table.
+    pub train: PathBuf,
+    /// The test table, with the same columns.
+    pub test: Option<PathBuf>,
+    /// The label's column.
+    pub label: String,
+    /// One example's `[channels, height, width]` for images; left out, a feature vector.
+    pub shape: Option<[usize; 3]>,
+}
+
+/// `format = "ts"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsFiles {
+    /// The training cases.
+    pub train: PathBuf,
+    /// The test cases, with the same class labels.
+    pub test: Option<PathBuf>,
+}
+
+/// `format = "text"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextFile {
+    /// The file.
+    pub path: PathBuf,
 }
 
 /// The optimizer.
@@ -279,8 +320,10 @@ pub enum Batching {
 }
 
 /// How a run trains and is evaluated.
+// `remote = "Self"`: serde derives its code as inherent functions, which the trait impls call;
+// deserializing takes the budget's two keys out first (see `budget.rs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct TrainConfig {
     /// Examples per training step.
     pub batch_size: usize,
@@ -312,11 +355,9 @@ pub struct TrainConfig {
     /// Scale the learning rate linearly with the batch size: `lr * batch_size / lr_reference_batch`
     /// (the GN paper's `0.1 * N / 32`).
     pub lr_reference_batch: Option<usize>,
-    /// Training budget in passes over the training set...
-    pub epochs: Option<f64>,
-    /// ...or in examples seen, so that small and large batches see the same data; 0 trains
-    /// nothing and evaluates (and measures) the model at initialization.
-    pub samples: Option<usize>,
+    /// How long it trains: `epochs = 3` or `samples = 60000`, exactly one of them.
+    #[serde(flatten, skip_deserializing, default = "Budget::unread")]
+    pub budget: Budget,
     /// Evaluations spread evenly over the run, for the curves. Default 10.
     #[serde(default = "default_evals")]
     pub evals: usize,
@@ -537,18 +578,6 @@ impl RunConfig {
     /// Checks what serde cannot: returns the offending field and why.
     pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
         let train = &self.train;
-        match (train.epochs, train.samples) {
-            (Some(e), None) if e > 0.0 => {}
-            (None, Some(_)) => {}
-            _ => {
-                return Err((
-                    "train.epochs",
-                    "give exactly one training budget: `epochs` (> 0) or `samples` (0 measures \
-                     the model at initialization only)"
-                        .into(),
-                ));
-            }
-        }
         if train.batch_size == 0 {
             return Err(("train.batch_size", "must be at least 1".into()));
         }
@@ -597,11 +626,11 @@ impl RunConfig {
         if train.lr_reference_batch == Some(0) {
             return Err(("train.lr_reference_batch", "must be at least 1".into()));
         }
-        if let DataSource::Files(DataFiles::Idx {
+        if let DataSource::Files(DataFiles::Idx(IdxFiles {
             test_images,
             test_labels,
             ..
-        }) = &self.data.source
+        })) = &self.data.source
             && test_images.is_some() != test_labels.is_some()
         {
             return Err((
