@@ -23,6 +23,7 @@ pub mod norm_time;
 pub mod probe;
 mod recurrent;
 mod resnet;
+mod time_step;
 mod weights;
 
 use burn::prelude::*;
