@@ -170,7 +170,7 @@ mod tests {
             let by_step = gradient(&x, skip, time_step);
             // `assert_eq` on the data compares the bits (NaN aside, which neither has).
             assert_eq!(by_step, by_slice, "{shape:?}, step {skip} unused");
-            let values: Vec<f32> = by_step.to_vec().unwrap();
+            let values: Vec<f32> = by_step.try_to_vec().unwrap();
             assert!(values.iter().all(|v| v.is_finite()), "{shape:?}");
         }
         // Forward: the step's values.
