@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::init::scaled_kaiming;
 use crate::mlp::linear;
-use crate::time_step::time_step;
+use crate::time_step::time_steps;
 use crate::{Instruments, ModelError, Network};
 
 /// The recurrent cell.
@@ -334,8 +334,7 @@ impl RecurrentLayer {
         let mut c = Tensor::zeros([n, self.hidden], &device);
         let mut states = Vec::with_capacity(steps);
         instruments.recurrent_layer_starts();
-        for t in 0..steps {
-            let x_term = time_step(terms.clone(), t);
+        for (t, x_term) in time_steps(terms).into_iter().enumerate() {
             let running = mask
                 .as_ref()
                 .map(|m| m.clone().slice(s![.., t]).squeeze_dim::<1>(1));

@@ -1,11 +1,17 @@
-//! One time step of a sequence, with one gradient for the whole sequence.
+//! The time steps of a sequence, with one gradient for the whole sequence.
 //!
 //! A recurrent layer computes `Wx x` for the whole sequence at once and takes its steps out one
 //! by one. Taken with burn's `slice`, each step's backward zero-fills a gradient the size of the
 //! whole sequence and adds it to the others': `T` full-size passes for `T` steps, a sixth of an
-//! LSTM's training step at batch 32. Here the backward of each step adds its gradient into the
-//! sequence's one gradient, in place, at its step. The sums are the same (`g + 0`, the adds in
-//! the same order), so the numbers are too.
+//! LSTM's training step at batch 32. Here the steps hang from one node, `gather`, an identity on
+//! the sequence: each step's backward adds its gradient into one buffer that the steps share,
+//! in place at its step, and `gather`'s backward, which autodiff runs after all of its
+//! children's, hands the buffer to the sequence. The sums are the same (`0 + g`, in the same
+//! order), so the numbers are too. The buffer holds no autodiff tensor, so a graph that is never
+//! differentiated (a forward pass only) is freed as any other.
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -18,22 +24,54 @@ use burn::backend::{
 use burn::prelude::*;
 use burn::tensor::{DType, Shape, Slice};
 
-/// Step `t` of `sequence: [N, T, F]`: `[N, F]`, differentiable.
+/// The `T` steps of `sequence: [N, T, F]`, each `[N, F]`, differentiable.
 ///
-/// On flex its backward writes into one gradient of the sequence; elsewhere it is burn's
-/// `slice`.
-pub(crate) fn time_step(sequence: Tensor<3>, t: usize) -> Tensor<2> {
+/// On flex their backward writes into one gradient of the sequence; elsewhere they are burn's
+/// `slice`s.
+pub(crate) fn time_steps(sequence: Tensor<3>) -> Vec<Tensor<2>> {
+    let [_, steps, _] = sequence.dims();
     let on_flex = matches!(
         sequence.device().inner().as_dispatch(),
         DispatchDevice::Flex(_)
     );
     if !on_flex {
-        return sequence.slice(s![.., t, ..]).squeeze_dim::<2>(1);
+        let step = |t| sequence.clone().slice(s![.., t, ..]).squeeze_dim::<2>(1);
+        return (0..steps).map(step).collect();
     }
-    Tensor::from_dispatch(<Dispatch as TimeStepOps>::normlab_time_step(
-        sequence.into_dispatch(),
-        t,
-    ))
+    let gradient = StepGradient::default();
+    let gathered =
+        <Dispatch as TimeStepOps>::normlab_gather(sequence.into_dispatch(), gradient.clone());
+    (0..steps)
+        .map(|t| {
+            let step =
+                <Dispatch as TimeStepOps>::normlab_time_step(gathered.clone(), t, gradient.clone());
+            Tensor::from_dispatch(step)
+        })
+        .collect()
+}
+
+/// The gradient of a whole sequence that its steps' backwards write into: an inner backend's
+/// float tensor, once the first of them has run.
+#[derive(Clone, Default)]
+pub(crate) struct StepGradient(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
+
+impl std::fmt::Debug for StepGradient {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("StepGradient")
+    }
+}
+
+impl StepGradient {
+    /// Takes the gradient out, if any step has written one.
+    fn take<B: Backend>(&self) -> Option<FloatTensor<B>> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = slot.take()?;
+        Some(*taken.downcast().expect("one backend per graph"))
+    }
+
+    fn put<B: Backend>(&self, gradient: FloatTensor<B>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(gradient));
+    }
 }
 
 /// The slices that pick step `t` of a `[N, T, F]` tensor.
@@ -45,16 +83,31 @@ fn at_step(t: usize) -> [Slice; 3] {
     ]
 }
 
-/// The step as a backend op.
+/// The steps as backend ops.
 #[backend_extension(Flex, Autodiff)]
 pub(crate) trait TimeStepOps: Backend {
-    /// See [`time_step`].
-    fn normlab_time_step(sequence: FloatTensor<Self>, t: usize) -> FloatTensor<Self>;
+    /// The sequence itself: the node its steps hang from (see [`time_steps`]).
+    fn normlab_gather(sequence: FloatTensor<Self>, gradient: StepGradient) -> FloatTensor<Self>;
+
+    /// Step `t` of the gathered sequence.
+    fn normlab_time_step(
+        gathered: FloatTensor<Self>,
+        t: usize,
+        gradient: StepGradient,
+    ) -> FloatTensor<Self>;
 }
 
 impl TimeStepOps for Flex {
-    fn normlab_time_step(sequence: FloatTensor<Self>, t: usize) -> FloatTensor<Self> {
-        step_of::<Self>(sequence, t)
+    fn normlab_gather(sequence: FloatTensor<Self>, _: StepGradient) -> FloatTensor<Self> {
+        sequence
+    }
+
+    fn normlab_time_step(
+        gathered: FloatTensor<Self>,
+        t: usize,
+        _: StepGradient,
+    ) -> FloatTensor<Self> {
+        step_of::<Self>(gathered, t)
     }
 }
 
@@ -66,22 +119,49 @@ fn step_of<B: Backend>(sequence: FloatTensor<B>, t: usize) -> FloatTensor<B> {
 }
 
 impl<B: Backend + TimeStepOps, C: CheckpointStrategy> TimeStepOps for Autodiff<B, C> {
-    fn normlab_time_step(sequence: FloatTensor<Self>, t: usize) -> FloatTensor<Self> {
+    fn normlab_gather(sequence: FloatTensor<Self>, gradient: StepGradient) -> FloatTensor<Self> {
+        /// Hands the steps' gradient to the sequence, after every step's backward.
+        #[derive(Debug)]
+        struct GatherBackward;
+
+        impl<B: Backend> Backward<B, 1> for GatherBackward {
+            type State = StepGradient;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                if let ([Some(parent)], Some(whole)) = (ops.parents, ops.state.take::<B>()) {
+                    grads.register::<B>(parent.id, whole);
+                }
+            }
+        }
+
+        let prepared = GatherBackward
+            .prepare::<C>([sequence.node()])
+            .compute_bound()
+            .stateful();
+        let sequence = sequence.into_primitive();
+        match prepared {
+            OpsKind::Tracked(prep) => prep.finish(gradient, sequence),
+            OpsKind::UnTracked(prep) => prep.finish(sequence),
+        }
+    }
+
+    fn normlab_time_step(
+        gathered: FloatTensor<Self>,
+        t: usize,
+        gradient: StepGradient,
+    ) -> FloatTensor<Self> {
+        /// Adds the step's gradient into the sequence's, registering nothing itself.
         #[derive(Debug)]
         struct TimeStepBackward;
 
-        /// The sequence (kept to find its gradient so far), its shape, dtype and device, and
-        /// the step.
-        type State<B> = (
-            FloatTensor<Autodiff<B>>,
-            [usize; 3],
-            DType,
-            <B as burn::backend::BackendTypes>::Device,
-            usize,
-        );
-
         impl<B: Backend> Backward<B, 1> for TimeStepBackward {
-            type State = State<B>;
+            /// The shared gradient, the sequence's `[N, T, F]`, dtype and device, the step.
+            type State = (StepGradient, [usize; 3], DType, B::Device, usize);
 
             fn backward(
                 self,
@@ -90,37 +170,33 @@ impl<B: Backend + TimeStepOps, C: CheckpointStrategy> TimeStepOps for Autodiff<B
                 _: &mut Checkpointer,
             ) {
                 let grad = grads.consume::<B>(&ops.node);
-                let [Some(parent)] = ops.parents else {
-                    return;
-                };
-                let (sequence, [n, steps, features], dtype, device, t) = ops.state;
-                // The gradient the other steps have written so far, taken out so that it is
-                // written in place; the first step's backward starts it at zero.
-                let whole = grads.remove::<B>(&sequence).unwrap_or_else(|| {
+                let (gradient, [n, steps, features], dtype, device, t) = ops.state;
+                // Taken out so that it is written in place; the first step's backward starts
+                // it at zero.
+                let whole = gradient.take::<B>().unwrap_or_else(|| {
                     B::float_zeros(Shape::from([n, steps, features]), &device, dtype.into())
                 });
                 let at = at_step(t);
                 let step = B::float_reshape(grad, Shape::from([n, 1, features]));
                 let sum = B::float_add(step, B::float_slice(whole.clone(), &at));
-                grads.register::<B>(parent.id, B::float_slice_assign(whole, &at, sum));
+                gradient.put::<B>(B::float_slice_assign(whole, &at, sum));
             }
         }
 
         let prepared = TimeStepBackward
-            .prepare::<C>([sequence.node()])
+            .prepare::<C>([gathered.node()])
             .compute_bound()
             .stateful();
-        let kept = sequence.clone();
-        let sequence = sequence.into_primitive();
-        let shape = sequence.shape();
+        let gathered = gathered.into_primitive();
+        let shape = gathered.shape();
         let state = (
-            kept,
+            gradient.clone(),
             [shape[0], shape[1], shape[2]],
-            sequence.dtype(),
-            sequence.device(),
+            gathered.dtype(),
+            gathered.device(),
             t,
         );
-        let step = B::normlab_time_step(sequence, t);
+        let step = B::normlab_time_step(gathered, t, gradient);
         match prepared {
             OpsKind::Tracked(prep) => prep.finish(state, step),
             OpsKind::UnTracked(prep) => prep.finish(step),
@@ -133,7 +209,7 @@ mod tests {
     use burn::prelude::*;
     use burn::tensor::{Distribution, TensorData};
 
-    use super::time_step;
+    use super::time_steps;
 
     /// The loss of a recurrence-like use of the steps of `x: [N, T, F]` (each step weighted by
     /// a running product, so every step's gradient differs and depends on the others), taken
@@ -142,13 +218,15 @@ mod tests {
     fn gradient(
         x: &Tensor<3>,
         skip: usize,
-        step: impl Fn(Tensor<3>, usize) -> Tensor<2>,
+        split: impl Fn(Tensor<3>) -> Vec<Tensor<2>>,
     ) -> TensorData {
         let x = x.clone().require_grad();
-        let [n, steps, features] = x.dims();
+        let [n, _, features] = x.dims();
         let mut state = Tensor::<2>::ones([n, features], &x.device());
-        for t in (0..steps).filter(|&t| t != skip) {
-            state = (state * step(x.clone(), t)).tanh() + 0.5;
+        for (t, step) in split(x.clone()).into_iter().enumerate() {
+            if t != skip {
+                state = (state * step).tanh() + 0.5;
+            }
         }
         let loss = state.sum() + (x.clone() * x.clone()).sum() * 1e-3;
         let grads = loss.backward();
@@ -166,8 +244,12 @@ mod tests {
             ([32, 28, 256], 27),
         ] {
             let x = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-            let by_slice = gradient(&x, skip, |x, t| x.slice(s![.., t, ..]).squeeze_dim(1));
-            let by_step = gradient(&x, skip, time_step);
+            let slices = |x: Tensor<3>| -> Vec<Tensor<2>> {
+                let step = |t| x.clone().slice(s![.., t, ..]).squeeze_dim(1);
+                (0..shape[1]).map(step).collect()
+            };
+            let by_slice = gradient(&x, skip, slices);
+            let by_step = gradient(&x, skip, time_steps);
             // `assert_eq` on the data compares the bits (NaN aside, which neither has).
             assert_eq!(by_step, by_slice, "{shape:?}, step {skip} unused");
             let values: Vec<f32> = by_step.try_to_vec().unwrap();
@@ -180,6 +262,6 @@ mod tests {
             .slice(s![.., 1, ..])
             .squeeze_dim::<2>(1)
             .into_data();
-        assert_eq!(time_step(x, 1).into_data(), expected);
+        assert_eq!(time_steps(x).swap_remove(1).into_data(), expected);
     }
 }

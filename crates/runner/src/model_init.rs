@@ -42,12 +42,28 @@ impl ModuleVisitor for DrawWeights {
     }
 }
 
-/// Checks that `point` can train on `task` at all: one forward pass on a training batch. The
-/// error, if any, is the layer's own (e.g. batch norm on one value per channel).
+/// Checks that `point` can train on `task` at all: one forward pass on a training batch, whose
+/// predictions must be as many as its targets. The error, if any, is the layer's own (e.g. batch
+/// norm on one value per channel), or the recurrent net's `output` that does not fit the data.
 pub fn dry_run(point: &GridPoint, task: &Task, device: &Device) -> Result<(), ModelError> {
     let train_device = device.clone().autodiff();
     let model = build_model(point, task, &train_device)?;
     let size = point.run.train.batch_size.min(task.train.len());
     let batch = task.batch(&task.train[..size], false, None, &train_device);
-    model.forward(batch.input).map(|_| ())
+    let [predictions, _] = model.forward(batch.input)?.dims();
+    let [targets] = batch.targets.dims();
+    if predictions == targets {
+        return Ok(());
+    }
+    let fits = match predictions < targets {
+        true => "one at every step (a language model): `output = \"every_step\"`",
+        false => "one per sequence: `output = \"last_step\"`",
+    };
+    Err(ModelError::InvalidConfig {
+        field: "output",
+        message: format!(
+            "a batch of {size} gives {predictions} predictions for {targets} targets; the data \
+             want {fits}"
+        ),
+    })
 }

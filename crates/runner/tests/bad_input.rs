@@ -161,3 +161,35 @@ fn compare_with_an_axis_or_value_no_run_has_lists_the_axes_and_values() {
     assert!(status.success() && out.contains("2 runs compared"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_recurrent_output_that_does_not_fit_the_data_is_recorded_impossible_not_a_crash() {
+    // A language model that predicts once per sequence, and images read row by row that predict
+    // at every row: the predictions and the targets differ in number. The loss used to panic.
+    let dir = workspace("output-mode");
+    let text = text_experiment(&dir, &"to be or not to be ".repeat(21));
+    let once = std::fs::read_to_string(&text)
+        .unwrap()
+        .replace("output = \"every_step\"", "output = \"last_step\"");
+    std::fs::write(&text, once).unwrap();
+    let rows = dir.join("rows.toml");
+    let config = format!(
+        "[data]\nset = \"digits\"\nimage_steps = \"rows\"\ntrain_size = 64\n\
+         [model]\nkind = \"recurrent\"\nhidden = 8\noutput = \"every_step\"\n{TRAIN}"
+    );
+    std::fs::write(&rows, config).unwrap();
+    for (config, wants) in [
+        (&text, "the data want one at every step"),
+        (&rows, "the data want one per sequence"),
+    ] {
+        let (status, out) = normlab(&["run", config.to_str().unwrap(), "--results", "out"], &dir);
+        assert!(status.success(), "{out}");
+        assert!(!out.contains("panicked"), "{out}");
+        assert!(
+            out.contains("impossible, recorded as such: invalid model config: `output`")
+                && out.contains(wants),
+            "{out}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
