@@ -29,6 +29,11 @@ use burn::tensor::{DType, Shape, Slice};
 /// On flex their backward writes into one gradient of the sequence; elsewhere they are burn's
 /// `slice`s.
 pub(crate) fn time_steps(sequence: Tensor<3>) -> Vec<Tensor<2>> {
+    steps_sharing(sequence, StepGradient::default())
+}
+
+/// [`time_steps`], their gradient written into `gradient`.
+fn steps_sharing(sequence: Tensor<3>, gradient: StepGradient) -> Vec<Tensor<2>> {
     let [_, steps, _] = sequence.dims();
     let on_flex = matches!(
         sequence.device().inner().as_dispatch(),
@@ -38,7 +43,6 @@ pub(crate) fn time_steps(sequence: Tensor<3>) -> Vec<Tensor<2>> {
         let step = |t| sequence.clone().slice(s![.., t, ..]).squeeze_dim::<2>(1);
         return (0..steps).map(step).collect();
     }
-    let gradient = StepGradient::default();
     let gathered =
         <Dispatch as TimeStepOps>::normlab_gather(sequence.into_dispatch(), gradient.clone());
     (0..steps)
@@ -209,7 +213,9 @@ mod tests {
     use burn::prelude::*;
     use burn::tensor::{Distribution, TensorData};
 
-    use super::time_steps;
+    use std::sync::Arc;
+
+    use super::{StepGradient, steps_sharing, time_steps};
 
     /// The loss of a recurrence-like use of the steps of `x: [N, T, F]` (each step weighted by
     /// a running product, so every step's gradient differs and depends on the others), taken
@@ -263,5 +269,24 @@ mod tests {
             .squeeze_dim::<2>(1)
             .into_data();
         assert_eq!(time_steps(x).swap_remove(1).into_data(), expected);
+    }
+
+    #[test]
+    fn a_graph_never_differentiated_is_freed() {
+        // The ops' states hold the shared gradient and nothing of the graph: a forward pass that
+        // is dropped undifferentiated (a dry run) leaves no node behind. Holding an autodiff
+        // tensor in a state kept such graphs, and every later backward scanned them.
+        let device = Device::flex().autodiff();
+        let gradient = StepGradient::default();
+        let x = Tensor::<3>::random([2, 4, 3], Distribution::Default, &device).require_grad();
+        let steps = steps_sharing(x.clone() * 2.0, gradient.clone());
+        let _ = steps[1].clone().sum().into_scalar::<f32>();
+        assert!(Arc::strong_count(&gradient.0) > 1, "the graph holds it");
+        drop(steps);
+        drop(x);
+        // Burn frees orphaned graphs when a backward runs.
+        let other = Tensor::<1>::ones([3], &device).require_grad();
+        let _ = (other.clone() * other).sum().backward();
+        assert_eq!(Arc::strong_count(&gradient.0), 1, "the graph is freed");
     }
 }
