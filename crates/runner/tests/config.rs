@@ -70,7 +70,7 @@ fn errors_name_file_line_and_field() {
     );
     let err = error(&GOOD.replace("samples = 100", "epochs = 0"));
     assert!(
-        err.contains(":16: field `train.epochs`: must be a number > 0"),
+        err.contains(":16: field `train.epochs`: must be a finite number > 0"),
         "{err}"
     );
     let err = error(&GOOD.replace("samples = 100", "samples = \"all\""));

@@ -18,7 +18,7 @@ use super::TrainConfig;
 /// How long a run trains.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Budget {
-    /// Passes over the training set (> 0).
+    /// Passes over the training set (finite, > 0).
     Epochs(f64),
     /// Examples seen, so that small and large batches see the same data; 0 trains nothing and
     /// evaluates (and measures) the model at initialization.
@@ -131,7 +131,8 @@ impl<'de, M: MapAccess<'de>> MapAccess<'de> for TakeBudget<'_, M> {
                 Some(Keyed::Field(key)) => return Ok(Some(key)),
                 Some(Keyed::Epochs(seed)) => {
                     let other = self.taken.samples.map(|_| KEYS[1]);
-                    let value = BudgetValue(other, |&epochs: &f64| epochs > 0.0, PhantomData);
+                    let value =
+                        BudgetValue(other, |&e: &f64| e > 0.0 && e.is_finite(), PhantomData);
                     self.taken.epochs = self.map.next_value_seed(value)?;
                     seed
                 }
@@ -172,7 +173,7 @@ impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for BudgetValue<T> {
         match in_range(&value) {
             true => Ok(Some(value)),
             false => Err(D::Error::custom(
-                "must be a number > 0 (`samples = 0` trains nothing)",
+                "must be a finite number > 0 (`samples = 0` trains nothing)",
             )),
         }
     }
@@ -283,8 +284,13 @@ mod tests {
         );
         let err = train("epochs = 1\nsamples = 10").unwrap_err();
         assert!(err.starts_with("samples: `epochs` is given too"), "{err}");
-        let err = train("epochs = -1.0").unwrap_err();
-        assert!(err.starts_with("epochs: must be a number > 0"), "{err}");
+        for epochs in ["-1.0", "0", "inf", "nan"] {
+            let err = train(&format!("epochs = {epochs}")).unwrap_err();
+            assert!(
+                err.starts_with("epochs: must be a finite number > 0"),
+                "{err}"
+            );
+        }
         let err = train("samples = -3").unwrap_err();
         assert!(err.starts_with("samples: invalid value"), "{err}");
         // Any other key still goes to the derived code, which knows its path; an unknown one

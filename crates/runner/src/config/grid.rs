@@ -13,10 +13,11 @@ use crate::config::schema::{DataConfig, TrainConfig};
 
 /// Whether field `key` of `section` holds a list by nature (an axis of it is then a list of
 /// lists), asked of the field's own type: does serde take an empty list for it? A model field
-/// is asked of the model kind `table` names (every model option has a default, so the kind and
-/// the field alone deserialize when the field takes a list); a `[data]` or `[train]` field is
-/// asked alone, and takes a list unless the error is the field's own (a required field that is
-/// missing is reported at the section, not at `key`).
+/// is asked of the model kind `table` names, or of each kind of a grid over kinds (every model
+/// option has a default, so the kind and the field alone deserialize when the field takes a
+/// list; the kind itself is one name); a `[data]` or `[train]` field is asked alone, and takes
+/// a list unless the error is the field's own (a required field that is missing is reported at
+/// the section, not at `key`).
 fn is_native_list(table: &Table, section: &str, key: &str) -> bool {
     let mut probe = Table::new();
     probe.insert(key.to_string(), Value::Array(Vec::new()));
@@ -24,12 +25,19 @@ fn is_native_list(table: &Table, section: &str, key: &str) -> bool {
         result.map_or_else(|e| e.path().to_string() != key, |()| true)
     };
     match section {
+        "model" if key == "kind" => false,
         "model" => {
-            let Some(kind) = table.get("model").and_then(|m| m.get("kind")) else {
-                return false;
+            // A grid over model kinds: a list for any of them.
+            let kinds = match table.get("model").and_then(|m| m.get("kind")) {
+                Some(Value::Array(kinds)) => kinds.clone(),
+                Some(kind) => vec![kind.clone()],
+                None => return false,
             };
-            probe.insert("kind".into(), kind.clone());
-            ModelConfig::deserialize(Value::Table(probe)).is_ok()
+            kinds.into_iter().any(|kind| {
+                let mut probe = probe.clone();
+                probe.insert("kind".into(), kind);
+                ModelConfig::deserialize(Value::Table(probe)).is_ok()
+            })
         }
         "data" => takes_list(probe_as::<DataConfig>(probe)),
         "train" => takes_list(probe_as::<TrainConfig>(probe)),
@@ -201,6 +209,10 @@ mod tests {
             ("mlp", "train", "no_such_field"),
             ("no_such_kind", "model", "hidden"),
         ];
+        // A grid over kinds: a list for one of them is a list.
+        let table: Table = toml::from_str("[model]\nkind = [\"cnn\", \"mlp\"]").unwrap();
+        assert!(is_native_list(&table, "model", "hidden"));
+        assert!(!is_native_list(&table, "model", "kind"));
         for (kind, section, key) in lists {
             let table = with_model(kind);
             assert!(
