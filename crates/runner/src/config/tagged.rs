@@ -128,3 +128,25 @@ fn value_at<'t>(table: &'t Table, path: &str) -> Option<&'t Value> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_of_a_tagged_table_reads_as_its_type_and_no_other_does() {
+        for tagged in TAGGED {
+            let read = |name: &str| tagged.read(name, Value::Table(Table::new()));
+            for name in tagged.names() {
+                // A kind with required fields misses them; none is an unknown name.
+                if let Err((_, error)) = read(name) {
+                    let message = error.to_string();
+                    assert!(!message.contains("unknown variant"), "{name}: {message}");
+                }
+            }
+            let (path, error) = read("no_such_kind").unwrap_err();
+            assert_eq!(path, ".", "{}", tagged.path());
+            assert!(error.to_string().contains("unknown variant `no_such_kind`"));
+        }
+    }
+}
