@@ -27,9 +27,18 @@ pub(crate) struct GroupStats {
     pub count: Tensor<3>,
 }
 
-/// Normalizes `x: [N, C, S]` per sample over groups of `C / groups` channels and all of `S`
-/// (centred unless `center` is false: then it divides by the root mean square), then applies
-/// `affine`, on the fused kernels where `kernels` and the backend allow. Returns the output and
+/// What group norm takes its statistics over: per sample, `groups` groups of `C / groups`
+/// channels and all of `S`, centred unless `center` is false (the mean square then), with
+/// `epsilon` added to them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct GroupSpec {
+    pub groups: usize,
+    pub center: bool,
+    pub epsilon: f64,
+}
+
+/// Normalizes `x: [N, C, S]` by the statistics of `spec` (dividing by the root mean square when
+/// not centred), then applies `affine`, on the fused kernels where `kernels` and the backend allow. Returns the output and
 /// the statistics.
 ///
 /// Layer norm (one group), group norm, instance norm (one group per channel), RMS norm (one
@@ -37,29 +46,29 @@ pub(crate) struct GroupStats {
 pub(crate) fn group_norm(
     x: Tensor<3>,
     weights: Option<Tensor<3>>,
-    groups: usize,
-    center: bool,
-    epsilon: f64,
+    spec: GroupSpec,
     affine: Option<&Affine>,
     kernels: Kernels,
 ) -> (Tensor<3>, GroupStats) {
     let [_, c, s] = x.dims();
     if weights.is_none() && fused::available(&x, kernels) {
         let (gamma, beta) = affine_or_identity(affine, c, &x.device());
-        let (y, mean, var) = fused::group_norm(x, gamma, beta, groups, center, epsilon);
-        let count = Tensor::full([1, 1, 1], (c / groups * s) as f64, &y.device());
+        let (y, mean, var) = fused::group_norm(x, gamma, beta, spec);
+        let count = Tensor::full([1, 1, 1], (c / spec.groups * s) as f64, &y.device());
         return (y, GroupStats { mean, var, count });
     }
-    composed_group_norm(x, weights, groups, center, epsilon, affine)
+    composed_group_norm(x, weights, spec, affine)
 }
 
 /// [`group_norm`] in burn tensor ops: every backend, and padded input.
 fn composed_group_norm(
     x: Tensor<3>,
     weights: Option<Tensor<3>>,
-    groups: usize,
-    center: bool,
-    epsilon: f64,
+    GroupSpec {
+        groups,
+        center,
+        epsilon,
+    }: GroupSpec,
     affine: Option<&Affine>,
 ) -> (Tensor<3>, GroupStats) {
     let [n, c, s] = x.dims();

@@ -113,19 +113,14 @@ fn group_norm_kernels_match_the_composed_ops() {
                 let op = |composed: bool| {
                     move |x: Tensor<3>, gamma: Tensor<1>, beta: Tensor<1>| {
                         let affine = Affine::new(gamma, beta).expect("affine");
+                        let spec = GroupSpec {
+                            groups,
+                            center,
+                            epsilon: 1e-5,
+                        };
                         let (y, stats) = match composed {
-                            true => {
-                                composed_group_norm(x, None, groups, center, 1e-5, Some(&affine))
-                            }
-                            false => group_norm(
-                                x,
-                                None,
-                                groups,
-                                center,
-                                1e-5,
-                                Some(&affine),
-                                Kernels::Fastest,
-                            ),
+                            true => composed_group_norm(x, None, spec, Some(&affine)),
+                            false => group_norm(x, None, spec, Some(&affine), Kernels::Fastest),
                         };
                         (y, vec![stats.mean, stats.var])
                     }
@@ -178,8 +173,13 @@ fn composed_kernels_take_the_composed_path() {
     let device = device();
     let x = input([16, 32, 257], &device);
     let values = |t: Tensor<3>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
-    let run = |kernels| values(group_norm(x.clone(), None, 4, true, 1e-5, None, kernels).0);
-    let composed = values(composed_group_norm(x.clone(), None, 4, true, 1e-5, None).0);
+    let spec = GroupSpec {
+        groups: 4,
+        center: true,
+        epsilon: 1e-5,
+    };
+    let run = |kernels| values(group_norm(x.clone(), None, spec, None, kernels).0);
+    let composed = values(composed_group_norm(x.clone(), None, spec, None).0);
     let fused = run(Kernels::Fastest);
     // The kernels sum in another order: some outputs differ in their last bits.
     assert_ne!(fused, composed);

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use crate::kernel::{GroupStats, group_norm};
+use crate::kernel::{GroupSpec, GroupStats, group_norm};
 use crate::{Affine, Kernels};
 
 /// What every normalizing layer holds: its feature count, the `epsilon` under its square root,
@@ -43,15 +43,11 @@ impl CommonParts {
         groups: usize,
         center: bool,
     ) -> (Tensor<3>, GroupStats) {
-        let affine = self.affine.as_ref();
-        group_norm(
-            x,
-            weights,
+        let spec = GroupSpec {
             groups,
             center,
-            self.epsilon,
-            affine,
-            self.kernels,
-        )
+            epsilon: self.epsilon,
+        };
+        group_norm(x, weights, spec, self.affine.as_ref(), self.kernels)
     }
 }

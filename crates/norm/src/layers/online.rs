@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::affine::apply_affine;
 use crate::family::{Family, is_training};
 use crate::kernel::{
-    OnlineStream, StreamState, group_norm, normalize_with, online_normalize, online_supported,
+    GroupSpec, OnlineStream, StreamState, group_norm, normalize_with, online_normalize,
+    online_supported,
 };
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common, invalid};
@@ -186,7 +187,12 @@ impl OnlineNorm {
     fn compensate(&self, y: Tensor<3>, weights: Option<Tensor<3>>) -> Tensor<3> {
         match self.compensation {
             ErrorCompensation::LayerScaling => {
-                group_norm(y, weights, 1, false, 1e-5, None, self.parts.kernels).0
+                let rms = GroupSpec {
+                    groups: 1,
+                    center: false,
+                    epsilon: 1e-5,
+                };
+                group_norm(y, weights, rms, None, self.parts.kernels).0
             }
             ErrorCompensation::Clamp => y.clamp(-5.0, 5.0),
             ErrorCompensation::None => y,

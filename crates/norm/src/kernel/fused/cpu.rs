@@ -11,6 +11,7 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use rayon::prelude::*;
 
 use super::simd::{self, Lanes};
+use crate::kernel::GroupSpec;
 
 /// The float types the kernels run on.
 pub(crate) trait Real: Lanes + Send + Sync + bytemuck::Pod + 'static {
@@ -152,9 +153,11 @@ pub(crate) fn group_norm<T: Real>(
     gamma: &[T],
     beta: &[T],
     dims: Dims,
-    groups: usize,
-    center: bool,
-    epsilon: f64,
+    GroupSpec {
+        groups,
+        center,
+        epsilon,
+    }: GroupSpec,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     dims.check(x, &[gamma, beta]);
     assert!(
@@ -216,9 +219,11 @@ pub(crate) fn group_norm_backward<T: Real>(
     gamma: &[T],
     var: &[T],
     dims: Dims,
-    groups: usize,
-    center: bool,
-    epsilon: f64,
+    GroupSpec {
+        groups,
+        center,
+        epsilon,
+    }: GroupSpec,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     dims.check(x, &[gamma]);
     assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
@@ -492,17 +497,22 @@ fn dense_sums<T: Real, const K: usize>(
 /// first value.
 fn channel_grad_sums<T: Real>(x: &[T], dy: &[T], dims: Dims) -> (Vec<T>, Vec<[f64; 3]>) {
     let shift: Vec<T> = (0..dims.c).map(|channel| x[channel * dims.s]).collect();
-    let sums = match dims.s {
+    let sums = shifted_channel_grad_sums(x, dy, &shift, dims);
+    (shift, sums)
+}
+
+/// Per channel of `x: [N, C, S]`: `[Σ dy, Σ dy (x - k_c), Σ (x - k_c)]` for the given `k`.
+fn shifted_channel_grad_sums<T: Real>(x: &[T], dy: &[T], k: &[T], dims: Dims) -> Vec<[f64; 3]> {
+    match dims.s {
         1 => dense_sums(dims, |row, columns, sums: &mut [Vec<T>; 3]| {
             let [sum_dy, sum_dy_d, sum_d] = sums;
-            let (x, dy, k) = (&x[row.clone()], &dy[row], &shift[columns]);
+            let (x, dy, k) = (&x[row.clone()], &dy[row], &k[columns]);
             simd::add_shifted_grad_sums([sum_dy, sum_dy_d, sum_d], dy, x, k);
         }),
         _ => channel_sums(dims, |channel, at| {
-            simd::shifted_grad_sums(&dy[at.clone()], &x[at], shift[channel])
+            simd::shifted_grad_sums(&dy[at.clone()], &x[at], k[channel])
         }),
-    };
-    (shift, sums)
+    }
 }
 
 /// Writes `sample(out, range)` for every sample (`C * S` values, at `range` of the input), in
@@ -789,16 +799,7 @@ pub(crate) fn channel_affine_backward<T: Real>(
     if dims.len() == 0 {
         return nothing(dims.c);
     }
-    let sums = match dims.s {
-        1 => dense_sums(dims, |row, columns, sums: &mut [Vec<T>; 3]| {
-            let [sum_dy, sum_dy_d, sum_d] = sums;
-            let (x, dy, k) = (&x[row.clone()], &dy[row], &centre[columns]);
-            simd::add_shifted_grad_sums([sum_dy, sum_dy_d, sum_d], dy, x, k);
-        }),
-        _ => channel_sums(dims, |channel, at| {
-            simd::shifted_grad_sums(&dy[at.clone()], &x[at], centre[channel])
-        }),
-    };
+    let sums = shifted_channel_grad_sums(x, dy, centre, dims);
     let dscale = sums.iter().map(|s| T::from_f64(s[1])).collect();
     let dshift = sums.iter().map(|s| T::from_f64(s[0])).collect();
     let map = ChannelMap {

@@ -5,8 +5,8 @@ use burn::backend::Flex;
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{Bytes, DType};
 
-use super::FusedNormOps;
 use super::cpu::{self, Dims, Real};
+use super::{FusedNorm, FusedNormOps};
 use crate::kernel::ghost_chunks;
 
 /// The `[N, C, S]` of a rank-3 flex tensor.
@@ -45,74 +45,48 @@ fn outputs<T: Real>(
 }
 
 impl FusedNormOps for Flex {
-    fn fused_group_norm(
+    fn fused_norm(
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
-        groups: usize,
-        center: bool,
-        epsilon: f64,
+        norm: FusedNorm,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (x, gamma, beta) = (x.storage(), gamma.storage(), beta.storage());
-            let y_mean_var = cpu::group_norm::<T>(x, gamma, beta, d, groups, center, epsilon);
-            outputs(y_mean_var, d, d.n * groups, dtype)
+            match norm {
+                FusedNorm::Group(spec) => {
+                    let y_mean_var = cpu::group_norm::<T>(x, gamma, beta, d, spec);
+                    outputs(y_mean_var, d, d.n * spec.groups, dtype)
+                }
+                FusedNorm::Batch(spec) => {
+                    let chunks = ghost_chunks(d.n, d.s, Some(spec.ghost));
+                    let y_mean_var = cpu::batch_norm::<T>(x, gamma, beta, d, &chunks, spec.epsilon);
+                    outputs(y_mean_var, d, d.c * chunks.len(), dtype)
+                }
+            }
         })
     }
 
-    fn fused_group_norm_backward(
+    fn fused_norm_backward(
         x: FlexTensor,
         dy: FlexTensor,
         gamma: FlexTensor,
         var: FlexTensor,
-        groups: usize,
-        center: bool,
-        epsilon: f64,
+        norm: FusedNorm,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
-        crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (x, dy) = (x.storage(), dy.storage());
-            let (gamma, var) = (gamma.storage(), var.storage());
-            let grads =
-                cpu::group_norm_backward::<T>(x, dy, gamma, var, d, groups, center, epsilon);
-            outputs(grads, d, d.c, dtype)
-        })
-    }
-
-    fn fused_batch_norm(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        ghost: usize,
-        epsilon: f64,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
-        let (dtype, d) = (x.dtype(), dims(&x));
-        let chunks = ghost_chunks(d.n, d.s, Some(ghost));
-        crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (x, gamma, beta) = (x.storage(), gamma.storage(), beta.storage());
-            let y_mean_var = cpu::batch_norm::<T>(x, gamma, beta, d, &chunks, epsilon);
-            outputs(y_mean_var, d, d.c * chunks.len(), dtype)
-        })
-    }
-
-    fn fused_batch_norm_backward(
-        x: FlexTensor,
-        dy: FlexTensor,
-        gamma: FlexTensor,
-        var: FlexTensor,
-        ghost: usize,
-        epsilon: f64,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.to_contiguous());
-        let (dtype, d) = (x.dtype(), dims(&x));
-        let chunks = ghost_chunks(d.n, d.s, Some(ghost));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
             let (x, dy, gamma, var) = (x.storage(), dy.storage(), gamma.storage(), var.storage());
-            let grads = cpu::batch_norm_backward::<T>(x, dy, gamma, var, d, &chunks, epsilon);
+            let grads = match norm {
+                FusedNorm::Group(spec) => cpu::group_norm_backward::<T>(x, dy, gamma, var, d, spec),
+                FusedNorm::Batch(spec) => {
+                    let chunks = ghost_chunks(d.n, d.s, Some(spec.ghost));
+                    cpu::batch_norm_backward::<T>(x, dy, gamma, var, d, &chunks, spec.epsilon)
+                }
+            };
             outputs(grads, d, d.c, dtype)
         })
     }

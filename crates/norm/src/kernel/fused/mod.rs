@@ -23,6 +23,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use crate::Kernels;
+use crate::kernel::GroupSpec;
 
 /// True when `kernels` asks for the fused kernels and `x` lives on a backend with them (with or
 /// without autodiff) in a float type they handle: f32 or f64 on flex, f32 on the CubeCL backends
@@ -38,7 +39,7 @@ pub(crate) fn available(x: &Tensor<3>, kernels: Kernels) -> bool {
     kernels == Kernels::Fastest && on_backend
 }
 
-/// The fused ops. Every method has a twin `_backward`; the autodiff implementation wires them.
+/// The fused ops. Each has a twin `_backward`; the autodiff implementation wires them.
 /// On the CubeCL backends they run lazily through burn's fusion backend, which needs each
 /// output's shape up front (`cube::shapes`).
 #[backend_extension(
@@ -48,51 +49,25 @@ pub(crate) fn available(x: &Tensor<3>, kernels: Kernels) -> bool {
     Autodiff
 )]
 pub(crate) trait FusedNormOps: Backend {
-    /// Group norm of `x: [N, C, S]` -> `(y, mean, var)`, the statistics `[N * groups]`.
-    #[fusion(meta = |x, _gamma, _beta, groups, _center, _epsilon| cube::shapes::group_norm(x, *groups))]
-    fn fused_group_norm(
+    /// `x: [N, C, S]` normalized as `norm` says -> `(y, mean, var)`: for group norm the
+    /// statistics `[N * groups]`, for batch norm `[C]` per virtual batch, one after another.
+    #[fusion(meta = |x, gamma, _beta, norm| cube::shapes::norm(x, gamma, norm))]
+    fn fused_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        groups: usize,
-        center: bool,
-        epsilon: f64,
+        norm: FusedNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// `(dx, dgamma, dbeta)` of [`fused_group_norm`](FusedNormOps::fused_group_norm).
-    #[fusion(meta = |x, _dy, gamma, _var, _groups, _center, _epsilon| cube::shapes::channel_pair(x, gamma))]
-    fn fused_group_norm_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        var: FloatTensor<Self>,
-        groups: usize,
-        center: bool,
-        epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
-    /// Batch norm in training of `x: [N, C, S]` over virtual batches of `ghost` samples (at
-    /// least 1; `N` or more: the whole batch), cut as [`ghost_chunks`](crate::kernel::ghost_chunks)
-    /// cuts them -> `(y, mean, var)`, the statistics `[C]` per virtual batch, one after another.
-    #[fusion(meta = |x, gamma, _beta, ghost, _epsilon| cube::shapes::batch_norm(x, gamma, *ghost))]
-    fn fused_batch_norm(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        ghost: usize,
-        epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
-    /// `(dx, dgamma, dbeta)` of [`fused_batch_norm`](FusedNormOps::fused_batch_norm), the
+    /// `(dx, dgamma, dbeta)` of [`fused_norm`](FusedNormOps::fused_norm), batch norm's
     /// parameter gradients added up over the virtual batches.
-    #[fusion(meta = |x, _dy, gamma, _var, _ghost, _epsilon| cube::shapes::channel_pair(x, gamma))]
-    fn fused_batch_norm_backward(
+    #[fusion(meta = |x, _dy, gamma, _var, _norm| cube::shapes::channel_pair(x, gamma))]
+    fn fused_norm_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         var: FloatTensor<Self>,
-        ghost: usize,
-        epsilon: f64,
+        norm: FusedNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// `(x - centre[c]) * scale[c] + shift[c]` of `x: [N, C, S]`; no gradient reaches the
@@ -115,159 +90,137 @@ pub(crate) trait FusedNormOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// Registers the three gradients `(dx, dp, dq)` of an op with the parents `[x, p, q]` that
-/// require them.
-macro_rules! register {
-    ($backend:ty, $parents:expr, $grads:expr, $out:expr) => {{
-        let [x, p, q] = $parents;
-        let (dx, dp, dq) = $out;
-        for (parent, grad) in [(x, dx), (p, dp), (q, dq)] {
-            if let Some(node) = parent {
-                $grads.register::<$backend>(node.id, grad);
-            }
-        }
-    }};
+/// Batch norm in training over virtual batches of `ghost` samples (at least 1; `N` or more: the
+/// whole batch), cut as [`ghost_chunks`](crate::kernel::ghost_chunks) cuts them, with `epsilon`
+/// added to the variance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BatchSpec {
+    pub ghost: usize,
+    pub epsilon: f64,
 }
 
-/// The three outputs of a backward op as autodiff tensors (of any checkpointing strategy):
-/// gradients are not differentiated again (no second-order gradients through the fused ops).
+/// The norms the fused ops compute: statistics per group of each sample, or per channel over
+/// the (virtual) batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum FusedNorm {
+    Group(GroupSpec),
+    Batch(BatchSpec),
+}
+
+/// An op whose backward takes `x`, the output gradient and two saved tensors `(a, b)`, and gives
+/// the gradients of its three parents `[x, p, q]`: the saved pair is `(gamma, var)` for the
+/// norms, `(centre, scale)` for the channel affine map.
+trait FusedBackward: Copy + std::fmt::Debug + Send + Sync + 'static {
+    #[allow(clippy::type_complexity)]
+    fn backward<B: FusedNormOps>(
+        self,
+        x: FloatTensor<B>,
+        dy: FloatTensor<B>,
+        a: FloatTensor<B>,
+        b: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+}
+
+impl FusedBackward for FusedNorm {
+    fn backward<B: FusedNormOps>(
+        self,
+        x: FloatTensor<B>,
+        dy: FloatTensor<B>,
+        gamma: FloatTensor<B>,
+        var: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+        B::fused_norm_backward(x, dy, gamma, var, self)
+    }
+}
+
+/// The channel affine map's backward; it has no settings.
+#[derive(Debug, Clone, Copy)]
+struct ChannelAffine;
+
+impl FusedBackward for ChannelAffine {
+    fn backward<B: FusedNormOps>(
+        self,
+        x: FloatTensor<B>,
+        dy: FloatTensor<B>,
+        centre: FloatTensor<B>,
+        scale: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+        B::fused_channel_affine_backward(x, dy, centre, scale)
+    }
+}
+
+/// The autodiff node of every fused op: it keeps `(x, a, b)` and the op's settings, and hands
+/// the gradients of `[x, p, q]` to the parents that require them.
+#[derive(Debug)]
+struct FusedNode<Op>(Op);
+
+impl<B: Backend + FusedNormOps, Op: FusedBackward> Backward<B, 3> for FusedNode<Op> {
+    type State = (
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<B>(&ops.node);
+        let (x, a, b) = ops.state;
+        let (dx, dp, dq) = self.0.backward::<B>(x, dy, a, b);
+        let [x, p, q] = ops.parents;
+        for (parent, grad) in [(x, dx), (p, dp), (q, dq)] {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// The backward of a fused op called on autodiff tensors (as burn does for a second-order
+/// gradient): computed on the inner backend, and not differentiated again.
 #[allow(clippy::type_complexity)]
-fn untracked<B: Backend>(
-    (a, b, c): (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
+fn autodiff_backward<B: Backend + FusedNormOps, C: CheckpointStrategy, Op: FusedBackward>(
+    op: Op,
+    [x, dy, a, b]: [FloatTensor<Autodiff<B, C>>; 4],
 ) -> (
-    FloatTensor<Autodiff<B>>,
-    FloatTensor<Autodiff<B>>,
-    FloatTensor<Autodiff<B>>,
+    FloatTensor<Autodiff<B, C>>,
+    FloatTensor<Autodiff<B, C>>,
+    FloatTensor<Autodiff<B, C>>,
 ) {
-    let inner = <Autodiff<B> as AutodiffBackend>::from_inner;
-    (inner(a), inner(b), inner(c))
+    let [x, dy, a, b] = [x, dy, a, b].map(|t| t.into_primitive());
+    let (dx, dp, dq) = op.backward::<B>(x, dy, a, b);
+    let inner = <Autodiff<B, C> as AutodiffBackend>::from_inner;
+    (inner(dx), inner(dp), inner(dq))
 }
 
 impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff<B, C> {
-    fn fused_group_norm(
+    /// The inner backend's forward, and a [`FusedNode`] that keeps `(x, gamma, var)` when a
+    /// gradient is wanted. The statistics are not differentiated.
+    fn fused_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        groups: usize,
-        center: bool,
-        epsilon: f64,
+        norm: FusedNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        #[derive(Debug)]
-        struct GroupNormBackward;
-
-        impl<B: Backend + FusedNormOps> Backward<B, 3> for GroupNormBackward {
-            #[allow(clippy::type_complexity)]
-            type State = (
-                B::FloatTensorPrimitive,
-                B::FloatTensorPrimitive,
-                B::FloatTensorPrimitive,
-                usize,
-                bool,
-                f64,
-            );
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let dy = grads.consume::<B>(&ops.node);
-                let (x, gamma, var, groups, center, epsilon) = ops.state;
-                let out = B::fused_group_norm_backward(x, dy, gamma, var, groups, center, epsilon);
-                register!(B, ops.parents, grads, out);
-            }
-        }
-
-        let prepared = GroupNormBackward
+        let prepared = FusedNode(norm)
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
         let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
-        let (y, mean, var) =
-            B::fused_group_norm(x.clone(), gamma.clone(), beta, groups, center, epsilon);
+        let (y, mean, var) = B::fused_norm(x.clone(), gamma.clone(), beta, norm);
         let y = match prepared {
-            OpsKind::Tracked(prep) => {
-                let state = (x, gamma, var.clone(), groups, center, epsilon);
-                prep.finish(state, y)
-            }
+            OpsKind::Tracked(prep) => prep.finish((x, gamma, var.clone()), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(mean), Self::from_inner(var))
     }
 
-    fn fused_group_norm_backward(
+    fn fused_norm_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         var: FloatTensor<Self>,
-        groups: usize,
-        center: bool,
-        epsilon: f64,
+        norm: FusedNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.into_primitive());
-        untracked(B::fused_group_norm_backward(
-            x, dy, gamma, var, groups, center, epsilon,
-        ))
-    }
-
-    fn fused_batch_norm(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        ghost: usize,
-        epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        #[derive(Debug)]
-        struct BatchNormBackward;
-
-        impl<B: Backend + FusedNormOps> Backward<B, 3> for BatchNormBackward {
-            type State = (
-                B::FloatTensorPrimitive,
-                B::FloatTensorPrimitive,
-                B::FloatTensorPrimitive,
-                usize,
-                f64,
-            );
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let dy = grads.consume::<B>(&ops.node);
-                let (x, gamma, var, ghost, epsilon) = ops.state;
-                let out = B::fused_batch_norm_backward(x, dy, gamma, var, ghost, epsilon);
-                register!(B, ops.parents, grads, out);
-            }
-        }
-
-        let prepared = BatchNormBackward
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful();
-        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
-        let (y, mean, var) = B::fused_batch_norm(x.clone(), gamma.clone(), beta, ghost, epsilon);
-        let y = match prepared {
-            OpsKind::Tracked(prep) => prep.finish((x, gamma, var.clone(), ghost, epsilon), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
-        (y, Self::from_inner(mean), Self::from_inner(var))
-    }
-
-    fn fused_batch_norm_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        var: FloatTensor<Self>,
-        ghost: usize,
-        epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.into_primitive());
-        untracked(B::fused_batch_norm_backward(
-            x, dy, gamma, var, ghost, epsilon,
-        ))
+        autodiff_backward::<B, C, _>(norm, [x, dy, gamma, var])
     }
 
     fn fused_channel_affine(
@@ -276,30 +229,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         scale: FloatTensor<Self>,
         shift: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct ChannelAffineBackward;
-
-        impl<B: Backend + FusedNormOps> Backward<B, 3> for ChannelAffineBackward {
-            type State = (
-                B::FloatTensorPrimitive,
-                B::FloatTensorPrimitive,
-                B::FloatTensorPrimitive,
-            );
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let dy = grads.consume::<B>(&ops.node);
-                let (x, centre, scale) = ops.state;
-                let out = B::fused_channel_affine_backward(x, dy, centre, scale);
-                register!(B, ops.parents, grads, out);
-            }
-        }
-
-        let prepared = ChannelAffineBackward
+        let prepared = FusedNode(ChannelAffine)
             .prepare::<C>([x.node(), scale.node(), shift.node()])
             .compute_bound()
             .stateful();
@@ -317,8 +247,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         centre: FloatTensor<Self>,
         scale: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [x, dy, centre, scale] = [x, dy, centre, scale].map(|t| t.into_primitive());
-        untracked(B::fused_channel_affine_backward(x, dy, centre, scale))
+        autodiff_backward::<B, C, _>(ChannelAffine, [x, dy, centre, scale])
     }
 }
 
@@ -328,20 +257,16 @@ pub(crate) fn group_norm(
     x: Tensor<3>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
-    groups: usize,
-    center: bool,
-    epsilon: f64,
+    spec: GroupSpec,
 ) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
     let [n, _, _] = x.dims();
-    let (y, mean, var) = <Dispatch as FusedNormOps>::fused_group_norm(
+    let (y, mean, var) = <Dispatch as FusedNormOps>::fused_norm(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
-        groups,
-        center,
-        epsilon,
+        FusedNorm::Group(spec),
     );
-    let stats = |t| Tensor::<1>::from_dispatch(t).reshape([n, groups, 1]);
+    let stats = |t| Tensor::<1>::from_dispatch(t).reshape([n, spec.groups, 1]);
     (Tensor::from_dispatch(y), stats(mean), stats(var))
 }
 
@@ -355,12 +280,15 @@ pub(crate) fn batch_norm(
     epsilon: f64,
 ) -> (Tensor<3>, Tensor<1>, Tensor<1>) {
     let [n, _, _] = x.dims();
-    let (y, mean, var) = <Dispatch as FusedNormOps>::fused_batch_norm(
+    let batches = BatchSpec {
+        ghost: ghost.unwrap_or(n).max(1),
+        epsilon,
+    };
+    let (y, mean, var) = <Dispatch as FusedNormOps>::fused_norm(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
-        ghost.unwrap_or(n).max(1),
-        epsilon,
+        FusedNorm::Batch(batches),
     );
     (
         Tensor::from_dispatch(y),

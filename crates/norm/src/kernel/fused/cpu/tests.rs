@@ -197,9 +197,13 @@ fn group_norm_matches_f64_at_every_edge() {
         for groups in divisors(dims.c) {
             for center in [true, false] {
                 let what = format!("{dims:?}, {groups} groups, centred {center}");
-                let (y, mean, var) = group_norm(&x, &gamma, &beta, dims, groups, center, EPSILON);
-                let (dx, dgamma, dbeta) =
-                    group_norm_backward(&x, &dy, &gamma, &var, dims, groups, center, EPSILON);
+                let spec = GroupSpec {
+                    groups,
+                    center,
+                    epsilon: EPSILON,
+                };
+                let (y, mean, var) = group_norm(&x, &gamma, &beta, dims, spec);
+                let (dx, dgamma, dbeta) = group_norm_backward(&x, &dy, &gamma, &var, dims, spec);
                 if dims.len() == 0 {
                     assert!(y.is_empty() && dx.is_empty(), "{what}");
                     assert_eq!([mean.len(), var.len()], [dims.n * groups; 2], "{what}");
@@ -290,10 +294,15 @@ fn kernels_refuse_inputs_that_do_not_fit_their_dims() {
     let dims = Dims { n: 2, c: 3, s: 4 };
     let (x, _, gamma, beta) = inputs(dims);
     let short = &x[..x.len() - 1];
+    let groups = |groups| GroupSpec {
+        groups,
+        center: true,
+        epsilon: EPSILON,
+    };
     let refusals = [
-        std::panic::catch_unwind(|| group_norm(short, &gamma, &beta, dims, 1, true, EPSILON)),
-        std::panic::catch_unwind(|| group_norm(&x, &gamma[..2], &beta, dims, 1, true, EPSILON)),
-        std::panic::catch_unwind(|| group_norm(&x, &gamma, &beta, dims, 2, true, EPSILON)),
+        std::panic::catch_unwind(|| group_norm(short, &gamma, &beta, dims, groups(1))),
+        std::panic::catch_unwind(|| group_norm(&x, &gamma[..2], &beta, dims, groups(1))),
+        std::panic::catch_unwind(|| group_norm(&x, &gamma, &beta, dims, groups(2))),
         std::panic::catch_unwind(|| batch_norm(short, &gamma, &beta, dims, &[2], EPSILON)),
         std::panic::catch_unwind(|| batch_norm(&x, &gamma, &beta, dims, &[1], EPSILON)),
     ];

@@ -35,6 +35,53 @@ fn cube_sum<F: Float>(value: F, shared: &mut Shared<[F]>) -> F {
     total
 }
 
+/// Group norm's groups, `groups` per sample of `group_channels` channels and `spatial`
+/// positions each, and its epsilon.
+#[derive(CubeLaunch, CubeType)]
+pub struct Groups {
+    groups: u32,
+    group_channels: u32,
+    spatial: u32,
+    epsilon: f32,
+}
+
+#[cube]
+impl Groups {
+    /// The elements of `group` (of every sample's groups, one after another): one run.
+    fn set(&self, group: usize) -> Set {
+        let len = self.group_channels as usize * self.spatial as usize;
+        Set::contiguous(group * len, len)
+    }
+
+    /// The channel of the `i`-th element of `group`.
+    fn channel(&self, group: usize, i: usize) -> usize {
+        (group % self.groups as usize) * self.group_channels as usize + i / self.spatial as usize
+    }
+
+    /// `sqrt(var + epsilon)`.
+    fn std<F: Float>(&self, var: F) -> F {
+        (var + F::cast_from(self.epsilon)).sqrt()
+    }
+}
+
+/// Batch norm's virtual batches: `chunks` of `ghost` samples (the last one the rest) of
+/// `spatial` positions, and its epsilon.
+#[derive(CubeLaunch, CubeType)]
+pub struct VirtualBatches {
+    spatial: u32,
+    ghost: u32,
+    pub chunks: u32,
+    epsilon: f32,
+}
+
+#[cube]
+impl VirtualBatches {
+    /// `sqrt(var + epsilon)`.
+    fn std<F: Float>(&self, var: F) -> F {
+        (var + F::cast_from(self.epsilon)).sqrt()
+    }
+}
+
 /// The elements a cube reduces: `count` of them in runs of `run` contiguous elements, one run
 /// every `stride` from `start`. A group of one sample is a single run; a channel over the batch
 /// is `N` runs of `S`, `C * S` apart.
@@ -70,21 +117,19 @@ impl Set {
     }
 
     /// `channel` of `x: [N, C, S]` (`len` elements in all) over the positions and the samples
-    /// of virtual batch `chunk` of `chunks`: `ghost` samples each, the last one the rest.
+    /// of virtual batch `chunk` of `batches`.
     fn virtual_batch(
         channel: usize,
         channels: usize,
-        spatial: u32,
         len: usize,
-        ghost: u32,
+        batches: &VirtualBatches,
         chunk: u32,
-        chunks: u32,
     ) -> Set {
-        let spatial = spatial as usize;
+        let spatial = batches.spatial as usize;
         let samples = len / (channels * spatial);
-        let first = (chunk * ghost) as usize;
-        let mut size = ghost as usize;
-        if chunk + 1 == chunks {
+        let first = (chunk * batches.ghost) as usize;
+        let mut size = batches.ghost as usize;
+        if chunk + 1 == batches.chunks {
             size = samples - first;
         }
         Set {
@@ -167,9 +212,8 @@ fn set_variance<F: Float>(
 }
 
 /// Group norm, one cube per group of a sample: `y`, and each group's mean and (biased) variance
-/// (the mean square when not `center`ed). `groups` per sample, `group_channels` channels each.
+/// (the mean square when not `center`ed).
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn group_norm<F: Float>(
     x: &Tensor<F>,
     gamma: &Tensor<F>,
@@ -177,10 +221,7 @@ pub fn group_norm<F: Float>(
     y: &mut Tensor<F>,
     mean_out: &mut Tensor<F>,
     var_out: &mut Tensor<F>,
-    groups: u32,
-    group_channels: u32,
-    spatial: u32,
-    epsilon: f32,
+    groups: Groups,
     #[comptime] center: bool,
     #[comptime] block: usize,
     #[define(F)] _dtype: ElemType,
@@ -189,22 +230,17 @@ pub fn group_norm<F: Float>(
     if group >= mean_out.len() {
         terminate!();
     }
-    let spatial = spatial as usize;
-    let len = group_channels as usize * spatial;
-    let start = group * len;
-    let first_channel = (group % groups as usize) * group_channels as usize;
     let mut shared = Shared::<[F]>::new_slice(block);
-
-    let set = Set::contiguous(start, len);
+    let set = groups.set(group);
     let (shift, offset) = set_centre::<F>(x, &set, &mut shared, center);
     let var = set_variance::<F>(x, &set, shift, offset, &mut shared);
-    let inv_std = F::new(1.0) / (var + F::cast_from(epsilon)).sqrt();
+    let inv_std = F::new(1.0) / groups.std::<F>(var);
 
     let mut i = UNIT_POS as usize;
-    while i < len {
-        let channel = first_channel + i / spatial;
-        let x_hat = ((x[start + i] - shift) - offset) * inv_std;
-        y[start + i] = x_hat * gamma[channel] + beta[channel];
+    while i < set.count {
+        let channel = groups.channel(group, i);
+        let x_hat = ((x[set.start + i] - shift) - offset) * inv_std;
+        y[set.start + i] = x_hat * gamma[channel] + beta[channel];
         i += block;
     }
     if UNIT_POS == 0 {
@@ -227,10 +263,7 @@ pub fn group_norm_input_grad<F: Float>(
     dx: &mut Tensor<F>,
     shift_out: &mut Tensor<F>,
     offset_out: &mut Tensor<F>,
-    groups: u32,
-    group_channels: u32,
-    spatial: u32,
-    epsilon: f32,
+    groups: Groups,
     #[comptime] center: bool,
     #[comptime] block: usize,
     #[define(F)] _dtype: ElemType,
@@ -239,20 +272,16 @@ pub fn group_norm_input_grad<F: Float>(
     if group >= var.len() {
         terminate!();
     }
-    let spatial = spatial as usize;
-    let len = group_channels as usize * spatial;
-    let start = group * len;
-    let first_channel = (group % groups as usize) * group_channels as usize;
-    let count = F::cast_from(len);
     let mut shared = Shared::<[F]>::new_slice(block);
-
-    let (shift, offset) = set_centre::<F>(x, &Set::contiguous(start, len), &mut shared, center);
-    let inv_std = F::new(1.0) / (var[group] + F::cast_from(epsilon)).sqrt();
+    let set = groups.set(group);
+    let (start, count) = (set.start, F::cast_from(set.count));
+    let (shift, offset) = set_centre::<F>(x, &set, &mut shared, center);
+    let inv_std = F::new(1.0) / groups.std::<F>(var[group]);
     let mut sum_g = F::new(0.0);
     let mut sum_g_x_hat = F::new(0.0);
     let mut i = UNIT_POS as usize;
-    while i < len {
-        let g = dy[start + i] * gamma[first_channel + i / spatial];
+    while i < set.count {
+        let g = dy[start + i] * gamma[groups.channel(group, i)];
         sum_g += g;
         sum_g_x_hat += g * ((x[start + i] - shift) - offset) * inv_std;
         i += block;
@@ -264,8 +293,8 @@ pub fn group_norm_input_grad<F: Float>(
     let mean_g_x_hat = cube_sum::<F>(sum_g_x_hat, &mut shared) / count;
 
     let mut i = UNIT_POS as usize;
-    while i < len {
-        let g = dy[start + i] * gamma[first_channel + i / spatial];
+    while i < set.count {
+        let g = dy[start + i] * gamma[groups.channel(group, i)];
         let x_hat = ((x[start + i] - shift) - offset) * inv_std;
         dx[start + i] = (g - mean_g - x_hat * mean_g_x_hat) * inv_std;
         i += block;
@@ -288,10 +317,7 @@ pub fn group_norm_params<F: Float>(
     var: &Tensor<F>,
     dgamma: &mut Tensor<F>,
     dbeta: &mut Tensor<F>,
-    groups: u32,
-    group_channels: u32,
-    spatial: u32,
-    epsilon: f32,
+    groups: Groups,
     #[comptime] block: usize,
     #[define(F)] _dtype: ElemType,
 ) {
@@ -299,8 +325,8 @@ pub fn group_norm_params<F: Float>(
     if channel >= dgamma.len() {
         terminate!();
     }
-    let set = Set::channel(channel, dgamma.len(), spatial, x.len());
-    let group_in_sample = channel / group_channels as usize;
+    let set = Set::channel(channel, dgamma.len(), groups.spatial, x.len());
+    let group_in_sample = channel / groups.group_channels as usize;
     let mut shared = Shared::<[F]>::new_slice(block);
 
     let mut sum_dy = F::new(0.0);
@@ -308,9 +334,9 @@ pub fn group_norm_params<F: Float>(
     let mut i = UNIT_POS as usize;
     while i < set.count {
         let at = set.at(i);
-        let stat = (i / set.run) * groups as usize + group_in_sample;
+        let stat = (i / set.run) * groups.groups as usize + group_in_sample;
         let centred = (x[at] - shift[stat]) - offset[stat];
-        let x_hat = centred / (var[stat] + F::cast_from(epsilon)).sqrt();
+        let x_hat = centred / groups.std::<F>(var[stat]);
         sum_dy += dy[at];
         sum_dy_x_hat += dy[at] * x_hat;
         i += block;
@@ -330,10 +356,7 @@ pub fn batch_norm<F: Float>(
     y: &mut Tensor<F>,
     mean_out: &mut Tensor<F>,
     var_out: &mut Tensor<F>,
-    spatial: u32,
-    ghost: u32,
-    chunks: u32,
-    epsilon: f32,
+    batches: VirtualBatches,
     #[comptime] block: usize,
     #[define(F)] _dtype: ElemType,
 ) {
@@ -344,11 +367,11 @@ pub fn batch_norm<F: Float>(
     }
     let mut shared = Shared::<[F]>::new_slice(block);
     let mut chunk = 0u32;
-    while chunk < chunks {
-        let set = Set::virtual_batch(channel, channels, spatial, x.len(), ghost, chunk, chunks);
+    while chunk < batches.chunks {
+        let set = Set::virtual_batch(channel, channels, x.len(), &batches, chunk);
         let (shift, offset) = set_centre::<F>(x, &set, &mut shared, true);
         let var = set_variance::<F>(x, &set, shift, offset, &mut shared);
-        let scale = gamma[channel] / (var + F::cast_from(epsilon)).sqrt();
+        let scale = gamma[channel] / batches.std::<F>(var);
 
         let mut i = UNIT_POS as usize;
         while i < set.count {
@@ -379,10 +402,7 @@ pub fn batch_norm_grads<F: Float>(
     dx: &mut Tensor<F>,
     dgamma: &mut Tensor<F>,
     dbeta: &mut Tensor<F>,
-    spatial: u32,
-    ghost: u32,
-    chunks: u32,
-    epsilon: f32,
+    batches: VirtualBatches,
     #[comptime] block: usize,
     #[define(F)] _dtype: ElemType,
 ) {
@@ -394,13 +414,13 @@ pub fn batch_norm_grads<F: Float>(
     let mut shared = Shared::<[F]>::new_slice(block);
     let mut total_dy = F::new(0.0);
     let mut total_dy_x_hat = F::new(0.0);
-    let mut chunk = chunks;
+    let mut chunk = batches.chunks;
     while chunk > 0 {
         chunk -= 1;
-        let set = Set::virtual_batch(channel, channels, spatial, x.len(), ghost, chunk, chunks);
+        let set = Set::virtual_batch(channel, channels, x.len(), &batches, chunk);
         let (shift, offset) = set_centre::<F>(x, &set, &mut shared, true);
         let stat = chunk as usize * channels + channel;
-        let inv_std = F::new(1.0) / (var[stat] + F::cast_from(epsilon)).sqrt();
+        let inv_std = F::new(1.0) / batches.std::<F>(var[stat]);
         let mut sum_dy = F::new(0.0);
         let mut sum_dy_x_hat = F::new(0.0);
         let mut i = UNIT_POS as usize;

@@ -14,8 +14,8 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 use cubecl::server::CubeCountSelection;
 
-use super::FusedNormOps;
-use crate::kernel::ghost_chunks;
+use super::{BatchSpec, FusedNorm, FusedNormOps};
+use crate::kernel::{GroupSpec, ghost_chunks};
 
 /// Units per cube of the reduction kernels: every GPU runs 256, and a cube of one group or
 /// channel rarely has fewer elements.
@@ -26,21 +26,24 @@ pub(super) mod shapes {
     use burn::backend::fusion::custom::TensorSpec;
     use burn::tensor::Shape;
 
-    /// Group norm: `y` like `x: [N, C, S]`, the statistics `[N * groups]`.
-    pub fn group_norm(x: &TensorSpec, groups: usize) -> (TensorSpec, TensorSpec, TensorSpec) {
-        let stats = TensorSpec::new(Shape::new([x.shape[0] * groups]), x.dtype);
-        (x.clone(), stats.clone(), stats)
-    }
+    use super::FusedNorm;
+    use crate::kernel::ghost_chunks;
 
-    /// Batch norm over virtual batches of `ghost`: `y` like `x: [N, C, S]`, the statistics
-    /// `[C]` per virtual batch.
-    pub fn batch_norm(
+    /// `y` like `x: [N, C, S]`, and the statistics: `[N * groups]` for group norm, `[C]` per
+    /// virtual batch for batch norm.
+    pub fn norm(
         x: &TensorSpec,
         gamma: &TensorSpec,
-        ghost: usize,
+        norm: &FusedNorm,
     ) -> (TensorSpec, TensorSpec, TensorSpec) {
-        let chunks = crate::kernel::ghost_chunks(x.shape[0], x.shape[2], Some(ghost)).len();
-        let stats = TensorSpec::new(Shape::new([gamma.shape[0] * chunks]), x.dtype);
+        let sets = match norm {
+            FusedNorm::Group(spec) => x.shape[0] * spec.groups,
+            FusedNorm::Batch(spec) => {
+                let chunks = ghost_chunks(x.shape[0], x.shape[2], Some(spec.ghost));
+                gamma.shape[0] * chunks.len()
+            }
+        };
+        let stats = TensorSpec::new(Shape::new([sets]), x.dtype);
         (x.clone(), stats.clone(), stats)
     }
 
@@ -81,185 +84,191 @@ fn outputs(x: &CubeTensor, sets: u32) -> (CubeTensor, CubeTensor, CubeTensor) {
     )
 }
 
-/// The samples per virtual batch and the number of virtual batches that batch norm with
-/// `ghost` cuts `x` into (see [`ghost_chunks`]).
-fn virtual_batches(x: &CubeTensor, ghost: usize) -> (u32, u32) {
-    let [n, _, s] = dims(x).map(|d| d as usize);
-    let chunks = ghost_chunks(n, s, Some(ghost)).len();
-    let ghost = ghost.min(n);
-    [ghost, chunks]
-        .map(|v| u32::try_from(v).expect("norm dimension over u32"))
-        .into()
-}
-
 /// One cube of [`BLOCK`] units for each of `sets` reductions.
 fn per_set(x: &CubeTensor, sets: u32) -> (CubeCount, CubeDim) {
     let count = CubeCountSelection::new(&x.client, sets).cube_count();
     (count, CubeDim::new_1d(BLOCK as u32))
 }
 
+/// [`kernels::Groups`] of `x: [N, C, S]` for `spec`.
+fn groups(x: &CubeTensor, spec: GroupSpec) -> kernels::GroupsLaunch {
+    let [_, c, s] = dims(x);
+    let groups = spec.groups as u32;
+    kernels::GroupsLaunch::new(groups, c / groups, s, spec.epsilon as f32)
+}
+
+/// [`kernels::VirtualBatches`] of `x: [N, C, S]` for `spec`, cut as [`ghost_chunks`] cuts them.
+fn virtual_batches(x: &CubeTensor, spec: BatchSpec) -> kernels::VirtualBatchesLaunch {
+    let [n, _, s] = dims(x).map(|d| d as usize);
+    let chunks = ghost_chunks(n, s, Some(spec.ghost)).len();
+    let [spatial, ghost, chunks] =
+        [s, spec.ghost.min(n), chunks].map(|v| u32::try_from(v).expect("norm dimension over u32"));
+    kernels::VirtualBatchesLaunch::new(spatial, ghost, chunks, spec.epsilon as f32)
+}
+
+/// [`FusedNormOps::fused_norm`] for group norm, `x` contiguous.
+fn group_norm(
+    x: CubeTensor,
+    gamma: CubeTensor,
+    beta: CubeTensor,
+    spec: GroupSpec,
+) -> (CubeTensor, CubeTensor, CubeTensor) {
+    let sets = dims(&x)[0] * spec.groups as u32;
+    let (y, mean, var) = outputs(&x, sets);
+    let (count, dim) = per_set(&x, sets);
+    kernels::group_norm::launch(
+        &x.client.clone(),
+        count,
+        dim,
+        x.clone().into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        beta.into_tensor_arg(),
+        y.clone().into_tensor_arg(),
+        mean.clone().into_tensor_arg(),
+        var.clone().into_tensor_arg(),
+        groups(&x, spec),
+        spec.center,
+        BLOCK,
+        dtype_to_storage_type(x.dtype),
+    );
+    (y, mean, var)
+}
+
+/// [`FusedNormOps::fused_norm_backward`] for group norm, the tensors contiguous.
+fn group_norm_backward(
+    x: CubeTensor,
+    dy: CubeTensor,
+    gamma: CubeTensor,
+    var: CubeTensor,
+    spec: GroupSpec,
+) -> (CubeTensor, CubeTensor, CubeTensor) {
+    let [n, c, _] = dims(&x);
+    let sets = n * spec.groups as u32;
+    let client = x.client.clone();
+    let dtype = dtype_to_storage_type(x.dtype);
+
+    let (dx, shift, offset) = outputs(&x, sets);
+    let (count, dim) = per_set(&x, sets);
+    kernels::group_norm_input_grad::launch(
+        &client,
+        count,
+        dim,
+        x.clone().into_tensor_arg(),
+        dy.clone().into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        var.clone().into_tensor_arg(),
+        dx.clone().into_tensor_arg(),
+        shift.clone().into_tensor_arg(),
+        offset.clone().into_tensor_arg(),
+        groups(&x, spec),
+        spec.center,
+        BLOCK,
+        dtype,
+    );
+
+    let (dgamma, dbeta) = (empty(&x, [c as usize]), empty(&x, [c as usize]));
+    let (count, dim) = per_set(&x, c);
+    kernels::group_norm_params::launch(
+        &client,
+        count,
+        dim,
+        x.clone().into_tensor_arg(),
+        dy.into_tensor_arg(),
+        shift.into_tensor_arg(),
+        offset.into_tensor_arg(),
+        var.into_tensor_arg(),
+        dgamma.clone().into_tensor_arg(),
+        dbeta.clone().into_tensor_arg(),
+        groups(&x, spec),
+        BLOCK,
+        dtype,
+    );
+    (dx, dgamma, dbeta)
+}
+
+/// [`FusedNormOps::fused_norm`] for batch norm, `x` contiguous.
+fn batch_norm(
+    x: CubeTensor,
+    gamma: CubeTensor,
+    beta: CubeTensor,
+    spec: BatchSpec,
+) -> (CubeTensor, CubeTensor, CubeTensor) {
+    let c = dims(&x)[1];
+    let batches = virtual_batches(&x, spec);
+    let (y, mean, var) = outputs(&x, c * batches.chunks);
+    let (count, dim) = per_set(&x, c);
+    kernels::batch_norm::launch(
+        &x.client.clone(),
+        count,
+        dim,
+        x.clone().into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        beta.into_tensor_arg(),
+        y.clone().into_tensor_arg(),
+        mean.clone().into_tensor_arg(),
+        var.clone().into_tensor_arg(),
+        batches,
+        BLOCK,
+        dtype_to_storage_type(x.dtype),
+    );
+    (y, mean, var)
+}
+
+/// [`FusedNormOps::fused_norm_backward`] for batch norm, the tensors contiguous.
+fn batch_norm_backward(
+    x: CubeTensor,
+    dy: CubeTensor,
+    gamma: CubeTensor,
+    var: CubeTensor,
+    spec: BatchSpec,
+) -> (CubeTensor, CubeTensor, CubeTensor) {
+    let c = dims(&x)[1];
+    let (dx, dgamma, dbeta) = outputs(&x, c);
+    let (count, dim) = per_set(&x, c);
+    kernels::batch_norm_grads::launch(
+        &x.client.clone(),
+        count,
+        dim,
+        x.clone().into_tensor_arg(),
+        dy.into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        var.into_tensor_arg(),
+        dx.clone().into_tensor_arg(),
+        dgamma.clone().into_tensor_arg(),
+        dbeta.clone().into_tensor_arg(),
+        virtual_batches(&x, spec),
+        BLOCK,
+        dtype_to_storage_type(x.dtype),
+    );
+    (dx, dgamma, dbeta)
+}
+
 impl FusedNormOps for CubeBackend {
-    fn fused_group_norm(
+    fn fused_norm(
         x: CubeTensor,
         gamma: CubeTensor,
         beta: CubeTensor,
-        groups: usize,
-        center: bool,
-        epsilon: f64,
+        norm: FusedNorm,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
         let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
-        let [n, c, s] = dims(&x);
-        let groups = groups as u32;
-        let (y, mean, var) = outputs(&x, n * groups);
-        let (count, dim) = per_set(&x, n * groups);
-        let dtype = dtype_to_storage_type(x.dtype);
-        kernels::group_norm::launch(
-            &x.client.clone(),
-            count,
-            dim,
-            x.into_tensor_arg(),
-            gamma.into_tensor_arg(),
-            beta.into_tensor_arg(),
-            y.clone().into_tensor_arg(),
-            mean.clone().into_tensor_arg(),
-            var.clone().into_tensor_arg(),
-            groups,
-            c / groups,
-            s,
-            epsilon as f32,
-            center,
-            BLOCK,
-            dtype,
-        );
-        (y, mean, var)
+        match norm {
+            FusedNorm::Group(spec) => group_norm(x, gamma, beta, spec),
+            FusedNorm::Batch(spec) => batch_norm(x, gamma, beta, spec),
+        }
     }
 
-    fn fused_group_norm_backward(
+    fn fused_norm_backward(
         x: CubeTensor,
         dy: CubeTensor,
         gamma: CubeTensor,
         var: CubeTensor,
-        groups: usize,
-        center: bool,
-        epsilon: f64,
+        norm: FusedNorm,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
         let [x, dy, gamma, var] = [x, dy, gamma, var].map(into_contiguous);
-        let [n, c, s] = dims(&x);
-        let groups = groups as u32;
-        let client = x.client.clone();
-        let dtype = dtype_to_storage_type(x.dtype);
-
-        let (dx, shift, offset) = outputs(&x, n * groups);
-        let (count, dim) = per_set(&x, n * groups);
-        kernels::group_norm_input_grad::launch(
-            &client,
-            count,
-            dim,
-            x.clone().into_tensor_arg(),
-            dy.clone().into_tensor_arg(),
-            gamma.into_tensor_arg(),
-            var.clone().into_tensor_arg(),
-            dx.clone().into_tensor_arg(),
-            shift.clone().into_tensor_arg(),
-            offset.clone().into_tensor_arg(),
-            groups,
-            c / groups,
-            s,
-            epsilon as f32,
-            center,
-            BLOCK,
-            dtype,
-        );
-
-        let (dgamma, dbeta) = (empty(&x, [c as usize]), empty(&x, [c as usize]));
-        let (count, dim) = per_set(&x, c);
-        kernels::group_norm_params::launch(
-            &client,
-            count,
-            dim,
-            x.into_tensor_arg(),
-            dy.into_tensor_arg(),
-            shift.into_tensor_arg(),
-            offset.into_tensor_arg(),
-            var.into_tensor_arg(),
-            dgamma.clone().into_tensor_arg(),
-            dbeta.clone().into_tensor_arg(),
-            groups,
-            c / groups,
-            s,
-            epsilon as f32,
-            BLOCK,
-            dtype,
-        );
-        (dx, dgamma, dbeta)
-    }
-
-    fn fused_batch_norm(
-        x: CubeTensor,
-        gamma: CubeTensor,
-        beta: CubeTensor,
-        ghost: usize,
-        epsilon: f64,
-    ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
-        let [_, c, s] = dims(&x);
-        let (ghost, chunks) = virtual_batches(&x, ghost);
-        let (y, mean, var) = outputs(&x, c * chunks);
-        let (count, dim) = per_set(&x, c);
-        let dtype = dtype_to_storage_type(x.dtype);
-        kernels::batch_norm::launch(
-            &x.client.clone(),
-            count,
-            dim,
-            x.into_tensor_arg(),
-            gamma.into_tensor_arg(),
-            beta.into_tensor_arg(),
-            y.clone().into_tensor_arg(),
-            mean.clone().into_tensor_arg(),
-            var.clone().into_tensor_arg(),
-            s,
-            ghost,
-            chunks,
-            epsilon as f32,
-            BLOCK,
-            dtype,
-        );
-        (y, mean, var)
-    }
-
-    fn fused_batch_norm_backward(
-        x: CubeTensor,
-        dy: CubeTensor,
-        gamma: CubeTensor,
-        var: CubeTensor,
-        ghost: usize,
-        epsilon: f64,
-    ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let [x, dy, gamma, var] = [x, dy, gamma, var].map(into_contiguous);
-        let [_, c, s] = dims(&x);
-        let (ghost, chunks) = virtual_batches(&x, ghost);
-        let (dx, dgamma, dbeta) = outputs(&x, c);
-        let (count, dim) = per_set(&x, c);
-        let dtype = dtype_to_storage_type(x.dtype);
-        kernels::batch_norm_grads::launch(
-            &x.client.clone(),
-            count,
-            dim,
-            x.into_tensor_arg(),
-            dy.into_tensor_arg(),
-            gamma.into_tensor_arg(),
-            var.into_tensor_arg(),
-            dx.clone().into_tensor_arg(),
-            dgamma.clone().into_tensor_arg(),
-            dbeta.clone().into_tensor_arg(),
-            s,
-            ghost,
-            chunks,
-            epsilon as f32,
-            BLOCK,
-            dtype,
-        );
-        (dx, dgamma, dbeta)
+        match norm {
+            FusedNorm::Group(spec) => group_norm_backward(x, dy, gamma, var, spec),
+            FusedNorm::Batch(spec) => batch_norm_backward(x, dy, gamma, var, spec),
+        }
     }
 
     fn fused_channel_affine(
