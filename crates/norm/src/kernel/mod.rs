@@ -9,6 +9,7 @@ mod moments;
 mod online;
 
 use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
 use burn::tensor::module::{BatchNormTrainOutput, batch_norm, batch_norm_train};
 
 use crate::Kernels;
@@ -105,6 +106,34 @@ fn composed_group_norm(
         count: stats.count,
     };
     (out, stats)
+}
+
+/// EvoNorm-S0 of `x: [N, C, S]`: `x * sigmoid(v x)` divided by the standard deviation of each
+/// group of `spec` (always centred), then `affine`; on the fused kernel where `kernels` and the
+/// backend allow, composed for padded input and elsewhere.
+pub(crate) fn evonorm_s0(
+    x: Tensor<3>,
+    weights: Option<Tensor<3>>,
+    v: Tensor<1>,
+    spec: GroupSpec,
+    affine: Option<&Affine>,
+    kernels: Kernels,
+) -> Tensor<3> {
+    let [n, c, s] = x.dims();
+    if weights.is_none() && fused::evonorm::available(&x, kernels) {
+        let (gamma, beta) = affine_or_identity(affine, c, &x.device());
+        return fused::evonorm::evonorm_s0(x, [v, gamma, beta], spec);
+    }
+    let grouped = [n, spec.groups, c / spec.groups * s];
+    let weights = weights.map(|w| w.expand([n, c, s]).reshape(grouped));
+    let stats = moments(x.clone().reshape(grouped), weights, &[2]);
+    let std = (stats.var + spec.epsilon).sqrt();
+    let gated = x.clone() * sigmoid(v.reshape([1, c, 1]) * x);
+    let y = (gated.reshape(grouped) / std).reshape([n, c, s]);
+    match affine {
+        Some(affine) => affine.apply(y),
+        None => y,
+    }
 }
 
 /// `gamma` and `beta` of `affine`, or ones and zeros without one.

@@ -185,3 +185,57 @@ fn composed_kernels_take_the_composed_path() {
     assert_ne!(fused, composed);
     assert_eq!(run(Kernels::Composed), composed);
 }
+
+#[test]
+fn evonorm_s0_kernel_matches_the_composed_ops() {
+    for shape in SHAPES {
+        let c = shape[1];
+        let groups = (1..=c).rev().find(|g| c % g == 0 && c / g >= 2 && *g <= 8);
+        // A group of a single value has no variance: the layer refuses it.
+        for groups in [Some(1), groups].into_iter().flatten() {
+            let device = device();
+            device.seed(shape.iter().product::<usize>() as u64);
+            let x = input(shape, &device);
+            let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let parameter =
+                |low, high| Tensor::<1>::random([c], Distribution::Uniform(low, high), &device);
+            let params = [
+                parameter(-2.0, 2.0),
+                parameter(0.5, 1.5),
+                parameter(-1.0, 1.0),
+            ];
+            let spec = GroupSpec {
+                groups,
+                center: true,
+                epsilon: 1e-5,
+            };
+            let run = |kernels| {
+                let x = x.clone().require_grad();
+                let [v, gamma, beta] = params.clone().map(|p| p.require_grad());
+                let affine = Affine::new(gamma.clone(), beta.clone()).expect("affine");
+                let y = evonorm_s0(x.clone(), None, v.clone(), spec, Some(&affine), kernels);
+                let grads = (y.clone() * dy.clone()).sum().backward();
+                let as_3d = |t: Tensor<1>| t.reshape([1, 1, -1]);
+                let grad = |p: &Tensor<1>| as_3d(p.grad(&grads).expect("parameter gradient"));
+                let x_grad = x.grad(&grads).expect("input gradient");
+                [y.inner(), x_grad, grad(&v), grad(&gamma), grad(&beta)]
+            };
+            let names = [
+                "output",
+                "input gradient",
+                "v gradient",
+                "gamma gradient",
+                "beta gradient",
+            ];
+            let fused = run(Kernels::Fastest);
+            let composed = run(Kernels::Composed);
+            for ((what, got), want) in names.iter().zip(fused).zip(composed) {
+                relative_error(
+                    &format!("EvoNorm-S0, {groups} groups, on {shape:?}: {what}"),
+                    got,
+                    want,
+                );
+            }
+        }
+    }
+}

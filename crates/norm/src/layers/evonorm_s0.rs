@@ -2,13 +2,11 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::sigmoid;
 use serde::{Deserialize, Serialize};
 
 use crate::NormError;
-use crate::affine::apply_affine;
 use crate::family::Family;
-use crate::kernel::moments;
+use crate::kernel::{GroupSpec, evonorm_s0};
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common, invalid};
 
@@ -117,14 +115,19 @@ impl Family for EvoNormS0 {
 
     /// `x: [N, C, S] -> [N, C, S]`, the standard deviation per (sample, group).
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
-        let [n, c, s] = x.dims();
-        let grouped = [n, self.groups, c / self.groups * s];
-        let weights = weights.map(|w| w.expand([n, c, s]).reshape(grouped));
-        let stats = moments(x.clone().reshape(grouped), weights, &[2]);
-        let std = (stats.var + self.parts.epsilon).sqrt();
-        let v = self.v.val().reshape([1, c, 1]);
-        let gated = x.clone() * sigmoid(v * x);
-        let y = (gated.reshape(grouped) / std).reshape([n, c, s]);
-        Ok(apply_affine(&self.parts.affine, y))
+        let spec = GroupSpec {
+            groups: self.groups,
+            center: true,
+            epsilon: self.parts.epsilon,
+        };
+        let affine = self.parts.affine.as_ref();
+        Ok(evonorm_s0(
+            x,
+            weights,
+            self.v.val(),
+            spec,
+            affine,
+            self.parts.kernels,
+        ))
     }
 }

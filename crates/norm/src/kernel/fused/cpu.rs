@@ -6,12 +6,15 @@
 //! not eat the variance's digits. Every reduction has a fixed order that depends on the shape
 //! alone, so results do not depend on the number of threads or on scheduling.
 
+mod evonorm;
+
 use std::mem::{ManuallyDrop, MaybeUninit};
 
 use rayon::prelude::*;
 
 use super::simd::{self, Lanes};
 use crate::kernel::GroupSpec;
+pub(crate) use evonorm::{evonorm_s0, evonorm_s0_backward};
 
 /// The float types the kernels run on.
 pub(crate) trait Real: Lanes + Send + Sync + bytemuck::Pod + 'static {

@@ -6,8 +6,9 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{Bytes, DType};
 
 use super::cpu::{self, Dims, Real};
+use super::evonorm::EvoNormOps;
 use super::{FusedNorm, FusedNormOps};
-use crate::kernel::ghost_chunks;
+use crate::kernel::{GroupSpec, ghost_chunks};
 
 /// The `[N, C, S]` of a rank-3 flex tensor.
 fn dims(x: &FlexTensor) -> Dims {
@@ -119,6 +120,51 @@ impl FusedNormOps for Flex {
             let grads =
                 cpu::channel_affine_backward::<T>(x, dy, centre.storage(), scale.storage(), d);
             outputs(grads, d, d.c, dtype)
+        })
+    }
+}
+
+impl EvoNormOps for Flex {
+    fn fused_evonorm_s0(
+        x: FlexTensor,
+        v: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        spec: GroupSpec,
+    ) -> (FlexTensor, FlexTensor) {
+        let [x, v, gamma, beta] = [x, v, gamma, beta].map(|t| t.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let per_channel = [v.storage(), gamma.storage(), beta.storage()];
+            let (y, var) = cpu::evonorm_s0::<T>(x.storage(), per_channel, d, spec);
+            (
+                tensor(y, &[d.n, d.c, d.s], dtype),
+                tensor(var, &[d.n * spec.groups], dtype),
+            )
+        })
+    }
+
+    fn fused_evonorm_s0_backward(
+        x: FlexTensor,
+        dy: FlexTensor,
+        v: FlexTensor,
+        gamma: FlexTensor,
+        var: FlexTensor,
+        spec: GroupSpec,
+    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+        let [x, dy, v, gamma, var] = [x, dy, v, gamma, var].map(|t| t.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let per_channel = [v.storage(), gamma.storage(), var.storage()];
+            let [dx, dv, dgamma, dbeta] =
+                cpu::evonorm_s0_backward::<T>(x.storage(), dy.storage(), per_channel, d, spec);
+            let channel = |values| tensor(values, &[d.c], dtype);
+            (
+                tensor(dx, &[d.n, d.c, d.s], dtype),
+                channel(dv),
+                channel(dgamma),
+                channel(dbeta),
+            )
         })
     }
 }

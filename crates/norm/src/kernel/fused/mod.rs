@@ -8,6 +8,7 @@
 mod cpu;
 #[cfg(feature = "wgpu")]
 mod cube;
+pub(crate) mod evonorm;
 mod flex;
 mod simd;
 

@@ -27,19 +27,116 @@ const PARTIALS: usize = 16;
 
 /// What the vector loops need of a float type.
 pub(crate) trait Lanes: Scalar + VAdd + VSub + VMul {
+    const ONE: Self;
+
     fn to_f64(self) -> f64;
+
+    /// `1 / (1 + exp(-self))`, with the same bits as every lane of [`Lanes::sigmoid_lanes`].
+    fn sigmoid(self) -> Self;
+
+    /// [`Lanes::sigmoid`] of every lane.
+    fn sigmoid_lanes<S: Simd>(z: Vector<S, Self>) -> Vector<S, Self>;
 }
 
 impl Lanes for f32 {
+    const ONE: Self = 1.0;
+
     fn to_f64(self) -> f64 {
         self as f64
+    }
+
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        1.0 / (1.0 + exp_f32(-self))
+    }
+
+    #[inline(always)]
+    fn sigmoid_lanes<S: Simd>(z: Vector<S, Self>) -> Vector<S, Self> {
+        let one = 1.0f32.splat::<S>();
+        one / (one + exp_f32_lanes::<S>(0.0f32.splat::<S>() - z))
     }
 }
 
 impl Lanes for f64 {
+    const ONE: Self = 1.0;
+
     fn to_f64(self) -> f64 {
         self
     }
+
+    /// libm's `exp`: `f64` is for the tests' references, where the last bit matters less than
+    /// the digits.
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        1.0 / (1.0 + (-self).exp())
+    }
+
+    #[inline(always)]
+    fn sigmoid_lanes<S: Simd>(z: Vector<S, Self>) -> Vector<S, Self> {
+        let lanes = f64::lanes::<S>();
+        let mut values = [0.0f64; 8];
+        write(&mut values[..lanes], z);
+        for value in &mut values[..lanes] {
+            *value = value.sigmoid();
+        }
+        load::<S, f64>(&values[..lanes])
+    }
+}
+
+/// The range [`exp_f32`] clamps its argument to: `exp` of its ends is a normal `f32`, and
+/// `2^n` below stays a normal power of two.
+const EXP_RANGE: [f32; 2] = [-87.0, 88.0];
+/// `1.5 * 2^23`: adding it to a float of magnitude below `2^22` rounds that float to the
+/// nearest integer (ties to even), which then sits in the sum's low mantissa bits.
+const ROUNDER: f32 = 12_582_912.0;
+const LOG2_E: f32 = std::f32::consts::LOG2_E;
+/// `ln 2` in two parts (Cody and Waite): `n * LN2_HI` is exact for the `n` here.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Cephes' minimax polynomial for `(exp(r) - 1 - r) / r^2` on `|r| <= ln(2) / 2`, highest
+/// power first.
+const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
+
+/// `exp(x)` in `f32` to about 2 units in the last place (Cephes' `expf`), written as single
+/// additions and multiplications so that [`exp_f32_lanes`] gives the same bits on every
+/// instruction set: `exp(x) = 2^n * exp(r)` with `n` the integer nearest `x / ln 2`.
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    let x = x.clamp(EXP_RANGE[0], EXP_RANGE[1]);
+    let rounded = x * LOG2_E + ROUNDER;
+    let n = rounded - ROUNDER;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = p * r + c;
+    }
+    let exp_r = p * (r * r) + r + 1.0;
+    // The low bits of `rounded` hold `n`; `n + 127` shifted into the exponent field is `2^n`.
+    exp_r * f32::from_bits(rounded.to_bits().wrapping_add(127) << 23)
+}
+
+/// [`exp_f32`] of every lane.
+#[inline(always)]
+fn exp_f32_lanes<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
+    let splat = |v: f32| v.splat::<S>();
+    let x = x.max(splat(EXP_RANGE[0])).min(splat(EXP_RANGE[1]));
+    let rounded = x * splat(LOG2_E) + splat(ROUNDER);
+    let n = rounded - splat(ROUNDER);
+    let r = (x - n * splat(LN2_HI)) - n * splat(LN2_LO);
+    let mut p = splat(EXP_POLY[0]);
+    for &c in &EXP_POLY[1..] {
+        p = p * r + splat(c);
+    }
+    let exp_r = p * (r * r) + r + splat(1.0);
+    let power = (rounded.reinterpret::<u32>() + 127u32.splat::<S>()) << 23;
+    exp_r * power.reinterpret::<f32>()
 }
 
 /// The vector at the start of `values`, which holds at least one vector's worth.
@@ -363,6 +460,111 @@ pub(crate) fn normalize_each<S: Simd, T: Lanes>(
     for i in whole..n {
         out[i].write(((x[i] - k) - r) * (rstd * gamma[i]) + beta[i]);
     }
+}
+
+/// `out = x * sigmoid(v * x) * scale + shift`: EvoNorm-S0's gated segment, scaled and shifted;
+/// `coefficients` is `[v, scale, shift]`.
+#[with_simd]
+pub(crate) fn gated_affine<S: Simd, T: Lanes>(
+    out: &mut [MaybeUninit<T>],
+    x: &[T],
+    coefficients: [T; 3],
+) {
+    let [v, scale, shift] = coefficients;
+    assert_eq!(out.len(), x.len());
+    let lanes = T::lanes::<S>();
+    let whole = x.len() / lanes * lanes;
+    let [v_v, scale_v, shift_v] = [v, scale, shift].map(|c| c.splat::<S>());
+    let (out_head, out_tail) = out.split_at_mut(whole);
+    for (o, chunk) in out_head.chunks_exact_mut(lanes).zip(x.chunks_exact(lanes)) {
+        let x = load::<S, T>(chunk);
+        store(o, x * T::sigmoid_lanes::<S>(v_v * x) * scale_v + shift_v);
+    }
+    for (o, &x) in out_tail.iter_mut().zip(&x[whole..]) {
+        o.write(x * (v * x).sigmoid() * scale + shift);
+    }
+}
+
+/// `gate_i = sigmoid(v * x_i)`.
+#[with_simd]
+pub(crate) fn gates<S: Simd, T: Lanes>(gate: &mut [T], x: &[T], v: T) {
+    assert_eq!(gate.len(), x.len());
+    let lanes = T::lanes::<S>();
+    let whole = x.len() / lanes * lanes;
+    let v_v = v.splat::<S>();
+    let (gate_head, gate_tail) = gate.split_at_mut(whole);
+    for (g, chunk) in gate_head.chunks_exact_mut(lanes).zip(x.chunks_exact(lanes)) {
+        write(g, T::sigmoid_lanes::<S>(v_v * load::<S, T>(chunk)));
+    }
+    for (g, &x) in gate_tail.iter_mut().zip(&x[whole..]) {
+        *g = (v * x).sigmoid();
+    }
+}
+
+/// `[Σ dy x gate, Σ dy, Σ (x - k)]` over a gated segment.
+#[with_simd]
+pub(crate) fn gated_grad_sums<S: Simd, T: Lanes>(dy: &[T], x: &[T], gate: &[T], k: T) -> [f64; 3] {
+    assert!(dy.len() == x.len() && gate.len() == x.len());
+    let kv = k.splat::<S>();
+    let terms = |i: usize| {
+        let (g, x) = (load::<S, T>(&dy[i..]), load::<S, T>(&x[i..]));
+        [g * (x * load::<S, T>(&gate[i..])), g, x - kv]
+    };
+    let tail = |i: usize| {
+        let (g, x) = (dy[i], x[i]);
+        [(g * (x * gate[i])).to_f64(), g.to_f64(), (x - k).to_f64()]
+    };
+    fixed_order_sums(x.len(), terms, tail)
+}
+
+/// `dx = dy * per_dy * (gate + v x gate (1 - gate)) - ((x - k) - r) * slope`: the input
+/// gradient of a gated segment; `coefficients` is `[v, per_dy, k, r, slope]`.
+#[with_simd]
+pub(crate) fn gated_gradient<S: Simd, T: Lanes>(
+    dx: &mut [MaybeUninit<T>],
+    x: &[T],
+    dy: &[T],
+    gate: &[T],
+    coefficients: [T; 5],
+) {
+    let [v, per_dy, k, r, slope] = coefficients;
+    let n = x.len();
+    assert!(dx.len() == n && dy.len() == n && gate.len() == n);
+    let lanes = T::lanes::<S>();
+    let whole = n / lanes * lanes;
+    let one = T::ONE;
+    let [v_v, per_dy_v, kv, rv, slope_v, one_v] =
+        [v, per_dy, k, r, slope, one].map(|c| c.splat::<S>());
+    let mut i = 0;
+    while i < whole {
+        let (x, s) = (load::<S, T>(&x[i..]), load::<S, T>(&gate[i..]));
+        let local = s + v_v * x * s * (one_v - s);
+        let value = load::<S, T>(&dy[i..]) * per_dy_v * local - ((x - kv) - rv) * slope_v;
+        store(&mut dx[i..], value);
+        i += lanes;
+    }
+    for i in whole..n {
+        let (x, s) = (x[i], gate[i]);
+        let local = s + v * x * s * (one - s);
+        dx[i].write(dy[i] * per_dy * local - ((x - k) - r) * slope);
+    }
+}
+
+/// `Σ dy x^2 gate (1 - gate)`: a gated segment's share of the gradient of its slope `v`.
+#[with_simd]
+pub(crate) fn gate_slope_sum<S: Simd, T: Lanes>(dy: &[T], x: &[T], gate: &[T]) -> f64 {
+    assert!(dy.len() == x.len() && gate.len() == x.len());
+    let one = T::ONE;
+    let one_v = one.splat::<S>();
+    let terms = |i: usize| {
+        let (x, s) = (load::<S, T>(&x[i..]), load::<S, T>(&gate[i..]));
+        [load::<S, T>(&dy[i..]) * (x * x) * (s * (one_v - s))]
+    };
+    let tail = |i: usize| {
+        let (x, s) = (x[i], gate[i]);
+        [(dy[i] * (x * x) * (s * (one - s))).to_f64()]
+    };
+    fixed_order_sums(x.len(), terms, tail)[0]
 }
 
 #[cfg(test)]

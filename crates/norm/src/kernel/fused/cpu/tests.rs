@@ -312,3 +312,70 @@ fn kernels_refuse_inputs_that_do_not_fit_their_dims() {
     let refused = std::panic::catch_unwind(|| channel_affine(short, &gamma, &beta, &beta, dims));
     assert!(refused.is_err(), "channel_affine accepted a short input");
 }
+
+#[test]
+fn evonorm_s0_matches_f64_at_every_edge() {
+    for dims in shapes() {
+        let (x, dy, gamma, beta) = inputs(dims);
+        let v: Vec<f32> = values(dims.c, 5).iter().map(|v| v / 4.0).collect();
+        for groups in divisors(dims.c) {
+            let what = format!("EvoNorm-S0, {dims:?}, {groups} groups");
+            let spec = GroupSpec {
+                groups,
+                center: true,
+                epsilon: EPSILON,
+            };
+            let (y, var) = evonorm_s0(&x, [&v, &gamma, &beta], dims, spec);
+            let [dx, dv, dgamma, dbeta] =
+                evonorm_s0_backward(&x, &dy, [&v, &gamma, &var], dims, spec);
+            if dims.len() == 0 {
+                assert!(y.is_empty() && dx.is_empty(), "{what}");
+                assert_eq!(var, vec![0.0; dims.n * groups], "{what}");
+                for grad in [dv, dgamma, dbeta] {
+                    assert_eq!(grad, vec![0.0; dims.c], "{what}");
+                }
+                continue;
+            }
+            let channel = |i: usize| i / dims.s % dims.c;
+            let sigmoid = |z: f64| 1.0 / (1.0 + (-z).exp());
+            let mut want = [vec![0.0f64; x.len()], vec![0.0; x.len()]];
+            let mut want_params = [vec![0.0f64; dims.c], vec![0.0; dims.c], vec![0.0; dims.c]];
+            let (mut want_var, mut dx_scale) = (Vec::new(), 1.0f64);
+            for row in group_rows(dims, groups) {
+                let n = row.len() as f64;
+                let mean = row.iter().map(|&i| x[i] as f64).sum::<f64>() / n;
+                let row_var = row
+                    .iter()
+                    .map(|&i| (x[i] as f64 - mean).powi(2))
+                    .sum::<f64>()
+                    / n;
+                let rstd = 1.0 / (row_var + EPSILON).sqrt();
+                let at = |i: usize| {
+                    let (x, c) = (x[i] as f64, channel(i));
+                    let s = sigmoid(v[c] as f64 * x);
+                    (x, c, s, x * s, dy[i] as f64 * gamma[c] as f64)
+                };
+                let sum_g_h: f64 = row.iter().map(|&i| at(i).4 * at(i).3).sum();
+                for &i in &row {
+                    let (x, c, s, h, g) = at(i);
+                    let local = s + v[c] as f64 * x * s * (1.0 - s);
+                    let from_var = sum_g_h * rstd.powi(3) * (x - mean) / n;
+                    want[0][i] = h * rstd * gamma[c] as f64 + beta[c] as f64;
+                    want[1][i] = g * rstd * local - from_var;
+                    dx_scale = dx_scale.max((g * rstd * local).abs()).max(from_var.abs());
+                    want_params[0][c] += g * rstd * x * x * s * (1.0 - s);
+                    want_params[1][c] += dy[i] as f64 * h * rstd;
+                    want_params[2][c] += dy[i] as f64;
+                }
+                want_var.push(row_var);
+            }
+            assert_close(&format!("{what}: y"), &y, &want[0]);
+            assert_close(&format!("{what}: var"), &var, &want_var);
+            assert_close_at(&format!("{what}: dx"), &dx, &want[1], dx_scale);
+            let [want_dv, want_dgamma, want_dbeta] = &want_params;
+            assert_close(&format!("{what}: dv"), &dv, want_dv);
+            assert_close(&format!("{what}: dgamma"), &dgamma, want_dgamma);
+            assert_close(&format!("{what}: dbeta"), &dbeta, want_dbeta);
+        }
+    }
+}

@@ -278,3 +278,98 @@ fn every_lane_count_divides_the_partial_sums() {
         );
     }
 }
+
+#[test]
+fn the_sigmoid_is_within_a_few_units_in_the_last_place_and_the_same_on_every_instruction_set() {
+    // Every exponent `exp_f32` meets, the clamps' ends and beyond, and values near the ties of
+    // its rounding to the nearest multiple of ln 2.
+    let mut z: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.025).collect();
+    z.extend([
+        -1e4,
+        -88.5,
+        -87.0,
+        -0.5 * std::f32::consts::LN_2,
+        0.0,
+        1e-8,
+        87.9,
+        88.5,
+        1e4,
+    ]);
+    let gates = on_every_arch!(-> Vec<u32>; z: &'a [f32] = &z; {
+        let mut gate = vec![f32::NAN; z.len()];
+        gates_impl::<S, f32>(&mut gate, z, 1.0);
+        gate.into_iter().map(f32::to_bits).collect()
+    });
+    same_bits("sigmoid", &gates);
+    for (&z, &bits) in z.iter().zip(&gates[0].1) {
+        let got = f32::from_bits(bits);
+        assert_eq!(got, z.sigmoid(), "the vector and scalar sigmoid of {z}");
+        let want = 1.0 / (1.0 + (-(z as f64)).exp());
+        // Where the sigmoid underflows f32's normal range the error is absolute.
+        let error = (got as f64 - want).abs() / want.max(1e-30);
+        assert!(
+            error < 1e-6 || (got as f64 - want).abs() < 1e-37,
+            "sigmoid({z}) = {got}, not {want}"
+        );
+    }
+}
+
+#[test]
+fn gated_segments_write_every_value_the_same_on_every_instruction_set() {
+    for len in LENGTHS {
+        let (x, dy) = (values(len, 6), values(len, 7));
+        let affine = [-0.75f32, 1.25, 0.5];
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, c: [f32; 3] = affine; {
+            let mut out = uninit_like(x.len());
+            gated_affine_impl::<S, f32>(&mut out, x, c);
+            filled(out)
+        });
+        same_bits(&format!("gated_affine of {len}"), &outs);
+        let [v, scale, shift] = affine;
+        let want: Vec<u32> = x
+            .iter()
+            .map(|&x| (x * (v * x).sigmoid() * scale + shift).to_bits())
+            .collect();
+        assert_eq!(outs[0].1, want, "gated_affine of {len}");
+
+        let mut gate = vec![0.0f32; len];
+        gates(&mut gate, &x, v);
+        let k = x.first().copied().unwrap_or(0.0);
+        let sums = on_every_arch!(-> [f64; 3]; dy: &'a [f32] = &dy, x: &'a [f32] = &x, gate: &'a [f32] = &gate, k: f32 = k; {
+            gated_grad_sums_impl::<S, f32>(dy, x, gate, k)
+        });
+        same_bits(&format!("gated_grad_sums of {len}"), &sums);
+        let terms = x.iter().zip(&dy).zip(&gate);
+        let want_h: f64 = terms
+            .clone()
+            .map(|((&x, &g), &s)| g as f64 * x as f64 * s as f64)
+            .sum();
+        close(sums[0].1[0], want_h, len as f64, "Σ dy x gate");
+
+        let gradient = [-0.75f32, 0.5, k, 0.125, 0.25];
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, dy: &'a [f32] = &dy, gate: &'a [f32] = &gate, c: [f32; 5] = gradient; {
+            let mut dx = uninit_like(x.len());
+            gated_gradient_impl::<S, f32>(&mut dx, x, dy, gate, c);
+            filled(dx)
+        });
+        same_bits(&format!("gated_gradient of {len}"), &outs);
+        let [v, per_dy, k, r, slope] = gradient;
+        let want: Vec<u32> = terms
+            .clone()
+            .map(|((&x, &g), &s)| {
+                let local = s + v * x * s * (1.0 - s);
+                (g * per_dy * local - ((x - k) - r) * slope).to_bits()
+            })
+            .collect();
+        assert_eq!(outs[0].1, want, "gated_gradient of {len}");
+
+        let slopes = on_every_arch!(-> f64; dy: &'a [f32] = &dy, x: &'a [f32] = &x, gate: &'a [f32] = &gate; {
+            gate_slope_sum_impl::<S, f32>(dy, x, gate)
+        });
+        same_bits(&format!("gate_slope_sum of {len}"), &slopes);
+        let want: f64 = terms
+            .map(|((&x, &g), &s)| g as f64 * (x as f64).powi(2) * s as f64 * (1.0 - s as f64))
+            .sum();
+        close(slopes[0].1, want, len as f64, "Σ dy x^2 gate (1 - gate)");
+    }
+}

@@ -1,0 +1,134 @@
+//! EvoNorm-S0 as one fused op with a hand-written backward, on the flex (CPU) backend: two
+//! passes over the activation forward and two backward, where the composed layer runs a dozen
+//! ops (the gate's sigmoid among them, one scalar `exp` per value and op).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, backend_extension,
+};
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use crate::Kernels;
+use crate::kernel::GroupSpec;
+
+/// True when `kernels` asks for the fused kernels and `x` lives on flex (with or without
+/// autodiff) in `f32` or `f64`: the one backend with this op.
+pub(crate) fn available(x: &Tensor<3>, kernels: Kernels) -> bool {
+    let on_flex = matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    kernels == Kernels::Fastest && on_flex && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// EvoNorm-S0's op; `spec.center` is ignored (its variance is always centred).
+#[backend_extension(Flex, Autodiff)]
+pub(crate) trait EvoNormOps: Backend {
+    /// `x: [N, C, S]`, and `v`, `gamma`, `beta`, each `[C]` -> `(y, var)`, the variance
+    /// `[N * groups]`.
+    fn fused_evonorm_s0(
+        x: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        spec: GroupSpec,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `(dx, dv, dgamma, dbeta)` of [`fused_evonorm_s0`](EvoNormOps::fused_evonorm_s0).
+    #[allow(clippy::type_complexity)]
+    fn fused_evonorm_s0_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        spec: GroupSpec,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    );
+}
+
+/// The autodiff node: keeps `(x, v, gamma, var)` and hands the gradients of
+/// `[x, v, gamma, beta]` to the parents that require them.
+#[derive(Debug)]
+struct EvoNormS0Node(GroupSpec);
+
+impl<B: Backend + EvoNormOps> Backward<B, 4> for EvoNormS0Node {
+    type State = [B::FloatTensorPrimitive; 4];
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<B>(&ops.node);
+        let [x, v, gamma, var] = ops.state;
+        let (dx, dv, dgamma, dbeta) = B::fused_evonorm_s0_backward(x, dy, v, gamma, var, self.0);
+        for (parent, grad) in ops.parents.into_iter().zip([dx, dv, dgamma, dbeta]) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+impl<B: Backend + EvoNormOps, C: CheckpointStrategy> EvoNormOps for Autodiff<B, C> {
+    fn fused_evonorm_s0(
+        x: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        spec: GroupSpec,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let prepared = EvoNormS0Node(spec)
+            .prepare::<C>([x.node(), v.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        let [x, v, gamma, beta] = [x, v, gamma, beta].map(|t| t.into_primitive());
+        let (y, var) = B::fused_evonorm_s0(x.clone(), v.clone(), gamma.clone(), beta, spec);
+        let y = match prepared {
+            OpsKind::Tracked(prep) => prep.finish([x, v, gamma, var.clone()], y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        (y, Self::from_inner(var))
+    }
+
+    /// Computed on the inner backend, and not differentiated again.
+    fn fused_evonorm_s0_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        spec: GroupSpec,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        let [x, dy, v, gamma, var] = [x, dy, v, gamma, var].map(|t| t.into_primitive());
+        let (dx, dv, dgamma, dbeta) = B::fused_evonorm_s0_backward(x, dy, v, gamma, var, spec);
+        let inner = Self::from_inner;
+        (inner(dx), inner(dv), inner(dgamma), inner(dbeta))
+    }
+}
+
+/// EvoNorm-S0 of `x: [N, C, S]` (every element real) with the per-channel `v`, `gamma` and
+/// `beta`: `x * sigmoid(v x) / sqrt(var + epsilon) * gamma + beta`, `var` per group of each
+/// sample. Call only where [`available`].
+pub(crate) fn evonorm_s0(
+    x: Tensor<3>,
+    [v, gamma, beta]: [Tensor<1>; 3],
+    spec: GroupSpec,
+) -> Tensor<3> {
+    let (y, _) = <Dispatch as EvoNormOps>::fused_evonorm_s0(
+        x.into_dispatch(),
+        v.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        spec,
+    );
+    Tensor::from_dispatch(y)
+}
