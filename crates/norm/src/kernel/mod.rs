@@ -14,6 +14,8 @@ use burn::tensor::module::{BatchNormTrainOutput, batch_norm, batch_norm_train};
 
 use crate::Kernels;
 use crate::affine::Affine;
+use fused::evonorm::EvoNorm;
+pub(crate) use fused::evonorm::available as evonorm_fused;
 pub(crate) use moments::{Moments, moments};
 pub(crate) use online::{
     OnlineStream, StreamState, online_normalize, supported as online_supported,
@@ -120,9 +122,9 @@ pub(crate) fn evonorm_s0(
     kernels: Kernels,
 ) -> Tensor<3> {
     let [n, c, s] = x.dims();
-    if weights.is_none() && fused::evonorm::available(&x, kernels) {
+    if weights.is_none() && evonorm_fused(&x, kernels) {
         let (gamma, beta) = affine_or_identity(affine, c, &x.device());
-        return fused::evonorm::evonorm_s0(x, [v, gamma, beta], spec);
+        return fused::evonorm::evonorm(x, [v, gamma, beta], EvoNorm::S0(spec)).0;
     }
     let grouped = [n, spec.groups, c / spec.groups * s];
     let weights = weights.map(|w| w.expand([n, c, s]).reshape(grouped));
@@ -134,6 +136,21 @@ pub(crate) fn evonorm_s0(
         Some(affine) => affine.apply(y),
         None => y,
     }
+}
+
+/// EvoNorm-B0 in training of `x: [N, C, S]` with every element real, on the fused kernel (call
+/// only where [`evonorm_fused`]): the output, and each channel's mean and biased variance over
+/// the batch and positions, `[C]`, detached, for the running statistics.
+pub(crate) fn evonorm_b0_train(
+    x: Tensor<3>,
+    v: Tensor<1>,
+    affine: Option<&Affine>,
+    epsilon: f64,
+) -> (Tensor<3>, Tensor<1>, Tensor<1>) {
+    let c = x.dims()[1];
+    let (gamma, beta) = affine_or_identity(affine, c, &x.device());
+    let (y, mean, var) = fused::evonorm::evonorm(x, [v, gamma, beta], EvoNorm::B0 { epsilon });
+    (y, mean.detach(), var.detach())
 }
 
 /// `gamma` and `beta` of `affine`, or ones and zeros without one.

@@ -239,3 +239,59 @@ fn evonorm_s0_kernel_matches_the_composed_ops() {
         }
     }
 }
+
+#[test]
+fn evonorm_b0_kernel_matches_the_composed_layer_in_training() {
+    use crate::family::AsFamily;
+    use crate::{EvoNormB0Config, Norm, NormConfig};
+    for shape in SHAPES {
+        let c = shape[1];
+        let device = device();
+        device.seed(shape.iter().product::<usize>() as u64);
+        let x = input(shape, &device);
+        let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        // `v` starts at 1: `x + sqrt(var_I + eps)` beats `sqrt(var_B + eps)` for about the
+        // values above their channel's mean, so both branches of the max are taken.
+        let run = |kernels| {
+            let config = NormConfig::EvoNormB0(EvoNormB0Config::default());
+            let norm = config
+                .init(c, &device)
+                .expect("layer")
+                .with_kernels(kernels);
+            let Norm::EvoNormB0(layer) = &norm else {
+                unreachable!("an EvoNorm-B0 config")
+            };
+            let x = x.clone().require_grad();
+            let y = norm.forward(x.clone()).expect("fits");
+            let grads = (y.clone() * dy.clone()).sum().backward();
+            let as_3d = |t: Tensor<1>| t.reshape([1, 1, -1]);
+            let grad = |p: Tensor<1>| as_3d(p.grad(&grads).expect("parameter gradient"));
+            let affine = norm.family().affine().expect("affine");
+            let running = norm.family().running_stats().expect("running statistics");
+            [
+                y.inner(),
+                x.grad(&grads).expect("input gradient"),
+                grad(layer.v()),
+                grad(affine.gamma()),
+                grad(affine.beta()),
+                as_3d(running.mean().reshape([c])).inner(),
+                as_3d(running.var().reshape([c])).inner(),
+            ]
+        };
+        let names = [
+            "output",
+            "input gradient",
+            "v gradient",
+            "gamma gradient",
+            "beta gradient",
+            "running mean",
+            "running variance",
+        ];
+        let both = run(Kernels::Fastest)
+            .into_iter()
+            .zip(run(Kernels::Composed));
+        for (what, (got, want)) in names.iter().zip(both) {
+            relative_error(&format!("EvoNorm-B0 on {shape:?}: {what}"), got, want);
+        }
+    }
+}

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::affine::apply_affine;
 use crate::family::{Family, is_training};
-use crate::kernel::moments;
+use crate::kernel::{evonorm_b0_train, evonorm_fused, moments};
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common};
 use crate::running::Spread;
@@ -124,6 +124,15 @@ impl Family for EvoNormB0 {
                     shape: vec![n, c, s],
                     over: "per feature in the batch",
                 });
+            }
+            true if weights.is_none() && evonorm_fused(&x, self.parts.kernels) => {
+                let affine = self.parts.affine.as_ref();
+                let (y, mean, var) = evonorm_b0_train(x, self.v.val(), affine, epsilon);
+                let count = Tensor::full([1], (n * s) as f64, &var.device());
+                let var = self.running.variance_estimate(var, count);
+                let spread = Spread::Variance(var.reshape([1, c]));
+                self.running.update(0, mean.reshape([1, c]), spread, None);
+                return Ok(y);
             }
             true => {
                 let stats = moments(x.clone(), weights.clone(), &[0, 2]);

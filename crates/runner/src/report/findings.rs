@@ -724,7 +724,7 @@ fn norm_time_findings(set: &ResultSet) -> Vec<String> {
                     };
                     let ratio = slow.1.mean / fast.1.mean;
                     match ratio < 1.1 {
-                        // A family without a fused kernel (EvoNorm-B0, online norm): one computation twice.
+                        // A family without a fused kernel (online norm): one computation twice.
                         true => format!(
                             ": the two take the same time to within {:.0}%{}",
                             (ratio - 1.0) * 100.0,

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::simd::{self, Lanes};
 use crate::kernel::GroupSpec;
-pub(crate) use evonorm::{evonorm_s0, evonorm_s0_backward};
+pub(crate) use evonorm::{evonorm_b0, evonorm_b0_backward, evonorm_s0, evonorm_s0_backward};
 
 /// The float types the kernels run on.
 pub(crate) trait Real: Lanes + Send + Sync + bytemuck::Pod + 'static {

@@ -1,6 +1,6 @@
-//! EvoNorm-S0 as one fused op with a hand-written backward, on the flex (CPU) backend: two
-//! passes over the activation forward and two backward, where the composed layer runs a dozen
-//! ops (the gate's sigmoid among them, one scalar `exp` per value and op).
+//! EvoNorm-S0 and -B0 as fused ops with hand-written backwards, on the flex (CPU) backend: two
+//! passes over the activation forward and two backward, where a composed layer runs a dozen
+//! ops or more (S0's sigmoid among them, one scalar `exp` per value and op).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -23,28 +23,39 @@ pub(crate) fn available(x: &Tensor<3>, kernels: Kernels) -> bool {
     kernels == Kernels::Fastest && on_flex && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
-/// EvoNorm-S0's op; `spec.center` is ignored (its variance is always centred).
+/// Which EvoNorm a fused op computes: S0 over the groups of `spec` (`spec.center` is ignored:
+/// its variance is always centred), or B0 in training with its `epsilon`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum EvoNorm {
+    S0(GroupSpec),
+    B0 { epsilon: f64 },
+}
+
+/// The EvoNorm ops, on flex alone.
 #[backend_extension(Flex, Autodiff)]
 pub(crate) trait EvoNormOps: Backend {
-    /// `x: [N, C, S]`, and `v`, `gamma`, `beta`, each `[C]` -> `(y, var)`, the variance
-    /// `[N * groups]`.
-    fn fused_evonorm_s0(
+    /// `x: [N, C, S]`, and `v`, `gamma`, `beta`, each `[C]` -> `(y, mean, var)`: for S0 the
+    /// statistics of each (sample, group), `[N * groups]`; for B0 each channel's over the
+    /// batch, `[C]`.
+    #[allow(clippy::type_complexity)]
+    fn fused_evonorm(
         x: FloatTensor<Self>,
         v: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        spec: GroupSpec,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+        norm: EvoNorm,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// `(dx, dv, dgamma, dbeta)` of [`fused_evonorm_s0`](EvoNormOps::fused_evonorm_s0).
+    /// `(dx, dv, dgamma, dbeta)` of [`fused_evonorm`](EvoNormOps::fused_evonorm), from its
+    /// variance.
     #[allow(clippy::type_complexity)]
-    fn fused_evonorm_s0_backward(
+    fn fused_evonorm_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         v: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         var: FloatTensor<Self>,
-        spec: GroupSpec,
+        norm: EvoNorm,
     ) -> (
         FloatTensor<Self>,
         FloatTensor<Self>,
@@ -56,15 +67,15 @@ pub(crate) trait EvoNormOps: Backend {
 /// The autodiff node: keeps `(x, v, gamma, var)` and hands the gradients of
 /// `[x, v, gamma, beta]` to the parents that require them.
 #[derive(Debug)]
-struct EvoNormS0Node(GroupSpec);
+struct EvoNormNode(EvoNorm);
 
-impl<B: Backend + EvoNormOps> Backward<B, 4> for EvoNormS0Node {
+impl<B: Backend + EvoNormOps> Backward<B, 4> for EvoNormNode {
     type State = [B::FloatTensorPrimitive; 4];
 
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dy = grads.consume::<B>(&ops.node);
         let [x, v, gamma, var] = ops.state;
-        let (dx, dv, dgamma, dbeta) = B::fused_evonorm_s0_backward(x, dy, v, gamma, var, self.0);
+        let (dx, dv, dgamma, dbeta) = B::fused_evonorm_backward(x, dy, v, gamma, var, self.0);
         for (parent, grad) in ops.parents.into_iter().zip([dx, dv, dgamma, dbeta]) {
             if let Some(node) = parent {
                 grads.register::<B>(node.id, grad);
@@ -74,34 +85,34 @@ impl<B: Backend + EvoNormOps> Backward<B, 4> for EvoNormS0Node {
 }
 
 impl<B: Backend + EvoNormOps, C: CheckpointStrategy> EvoNormOps for Autodiff<B, C> {
-    fn fused_evonorm_s0(
+    fn fused_evonorm(
         x: FloatTensor<Self>,
         v: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        spec: GroupSpec,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let prepared = EvoNormS0Node(spec)
+        norm: EvoNorm,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let prepared = EvoNormNode(norm)
             .prepare::<C>([x.node(), v.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
         let [x, v, gamma, beta] = [x, v, gamma, beta].map(|t| t.into_primitive());
-        let (y, var) = B::fused_evonorm_s0(x.clone(), v.clone(), gamma.clone(), beta, spec);
+        let (y, mean, var) = B::fused_evonorm(x.clone(), v.clone(), gamma.clone(), beta, norm);
         let y = match prepared {
             OpsKind::Tracked(prep) => prep.finish([x, v, gamma, var.clone()], y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
-        (y, Self::from_inner(var))
+        (y, Self::from_inner(mean), Self::from_inner(var))
     }
 
     /// Computed on the inner backend, and not differentiated again.
-    fn fused_evonorm_s0_backward(
+    fn fused_evonorm_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         v: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         var: FloatTensor<Self>,
-        spec: GroupSpec,
+        norm: EvoNorm,
     ) -> (
         FloatTensor<Self>,
         FloatTensor<Self>,
@@ -109,26 +120,30 @@ impl<B: Backend + EvoNormOps, C: CheckpointStrategy> EvoNormOps for Autodiff<B, 
         FloatTensor<Self>,
     ) {
         let [x, dy, v, gamma, var] = [x, dy, v, gamma, var].map(|t| t.into_primitive());
-        let (dx, dv, dgamma, dbeta) = B::fused_evonorm_s0_backward(x, dy, v, gamma, var, spec);
+        let (dx, dv, dgamma, dbeta) = B::fused_evonorm_backward(x, dy, v, gamma, var, norm);
         let inner = Self::from_inner;
         (inner(dx), inner(dv), inner(dgamma), inner(dbeta))
     }
 }
 
-/// EvoNorm-S0 of `x: [N, C, S]` (every element real) with the per-channel `v`, `gamma` and
-/// `beta`: `x * sigmoid(v x) / sqrt(var + epsilon) * gamma + beta`, `var` per group of each
-/// sample. Call only where [`available`].
-pub(crate) fn evonorm_s0(
+/// EvoNorm of `x: [N, C, S]` (every element real) with the per-channel `v`, `gamma` and `beta`
+/// -> `(y, mean, var)` as [`EvoNormOps::fused_evonorm`] gives them. Call only where
+/// [`available`].
+pub(crate) fn evonorm(
     x: Tensor<3>,
     [v, gamma, beta]: [Tensor<1>; 3],
-    spec: GroupSpec,
-) -> Tensor<3> {
-    let (y, _) = <Dispatch as EvoNormOps>::fused_evonorm_s0(
+    norm: EvoNorm,
+) -> (Tensor<3>, Tensor<1>, Tensor<1>) {
+    let (y, mean, var) = <Dispatch as EvoNormOps>::fused_evonorm(
         x.into_dispatch(),
         v.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
-        spec,
+        norm,
     );
-    Tensor::from_dispatch(y)
+    (
+        Tensor::from_dispatch(y),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(var),
+    )
 }

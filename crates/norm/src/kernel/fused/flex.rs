@@ -6,9 +6,9 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{Bytes, DType};
 
 use super::cpu::{self, Dims, Real};
-use super::evonorm::EvoNormOps;
+use super::evonorm::{EvoNorm, EvoNormOps};
 use super::{FusedNorm, FusedNormOps};
-use crate::kernel::{GroupSpec, ghost_chunks};
+use crate::kernel::ghost_chunks;
 
 /// The `[N, C, S]` of a rank-3 flex tensor.
 fn dims(x: &FlexTensor) -> Dims {
@@ -125,39 +125,47 @@ impl FusedNormOps for Flex {
 }
 
 impl EvoNormOps for Flex {
-    fn fused_evonorm_s0(
+    fn fused_evonorm(
         x: FlexTensor,
         v: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
-        spec: GroupSpec,
-    ) -> (FlexTensor, FlexTensor) {
+        norm: EvoNorm,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let [x, v, gamma, beta] = [x, v, gamma, beta].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let per_channel = [v.storage(), gamma.storage(), beta.storage()];
-            let (y, var) = cpu::evonorm_s0::<T>(x.storage(), per_channel, d, spec);
-            (
-                tensor(y, &[d.n, d.c, d.s], dtype),
-                tensor(var, &[d.n * spec.groups], dtype),
-            )
+            let (x, per_channel) = (x.storage(), [v.storage(), gamma.storage(), beta.storage()]);
+            let (y_mean_var, stats) = match norm {
+                EvoNorm::S0(spec) => (
+                    cpu::evonorm_s0::<T>(x, per_channel, d, spec),
+                    d.n * spec.groups,
+                ),
+                EvoNorm::B0 { epsilon } => (cpu::evonorm_b0::<T>(x, per_channel, d, epsilon), d.c),
+            };
+            outputs(y_mean_var, d, stats, dtype)
         })
     }
 
-    fn fused_evonorm_s0_backward(
+    fn fused_evonorm_backward(
         x: FlexTensor,
         dy: FlexTensor,
         v: FlexTensor,
         gamma: FlexTensor,
         var: FlexTensor,
-        spec: GroupSpec,
+        norm: EvoNorm,
     ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
         let [x, dy, v, gamma, var] = [x, dy, v, gamma, var].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let (x, dy) = (x.storage(), dy.storage());
             let per_channel = [v.storage(), gamma.storage(), var.storage()];
-            let [dx, dv, dgamma, dbeta] =
-                cpu::evonorm_s0_backward::<T>(x.storage(), dy.storage(), per_channel, d, spec);
+            let [dx, dv, dgamma, dbeta] = match norm {
+                EvoNorm::S0(spec) => cpu::evonorm_s0_backward::<T>(x, dy, per_channel, d, spec),
+                EvoNorm::B0 { epsilon } => {
+                    cpu::evonorm_b0_backward::<T>(x, dy, per_channel, d, epsilon)
+                }
+            };
             let channel = |values| tensor(values, &[d.c], dtype);
             (
                 tensor(dx, &[d.n, d.c, d.s], dtype),

@@ -15,7 +15,9 @@
 
 use std::mem::MaybeUninit;
 
-use macerator::{Scalar, Simd, VAdd, VMul, VSub, Vector, vload_unaligned, with_simd};
+use macerator::{
+    Scalar, Simd, VAdd, VDiv, VMul, VOrd, VSelect, VSub, Vector, vload_unaligned, with_simd,
+};
 
 /// How many values a block of vector sums holds before it is added into the `f64` totals.
 const BLOCK: usize = 512;
@@ -26,7 +28,9 @@ const BLOCK: usize = 512;
 const PARTIALS: usize = 16;
 
 /// What the vector loops need of a float type.
-pub(crate) trait Lanes: Scalar + VAdd + VSub + VMul {
+pub(crate) trait Lanes:
+    Scalar + PartialOrd + VAdd + VSub + VMul + VDiv + VOrd + VSelect
+{
     const ONE: Self;
 
     fn to_f64(self) -> f64;
@@ -565,6 +569,135 @@ pub(crate) fn gate_slope_sum<S: Simd, T: Lanes>(dy: &[T], x: &[T], gate: &[T]) -
         [(dy[i] * (x * x) * (s * (one - s))).to_f64()]
     };
     fixed_order_sums(x.len(), terms, tail)[0]
+}
+
+/// EvoNorm-B0's divisor of one value: `max(a, v x + b)`, `a` from the batch variance and `b`
+/// from the instance variance; and whether `a` is the larger (the batch branch, ties included).
+#[inline(always)]
+fn b0_divisor<T: Lanes>(x: T, [a, v, b]: [T; 3]) -> (T, bool) {
+    let per_sample = v * x + b;
+    match a >= per_sample {
+        true => (a, true),
+        false => (per_sample, false),
+    }
+}
+
+/// [`b0_divisor`] of every lane, and `v x + b` (the batch branch's lanes are those where `a`
+/// is at least that).
+#[inline(always)]
+fn b0_divisor_lanes<S: Simd, T: Lanes>(
+    x: Vector<S, T>,
+    [a, v, b]: [Vector<S, T>; 3],
+) -> (Vector<S, T>, Vector<S, T>) {
+    let per_sample = v * x + b;
+    (a.ge(per_sample).select(a, per_sample), per_sample)
+}
+
+/// `out = x / max(a, v x + b) * gamma + beta`: EvoNorm-B0 on a segment of one (sample,
+/// channel); `coefficients` is `[a, v, b, gamma, beta]`.
+#[with_simd]
+pub(crate) fn b0_affine<S: Simd, T: Lanes>(
+    out: &mut [MaybeUninit<T>],
+    x: &[T],
+    coefficients: [T; 5],
+) {
+    let [a, v, b, gamma, beta] = coefficients;
+    assert_eq!(out.len(), x.len());
+    let lanes = T::lanes::<S>();
+    let whole = x.len() / lanes * lanes;
+    let [a_v, v_v, b_v, gamma_v, beta_v] = coefficients.map(|c| c.splat::<S>());
+    let (out_head, out_tail) = out.split_at_mut(whole);
+    for (o, chunk) in out_head.chunks_exact_mut(lanes).zip(x.chunks_exact(lanes)) {
+        let x = load::<S, T>(chunk);
+        let (d, _) = b0_divisor_lanes::<S, T>(x, [a_v, v_v, b_v]);
+        store(o, x / d * gamma_v + beta_v);
+    }
+    for (o, &x) in out_tail.iter_mut().zip(&x[whole..]) {
+        let (d, _) = b0_divisor(x, [a, v, b]);
+        o.write(x / d * gamma + beta);
+    }
+}
+
+/// With `g = dy gamma`, `d = max(a, v x + b)` and `q = -g x / d^2` (the gradient reaching `d`):
+/// `[Σ q over the batch branch, Σ q over the other, Σ q x over the other, Σ dy x / d, Σ dy]`
+/// over a segment; `coefficients` is `[a, v, b, gamma]`.
+#[with_simd]
+pub(crate) fn b0_grad_sums<S: Simd, T: Lanes>(dy: &[T], x: &[T], coefficients: [T; 4]) -> [f64; 5] {
+    let [a, v, b, gamma] = coefficients;
+    assert_eq!(dy.len(), x.len());
+    let [a_v, v_v, b_v, gamma_v] = coefficients.map(|c| c.splat::<S>());
+    let zero = T::default().splat::<S>();
+    let terms = |i: usize| {
+        let (g, x) = (load::<S, T>(&dy[i..]), load::<S, T>(&x[i..]));
+        let (d, per_sample) = b0_divisor_lanes::<S, T>(x, [a_v, v_v, b_v]);
+        let q = (zero - g * gamma_v * x) / (d * d);
+        let q_per_sample = a_v.ge(per_sample).select(zero, q);
+        let q_batch = a_v.ge(per_sample).select(q, zero);
+        [q_batch, q_per_sample, q_per_sample * x, g * (x / d), g]
+    };
+    let tail = |i: usize| {
+        let (g, x) = (dy[i], x[i]);
+        let (d, batch) = b0_divisor(x, [a, v, b]);
+        let q = (T::default() - g * gamma * x) / (d * d);
+        let per_sample = if batch { T::default() } else { q };
+        let in_batch = if batch { q } else { T::default() };
+        [in_batch, per_sample, per_sample * x, g * (x / d), g].map(T::to_f64)
+    };
+    fixed_order_sums(x.len(), terms, tail)
+}
+
+/// `dx = g / d + v q (other branch) + ((x - k_i) - r_i) slope_i + (x - mean_b) slope_b`:
+/// EvoNorm-B0's input gradient on a segment, `g`, `d` and `q` as in [`b0_grad_sums`], the last
+/// two terms through the instance variance (the segment centred as `(x - k_i) - r_i`, exactly
+/// zero for a segment of one value) and the batch variance; `coefficients` is
+/// `[a, v, b, gamma, k_i, r_i, slope_i, mean_b, slope_b]`.
+#[with_simd]
+pub(crate) fn b0_gradient<S: Simd, T: Lanes>(
+    dx: &mut [MaybeUninit<T>],
+    x: &[T],
+    dy: &[T],
+    coefficients: [T; 9],
+) {
+    let [a, v, b, gamma, k_i, r_i, slope_i, mean_b, slope_b] = coefficients;
+    let n = x.len();
+    assert!(dx.len() == n && dy.len() == n);
+    let lanes = T::lanes::<S>();
+    let whole = n / lanes * lanes;
+    let [
+        a_v,
+        v_v,
+        b_v,
+        gamma_v,
+        k_i_v,
+        r_i_v,
+        slope_i_v,
+        mean_b_v,
+        slope_b_v,
+    ] = coefficients.map(|c| c.splat::<S>());
+    let zero = T::default().splat::<S>();
+    let mut i = 0;
+    while i < whole {
+        let (dy, x) = (load::<S, T>(&dy[i..]), load::<S, T>(&x[i..]));
+        let (d, per_sample) = b0_divisor_lanes::<S, T>(x, [a_v, v_v, b_v]);
+        let g = dy * gamma_v;
+        let q = (zero - g * x) / (d * d);
+        let local = a_v.ge(per_sample).select(zero, v_v * q);
+        let instance = ((x - k_i_v) - r_i_v) * slope_i_v;
+        store(
+            &mut dx[i..],
+            g / d + local + instance + (x - mean_b_v) * slope_b_v,
+        );
+        i += lanes;
+    }
+    for i in whole..n {
+        let x = x[i];
+        let (d, batch) = b0_divisor(x, [a, v, b]);
+        let g = dy[i] * gamma;
+        let q = (T::default() - g * x) / (d * d);
+        let local = if batch { T::default() } else { v * q };
+        let instance = ((x - k_i) - r_i) * slope_i;
+        dx[i].write(g / d + local + instance + (x - mean_b) * slope_b);
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,13 @@
-//! EvoNorm-S0 on the CPU: `y = x * sigmoid(v x) / sqrt(var + epsilon) * gamma + beta`, with
-//! `var` the biased variance of each (sample, group) row, as group norm takes it. The forward
-//! reads a row twice (its statistics, then the gated output); the backward twice too (the gates
-//! and the row's sums, then the input gradient), keeping the row's gates in a buffer between the
-//! two so that each value's `exp` is computed once per pass direction.
+//! EvoNorm-S0 and -B0 on the CPU, each forward reading its input twice (the statistics, then
+//! the output) and each backward twice (the sums its gradients need, then the input gradient).
+//!
+//! S0: `y = x * sigmoid(v x) / sqrt(var + epsilon) * gamma + beta`, with `var` the biased
+//! variance of each (sample, group) row, as group norm takes it; the backward keeps a row's
+//! gates in a buffer between its two passes, so that each value's `exp` is computed once.
+//!
+//! B0: `y = x / max(sqrt(var_B + epsilon), v x + sqrt(var_I + epsilon)) * gamma + beta`, `var_B`
+//! per channel over the batch, `var_I` per (sample, channel); in training (eval divides by the
+//! running variance, composed).
 
 use std::mem::MaybeUninit;
 
@@ -12,7 +17,7 @@ use super::{Centre, Dims, Real, moments, nothing, output, task_len, written};
 use crate::kernel::GroupSpec;
 use crate::kernel::fused::simd;
 
-/// The forward: the output and each row's biased variance (`[N * groups]`).
+/// EvoNorm-S0's forward: the output and each row's mean and biased variance (`[N * groups]`).
 pub(crate) fn evonorm_s0<T: Real>(
     x: &[T],
     [v, gamma, beta]: [&[T]; 3],
@@ -20,34 +25,36 @@ pub(crate) fn evonorm_s0<T: Real>(
     GroupSpec {
         groups, epsilon, ..
     }: GroupSpec,
-) -> (Vec<T>, Vec<T>) {
+) -> (Vec<T>, Vec<T>, Vec<T>) {
     let rows = Rows::new(x, &[v, gamma, beta], dims, groups);
     if dims.len() == 0 {
-        return (Vec::new(), vec![T::default(); rows.count]);
+        return nothing(rows.count);
     }
     let mut out = output(dims.len());
-    let mut var = vec![T::default(); rows.count];
+    let mut stats = vec![(T::default(), T::default()); rows.count];
     let task = task_len(rows.count, rows.len, dims.len());
     out.par_chunks_mut(rows.len * task)
         .zip(x.par_chunks(rows.len * task))
-        .zip(var.par_chunks_mut(task))
+        .zip(stats.par_chunks_mut(task))
         .enumerate()
-        .for_each(|(t, ((out, x), var))| {
+        .for_each(|(t, ((out, x), stats))| {
             let rows_here = out.chunks_mut(rows.len).zip(x.chunks(rows.len));
-            for (r, ((out, x), var)) in rows_here.zip(var.iter_mut()).enumerate() {
-                let (_, row_var) = moments(x[0], simd::shifted_sums(x, x[0]), x.len(), true);
+            for (r, ((out, x), stat)) in rows_here.zip(stats.iter_mut()).enumerate() {
+                let sums = simd::shifted_sums(x, x[0]);
+                let (centre, row_var) = moments(x[0], sums, x.len(), true);
                 let rstd = 1.0 / (row_var + epsilon).sqrt();
                 let segments = out.chunks_mut(dims.s).zip(x.chunks(dims.s));
                 for ((out, x), c) in segments.zip(rows.channels(t * task + r)) {
                     let scale = T::from_f64(rstd * gamma[c].to_f64());
                     simd::gated_affine(out, x, [v[c], scale, beta[c]]);
                 }
-                *var = T::from_f64(row_var);
+                *stat = (T::from_f64(centre.mean()), T::from_f64(row_var));
             }
         });
+    let (mean, var) = stats.into_iter().unzip();
     // SAFETY: `out` and `x` have the same length (checked by `Rows::new`) and are cut into the
     // same tasks, rows and segments, and `gated_affine` writes every value it is given.
-    (unsafe { written(out) }, var)
+    (unsafe { written(out) }, mean, var)
 }
 
 /// The backward from the output gradient `dy` and the forward's row variances:
@@ -196,4 +203,168 @@ fn row_backward<T: Real>(
         simd::gated_gradient(dx, x, dy, gate, coefficients);
         grads[c][0] += per_dy * simd::gate_slope_sum(dy, x, gate);
     }
+}
+
+/// Each segment's instance statistics and each channel's batch statistics, from one pass over
+/// `x`. A segment's values are shifted by its first, so that the instance statistics of a
+/// segment of one value are exactly its value and zero (its variance's gradient is then exactly
+/// zero, as it must be); the batch sums are the segments' moved to one shift per channel, its
+/// first segment's, in `f64`, and added in sample order.
+struct B0Stats<T> {
+    /// Per segment `(n, c)`, its first value and `[Σ (x - k), Σ (x - k)^2]` about it.
+    segments: Vec<(T, [f64; 2])>,
+}
+
+impl<T: Real> B0Stats<T> {
+    fn of(x: &[T], dims: Dims) -> Self {
+        let segments = x
+            .par_chunks(dims.s)
+            .map(|x| (x[0], simd::shifted_sums(x, x[0])))
+            .collect();
+        Self { segments }
+    }
+
+    /// The centre and biased variance of segment `segment` (over its `S` positions).
+    fn instance(&self, segment: usize, dims: Dims) -> (Centre<T>, f64) {
+        let (k, sums) = self.segments[segment];
+        moments(k, sums, dims.s, true)
+    }
+
+    /// The centre and biased variance of channel `c` over the batch and the positions.
+    fn batch(&self, c: usize, dims: Dims) -> (Centre<T>, f64) {
+        let k = self.segments[c].0;
+        let s = dims.s as f64;
+        let mut sums = [0.0f64; 2];
+        for n in 0..dims.n {
+            let (k_n, [sum, sum_sq]) = self.segments[n * dims.c + c];
+            // Σ (x - k) = Σ (x - k_n) + S δ and Σ (x - k)^2 = Σ (x - k_n)^2 + 2 δ Σ (x - k_n)
+            // + S δ^2, with δ = k_n - k.
+            let delta = k_n.to_f64() - k.to_f64();
+            sums[0] += sum + s * delta;
+            sums[1] += sum_sq + 2.0 * delta * sum + s * delta * delta;
+        }
+        moments(k, sums, dims.n * dims.s, true)
+    }
+}
+
+/// EvoNorm-B0's forward in training (see the module doc): `var_B` each channel's biased
+/// variance over the batch and positions, `var_I` each (sample, channel)'s over its positions.
+/// Returns `y` and each channel's batch mean and biased variance (for the running statistics).
+pub(crate) fn evonorm_b0<T: Real>(
+    x: &[T],
+    [v, gamma, beta]: [&[T]; 3],
+    dims: Dims,
+    epsilon: f64,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    dims.check(x, &[v, gamma, beta]);
+    if dims.len() == 0 {
+        return nothing(dims.c);
+    }
+    let stats = B0Stats::of(x, dims);
+    let batch: Vec<(Centre<T>, f64)> = (0..dims.c).map(|c| stats.batch(c, dims)).collect();
+    let mut out = output(dims.len());
+    let task = task_len(dims.n * dims.c, dims.s, dims.len());
+    out.par_chunks_mut(dims.s * task)
+        .zip(x.par_chunks(dims.s * task))
+        .enumerate()
+        .for_each(|(t, (out, x))| {
+            let segments = out.chunks_mut(dims.s).zip(x.chunks(dims.s));
+            for (r, (out, x)) in segments.enumerate() {
+                let segment = t * task + r;
+                let c = segment % dims.c;
+                let a = T::from_f64((batch[c].1 + epsilon).sqrt());
+                let b = T::from_f64((stats.instance(segment, dims).1 + epsilon).sqrt());
+                simd::b0_affine(out, x, [a, v[c], b, gamma[c], beta[c]]);
+            }
+        });
+    let mean = batch
+        .iter()
+        .map(|(centre, _)| T::from_f64(centre.mean()))
+        .collect();
+    let var = batch.iter().map(|&(_, var)| T::from_f64(var)).collect();
+    // SAFETY: `out` and `x` have the same length (checked above) and are cut into the same tasks
+    // and segments, and `b0_affine` writes every value it is given.
+    (unsafe { written(out) }, mean, var)
+}
+
+/// EvoNorm-B0's backward in training from the output gradient `dy` and the forward's batch
+/// variances: `(dx, dv, dgamma, dbeta)`, the parameter gradients added up over the batch.
+pub(crate) fn evonorm_b0_backward<T: Real>(
+    x: &[T],
+    dy: &[T],
+    [v, gamma, var]: [&[T]; 3],
+    dims: Dims,
+    epsilon: f64,
+) -> [Vec<T>; 4] {
+    dims.check(x, &[v, gamma, var]);
+    assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
+    if dims.len() == 0 {
+        let (dx, dv, dgamma) = nothing(dims.c);
+        return [dx, dv, dgamma, vec![T::default(); dims.c]];
+    }
+    let stats = B0Stats::of(x, dims);
+    let a: Vec<f64> = var.iter().map(|v| (v.to_f64() + epsilon).sqrt()).collect();
+    let instance_std = |segment: usize| (stats.instance(segment, dims).1 + epsilon).sqrt();
+    let coefficients = |segment: usize| {
+        let c = segment % dims.c;
+        let b = T::from_f64(instance_std(segment));
+        [T::from_f64(a[c]), v[c], b, gamma[c]]
+    };
+    // Per segment: [Σ q batch branch, Σ q other, Σ q x other, Σ dy x / d, Σ dy].
+    let sums: Vec<[f64; 5]> = x
+        .par_chunks(dims.s)
+        .zip(dy.par_chunks(dims.s))
+        .enumerate()
+        .map(|(segment, (x, dy))| simd::b0_grad_sums(dy, x, coefficients(segment)))
+        .collect();
+    let mut totals = vec![[0.0f64; 5]; dims.c];
+    for (segment, sums) in sums.iter().enumerate() {
+        for (total, sum) in totals[segment % dims.c].iter_mut().zip(sums) {
+            *total += sum;
+        }
+    }
+    let batch_mean: Vec<T> = (0..dims.c)
+        .map(|c| T::from_f64(stats.batch(c, dims).0.mean()))
+        .collect();
+    let batch_count = (dims.n * dims.s) as f64;
+    let mut dx = output(dims.len());
+    let task = task_len(dims.n * dims.c, dims.s, dims.len());
+    dx.par_chunks_mut(dims.s * task)
+        .zip(
+            x.par_chunks(dims.s * task)
+                .zip(dy.par_chunks(dims.s * task)),
+        )
+        .enumerate()
+        .for_each(|(t, (dx, (x, dy)))| {
+            let segments = dx
+                .chunks_mut(dims.s)
+                .zip(x.chunks(dims.s).zip(dy.chunks(dims.s)));
+            for (r, (dx, (x, dy))) in segments.enumerate() {
+                let segment = t * task + r;
+                let c = segment % dims.c;
+                let (centre, _) = stats.instance(segment, dims);
+                // d var / d x = 2 (x - mean) / count, and d std / d var = 1 / (2 std).
+                let slope_i = sums[segment][1] / (instance_std(segment) * dims.s as f64);
+                let slope_b = totals[c][0] / (a[c] * batch_count);
+                let [a, v, b, gamma] = coefficients(segment);
+                let instance = [centre.k, centre.r, T::from_f64(slope_i)];
+                let batch = [batch_mean[c], T::from_f64(slope_b)];
+                let all = [
+                    a,
+                    v,
+                    b,
+                    gamma,
+                    instance[0],
+                    instance[1],
+                    instance[2],
+                    batch[0],
+                    batch[1],
+                ];
+                simd::b0_gradient(dx, x, dy, all);
+            }
+        });
+    let column = |k: usize| totals.iter().map(|t| T::from_f64(t[k])).collect();
+    // SAFETY: `dx`, `x` and `dy` have the same length (checked above) and are cut into the same
+    // tasks and segments, and `b0_gradient` writes every value it is given.
+    [unsafe { written(dx) }, column(2), column(3), column(4)]
 }

@@ -325,7 +325,7 @@ fn evonorm_s0_matches_f64_at_every_edge() {
                 center: true,
                 epsilon: EPSILON,
             };
-            let (y, var) = evonorm_s0(&x, [&v, &gamma, &beta], dims, spec);
+            let (y, _, var) = evonorm_s0(&x, [&v, &gamma, &beta], dims, spec);
             let [dx, dv, dgamma, dbeta] =
                 evonorm_s0_backward(&x, &dy, [&v, &gamma, &var], dims, spec);
             if dims.len() == 0 {
@@ -377,5 +377,92 @@ fn evonorm_s0_matches_f64_at_every_edge() {
             assert_close(&format!("{what}: dgamma"), &dgamma, want_dgamma);
             assert_close(&format!("{what}: dbeta"), &dbeta, want_dbeta);
         }
+    }
+}
+
+#[test]
+fn evonorm_b0_matches_f64_at_every_edge() {
+    for dims in shapes() {
+        let (x, dy, gamma, beta) = inputs(dims);
+        // Slopes on both sides of zero, so that both branches of the max are taken.
+        let v: Vec<f32> = values(dims.c, 5).iter().map(|v| v / 2.0 - 1.5).collect();
+        let what = format!("EvoNorm-B0, {dims:?}");
+        let (y, mean, var) = evonorm_b0(&x, [&v, &gamma, &beta], dims, EPSILON);
+        let [dx, dv, dgamma, dbeta] =
+            evonorm_b0_backward(&x, &dy, [&v, &gamma, &var], dims, EPSILON);
+        if dims.len() == 0 {
+            assert!(y.is_empty() && dx.is_empty(), "{what}");
+            for stat in [mean, var, dv, dgamma, dbeta] {
+                assert_eq!(stat, vec![0.0; dims.c], "{what}");
+            }
+            continue;
+        }
+        let Dims { n, c, s } = dims;
+        let stats = |set: &[usize]| {
+            let count = set.len() as f64;
+            let mean = set.iter().map(|&i| x[i] as f64).sum::<f64>() / count;
+            let var = set
+                .iter()
+                .map(|&i| (x[i] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / count;
+            (mean, var)
+        };
+        let mut want_y = vec![0.0f64; x.len()];
+        let mut want_dx = vec![0.0f64; x.len()];
+        let mut want_params = [vec![0.0f64; c], vec![0.0; c], vec![0.0; c]];
+        let (mut want_mean, mut want_var, mut dx_scale) = (Vec::new(), Vec::new(), 1.0f64);
+        for (channel, set) in channel_sets(dims, &[n]).iter().enumerate() {
+            let (mean_b, var_b) = stats(set);
+            let a = (var_b + EPSILON).sqrt();
+            let (vc, gc) = (v[channel] as f64, gamma[channel] as f64);
+            // q = d L / d d per value, and the sums that reach the two variances.
+            let mut q_batch = 0.0;
+            let mut per_sample = vec![(0.0f64, 0.0f64, 0.0f64); n];
+            for (sample, q_sum) in per_sample.iter_mut().enumerate() {
+                let start = (sample * c + channel) * s;
+                let segment: Vec<usize> = (start..start + s).collect();
+                let (mean_i, var_i) = stats(&segment);
+                let b = (var_i + EPSILON).sqrt();
+                let mut q_other = 0.0;
+                for &i in &segment {
+                    let xi = x[i] as f64;
+                    let d = a.max(vc * xi + b);
+                    let g = dy[i] as f64 * gc;
+                    let q = -g * xi / (d * d);
+                    want_y[i] = xi / d * gc + beta[channel] as f64;
+                    want_dx[i] = g / d;
+                    dx_scale = dx_scale.max((g / d).abs());
+                    if a >= vc * xi + b {
+                        q_batch += q;
+                    } else {
+                        q_other += q;
+                        want_dx[i] += vc * q;
+                        want_params[0][channel] += q * xi;
+                    }
+                    want_params[1][channel] += dy[i] as f64 * xi / d;
+                    want_params[2][channel] += dy[i] as f64;
+                }
+                *q_sum = (q_other, mean_i, b);
+            }
+            for (sample, &(q_other, mean_i, b)) in per_sample.iter().enumerate() {
+                let start = (sample * c + channel) * s;
+                for i in start..start + s {
+                    let xi = x[i] as f64;
+                    want_dx[i] += q_other / (b * s as f64) * (xi - mean_i)
+                        + q_batch / (a * (n * s) as f64) * (xi - mean_b);
+                }
+            }
+            want_mean.push(mean_b);
+            want_var.push(var_b);
+        }
+        assert_close(&format!("{what}: y"), &y, &want_y);
+        assert_close(&format!("{what}: mean"), &mean, &want_mean);
+        assert_close(&format!("{what}: var"), &var, &want_var);
+        assert_close_at(&format!("{what}: dx"), &dx, &want_dx, dx_scale);
+        let [want_dv, want_dgamma, want_dbeta] = &want_params;
+        assert_close(&format!("{what}: dv"), &dv, want_dv);
+        assert_close(&format!("{what}: dgamma"), &dgamma, want_dgamma);
+        assert_close(&format!("{what}: dbeta"), &dbeta, want_dbeta);
     }
 }

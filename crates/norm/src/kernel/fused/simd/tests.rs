@@ -373,3 +373,68 @@ fn gated_segments_write_every_value_the_same_on_every_instruction_set() {
         close(slopes[0].1, want, len as f64, "Σ dy x^2 gate (1 - gate)");
     }
 }
+
+#[test]
+fn evonorm_b0_segments_write_every_value_the_same_on_every_instruction_set() {
+    for len in LENGTHS {
+        let (x, dy) = (values(len, 8), values(len, 9));
+        // `a` in the middle of `v x + b`'s range: both branches of the max.
+        let affine = [3.0f32, 0.5, 1.25, 0.75, -0.25];
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, c: [f32; 5] = affine; {
+            let mut out = uninit_like(x.len());
+            b0_affine_impl::<S, f32>(&mut out, x, c);
+            filled(out)
+        });
+        same_bits(&format!("b0_affine of {len}"), &outs);
+        let [a, v, b, gamma, beta] = affine;
+        let divisor = |x: f32| if a >= v * x + b { a } else { v * x + b };
+        let want: Vec<u32> = x
+            .iter()
+            .map(|&x| (x / divisor(x) * gamma + beta).to_bits())
+            .collect();
+        assert_eq!(outs[0].1, want, "b0_affine of {len}");
+
+        let sums = on_every_arch!(-> [f64; 5]; dy: &'a [f32] = &dy, x: &'a [f32] = &x, c: [f32; 4] = [a, v, b, gamma]; {
+            b0_grad_sums_impl::<S, f32>(dy, x, c)
+        });
+        same_bits(&format!("b0_grad_sums of {len}"), &sums);
+        let mut want = [0.0f64; 5];
+        for (&x, &g) in x.iter().zip(&dy) {
+            let d = divisor(x) as f64;
+            let q = -(g as f64) * gamma as f64 * x as f64 / (d * d);
+            match a >= v * x + b {
+                true => want[0] += q,
+                false => {
+                    want[1] += q;
+                    want[2] += q * x as f64;
+                }
+            }
+            want[3] += g as f64 * x as f64 / d;
+            want[4] += g as f64;
+        }
+        for (k, (&got, want)) in sums[0].1.iter().zip(want).enumerate() {
+            close(got, want, len as f64, &format!("b0_grad_sums {k} of {len}"));
+        }
+
+        let gradient = [a, v, b, gamma, 3.5, 0.125, 3.25, 0.5, -0.25];
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, dy: &'a [f32] = &dy, c: [f32; 9] = gradient; {
+            let mut dx = uninit_like(x.len());
+            b0_gradient_impl::<S, f32>(&mut dx, x, dy, c);
+            filled(dx)
+        });
+        same_bits(&format!("b0_gradient of {len}"), &outs);
+        let [.., k_i, r_i, slope_i, mean_b, slope_b] = gradient;
+        let want: Vec<u32> = x
+            .iter()
+            .zip(&dy)
+            .map(|(&x, &dy)| {
+                let (d, g) = (divisor(x), dy * gamma);
+                let q = (0.0 - g * x) / (d * d);
+                let local = if a >= v * x + b { 0.0 } else { v * q };
+                let instance = ((x - k_i) - r_i) * slope_i;
+                (g / d + local + instance + (x - mean_b) * slope_b).to_bits()
+            })
+            .collect();
+        assert_eq!(outs[0].1, want, "b0_gradient of {len}");
+    }
+}
