@@ -186,6 +186,15 @@ fn composed_kernels_take_the_composed_path() {
     assert_eq!(run(Kernels::Composed), composed);
 }
 
+/// What the EvoNorm tests compare, in the order their runs return them.
+const EVONORM_OUTPUTS: [&str; 5] = [
+    "output",
+    "input gradient",
+    "v gradient",
+    "gamma gradient",
+    "beta gradient",
+];
+
 #[test]
 fn evonorm_s0_kernel_matches_the_composed_ops() {
     for shape in SHAPES {
@@ -220,16 +229,9 @@ fn evonorm_s0_kernel_matches_the_composed_ops() {
                 let x_grad = x.grad(&grads).expect("input gradient");
                 [y.inner(), x_grad, grad(&v), grad(&gamma), grad(&beta)]
             };
-            let names = [
-                "output",
-                "input gradient",
-                "v gradient",
-                "gamma gradient",
-                "beta gradient",
-            ];
             let fused = run(Kernels::Fastest);
             let composed = run(Kernels::Composed);
-            for ((what, got), want) in names.iter().zip(fused).zip(composed) {
+            for ((what, got), want) in EVONORM_OUTPUTS.iter().zip(fused).zip(composed) {
                 relative_error(
                     &format!("EvoNorm-S0, {groups} groups, on {shape:?}: {what}"),
                     got,
@@ -278,19 +280,13 @@ fn evonorm_b0_kernel_matches_the_composed_layer_in_training() {
                 as_3d(running.var().reshape([c])).inner(),
             ]
         };
-        let names = [
-            "output",
-            "input gradient",
-            "v gradient",
-            "gamma gradient",
-            "beta gradient",
-            "running mean",
-            "running variance",
-        ];
+        let names = EVONORM_OUTPUTS
+            .iter()
+            .chain(&["running mean", "running variance"]);
         let both = run(Kernels::Fastest)
             .into_iter()
             .zip(run(Kernels::Composed));
-        for (what, (got, want)) in names.iter().zip(both) {
+        for (what, (got, want)) in names.zip(both) {
             relative_error(&format!("EvoNorm-B0 on {shape:?}: {what}"), got, want);
         }
     }

@@ -137,6 +137,39 @@ impl Dims {
     }
 }
 
+/// The rows of group norm (and EvoNorm-S0): `count` of `len` values, one per (sample, group),
+/// each `per_group` consecutive segments of the positions of one channel.
+struct Rows {
+    count: usize,
+    len: usize,
+    per_group: usize,
+    groups: usize,
+}
+
+impl Rows {
+    /// Checks `x` and the per-channel values against `dims` and `groups`.
+    fn new<T>(x: &[T], per_channel: &[&[T]], dims: Dims, groups: usize) -> Self {
+        dims.check(x, per_channel);
+        assert!(
+            groups > 0 && dims.c.is_multiple_of(groups),
+            "{groups} groups of {dims:?}"
+        );
+        let per_group = dims.c / groups;
+        Self {
+            count: dims.n * groups,
+            len: per_group * dims.s,
+            per_group,
+            groups,
+        }
+    }
+
+    /// The channels of row `row`, in the order of its segments.
+    fn channels(&self, row: usize) -> std::ops::Range<usize> {
+        let first = (row % self.groups) * self.per_group;
+        first..first + self.per_group
+    }
+}
+
 /// The outputs of a kernel over no values: no output, and `stats` zeros per statistic (a sum
 /// over nothing; the mean and variance of nothing are taken as 0 too).
 fn nothing<T: Real>(stats: usize) -> (Vec<T>, Vec<T>, Vec<T>) {
@@ -156,20 +189,17 @@ pub(crate) fn group_norm<T: Real>(
     gamma: &[T],
     beta: &[T],
     dims: Dims,
-    GroupSpec {
-        groups,
-        center,
-        epsilon,
-    }: GroupSpec,
+    spec: GroupSpec,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    dims.check(x, &[gamma, beta]);
-    assert!(
-        groups > 0 && dims.c.is_multiple_of(groups),
-        "{groups} groups of {dims:?}"
-    );
-    let per_group = dims.c / groups;
-    let row = per_group * dims.s;
-    let rows = dims.n * groups;
+    let Rows {
+        count: rows,
+        len: row,
+        per_group,
+        groups,
+    } = Rows::new(x, &[gamma, beta], dims, spec.groups);
+    let GroupSpec {
+        center, epsilon, ..
+    } = spec;
     if dims.len() == 0 {
         return nothing(rows);
     }
@@ -222,22 +252,19 @@ pub(crate) fn group_norm_backward<T: Real>(
     gamma: &[T],
     var: &[T],
     dims: Dims,
-    GroupSpec {
-        groups,
-        center,
-        epsilon,
-    }: GroupSpec,
+    spec: GroupSpec,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    dims.check(x, &[gamma]);
+    let Rows {
+        count: rows,
+        len: row,
+        per_group,
+        groups,
+    } = Rows::new(x, &[gamma], dims, spec.groups);
+    let GroupSpec {
+        center, epsilon, ..
+    } = spec;
     assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
-    assert!(
-        groups > 0 && dims.c.is_multiple_of(groups),
-        "{groups} groups of {dims:?}"
-    );
-    assert_eq!(var.len(), dims.n * groups, "variances of {dims:?}");
-    let per_group = dims.c / groups;
-    let row = per_group * dims.s;
-    let rows = dims.n * groups;
+    assert_eq!(var.len(), rows, "variances of {dims:?}");
     if dims.len() == 0 {
         return nothing(dims.c);
     }

@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::{Centre, Dims, Real, moments, nothing, output, task_len, written};
+use super::{Centre, Dims, Real, Rows, moments, nothing, output, task_len, written};
 use crate::kernel::GroupSpec;
 use crate::kernel::fused::simd;
 
@@ -118,39 +118,6 @@ pub(crate) fn evonorm_s0_backward<T: Real>(
     // SAFETY: `dx`, `x` and `dy` have the same length (checked above) and are cut into the same
     // tasks, rows and segments, and `gated_gradient` writes every value it is given.
     [unsafe { written(dx) }, column(0), column(1), column(2)]
-}
-
-/// The rows EvoNorm-S0 takes its variance over: `count` of `len` values, one per (sample,
-/// group), each `channels` consecutive segments of the positions of one channel.
-struct Rows {
-    count: usize,
-    len: usize,
-    per_group: usize,
-    groups: usize,
-}
-
-impl Rows {
-    /// Checks `x` and the per-channel values against `dims` and `groups`.
-    fn new<T>(x: &[T], per_channel: &[&[T]], dims: Dims, groups: usize) -> Self {
-        dims.check(x, per_channel);
-        assert!(
-            groups > 0 && dims.c.is_multiple_of(groups),
-            "{groups} groups of {dims:?}"
-        );
-        let per_group = dims.c / groups;
-        Self {
-            count: dims.n * groups,
-            len: per_group * dims.s,
-            per_group,
-            groups,
-        }
-    }
-
-    /// The channels of row `row`, in the order of its segments.
-    fn channels(&self, row: usize) -> std::ops::Range<usize> {
-        let first = (row % self.groups) * self.per_group;
-        first..first + self.per_group
-    }
 }
 
 /// What one row's backward needs beside its data.
