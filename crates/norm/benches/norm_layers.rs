@@ -211,7 +211,7 @@ fn bench_conv(sitting: &mut Sitting, x: Tensor<4>) {
     let ln: Layer<4> = [&|t| ln.1.forward(t), &|t| ln.0.forward(t)];
     let gn: Layer<4> = [&|t| gn.1.forward(t), &|t| gn.0.forward(t)];
     let inn: Layer<4> = [&|t| inn.1.forward(t), &|t| inn.0.forward(t)];
-    // EvoNorm's fused kernels are the CPU's alone.
+    // EvoNorm's and FRN's learned-epsilon kernels are the CPU's alone.
     let on_flex = match sitting.target.backend() {
         Backend::Flex => "fused",
         Backend::Wgpu => "composed",
@@ -241,7 +241,7 @@ fn bench_conv(sitting: &mut Sitting, x: Tensor<4>) {
             case(
                 "",
                 r#"{"kind":"frn","learned_epsilon":true}"#,
-                "composed",
+                on_flex,
                 None,
             ),
             case("", r#"{"kind":"evonorm_s0"}"#, on_flex, None),

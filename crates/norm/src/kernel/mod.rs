@@ -14,8 +14,8 @@ use burn::tensor::module::{BatchNormTrainOutput, batch_norm, batch_norm_train};
 
 use crate::Kernels;
 use crate::affine::Affine;
+pub(crate) use fused::available_on_flex as fused_on_flex;
 use fused::evonorm::EvoNorm;
-pub(crate) use fused::evonorm::available as evonorm_fused;
 pub(crate) use moments::{Moments, moments};
 pub(crate) use online::{
     OnlineStream, StreamState, online_normalize, supported as online_supported,
@@ -122,7 +122,7 @@ pub(crate) fn evonorm_s0(
     kernels: Kernels,
 ) -> Tensor<3> {
     let [n, c, s] = x.dims();
-    if weights.is_none() && evonorm_fused(&x, kernels) {
+    if weights.is_none() && fused_on_flex(&x, kernels) {
         let (gamma, beta) = affine_or_identity(affine, c, &x.device());
         return fused::evonorm::evonorm(x, [v, gamma, beta], EvoNorm::S0(spec)).0;
     }
@@ -139,7 +139,7 @@ pub(crate) fn evonorm_s0(
 }
 
 /// EvoNorm-B0 in training of `x: [N, C, S]` with every element real, on the fused kernel (call
-/// only where [`evonorm_fused`]): the output, and each channel's mean and biased variance over
+/// only where [`fused_on_flex`]): the output, and each channel's mean and biased variance over
 /// the batch and positions, `[C]`, detached, for the running statistics.
 pub(crate) fn evonorm_b0_train(
     x: Tensor<3>,
@@ -151,6 +151,35 @@ pub(crate) fn evonorm_b0_train(
     let (gamma, beta) = affine_or_identity(affine, c, &x.device());
     let (y, mean, var) = fused::evonorm::evonorm(x, [v, gamma, beta], EvoNorm::B0 { epsilon });
     (y, mean.detach(), var.detach())
+}
+
+/// FRN's normalization with a learned epsilon: `x / sqrt(nu2 + epsilon + |eps_l|)`, `nu2` the
+/// mean square of each (sample, channel) of `x: [N, C, S]` over `S`, then `affine`; on the fused
+/// kernel where `kernels` and the backend allow, composed for padded input and elsewhere.
+pub(crate) fn frn_learned_epsilon(
+    x: Tensor<3>,
+    weights: Option<Tensor<3>>,
+    eps_l: Tensor<1>,
+    epsilon: f64,
+    affine: Option<&Affine>,
+    kernels: Kernels,
+) -> Tensor<3> {
+    let [n, c, s] = x.dims();
+    if weights.is_none() && fused_on_flex(&x, kernels) {
+        let (gamma, beta) = affine_or_identity(affine, c, &x.device());
+        return fused::frn::frn_learned_epsilon(x, [gamma, beta, eps_l], epsilon);
+    }
+    let per_channel = [n * c, 1, s];
+    let weights = weights.map(|w| w.expand([n, c, s]).reshape(per_channel));
+    let nu2 = mean_square(x.clone().reshape(per_channel), weights)
+        .var
+        .reshape([n, c, 1]);
+    let epsilon = eps_l.abs().reshape([1, 1, 1]) + epsilon;
+    let y = x / (nu2 + epsilon).sqrt();
+    match affine {
+        Some(affine) => affine.apply(y),
+        None => y,
+    }
 }
 
 /// `gamma` and `beta` of `affine`, or ones and zeros without one.

@@ -291,3 +291,57 @@ fn evonorm_b0_kernel_matches_the_composed_layer_in_training() {
         }
     }
 }
+
+#[test]
+fn frn_learned_epsilon_kernel_matches_the_composed_layer() {
+    use crate::family::AsFamily;
+    use crate::{FrnConfig, Norm, NormConfig};
+    for shape in SHAPES {
+        let c = shape[1];
+        let device = device();
+        device.seed(shape.iter().product::<usize>() as u64);
+        let x = input(shape, &device);
+        let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let run = |kernels| {
+            let config = NormConfig::Frn(FrnConfig::default().with_learned_epsilon(true));
+            let norm = config
+                .init(c, &device)
+                .expect("layer")
+                .with_kernels(kernels);
+            let Norm::Frn(layer) = &norm else {
+                unreachable!("an FRN config")
+            };
+            let x = x.clone().require_grad();
+            let y = norm.forward(x.clone()).expect("fits");
+            let grads = (y.clone() * dy.clone()).sum().backward();
+            let as_3d = |t: Tensor<1>| t.reshape([1, 1, -1]);
+            let grad = |p: Tensor<1>| as_3d(p.grad(&grads).expect("parameter gradient"));
+            let affine = norm.family().affine().expect("affine");
+            let learned = layer.learned_epsilon().expect("a learned epsilon");
+            [
+                y.inner(),
+                x.grad(&grads).expect("input gradient"),
+                grad(affine.gamma()),
+                grad(affine.beta()),
+                grad(learned),
+            ]
+        };
+        let names = [
+            "output",
+            "input gradient",
+            "gamma gradient",
+            "beta gradient",
+            "learned epsilon gradient",
+        ];
+        let both = run(Kernels::Fastest)
+            .into_iter()
+            .zip(run(Kernels::Composed));
+        for (what, (got, want)) in names.iter().zip(both) {
+            relative_error(
+                &format!("FRN, learned epsilon, on {shape:?}: {what}"),
+                got,
+                want,
+            );
+        }
+    }
+}

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::affine::apply_affine;
 use crate::family::{Family, is_training};
-use crate::kernel::{evonorm_b0_train, evonorm_fused, moments};
+use crate::kernel::{evonorm_b0_train, fused_on_flex, moments};
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common};
 use crate::running::Spread;
@@ -125,7 +125,7 @@ impl Family for EvoNormB0 {
                     over: "per feature in the batch",
                 });
             }
-            true if weights.is_none() && evonorm_fused(&x, self.parts.kernels) => {
+            true if weights.is_none() && fused_on_flex(&x, self.parts.kernels) => {
                 let affine = self.parts.affine.as_ref();
                 let (y, mean, var) = evonorm_b0_train(x, self.v.val(), affine, epsilon);
                 let count = Tensor::full([1], (n * s) as f64, &var.device());

@@ -6,9 +6,8 @@ use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use crate::NormError;
-use crate::affine::apply_affine;
 use crate::family::Family;
-use crate::kernel::mean_square;
+use crate::kernel::frn_learned_epsilon;
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common};
 
@@ -118,20 +117,18 @@ impl Family for FilterResponseNorm {
 
     /// `x: [N, C, S] -> [N, C, S]`, statistics per (sample, channel) over `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
-        let [n, c, s] = x.dims();
+        let c = x.dims()[1];
         let CommonParts {
-            affine, epsilon, ..
+            affine,
+            epsilon,
+            kernels,
+            ..
         } = &self.parts;
         let y = match &self.learned_epsilon {
             None => self.parts.group_norm(x, weights, c, false).0,
             Some(learned) => {
-                let per_channel = [n * c, 1, s];
-                let weights = weights.map(|w| w.expand([n, c, s]).reshape(per_channel));
-                let nu2 = mean_square(x.clone().reshape(per_channel), weights)
-                    .var
-                    .reshape([n, c, 1]);
-                let epsilon = learned.val().abs().reshape([1, 1, 1]) + *epsilon;
-                apply_affine(affine, x / (nu2 + epsilon).sqrt())
+                let affine = affine.as_ref();
+                frn_learned_epsilon(x, weights, learned.val(), *epsilon, affine, *kernels)
             }
         };
         // max(y, tau) as relu(y - tau) + tau, with tau expanded: burn-flex runs this form an

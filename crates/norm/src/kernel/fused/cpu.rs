@@ -307,6 +307,37 @@ pub(crate) fn group_norm_backward<T: Real>(
     (unsafe { written(dx) }, to(dgamma), to(dbeta))
 }
 
+/// The gradient of `Σ y dy` with respect to the epsilon of group norm with one group per channel
+/// and not centred (FRN): `y = x rstd gamma + beta` with `rstd = (nu2 + epsilon)^(-1/2)`, so
+/// `Σ_rows -rstd^3 / 2 * gamma_c * Σ dy x`, from each row's `nu2` (`var`). Each row's sum has a
+/// fixed order and the rows are added in order.
+pub(crate) fn rms_epsilon_grad<T: Real>(
+    x: &[T],
+    dy: &[T],
+    gamma: &[T],
+    var: &[T],
+    dims: Dims,
+    epsilon: f64,
+) -> f64 {
+    dims.check(x, &[gamma]);
+    assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
+    assert_eq!(var.len(), dims.n * dims.c, "mean squares of {dims:?}");
+    if dims.len() == 0 {
+        return 0.0;
+    }
+    let rows: Vec<f64> = x
+        .par_chunks(dims.s)
+        .zip(dy.par_chunks(dims.s))
+        .enumerate()
+        .map(|(row, (x, dy))| {
+            let [_, sum_dy_x, _] = simd::shifted_grad_sums(dy, x, T::default());
+            let rstd = 1.0 / (var[row].to_f64() + epsilon).sqrt();
+            -0.5 * rstd * rstd * rstd * gamma[row % dims.c].to_f64() * sum_dy_x
+        })
+        .collect();
+    rows.iter().sum()
+}
+
 /// What one row's backward needs beside its data: `gamma`, the channels the row covers, the
 /// positions per channel, and the row's statistics.
 struct RowParts<'a, T> {

@@ -7,21 +7,10 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, backend_extension,
-};
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, backend_extension};
 use burn::prelude::*;
-use burn::tensor::DType;
 
-use crate::Kernels;
 use crate::kernel::GroupSpec;
-
-/// True when `kernels` asks for the fused kernels and `x` lives on flex (with or without
-/// autodiff) in `f32` or `f64`: the one backend with this op.
-pub(crate) fn available(x: &Tensor<3>, kernels: Kernels) -> bool {
-    let on_flex = matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
-    kernels == Kernels::Fastest && on_flex && matches!(x.dtype(), DType::F32 | DType::F64)
-}
 
 /// Which EvoNorm a fused op computes: S0 over the groups of `spec` (`spec.center` is ignored:
 /// its variance is always centred), or B0 in training with its `epsilon`.
@@ -128,7 +117,7 @@ impl<B: Backend + EvoNormOps, C: CheckpointStrategy> EvoNormOps for Autodiff<B, 
 
 /// EvoNorm of `x: [N, C, S]` (every element real) with the per-channel `v`, `gamma` and `beta`
 /// -> `(y, mean, var)` as [`EvoNormOps::fused_evonorm`] gives them. Call only where
-/// [`available`].
+/// [`available_on_flex`](super::available_on_flex).
 pub(crate) fn evonorm(
     x: Tensor<3>,
     [v, gamma, beta]: [Tensor<1>; 3],

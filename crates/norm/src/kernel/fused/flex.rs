@@ -7,8 +7,10 @@ use burn::tensor::{Bytes, DType};
 
 use super::cpu::{self, Dims, Real};
 use super::evonorm::{EvoNorm, EvoNormOps};
+use super::frn::LearnedEpsilonOps;
+use super::simd::Lanes;
 use super::{FusedNorm, FusedNormOps};
-use crate::kernel::ghost_chunks;
+use crate::kernel::{GroupSpec, ghost_chunks};
 
 /// The `[N, C, S]` of a rank-3 flex tensor.
 fn dims(x: &FlexTensor) -> Dims {
@@ -172,6 +174,74 @@ impl EvoNormOps for Flex {
                 channel(dv),
                 channel(dgamma),
                 channel(dbeta),
+            )
+        })
+    }
+}
+
+/// `epsilon + |eps_l|` for FRN's learned epsilon `eps_l` (`[1]`).
+fn total_epsilon<T: Real>(epsilon: f64, eps_l: &[T]) -> f64 {
+    epsilon + eps_l[0].to_f64().abs()
+}
+
+impl LearnedEpsilonOps for Flex {
+    fn fused_frn_learned_epsilon(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps_l: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor) {
+        let [x, gamma, beta, eps_l] = [x, gamma, beta, eps_l].map(|t| t.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let spec = GroupSpec {
+                groups: d.c,
+                center: false,
+                epsilon: total_epsilon::<T>(epsilon, eps_l.storage()),
+            };
+            let (x, gamma, beta) = (x.storage(), gamma.storage(), beta.storage());
+            let (y, _, nu2) = cpu::group_norm::<T>(x, gamma, beta, d, spec);
+            (
+                tensor(y, &[d.n, d.c, d.s], dtype),
+                tensor(nu2, &[d.n * d.c], dtype),
+            )
+        })
+    }
+
+    fn fused_frn_learned_epsilon_backward(
+        x: FlexTensor,
+        dy: FlexTensor,
+        gamma: FlexTensor,
+        nu2: FlexTensor,
+        eps_l: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+        let [x, dy, gamma, nu2, eps_l] = [x, dy, gamma, nu2, eps_l].map(|t| t.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let eps_l: &[T] = eps_l.storage();
+            let epsilon = total_epsilon(epsilon, eps_l);
+            let spec = GroupSpec {
+                groups: d.c,
+                center: false,
+                epsilon,
+            };
+            let (x, dy, gamma, nu2) = (x.storage(), dy.storage(), gamma.storage(), nu2.storage());
+            let grads = cpu::group_norm_backward::<T>(x, dy, gamma, nu2, d, spec);
+            let (dx, dgamma, dbeta) = outputs(grads, d, d.c, dtype);
+            // d |e| / d e = sign(e), 0 at 0 (as burn's `abs`).
+            let sign = match eps_l[0].to_f64() {
+                e if e > 0.0 => 1.0,
+                e if e < 0.0 => -1.0,
+                _ => 0.0,
+            };
+            let deps = sign * cpu::rms_epsilon_grad::<T>(x, dy, gamma, nu2, d, epsilon);
+            (
+                dx,
+                dgamma,
+                dbeta,
+                tensor(vec![T::from_f64(deps)], &[1], dtype),
             )
         })
     }

@@ -10,6 +10,7 @@ mod cpu;
 mod cube;
 pub(crate) mod evonorm;
 mod flex;
+pub(crate) mod frn;
 mod simd;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -39,6 +40,14 @@ pub(crate) fn available(x: &Tensor<3>, kernels: Kernels) -> bool {
         _ => false,
     };
     kernels == Kernels::Fastest && on_backend
+}
+
+/// True when `kernels` asks for the fused kernels and `x` lives on flex (with or without
+/// autodiff) in `f32` or `f64`: where the ops with a CPU kernel alone run (EvoNorm, FRN's
+/// learned epsilon).
+pub(crate) fn available_on_flex(x: &Tensor<3>, kernels: Kernels) -> bool {
+    let on_flex = matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    kernels == Kernels::Fastest && on_flex && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
 /// The fused ops. Each has a twin `_backward`; the autodiff implementation wires them.

@@ -466,3 +466,35 @@ fn evonorm_b0_matches_f64_at_every_edge() {
         assert_close(&format!("{what}: dbeta"), &dbeta, want_dbeta);
     }
 }
+
+#[test]
+fn the_rms_epsilon_gradient_matches_f64_at_every_edge() {
+    for dims in shapes() {
+        let (x, dy, gamma, beta) = inputs(dims);
+        let what = format!("FRN epsilon gradient, {dims:?}");
+        let spec = GroupSpec {
+            groups: dims.c,
+            center: false,
+            epsilon: EPSILON,
+        };
+        let (_, _, nu2) = group_norm(&x, &gamma, &beta, dims, spec);
+        let got = rms_epsilon_grad(&x, &dy, &gamma, &nu2, dims, EPSILON);
+        // y = x gamma / sqrt(nu2 + eps) + beta, so d y / d eps = -x gamma (nu2 + eps)^(-3/2) / 2.
+        // A sum of f32 products: its error is relative to the sum of their sizes.
+        let (mut want, mut scale) = (0.0f64, 1.0f64);
+        for row in group_rows(dims, dims.c.max(1)) {
+            let nu2 = row.iter().map(|&i| (x[i] as f64).powi(2)).sum::<f64>() / row.len() as f64;
+            for &i in &row {
+                let channel = i / dims.s % dims.c;
+                let term = -(x[i] as f64) * gamma[channel] as f64 * dy[i] as f64
+                    / (2.0 * (nu2 + EPSILON).powf(1.5));
+                want += term;
+                scale += term.abs();
+            }
+        }
+        assert!(
+            (got - want).abs() <= 1e-5 * scale,
+            "{what}: {got}, not {want}"
+        );
+    }
+}
