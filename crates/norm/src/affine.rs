@@ -73,7 +73,7 @@ impl Affine {
 }
 
 /// Applies `affine` when the layer has one.
-pub(crate) fn apply_affine(affine: &Option<Affine>, x: Tensor<3>) -> Tensor<3> {
+pub(crate) fn apply_affine(affine: Option<&Affine>, x: Tensor<3>) -> Tensor<3> {
     match affine {
         Some(affine) => affine.apply(x),
         None => x,

@@ -13,7 +13,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::module::{BatchNormTrainOutput, batch_norm, batch_norm_train};
 
 use crate::Kernels;
-use crate::affine::Affine;
+use crate::affine::{Affine, apply_affine};
 pub(crate) use fused::available_on_flex as fused_on_flex;
 use fused::evonorm::EvoNorm;
 pub(crate) use moments::{Moments, moments};
@@ -98,10 +98,7 @@ fn composed_group_norm(
             (x_hat.reshape([n, c, s]), stats)
         }
     };
-    let out = match affine {
-        Some(affine) => affine.apply(x_hat),
-        None => x_hat,
-    };
+    let out = apply_affine(affine, x_hat);
     let stats = GroupStats {
         mean: stats.mean,
         var: stats.var,
@@ -132,10 +129,7 @@ pub(crate) fn evonorm_s0(
     let std = (stats.var + spec.epsilon).sqrt();
     let gated = x.clone() * sigmoid(v.reshape([1, c, 1]) * x);
     let y = (gated.reshape(grouped) / std).reshape([n, c, s]);
-    match affine {
-        Some(affine) => affine.apply(y),
-        None => y,
-    }
+    apply_affine(affine, y)
 }
 
 /// EvoNorm-B0 in training of `x: [N, C, S]` with every element real, on the fused kernel (call
@@ -176,10 +170,7 @@ pub(crate) fn frn_learned_epsilon(
         .reshape([n, c, 1]);
     let epsilon = eps_l.abs().reshape([1, 1, 1]) + epsilon;
     let y = x / (nu2 + epsilon).sqrt();
-    match affine {
-        Some(affine) => affine.apply(y),
-        None => y,
-    }
+    apply_affine(affine, y)
 }
 
 /// `gamma` and `beta` of `affine`, or ones and zeros without one.

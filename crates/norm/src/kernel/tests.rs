@@ -242,106 +242,84 @@ fn evonorm_s0_kernel_matches_the_composed_ops() {
     }
 }
 
-#[test]
-fn evonorm_b0_kernel_matches_the_composed_layer_in_training() {
-    use crate::family::AsFamily;
-    use crate::{EvoNormB0Config, Norm, NormConfig};
+/// One training step of a layer built from `config`, with the fused kernels and with the
+/// composed ops, on every shape: the output, the input gradient and what `read` takes from the
+/// layer and the gradients afterwards (named) agree.
+fn compare_layer_kernels(
+    what: &str,
+    config: &crate::NormConfig,
+    read: impl Fn(&crate::Norm, &burn::tensor::Gradients) -> Vec<(&'static str, Tensor<3>)>,
+) {
     for shape in SHAPES {
-        let c = shape[1];
         let device = device();
         device.seed(shape.iter().product::<usize>() as u64);
         let x = input(shape, &device);
         let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        // `v` starts at 1: `x + sqrt(var_I + eps)` beats `sqrt(var_B + eps)` for about the
-        // values above their channel's mean, so both branches of the max are taken.
         let run = |kernels| {
-            let config = NormConfig::EvoNormB0(EvoNormB0Config::default());
-            let norm = config
-                .init(c, &device)
-                .expect("layer")
-                .with_kernels(kernels);
-            let Norm::EvoNormB0(layer) = &norm else {
-                unreachable!("an EvoNorm-B0 config")
-            };
+            let norm = config.init(shape[1], &device).expect("layer");
+            let norm = norm.with_kernels(kernels);
             let x = x.clone().require_grad();
             let y = norm.forward(x.clone()).expect("fits");
             let grads = (y.clone() * dy.clone()).sum().backward();
-            let as_3d = |t: Tensor<1>| t.reshape([1, 1, -1]);
-            let grad = |p: Tensor<1>| as_3d(p.grad(&grads).expect("parameter gradient"));
-            let affine = norm.family().affine().expect("affine");
-            let running = norm.family().running_stats().expect("running statistics");
-            [
-                y.inner(),
-                x.grad(&grads).expect("input gradient"),
-                grad(layer.v()),
-                grad(affine.gamma()),
-                grad(affine.beta()),
-                as_3d(running.mean().reshape([c])).inner(),
-                as_3d(running.var().reshape([c])).inner(),
-            ]
+            let input_grad = x.grad(&grads).expect("input gradient");
+            let mut out = vec![("output", y.inner()), ("input gradient", input_grad)];
+            out.extend(read(&norm, &grads));
+            out
         };
-        let names = EVONORM_OUTPUTS
-            .iter()
-            .chain(&["running mean", "running variance"]);
         let both = run(Kernels::Fastest)
             .into_iter()
             .zip(run(Kernels::Composed));
-        for (what, (got, want)) in names.zip(both) {
-            relative_error(&format!("EvoNorm-B0 on {shape:?}: {what}"), got, want);
+        for ((name, got), (_, want)) in both {
+            relative_error(&format!("{what} on {shape:?}: {name}"), got, want);
         }
     }
+}
+
+/// The gradient of a `[C]` parameter, as `[1, 1, C]`.
+fn parameter_grad(parameter: Tensor<1>, grads: &burn::tensor::Gradients) -> Tensor<3> {
+    let grad = parameter.grad(grads).expect("parameter gradient");
+    grad.reshape([1, 1, -1])
+}
+
+#[test]
+fn evonorm_b0_kernel_matches_the_composed_layer_in_training() {
+    use crate::family::AsFamily;
+    use crate::{EvoNormB0Config, Norm, NormConfig};
+    // `v` starts at 1: `x + sqrt(var_I + eps)` beats `sqrt(var_B + eps)` for about the values
+    // above their channel's mean, so both branches of the max are taken.
+    let config = NormConfig::EvoNormB0(EvoNormB0Config::default());
+    compare_layer_kernels("EvoNorm-B0", &config, |norm, grads| {
+        let Norm::EvoNormB0(layer) = norm else {
+            unreachable!("an EvoNorm-B0 config")
+        };
+        let affine = norm.family().affine().expect("affine");
+        let running = norm.family().running_stats().expect("running statistics");
+        let per_channel = |t: Tensor<2>| t.reshape([1, 1, -1]).inner();
+        vec![
+            ("v gradient", parameter_grad(layer.v(), grads)),
+            ("gamma gradient", parameter_grad(affine.gamma(), grads)),
+            ("beta gradient", parameter_grad(affine.beta(), grads)),
+            ("running mean", per_channel(running.mean())),
+            ("running variance", per_channel(running.var())),
+        ]
+    });
 }
 
 #[test]
 fn frn_learned_epsilon_kernel_matches_the_composed_layer() {
     use crate::family::AsFamily;
     use crate::{FrnConfig, Norm, NormConfig};
-    for shape in SHAPES {
-        let c = shape[1];
-        let device = device();
-        device.seed(shape.iter().product::<usize>() as u64);
-        let x = input(shape, &device);
-        let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let run = |kernels| {
-            let config = NormConfig::Frn(FrnConfig::default().with_learned_epsilon(true));
-            let norm = config
-                .init(c, &device)
-                .expect("layer")
-                .with_kernels(kernels);
-            let Norm::Frn(layer) = &norm else {
-                unreachable!("an FRN config")
-            };
-            let x = x.clone().require_grad();
-            let y = norm.forward(x.clone()).expect("fits");
-            let grads = (y.clone() * dy.clone()).sum().backward();
-            let as_3d = |t: Tensor<1>| t.reshape([1, 1, -1]);
-            let grad = |p: Tensor<1>| as_3d(p.grad(&grads).expect("parameter gradient"));
-            let affine = norm.family().affine().expect("affine");
-            let learned = layer.learned_epsilon().expect("a learned epsilon");
-            [
-                y.inner(),
-                x.grad(&grads).expect("input gradient"),
-                grad(affine.gamma()),
-                grad(affine.beta()),
-                grad(learned),
-            ]
+    let config = NormConfig::Frn(FrnConfig::default().with_learned_epsilon(true));
+    compare_layer_kernels("FRN, learned epsilon", &config, |norm, grads| {
+        let Norm::Frn(layer) = norm else {
+            unreachable!("an FRN config")
         };
-        let names = [
-            "output",
-            "input gradient",
-            "gamma gradient",
-            "beta gradient",
-            "learned epsilon gradient",
-        ];
-        let both = run(Kernels::Fastest)
-            .into_iter()
-            .zip(run(Kernels::Composed));
-        for (what, (got, want)) in names.iter().zip(both) {
-            relative_error(
-                &format!("FRN, learned epsilon, on {shape:?}: {what}"),
-                got,
-                want,
-            );
-        }
-    }
+        let affine = norm.family().affine().expect("affine");
+        let learned = layer.learned_epsilon().expect("a learned epsilon");
+        vec![
+            ("gamma gradient", parameter_grad(affine.gamma(), grads)),
+            ("beta gradient", parameter_grad(affine.beta(), grads)),
+            ("learned epsilon gradient", parameter_grad(learned, grads)),
+        ]
+    });
 }

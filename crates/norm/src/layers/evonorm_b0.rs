@@ -151,6 +151,6 @@ impl Family for EvoNormB0 {
         let per_sample = v * x.clone() + (instance + epsilon).sqrt();
         let batch = (batch_var + epsilon).sqrt().expand([n, c, s]);
         let y = x / batch.max_pair(per_sample);
-        Ok(apply_affine(&self.parts.affine, y))
+        Ok(apply_affine(self.parts.affine.as_ref(), y))
     }
 }

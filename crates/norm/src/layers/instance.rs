@@ -131,7 +131,7 @@ impl Family for InstanceNorm {
                 let (mean, var) = running.read(0, 1, &device);
                 let (ones, zeros) = (Tensor::ones([c], &device), Tensor::zeros([c], &device));
                 let x_hat = normalize_with(x, mean, var, ones, zeros, *epsilon, *kernels);
-                Ok(apply_affine(affine, x_hat))
+                Ok(apply_affine(affine.as_ref(), x_hat))
             }
             running => {
                 let (out, stats) = self.parts.group_norm(x, weights, c, true);

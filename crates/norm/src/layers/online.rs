@@ -243,7 +243,7 @@ impl Family for OnlineNorm {
                 self.parts.kernels,
             )
         };
-        let y = apply_affine(&self.parts.affine, y);
+        let y = apply_affine(self.parts.affine.as_ref(), y);
         Ok(self.compensate(y, weights))
     }
 }

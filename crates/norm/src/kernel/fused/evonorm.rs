@@ -2,13 +2,13 @@
 //! passes over the activation forward and two backward, where a composed layer runs a dozen
 //! ops or more (S0's sigmoid among them, one scalar `exp` per value and op).
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, backend_extension};
 use burn::prelude::*;
+
+use super::{FusedNode, NodeGradients, untracked_gradients};
 
 use crate::kernel::GroupSpec;
 
@@ -53,23 +53,15 @@ pub(crate) trait EvoNormOps: Backend {
     );
 }
 
-/// The autodiff node: keeps `(x, v, gamma, var)` and hands the gradients of
-/// `[x, v, gamma, beta]` to the parents that require them.
-#[derive(Debug)]
-struct EvoNormNode(EvoNorm);
-
-impl<B: Backend + EvoNormOps> Backward<B, 4> for EvoNormNode {
-    type State = [B::FloatTensorPrimitive; 4];
-
-    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = grads.consume::<B>(&ops.node);
-        let [x, v, gamma, var] = ops.state;
-        let (dx, dv, dgamma, dbeta) = B::fused_evonorm_backward(x, dy, v, gamma, var, self.0);
-        for (parent, grad) in ops.parents.into_iter().zip([dx, dv, dgamma, dbeta]) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, grad);
-            }
-        }
+/// `(x, v, gamma, var)` -> `(dx, dv, dgamma, dbeta)`.
+impl<B: EvoNormOps> NodeGradients<B, 4> for EvoNorm {
+    fn gradients(
+        self,
+        [x, v, gamma, var]: [FloatTensor<B>; 4],
+        dy: FloatTensor<B>,
+    ) -> [FloatTensor<B>; 4] {
+        let (dx, dv, dgamma, dbeta) = B::fused_evonorm_backward(x, dy, v, gamma, var, self);
+        [dx, dv, dgamma, dbeta]
     }
 }
 
@@ -81,7 +73,7 @@ impl<B: Backend + EvoNormOps, C: CheckpointStrategy> EvoNormOps for Autodiff<B, 
         beta: FloatTensor<Self>,
         norm: EvoNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let prepared = EvoNormNode(norm)
+        let prepared = FusedNode(norm)
             .prepare::<C>([x.node(), v.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
@@ -108,10 +100,9 @@ impl<B: Backend + EvoNormOps, C: CheckpointStrategy> EvoNormOps for Autodiff<B, 
         FloatTensor<Self>,
         FloatTensor<Self>,
     ) {
-        let [x, dy, v, gamma, var] = [x, dy, v, gamma, var].map(|t| t.into_primitive());
-        let (dx, dv, dgamma, dbeta) = B::fused_evonorm_backward(x, dy, v, gamma, var, norm);
-        let inner = Self::from_inner;
-        (inner(dx), inner(dv), inner(dgamma), inner(dbeta))
+        let [dx, dv, dgamma, dbeta] =
+            untracked_gradients::<B, C, _, 4>(norm, [x, v, gamma, var], dy);
+        (dx, dv, dgamma, dbeta)
     }
 }
 

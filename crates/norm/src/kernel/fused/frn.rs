@@ -5,13 +5,13 @@
 //! of `eps_l` is `sign(eps_l) * Σ_rows -rstd^3 / 2 * gamma * Σ dy x`, one more pass over `x` and
 //! `dy`.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, backend_extension};
 use burn::prelude::*;
+
+use super::{FusedNode, NodeGradients, untracked_gradients};
 
 /// The op, on flex alone (see [`available_on_flex`](super::available_on_flex)).
 #[backend_extension(Flex, Autodiff)]
@@ -44,24 +44,20 @@ pub(crate) trait LearnedEpsilonOps: Backend {
     );
 }
 
-/// The autodiff node: keeps `(x, gamma, nu2, eps_l)` and hands the gradients of
-/// `[x, gamma, beta, eps_l]` to the parents that require them.
-#[derive(Debug)]
-struct LearnedEpsilonNode(f64);
+/// The op's settings for its autodiff node: the fixed part of epsilon.
+#[derive(Debug, Clone, Copy)]
+struct LearnedEpsilon(f64);
 
-impl<B: Backend + LearnedEpsilonOps> Backward<B, 4> for LearnedEpsilonNode {
-    type State = [B::FloatTensorPrimitive; 4];
-
-    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = grads.consume::<B>(&ops.node);
-        let [x, gamma, nu2, eps_l] = ops.state;
+/// `(x, gamma, nu2, eps_l)` -> `(dx, dgamma, dbeta, d eps_l)`.
+impl<B: LearnedEpsilonOps> NodeGradients<B, 4> for LearnedEpsilon {
+    fn gradients(
+        self,
+        [x, gamma, nu2, eps_l]: [FloatTensor<B>; 4],
+        dy: FloatTensor<B>,
+    ) -> [FloatTensor<B>; 4] {
         let (dx, dgamma, dbeta, deps) =
             B::fused_frn_learned_epsilon_backward(x, dy, gamma, nu2, eps_l, self.0);
-        for (parent, grad) in ops.parents.into_iter().zip([dx, dgamma, dbeta, deps]) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, grad);
-            }
-        }
+        [dx, dgamma, dbeta, deps]
     }
 }
 
@@ -73,7 +69,7 @@ impl<B: Backend + LearnedEpsilonOps, C: CheckpointStrategy> LearnedEpsilonOps fo
         eps_l: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let prepared = LearnedEpsilonNode(epsilon)
+        let prepared = FusedNode(LearnedEpsilon(epsilon))
             .prepare::<C>([x.node(), gamma.node(), beta.node(), eps_l.node()])
             .compute_bound()
             .stateful();
@@ -101,11 +97,10 @@ impl<B: Backend + LearnedEpsilonOps, C: CheckpointStrategy> LearnedEpsilonOps fo
         FloatTensor<Self>,
         FloatTensor<Self>,
     ) {
-        let [x, dy, gamma, nu2, eps_l] = [x, dy, gamma, nu2, eps_l].map(|t| t.into_primitive());
-        let (dx, dgamma, dbeta, deps) =
-            B::fused_frn_learned_epsilon_backward(x, dy, gamma, nu2, eps_l, epsilon);
-        let inner = Self::from_inner;
-        (inner(dx), inner(dgamma), inner(dbeta), inner(deps))
+        let saved = [x, gamma, nu2, eps_l];
+        let [dx, dgamma, dbeta, deps] =
+            untracked_gradients::<B, C, _, 4>(LearnedEpsilon(epsilon), saved, dy);
+        (dx, dgamma, dbeta, deps)
     }
 }
 

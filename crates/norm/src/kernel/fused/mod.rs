@@ -118,66 +118,26 @@ pub(crate) enum FusedNorm {
     Batch(BatchSpec),
 }
 
-/// An op whose backward takes `x`, the output gradient and two saved tensors `(a, b)`, and gives
-/// the gradients of its three parents `[x, p, q]`: the saved pair is `(gamma, var)` for the
-/// norms, `(centre, scale)` for the channel affine map.
-trait FusedBackward: Copy + std::fmt::Debug + Send + Sync + 'static {
-    #[allow(clippy::type_complexity)]
-    fn backward<B: FusedNormOps>(
-        self,
-        x: FloatTensor<B>,
-        dy: FloatTensor<B>,
-        a: FloatTensor<B>,
-        b: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+/// What a fused op's backward needs: from the output gradient and the `N` tensors its node
+/// saved, the gradients of its `N` parents, in order.
+pub(super) trait NodeGradients<B: Backend, const N: usize>:
+    std::fmt::Debug + Send + 'static
+{
+    fn gradients(self, saved: [FloatTensor<B>; N], dy: FloatTensor<B>) -> [FloatTensor<B>; N];
 }
 
-impl FusedBackward for FusedNorm {
-    fn backward<B: FusedNormOps>(
-        self,
-        x: FloatTensor<B>,
-        dy: FloatTensor<B>,
-        gamma: FloatTensor<B>,
-        var: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-        B::fused_norm_backward(x, dy, gamma, var, self)
-    }
-}
-
-/// The channel affine map's backward; it has no settings.
-#[derive(Debug, Clone, Copy)]
-struct ChannelAffine;
-
-impl FusedBackward for ChannelAffine {
-    fn backward<B: FusedNormOps>(
-        self,
-        x: FloatTensor<B>,
-        dy: FloatTensor<B>,
-        centre: FloatTensor<B>,
-        scale: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-        B::fused_channel_affine_backward(x, dy, centre, scale)
-    }
-}
-
-/// The autodiff node of every fused op: it keeps `(x, a, b)` and the op's settings, and hands
-/// the gradients of `[x, p, q]` to the parents that require them.
+/// The autodiff node of every fused op: it keeps the op's settings and `N` tensors, and hands
+/// the gradients of its `N` parents to those that require them.
 #[derive(Debug)]
-struct FusedNode<Op>(Op);
+pub(super) struct FusedNode<Op>(pub Op);
 
-impl<B: Backend + FusedNormOps, Op: FusedBackward> Backward<B, 3> for FusedNode<Op> {
-    type State = (
-        B::FloatTensorPrimitive,
-        B::FloatTensorPrimitive,
-        B::FloatTensorPrimitive,
-    );
+impl<B: Backend, Op: NodeGradients<B, N>, const N: usize> Backward<B, N> for FusedNode<Op> {
+    type State = [B::FloatTensorPrimitive; N];
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dy = grads.consume::<B>(&ops.node);
-        let (x, a, b) = ops.state;
-        let (dx, dp, dq) = self.0.backward::<B>(x, dy, a, b);
-        let [x, p, q] = ops.parents;
-        for (parent, grad) in [(x, dx), (p, dp), (q, dq)] {
+        let out = self.0.gradients(ops.state, dy);
+        for (parent, grad) in ops.parents.into_iter().zip(out) {
             if let Some(node) = parent {
                 grads.register::<B>(node.id, grad);
             }
@@ -187,19 +147,47 @@ impl<B: Backend + FusedNormOps, Op: FusedBackward> Backward<B, 3> for FusedNode<
 
 /// The backward of a fused op called on autodiff tensors (as burn does for a second-order
 /// gradient): computed on the inner backend, and not differentiated again.
-#[allow(clippy::type_complexity)]
-fn autodiff_backward<B: Backend + FusedNormOps, C: CheckpointStrategy, Op: FusedBackward>(
+pub(super) fn untracked_gradients<B, C, Op, const N: usize>(
     op: Op,
-    [x, dy, a, b]: [FloatTensor<Autodiff<B, C>>; 4],
-) -> (
-    FloatTensor<Autodiff<B, C>>,
-    FloatTensor<Autodiff<B, C>>,
-    FloatTensor<Autodiff<B, C>>,
-) {
-    let [x, dy, a, b] = [x, dy, a, b].map(|t| t.into_primitive());
-    let (dx, dp, dq) = op.backward::<B>(x, dy, a, b);
-    let inner = <Autodiff<B, C> as AutodiffBackend>::from_inner;
-    (inner(dx), inner(dp), inner(dq))
+    saved: [FloatTensor<Autodiff<B, C>>; N],
+    dy: FloatTensor<Autodiff<B, C>>,
+) -> [FloatTensor<Autodiff<B, C>>; N]
+where
+    B: Backend,
+    C: CheckpointStrategy,
+    Op: NodeGradients<B, N>,
+{
+    let saved = saved.map(|t| t.into_primitive());
+    let out = op.gradients(saved, dy.into_primitive());
+    out.map(<Autodiff<B, C> as AutodiffBackend>::from_inner)
+}
+
+/// `(x, gamma, var)` -> `(dx, dgamma, dbeta)`.
+impl<B: FusedNormOps> NodeGradients<B, 3> for FusedNorm {
+    fn gradients(
+        self,
+        [x, gamma, var]: [FloatTensor<B>; 3],
+        dy: FloatTensor<B>,
+    ) -> [FloatTensor<B>; 3] {
+        let (dx, dgamma, dbeta) = B::fused_norm_backward(x, dy, gamma, var, self);
+        [dx, dgamma, dbeta]
+    }
+}
+
+/// The channel affine map, which has no settings: `(x, centre, scale)` -> `(dx, dscale,
+/// dshift)`.
+#[derive(Debug, Clone, Copy)]
+struct ChannelAffine;
+
+impl<B: FusedNormOps> NodeGradients<B, 3> for ChannelAffine {
+    fn gradients(
+        self,
+        [x, centre, scale]: [FloatTensor<B>; 3],
+        dy: FloatTensor<B>,
+    ) -> [FloatTensor<B>; 3] {
+        let (dx, dscale, dshift) = B::fused_channel_affine_backward(x, dy, centre, scale);
+        [dx, dscale, dshift]
+    }
 }
 
 impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff<B, C> {
@@ -218,7 +206,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
         let (y, mean, var) = B::fused_norm(x.clone(), gamma.clone(), beta, norm);
         let y = match prepared {
-            OpsKind::Tracked(prep) => prep.finish((x, gamma, var.clone()), y),
+            OpsKind::Tracked(prep) => prep.finish([x, gamma, var.clone()], y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(mean), Self::from_inner(var))
@@ -231,7 +219,8 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         var: FloatTensor<Self>,
         norm: FusedNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        autodiff_backward::<B, C, _>(norm, [x, dy, gamma, var])
+        let [dx, dgamma, dbeta] = untracked_gradients::<B, C, _, 3>(norm, [x, gamma, var], dy);
+        (dx, dgamma, dbeta)
     }
 
     fn fused_channel_affine(
@@ -247,7 +236,7 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         let [x, centre, scale, shift] = [x, centre, scale, shift].map(|t| t.into_primitive());
         let y = B::fused_channel_affine(x.clone(), centre.clone(), scale.clone(), shift);
         match prepared {
-            OpsKind::Tracked(prep) => prep.finish((x, centre, scale), y),
+            OpsKind::Tracked(prep) => prep.finish([x, centre, scale], y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
@@ -258,7 +247,9 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         centre: FloatTensor<Self>,
         scale: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        autodiff_backward::<B, C, _>(ChannelAffine, [x, dy, centre, scale])
+        let saved = [x, centre, scale];
+        let [dx, dscale, dshift] = untracked_gradients::<B, C, _, 3>(ChannelAffine, saved, dy);
+        (dx, dscale, dshift)
     }
 }
 
