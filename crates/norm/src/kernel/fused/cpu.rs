@@ -191,21 +191,14 @@ pub(crate) fn group_norm<T: Real>(
     dims: Dims,
     spec: GroupSpec,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let Rows {
-        count: rows,
-        len: row,
-        per_group,
-        groups,
-    } = Rows::new(x, &[gamma, beta], dims, spec.groups);
-    let GroupSpec {
-        center, epsilon, ..
-    } = spec;
+    let rows = Rows::new(x, &[gamma, beta], dims, spec.groups);
+    let (row, center) = (rows.len, spec.center);
     if dims.len() == 0 {
-        return nothing(rows);
+        return nothing(rows.count);
     }
     let mut out = output(dims.len());
-    let mut stats = vec![(T::default(), T::default()); rows];
-    let task = task_len(rows, row, dims.len());
+    let mut stats = vec![(T::default(), T::default()); rows.count];
+    let task = task_len(rows.count, row, dims.len());
     out.par_chunks_mut(row * task)
         .zip(x.par_chunks(row * task))
         .zip(stats.par_chunks_mut(task))
@@ -213,11 +206,10 @@ pub(crate) fn group_norm<T: Real>(
         .for_each(|(t, ((out, x), stats))| {
             let rows_here = out.chunks_mut(row).zip(x.chunks(row)).zip(stats.iter_mut());
             for (r, ((out, x), stat)) in rows_here.enumerate() {
-                let group = (t * task + r) % groups;
                 let k = if center { x[0] } else { T::default() };
                 let (centre, var) = moments(k, simd::shifted_sums(x, k), row, center);
-                let rstd = 1.0 / (var + epsilon).sqrt();
-                let channels = group * per_group..(group + 1) * per_group;
+                let rstd = 1.0 / (var + spec.epsilon).sqrt();
+                let channels = rows.channels(t * task + r);
                 let (gamma, beta) = (&gamma[channels.clone()], &beta[channels]);
                 if dims.s == 1 {
                     // One value per channel (dense input): element by element.
@@ -254,22 +246,15 @@ pub(crate) fn group_norm_backward<T: Real>(
     dims: Dims,
     spec: GroupSpec,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let Rows {
-        count: rows,
-        len: row,
-        per_group,
-        groups,
-    } = Rows::new(x, &[gamma], dims, spec.groups);
-    let GroupSpec {
-        center, epsilon, ..
-    } = spec;
+    let rows = Rows::new(x, &[gamma], dims, spec.groups);
+    let row = rows.len;
     assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
-    assert_eq!(var.len(), rows, "variances of {dims:?}");
+    assert_eq!(var.len(), rows.count, "variances of {dims:?}");
     if dims.len() == 0 {
         return nothing(dims.c);
     }
     let mut dx = output(dims.len());
-    let task = task_len(rows, row, dims.len());
+    let task = task_len(rows.count, row, dims.len());
     // Each task's `(Σ dy, Σ dy * x_hat)` per channel, summed in task order afterwards.
     let partials: Vec<Vec<(f64, f64)>> = dx
         .par_chunks_mut(row * task)
@@ -280,13 +265,12 @@ pub(crate) fn group_norm_backward<T: Real>(
             let rows_here = dx.chunks_mut(row).zip(x.chunks(row).zip(dy.chunks(row)));
             for (r, (dx, (x, dy))) in rows_here.enumerate() {
                 let index = t * task + r;
-                let group = index % groups;
                 let parts = RowParts {
                     gamma,
-                    channels: group * per_group..(group + 1) * per_group,
+                    channels: rows.channels(index),
                     s: dims.s,
-                    center,
-                    rstd: 1.0 / (var[index].to_f64() + epsilon).sqrt(),
+                    center: spec.center,
+                    rstd: 1.0 / (var[index].to_f64() + spec.epsilon).sqrt(),
                 };
                 row_backward(dx, x, dy, parts, &mut grads);
             }
