@@ -328,8 +328,15 @@ fn a_padded_sequence_gives_what_the_sequence_alone_gives() {
                     mask: None,
                 })
                 .unwrap();
+            // Only rounding may differ (a batch of 3 and one of 1 go through differently blocked
+            // products), amplified where a group's spread is small; padding that leaked into
+            // the real steps would show at the size of the outputs.
+            let scale = alone.clone().abs().max().into_scalar::<f32>().max(1.0);
             let diff = (padded - alone).abs().max().into_scalar::<f32>();
-            assert!(diff < 1e-5, "{what}: padded and alone differ by {diff}");
+            assert!(
+                diff <= 1e-4 * scale,
+                "{what}: padded and alone differ by {diff} (outputs up to {scale})"
+            );
         }
     }
 }
