@@ -9,7 +9,7 @@ use crate::NormError;
 ///
 /// Read them with [`gamma`](Affine::gamma) and [`beta`](Affine::beta) (on an autodiff device the
 /// returned tensors carry the parameters' gradients), replace them with
-/// [`Norm::set_affine`](crate::Norm::set_affine), and stop them from training with
+/// [`NormLayer::set_affine`](crate::NormLayer::set_affine), and stop them from training with
 /// [`freeze`](Affine::freeze).
 #[derive(Module, Debug)]
 pub struct Affine {

@@ -1,8 +1,9 @@
 //! The computations the families are made of, behind one seam: the layers say *what* to
 //! normalize over, these functions say *how*. On the flex (CPU) backend, and on burn's CubeCL
 //! backends with the `wgpu` feature, for input without padding, they run fused kernels with
-//! hand-written backward passes (`fused`); elsewhere they compose burn tensor ops, which every
-//! backend runs and burn differentiates. Padded (masked) input always takes the composed path.
+//! hand-written backward passes (`fused`; EvoNorm's and FRN's learned epsilon on flex alone);
+//! elsewhere they compose burn tensor ops, which every backend runs and burn differentiates.
+//! Padded (masked) input always takes the composed path.
 
 mod fused;
 mod moments;

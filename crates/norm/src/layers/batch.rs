@@ -117,7 +117,7 @@ impl BatchNormConfig {
 ///
 /// # Train and eval
 /// In training (input on an autodiff device and the layer's training flag on; see
-/// [`NormLayer`]) it normalizes with the batch's mean and biased variance and folds them into the
+/// [`NormLayer`](crate::NormLayer)) it normalizes with the batch's mean and biased variance and folds them into the
 /// running statistics: `running = (1 - momentum) * running + momentum * batch`, the variance
 /// unbiased by default. In eval (`model.valid()`) it normalizes with the running statistics, so a
 /// sample's output does not depend on the rest of its batch; eval at batch size 1 works.

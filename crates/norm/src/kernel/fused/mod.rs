@@ -3,7 +3,8 @@
 //! that a norm layer costs two passes over its activation forward and two backward instead of a
 //! dozen composed ops. The kernels run on the flex (CPU) backend (`flex`, `cpu`) and, with the
 //! `wgpu` feature, on burn's CubeCL backends (`cube`); [`available`] says when the seam may use
-//! them.
+//! them. EvoNorm (`evonorm`) and FRN's learned epsilon (`frn`) have CPU kernels alone
+//! ([`available_on_flex`]). Every op's autodiff node is one [`FusedNode`].
 
 mod cpu;
 #[cfg(feature = "wgpu")]
