@@ -17,6 +17,7 @@ mod fixed_statistics;
 pub mod gradient_flow;
 mod init;
 mod instruments;
+mod lstm_cell;
 mod mlp;
 mod network;
 pub mod norm_time;

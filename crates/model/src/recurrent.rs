@@ -6,10 +6,11 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::activation::{sigmoid, tanh};
-use normlab_norm::{Norm, NormConfig};
+use normlab_norm::{Kernels, Norm, NormConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::init::scaled_kaiming;
+use crate::lstm_cell;
 use crate::mlp::linear;
 use crate::time_step::time_steps;
 use crate::{Instruments, ModelError, Network};
@@ -210,6 +211,7 @@ impl RecurrentConfig {
                 .then(|| norm_of(hidden, "cell"))
                 .transpose()?,
             cell: self.cell,
+            cell_kernels: Kernels::default(),
             placement: self.placement,
             hidden,
             name,
@@ -295,6 +297,10 @@ pub struct RecurrentLayer {
     /// Which cell the step computes.
     #[module(skip)]
     pub cell: CellKind,
+    /// How the LSTM cell's element-wise half runs: normlab's fused ops on flex (the default) or
+    /// burn's composed ops. Both give the same bits.
+    #[module(skip)]
+    pub cell_kernels: Kernels,
     /// Where its norms sit.
     #[module(skip)]
     pub placement: Placement,
@@ -383,14 +389,13 @@ impl RecurrentLayer {
         Ok(match self.cell {
             CellKind::Rnn => (tanh(summed()? + bias), c),
             CellKind::Lstm => {
-                let [i, f, g, o]: [Tensor<2>; 4] =
-                    (summed()? + bias).chunk(4, 1).try_into().expect("4 gates");
-                let c = sigmoid(f) * c + sigmoid(i) * tanh(g);
+                let gates = summed()? + bias;
+                let c = lstm_cell::cell_state(gates.clone(), c, self.cell_kernels);
                 let c_out = match &self.cell_norm {
                     Some(norm) => normalize(norm, "cell", c.clone())?,
                     None => c.clone(),
                 };
-                (sigmoid(o) * tanh(c_out), c)
+                (lstm_cell::output(gates, c_out, self.cell_kernels), c)
             }
             CellKind::Gru => {
                 let chunks =
