@@ -11,9 +11,13 @@
 //! perf report -i lstm.perf --no-children --sort symbol --stdio
 //! ```
 //!
-//! Arguments: steps, batch size, the `[model]` section of an experiment file. Images are 28x28
-//! with one channel; a recurrent model reads 28 steps of 28 features (row-by-row MNIST), as in
-//! `benches/training_step.rs`, which times the same step against PyTorch.
+//! Arguments: steps, batch size, the `[model]` section of an experiment file, and optionally
+//! `flush-denormals`. Images are 28x28 with one channel; a recurrent model reads 28 steps of 28
+//! features (row-by-row MNIST), as in `benches/training_step.rs`, which times the same step
+//! against PyTorch. `flush-denormals` (x86-64 only) makes this thread's float arithmetic treat
+//! subnormal numbers as zero, to measure what they cost; it changes the numbers, so nothing
+//! that records results uses it. `scripts/profile-step.sh` runs the profiles that
+//! `results/benchmarks/profiles/lstm_step.md` shows.
 
 // The allocator the runner uses.
 #[global_allocator]
@@ -36,10 +40,16 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
-    let usage = "usage: profile_step STEPS BATCH 'MODEL TOML' (STEPS and BATCH at least 1)";
+    let usage = "usage: profile_step STEPS BATCH 'MODEL TOML' [flush-denormals] (STEPS and BATCH \
+                 at least 1)";
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [steps, batch, config] = &args[..] else {
-        return Err(usage.into());
+    let (steps, batch, config) = match &args[..] {
+        [steps, batch, config] => (steps, batch, config),
+        [steps, batch, config, flag] if flag == "flush-denormals" => {
+            flush_denormals()?;
+            (steps, batch, config)
+        }
+        _ => return Err(usage.into()),
     };
     let count = |text: &str| text.parse::<usize>().ok().filter(|&k| k > 0).ok_or(usage);
     let (steps, n) = (count(steps)?, count(batch)?);
@@ -78,4 +88,28 @@ fn run() -> Result<(), String> {
     let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
     println!("{ms:.2} ms per step");
     Ok(())
+}
+
+/// Sets the flush-to-zero and denormals-are-zero bits of this thread's MXCSR: the vector unit
+/// then reads and writes subnormal floats as zero instead of taking its slow path for them.
+#[cfg(target_arch = "x86_64")]
+fn flush_denormals() -> Result<(), String> {
+    const FLUSH_TO_ZERO: u32 = 1 << 15;
+    const DENORMALS_ARE_ZERO: u32 = 1 << 6;
+    let mut mxcsr: u32 = 0;
+    // SAFETY: `stmxcsr` and `ldmxcsr` read and write this thread's SSE control register through
+    // a valid pointer to a local `u32`; x86-64 always has SSE. Only the treatment of subnormal
+    // numbers changes, and this example records no results. Only this thread is changed:
+    // rayon's worker threads keep the default, so a parallel op still takes the slow path.
+    unsafe {
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut mxcsr, options(nostack));
+        mxcsr |= FLUSH_TO_ZERO | DENORMALS_ARE_ZERO;
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &mxcsr, options(nostack));
+    }
+    Ok(())
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn flush_denormals() -> Result<(), String> {
+    Err("flush-denormals is written for x86-64 only".into())
 }
