@@ -186,14 +186,25 @@ pub(crate) fn write_outputs(
 ) -> Result<(), RunnerError> {
     let set = ResultSet::new(experiment, dir.read_runs(experiment)?);
     dir.write_summary(&set)?;
-    if let Some(wall) = wall {
+    let wall = wall.map(recorded_wall);
+    if let Some((text, _)) = &wall {
         let path = dir.root.join("wall_seconds.txt");
-        write_atomically(&path, format!("{wall:.1}\n").as_bytes())
-            .map_err(RunnerError::io(path))?;
+        write_atomically(&path, text.as_bytes()).map_err(RunnerError::io(path))?;
     }
+    let wall = wall.map(|(_, seconds)| seconds);
     let plots = plot::draw_all(&set, &dir.root)?;
     report::write(&set, &dir.root, &plots, command, wall)?;
     Ok(())
+}
+
+/// A sweep's wall time as `wall_seconds.txt` records it (a tenth of a second) and the value that
+/// text reads back as. The report gives the value read back, so that the report a sweep writes
+/// is the one its folder regenerates: at 2559.49 s the exact time rounds to 42 min 39 s, the
+/// recorded 2559.5 to 42 min 40 s.
+fn recorded_wall(seconds: f64) -> (String, f64) {
+    let text = format!("{seconds:.1}");
+    let value = text.parse().expect("a formatted float parses");
+    (text + "\n", value)
 }
 
 /// Makes `dir` the home of `experiment`'s results: refuses results of a different config, which
@@ -216,4 +227,22 @@ fn claim_results_dir(
     write_atomically(&config, experiment.text.as_bytes()).map_err(RunnerError::io(&config))?;
     let path = dir.root.join("command.txt");
     write_atomically(&path, format!("{command}\n").as_bytes()).map_err(RunnerError::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::fmt_duration;
+
+    #[test]
+    fn the_report_gives_the_wall_time_that_its_record_reads_back_as() {
+        for seconds in [2559.49, 2559.45, 933.54, 59.96, 0.04, 7200.0] {
+            let (text, value) = recorded_wall(seconds);
+            let read_back: f64 = text.trim().parse().unwrap();
+            assert_eq!(value, read_back, "{seconds}");
+            assert_eq!(fmt_duration(value), fmt_duration(read_back), "{seconds}");
+        }
+        // The case that made a committed report differ from its regeneration.
+        assert_eq!(fmt_duration(recorded_wall(2559.49).1), "42 min 40 s");
+    }
 }

@@ -323,6 +323,12 @@ fn a_tiny_run_leaves_a_summary_plots_and_a_report() {
         "{report}"
     );
     assert!(report.contains("loss_curves.png") && report.contains("error_vs_batch_size.png"));
+    // The report the sweep wrote is the one its records give (the wall time included, which the
+    // sweep knows to the nanosecond and the folder to a tenth of a second).
+    let redrawn = dir.join("redrawn");
+    std::fs::create_dir_all(&redrawn).unwrap();
+    let regenerated = normlab_runner::sweep::report_text(&results, &redrawn).unwrap();
+    assert_eq!(report, regenerated);
     // The machine that trained the runs, for `verify` to compare with its own.
     let machines = std::fs::read_to_string(results.join("machine.txt")).unwrap();
     assert_eq!(machines.lines().count(), 1, "{machines}");
