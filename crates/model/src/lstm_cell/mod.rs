@@ -65,17 +65,21 @@ fn runs_fused(gates: &Tensor<2>, c: &Tensor<2>, kernels: Kernels) -> bool {
 mod composed {
     use super::*;
 
+    /// Gate `k` of `gates: [N, 4H]` (`0..4` for `i, f, g, o`): `[N, H]`.
+    fn gate(gates: &Tensor<2>, k: usize) -> Tensor<2> {
+        let [n, width] = gates.dims();
+        let hidden = width / 4;
+        gates.clone().slice([0..n, k * hidden..(k + 1) * hidden])
+    }
+
     /// See [`cell_state`](super::cell_state).
     pub(crate) fn cell_state(gates: Tensor<2>, c: Tensor<2>) -> Tensor<2> {
-        let [i, f, g, _]: [Tensor<2>; 4] = gates.chunk(4, 1).try_into().expect("4 gates");
-        sigmoid(f) * c + sigmoid(i) * tanh(g)
+        sigmoid(gate(&gates, 1)) * c + sigmoid(gate(&gates, 0)) * tanh(gate(&gates, 2))
     }
 
     /// See [`output`](super::output).
     pub(crate) fn output(gates: Tensor<2>, c: Tensor<2>) -> Tensor<2> {
-        let [n, width] = gates.dims();
-        let o = gates.slice([0..n, 3 * width / 4..width]);
-        sigmoid(o) * tanh(c)
+        sigmoid(gate(&gates, 3)) * tanh(c)
     }
 }
 
