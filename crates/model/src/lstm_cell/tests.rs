@@ -119,16 +119,22 @@ fn matches_the_lstm_equations_at_known_values() {
 }
 
 #[test]
-fn an_empty_batch_gives_empty_states_and_gradients() {
+fn an_empty_batch_or_no_units_gives_empty_states_and_gradients() {
     let device = Device::flex().autodiff();
-    let gates = Tensor::<2>::zeros([0, 8], &device).require_grad();
-    let c = Tensor::<2>::zeros([0, 2], &device).require_grad();
-    let c_new = cell_state(gates.clone(), c.clone(), Kernels::Fastest);
-    let h = output(gates.clone(), c_new.clone(), Kernels::Fastest);
-    assert_eq!((c_new.dims(), h.dims()), ([0, 2], [0, 2]));
-    let grads = (h.sum() + c_new.sum()).backward();
-    assert_eq!(gates.grad(&grads).expect("gates gradient").dims(), [0, 8]);
-    assert_eq!(c.grad(&grads).expect("cell state gradient").dims(), [0, 2]);
+    for (n, hidden) in [(0, 2), (3, 0), (0, 0)] {
+        let gates = Tensor::<2>::zeros([n, 4 * hidden], &device).require_grad();
+        let c = Tensor::<2>::zeros([n, hidden], &device).require_grad();
+        let c_new = cell_state(gates.clone(), c.clone(), Kernels::Fastest);
+        let h = output(gates.clone(), c_new.clone(), Kernels::Fastest);
+        assert_eq!((c_new.dims(), h.dims()), ([n, hidden], [n, hidden]));
+        let grads = (h.sum() + c_new.sum()).backward();
+        let dgates = gates.grad(&grads).expect("gates gradient");
+        assert_eq!(dgates.dims(), [n, 4 * hidden]);
+        assert_eq!(
+            c.grad(&grads).expect("cell state gradient").dims(),
+            [n, hidden]
+        );
+    }
 }
 
 #[test]
