@@ -235,8 +235,7 @@ mod tests {
 
     #[test]
     fn the_report_a_sweep_writes_is_the_one_its_folder_regenerates() {
-        let root = std::env::temp_dir().join(format!("normlab-wall-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = normlab_testkit::scratch("wall");
         let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke.toml");
         let experiment = Experiment::load(&smoke).unwrap();
         let dir = ResultsDir::new(root.join("smoke"));
