@@ -594,6 +594,78 @@ fn check_finite<const D: usize>(
     }
 }
 
+/// Batch norm over padded steps, trained on a sequence and step by step through a recurrence:
+/// the fused kernel for padded rows gives what burn's composed ops give, in the output, the
+/// input gradient, the parameter gradients and the running statistics. Steps where one
+/// sequence alone runs fall back to the running statistics on both paths.
+#[test]
+fn batch_norm_over_padded_steps_is_the_same_fused_and_composed() {
+    let device = train_device();
+    let (n, t, f) = (4, 9, 5);
+    // Steps 5..9 have one sequence running, steps 2..4 three, steps 0..2 all four.
+    let mask = prefix_mask(&[9, 5, 4, 2], t, &device);
+    let x = random([n, t, f], &device) * 2.0 + 3.0;
+    let w = random([n, t, f], &device);
+    let configs = [
+        BatchNormConfig::default(),
+        BatchNormConfig::default().with_affine(false),
+        BatchNormConfig::default()
+            .with_gamma_init(0.1)
+            .with_per_step(Some(t)),
+        BatchNormConfig::default().with_running_variance(RunningVariance::Biased),
+    ];
+    for config in configs {
+        let name = format!("{config:?}");
+        let layers = [Kernels::Fastest, Kernels::Composed].map(|kernels| {
+            NormConfig::Batch(config.clone())
+                .init(f, &device)
+                .unwrap()
+                .with_kernels(kernels)
+        });
+        // Step by step, then the whole sequence at once (not for per-step statistics).
+        let forward = |norm: &Norm, x: Tensor<3>, by_steps: bool| {
+            if !by_steps {
+                return norm.forward_sequence(x, Some(mask.clone())).unwrap();
+            }
+            let steps = (0..t).map(|step| {
+                let x_t = x.clone().slice(s![.., step, ..]).squeeze_dim::<2>(1);
+                let running = mask.clone().slice(s![.., step]).squeeze_dim::<1>(1);
+                norm.forward_step(x_t, step, Some(running)).unwrap()
+            });
+            Tensor::stack(steps.collect(), 1)
+        };
+        let passes = match config.per_step {
+            Some(_) => vec![true],
+            None => vec![true, false],
+        };
+        for by_steps in passes {
+            let pass = if by_steps {
+                "by steps"
+            } else {
+                "as a sequence"
+            };
+            let [fused, composed] = layers.clone().map(|norm| {
+                let x = x.clone().require_grad();
+                let y = forward(&norm, x.clone(), by_steps);
+                let grads = (y.clone() * w.clone()).sum().backward();
+                let dx = values(x.grad(&grads).unwrap());
+                let running = norm.running_stats().unwrap();
+                let running = [values(running.mean()), values(running.var())].concat();
+                [values(y), dx, parameter_gradients(&norm, grads), running]
+            });
+            let what = [
+                "output",
+                "input gradient",
+                "parameter gradients",
+                "running statistics",
+            ];
+            for ((what, fused), composed) in what.iter().zip(&fused).zip(&composed) {
+                assert_close(&format!("{name} {pass}: {what}"), fused, composed, 1e-5);
+            }
+        }
+    }
+}
+
 #[test]
 fn a_layer_set_to_composed_kernels_computes_the_same_in_burn_ops() {
     let device = train_device();

@@ -85,6 +85,46 @@ fn batch_renorm_corrects_towards_its_moving_statistics() {
 }
 
 #[test]
+fn batch_renorm_is_the_same_fused_and_composed_where_its_corrections_clip() {
+    let device = train_device();
+    // The final bounds from the first step, tight enough for the input's spread (2, against a
+    // moving deviation that starts at 1) to clip `r`, and its mean (0.5) `d` in some channels.
+    let config = BatchRenormConfig::default()
+        .with_r_max(1.5)
+        .with_d_max(0.5)
+        .with_warmup_steps(0)
+        .with_r_max_steps(0)
+        .with_d_max_steps(0)
+        .with_momentum(Momentum::Exponential(0.3));
+    let [fused, composed] = [Kernels::Fastest, Kernels::Composed].map(|kernels| {
+        let norm = config.init(4, &device).map(Norm::BatchRenorm).unwrap();
+        norm.with_kernels(kernels)
+    });
+    let what = "fused vs composed batch renorm";
+    assert_same_training(&fused, &composed, [6, 4, 3, 2], 4, what);
+    let stats = |norm: &Norm| {
+        let running = norm.running_stats().unwrap();
+        [values(running.mean()), values(running.var())].concat()
+    };
+    assert_close(
+        "running statistics",
+        &stats(&fused),
+        &stats(&composed),
+        1e-5,
+    );
+    let (x, r) = (
+        random([6, 4, 3, 2], 7, &device),
+        random([6, 4, 3, 2], 8, &device),
+    );
+    let gradients = |norm: &Norm| {
+        let y = norm.forward(x.clone()).unwrap();
+        parameter_gradients(norm, (y * r.clone()).sum().backward())
+    };
+    let (ours, theirs) = (gradients(&fused), gradients(&composed));
+    assert_close("gamma and beta gradients", &ours, &theirs, 1e-5);
+}
+
+#[test]
 fn ghost_batch_norm_over_the_whole_batch_is_batch_norm() {
     let device = train_device();
     let ghost = NormConfig::Batch(BatchNormConfig::default().with_ghost_batch(Some(6)))
@@ -103,18 +143,8 @@ fn ghost_batch_norm_over_the_whole_batch_is_batch_norm() {
 
 /// The bits of every parameter gradient of `norm` in `grads`, in visiting order.
 fn parameter_gradient_bits(norm: &Norm, grads: burn::tensor::Gradients) -> Vec<u32> {
-    struct Collect<'a>(&'a burn::optim::GradientsParams, Vec<u32>);
-    impl burn::module::ModuleVisitor for Collect<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            if let Some(grad) = self.0.get::<D>(param.id) {
-                self.1.extend(values(grad).iter().map(|v| v.to_bits()));
-            }
-        }
-    }
-    let params = burn::optim::GradientsParams::from_grads(grads, norm);
-    let mut collect = Collect(&params, Vec::new());
-    norm.visit(&mut collect);
-    collect.1
+    let values = parameter_gradients(norm, grads);
+    values.iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]

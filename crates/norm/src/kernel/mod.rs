@@ -3,20 +3,24 @@
 //! backends with the `wgpu` feature, for input without padding, they run fused kernels with
 //! hand-written backward passes (`fused`; EvoNorm's and FRN's learned epsilon on flex alone);
 //! elsewhere they compose burn tensor ops, which every backend runs and burn differentiates.
-//! Padded (masked) input always takes the composed path.
+//! Padded (masked) input takes the composed path, but for batch norm over padded rows on flex
+//! ([`masked_batch_norm_train`]).
 
 mod fused;
 mod moments;
 mod online;
 
+use std::sync::Arc;
+
 use burn::prelude::*;
-use burn::tensor::activation::sigmoid;
+use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::module::{BatchNormTrainOutput, batch_norm, batch_norm_train};
 
 use crate::Kernels;
 use crate::affine::{Affine, apply_affine};
 pub(crate) use fused::available_on_flex as fused_on_flex;
 use fused::evonorm::EvoNorm;
+pub(crate) use fused::renorm::Renorm;
 pub(crate) use moments::{Moments, moments};
 pub(crate) use online::{
     OnlineStream, StreamState, online_normalize, supported as online_supported,
@@ -148,30 +152,51 @@ pub(crate) fn evonorm_b0_train(
     (y, mean.detach(), var.detach())
 }
 
-/// FRN's normalization with a learned epsilon: `x / sqrt(nu2 + epsilon + |eps_l|)`, `nu2` the
-/// mean square of each (sample, channel) of `x: [N, C, S]` over `S`, then `affine`; on the fused
-/// kernel where `kernels` and the backend allow, composed for padded input and elsewhere.
-pub(crate) fn frn_learned_epsilon(
+/// FRN of `x: [N, C, S]` with its thresholded linear unit:
+/// `max(x / sqrt(nu2 + epsilon + |eps_l|) * gamma + beta, tau)`, `nu2` the mean square of each
+/// (sample, channel) over `S`, `eps_l` the learned part of the epsilon (none: 0), `gamma` and
+/// `beta` those of `affine`. On the fused kernel where `kernels` and the backend allow;
+/// composed for padded input and elsewhere (on group norm's kernel without a learned epsilon,
+/// where there is one).
+pub(crate) fn frn(
     x: Tensor<3>,
     weights: Option<Tensor<3>>,
-    eps_l: Tensor<1>,
+    eps_l: Option<Tensor<1>>,
+    tau: Tensor<1>,
     epsilon: f64,
     affine: Option<&Affine>,
     kernels: Kernels,
 ) -> Tensor<3> {
     let [n, c, s] = x.dims();
+    let device = x.device();
     if weights.is_none() && fused_on_flex(&x, kernels) {
-        let (gamma, beta) = affine_or_identity(affine, c, &x.device());
-        return fused::frn::frn_learned_epsilon(x, [gamma, beta, eps_l], epsilon);
+        let (gamma, beta) = affine_or_identity(affine, c, &device);
+        let eps_l = eps_l.unwrap_or_else(|| Tensor::zeros([1], &device));
+        return fused::frn::frn(x, [gamma, beta, tau], eps_l, epsilon);
     }
-    let per_channel = [n * c, 1, s];
-    let weights = weights.map(|w| w.expand([n, c, s]).reshape(per_channel));
-    let nu2 = mean_square(x.clone().reshape(per_channel), weights)
-        .var
-        .reshape([n, c, 1]);
-    let epsilon = eps_l.abs().reshape([1, 1, 1]) + epsilon;
-    let y = x / (nu2 + epsilon).sqrt();
-    apply_affine(affine, y)
+    let y = match eps_l {
+        None => {
+            let spec = GroupSpec {
+                groups: c,
+                center: false,
+                epsilon,
+            };
+            group_norm(x, weights, spec, affine, kernels).0
+        }
+        Some(eps_l) => {
+            let per_channel = [n * c, 1, s];
+            let weights = weights.map(|w| w.expand([n, c, s]).reshape(per_channel));
+            let nu2 = mean_square(x.clone().reshape(per_channel), weights)
+                .var
+                .reshape([n, c, 1]);
+            let epsilon = eps_l.abs().reshape([1, 1, 1]) + epsilon;
+            apply_affine(affine, x / (nu2 + epsilon).sqrt())
+        }
+    };
+    // max(y, tau) as relu(y - tau) + tau, with tau expanded: burn-flex runs this form an order
+    // of magnitude faster than `max_pair` or a broadcast operand, forward and backward.
+    let tau = tau.reshape([1, c, 1]).expand(y.dims());
+    relu(y - tau.clone()) + tau
 }
 
 /// `gamma` and `beta` of `affine`, or ones and zeros without one.
@@ -255,6 +280,56 @@ pub(crate) fn batch_norm_train_unmasked(
         variance: cat_of(|b| b.variance.clone()),
         output: Tensor::cat(batches.into_iter().map(|b| b.output).collect(), 0),
     }
+}
+
+/// Batch norm in training on `x: [R, C, 1]` (a dense batch, or the steps of padded sequences
+/// as rows) over the rows whose weight in `weights: [R, 1, 1]` is 1, on the fused kernel: the
+/// output, each channel's mean and biased variance (`[C]`, detached), and how many rows they
+/// were taken over. `None` where that kernel does not apply: `kernels` or the backend rule it
+/// out, the weights differ by position or are not 0 and 1, or fewer than two rows are valid
+/// (where the composed path falls back to the running statistics).
+pub(crate) fn masked_batch_norm_train(
+    x: Tensor<3>,
+    weights: &Tensor<3>,
+    [gamma, beta]: [Tensor<1>; 2],
+    epsilon: f64,
+    kernels: Kernels,
+) -> Option<(BatchNormTrainOutput<3>, usize)> {
+    let [rows, c, s] = x.dims();
+    if s != 1 || weights.dims() != [rows, 1, 1] || !fused_on_flex(&x, kernels) {
+        return None;
+    }
+    let weights: Vec<f32> = weights.clone().into_data().iter::<f32>().collect();
+    if weights.iter().any(|&w| w != 0.0 && w != 1.0) {
+        return None;
+    }
+    let valid: Arc<[bool]> = weights.iter().map(|&w| w == 1.0).collect();
+    let count = valid.iter().filter(|&&v| v).count();
+    if count < 2 {
+        return None;
+    }
+    let x = x.reshape([rows, c]);
+    let (y, mean, variance) = fused::masked::masked_batch_norm(x, valid, [gamma, beta], epsilon);
+    let out = BatchNormTrainOutput {
+        output: y.reshape([rows, c, 1]),
+        mean: mean.detach(),
+        variance: variance.detach(),
+    };
+    Some((out, count))
+}
+
+/// Batch renormalization in training of `x: [N, C, S]` with every element real, corrected
+/// towards the moving mean `mu` and standard deviation `sigma` (`[C]` each), on the fused kernel:
+/// the output and the batch's mean and biased variance, `[C]`, detached. `None` where `kernels`
+/// or the backend rule the kernel out.
+pub(crate) fn batch_renorm_train(
+    x: Tensor<3>,
+    affine: [Tensor<1>; 2],
+    moving: [Tensor<1>; 2],
+    renorm: Renorm,
+    kernels: Kernels,
+) -> Option<(Tensor<3>, Tensor<1>, Tensor<1>)> {
+    fused_on_flex(&x, kernels).then(|| fused::renorm::batch_renorm(x, affine, moving, renorm))
 }
 
 /// The sizes of the consecutive virtual batches `n` samples of `positions` values per feature

@@ -5,7 +5,9 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::family::{Family, is_training, normalize_time_as_space, with_unit_axis};
-use crate::kernel::{batch_norm_train_unmasked, ghost_chunks, moments, normalize_with};
+use crate::kernel::{
+    batch_norm_train_unmasked, ghost_chunks, masked_batch_norm_train, moments, normalize_with,
+};
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common, invalid};
 use crate::running::Spread;
@@ -176,11 +178,20 @@ impl Family for BatchNorm {
         x: Tensor<3>,
         weights: Option<Tensor<3>>,
     ) -> Result<Tensor<3>, NormError> {
-        if self.per_step.is_none() {
-            return normalize_time_as_space(self, x, weights);
+        let [n, t, f] = x.dims();
+        match (self.per_step, self.ghost_batch) {
+            // Statistics shared over time pool every real step of every sequence: the steps are
+            // the rows of a dense batch, which the fused kernels read as they lie in memory.
+            (None, None) => {
+                let weights = weights.map(|w| w.reshape([n * t, 1, 1]));
+                let out = self.normalize_slots(x.reshape([n * t, f, 1]), weights, 0)?;
+                return Ok(out.reshape([n, t, f]));
+            }
+            // Virtual batches count sequences, so time stays an axis of its own.
+            (None, Some(_)) => return normalize_time_as_space(self, x, weights),
+            (Some(_), _) => {}
         }
         // Step t, feature f becomes channel t * F + f of a dense batch: statistics over N only.
-        let [n, t, f] = x.dims();
         let weights = weights.map(|w| w.expand([n, t, f]).reshape([n, t * f, 1]));
         let out = self.normalize_slots(x.reshape([n, t * f, 1]), weights, 0)?;
         Ok(out.reshape([n, t, f]))
@@ -305,6 +316,11 @@ impl BatchNorm {
         let Some(weights) = weights else {
             return Ok(self.normalize_unweighted(x, &chunks, affine, running));
         };
+        if chunks.len() == 1 {
+            // Slicing out the whole batch would cost a copy each way, and zeros to pad the
+            // slice's gradient with.
+            return Ok(self.normalize_weighted(x, weights, affine, running));
+        }
         let mut outputs = Vec::with_capacity(chunks.len());
         let mut start = 0;
         for size in chunks {
@@ -327,27 +343,40 @@ impl BatchNorm {
         running: Option<&RunningStats>,
     ) -> Tensor<3> {
         let [_, c, s] = x.dims();
-        let per_slot = [c / self.parts.num_features, self.parts.num_features];
         let (ghost, epsilon, kernels) = (self.ghost_batch, self.parts.epsilon, self.parts.kernels);
         let out = batch_norm_train_unmasked(x, affine.gamma, affine.beta, ghost, epsilon, kernels);
         if let Some(running) = running {
-            let device = out.output.device();
             for (i, size) in chunks.iter().enumerate() {
                 let batch = |stat: &Tensor<1>| match chunks.len() {
                     1 => stat.clone(),
                     _ => stat.clone().slice(s![i * c..(i + 1) * c]),
                 };
-                let count = Tensor::<1>::full([1], (size * s) as f64, &device);
-                let var = running.variance_estimate(batch(&out.variance), count);
-                running.update(
-                    affine.first_slot,
-                    batch(&out.mean).reshape(per_slot),
-                    Spread::Variance(var.reshape(per_slot)),
-                    None,
-                );
+                let stats = [batch(&out.mean), batch(&out.variance)];
+                self.fold_into(running, affine.first_slot, stats, size * s);
             }
         }
         out.output
+    }
+
+    /// Folds one batch's per-channel mean and biased variance (`[slots * features]`), each
+    /// taken over `count` values, into `running` from slot `first_slot` on.
+    fn fold_into(
+        &self,
+        running: &RunningStats,
+        first_slot: usize,
+        [mean, var]: [Tensor<1>; 2],
+        count: usize,
+    ) {
+        let features = self.parts.num_features;
+        let per_slot = [mean.dims()[0] / features, features];
+        let count = Tensor::<1>::full([1], count as f64, &mean.device());
+        let var = running.variance_estimate(var, count);
+        running.update(
+            first_slot,
+            mean.reshape(per_slot),
+            Spread::Variance(var.reshape(per_slot)),
+            None,
+        );
     }
 
     /// Normalizes one (virtual) batch of padded sequences with the statistics of its valid
@@ -364,6 +393,16 @@ impl BatchNorm {
             beta,
             first_slot,
         } = affine;
+        let epsilon = self.parts.epsilon;
+        let pair = [gamma.clone(), beta.clone()];
+        if let Some((out, count)) =
+            masked_batch_norm_train(x.clone(), &weights, pair, epsilon, self.parts.kernels)
+        {
+            if let Some(running) = running {
+                self.fold_into(running, first_slot, [out.mean, out.variance], count);
+            }
+            return out.output;
+        }
         let [n, c, s] = x.dims();
         let slots = c / self.parts.num_features;
         let stats = moments(x.clone(), Some(weights), &[0, 2]);

@@ -5,7 +5,9 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::family::{Family, is_training};
-use crate::kernel::{batch_norm_train_unmasked, moments, normalize_with};
+use crate::kernel::{
+    Renorm, batch_norm_train_unmasked, batch_renorm_train, moments, normalize_with,
+};
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common, invalid};
 use crate::running::Spread;
@@ -174,6 +176,51 @@ impl BatchRenorm {
         )
     }
 
+    /// Training in burn tensor ops, on batch norm's kernel where there is one: the output, and
+    /// the batch's mean and biased variance, `[C]`. `moving` is the moving mean and standard
+    /// deviation; `weights` marks real values with 1, as for batch norm.
+    fn composed_train(
+        &self,
+        x: Tensor<3>,
+        weights: Option<Tensor<3>>,
+        [gamma, beta]: [Tensor<1>; 2],
+        [mean, sigma]: [Tensor<1>; 2],
+        Renorm {
+            r_max,
+            d_max,
+            epsilon,
+        }: Renorm,
+    ) -> (Tensor<3>, Tensor<1>, Tensor<1>) {
+        let [_, c, _] = x.dims();
+        let device = x.device();
+        let (x_hat, batch_mean, batch_var) = match weights {
+            None => {
+                let out = batch_norm_train_unmasked(
+                    x,
+                    Tensor::ones([c], &device),
+                    Tensor::zeros([c], &device),
+                    None,
+                    epsilon,
+                    self.parts.kernels,
+                );
+                (out.output, out.mean, out.variance)
+            }
+            Some(weights) => {
+                let stats = moments(x, Some(weights), &[0, 2]);
+                let x_hat = stats.centered / (stats.var.clone() + epsilon).sqrt();
+                (x_hat, stats.mean.reshape([c]), stats.var.reshape([c]))
+            }
+        };
+        let batch_sigma = (batch_var.clone() + epsilon).sqrt().detach();
+        let batch_mean = batch_mean.detach();
+        let r = (batch_sigma / sigma.clone()).clamp(1.0 / r_max, r_max);
+        let d = ((batch_mean.clone() - mean) / sigma).clamp(-d_max, d_max);
+        let shape = [1, c, 1];
+        let scale = (gamma.clone() * r).reshape(shape);
+        let shift = (gamma * d + beta).reshape(shape);
+        (x_hat * scale + shift, batch_mean, batch_var)
+    }
+
     fn affine_or_identity(&self, c: usize, device: &Device) -> (Tensor<1>, Tensor<1>) {
         match &self.parts.affine {
             Some(a) => (a.gamma(), a.beta()),
@@ -214,43 +261,33 @@ impl Family for BatchRenorm {
                 over: "per feature in the batch",
             });
         }
-        let (x_hat, batch_mean, batch_var) = match weights {
-            None => {
-                let out = batch_norm_train_unmasked(
-                    x,
-                    Tensor::ones([c], &device),
-                    Tensor::zeros([c], &device),
-                    None,
-                    epsilon,
-                    self.parts.kernels,
-                );
-                (out.output, out.mean, out.variance)
-            }
-            Some(weights) => {
-                let stats = moments(x, Some(weights), &[0, 2]);
-                let x_hat = stats.centered / (stats.var.clone() + epsilon).sqrt();
-                (x_hat, stats.mean.reshape([c]), stats.var.reshape([c]))
-            }
-        };
         let step = self.steps.value_sync().into_scalar::<f64>();
         let (r_max, d_max) = self.bounds(step);
-        let sigma = (var + epsilon).sqrt();
-        let batch_sigma = (batch_var + epsilon).sqrt().detach();
-        let batch_mean = batch_mean.detach();
-        let r = (batch_sigma.clone() / sigma.clone()).clamp(1.0 / r_max, r_max);
-        let d = ((batch_mean.clone() - mean) / sigma).clamp(-d_max, d_max);
-        let shape = [1, c, 1];
-        let scale = (gamma.clone() * r).reshape(shape);
-        let shift = (gamma * d + beta).reshape(shape);
+        let renorm = Renorm {
+            r_max,
+            d_max,
+            epsilon,
+        };
+        let affine = [gamma, beta];
+        let moving = [mean, (var + epsilon).sqrt()];
+        let kernels = self.parts.kernels;
+        let fused = match &weights {
+            None => batch_renorm_train(x.clone(), affine.clone(), moving.clone(), renorm, kernels),
+            Some(_) => None,
+        };
+        let (y, batch_mean, batch_var) = match fused {
+            Some(out) => out,
+            None => self.composed_train(x, weights, affine, moving, renorm),
+        };
         let spread = Spread::StdDev {
-            std: batch_sigma.reshape([1, c]),
+            std: (batch_var + epsilon).sqrt().detach().reshape([1, c]),
             epsilon,
         };
         self.running
-            .update(0, batch_mean.reshape([1, c]), spread, None);
+            .update(0, batch_mean.detach().reshape([1, c]), spread, None);
         let steps = self.steps.value_sync();
         self.steps.update((steps + 1.0).detach());
         self.steps.value_sync();
-        Ok(x_hat * scale + shift)
+        Ok(y)
     }
 }

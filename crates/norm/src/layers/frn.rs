@@ -2,12 +2,11 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use crate::NormError;
 use crate::family::Family;
-use crate::kernel::frn_learned_epsilon;
+use crate::kernel::frn;
 use crate::layers::CommonParts;
 use crate::options::{CheckOptions, builder, check_common};
 
@@ -117,23 +116,22 @@ impl Family for FilterResponseNorm {
 
     /// `x: [N, C, S] -> [N, C, S]`, statistics per (sample, channel) over `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
-        let c = x.dims()[1];
         let CommonParts {
             affine,
             epsilon,
             kernels,
             ..
         } = &self.parts;
-        let y = match &self.learned_epsilon {
-            None => self.parts.group_norm(x, weights, c, false).0,
-            Some(learned) => {
-                let affine = affine.as_ref();
-                frn_learned_epsilon(x, weights, learned.val(), *epsilon, affine, *kernels)
-            }
-        };
-        // max(y, tau) as relu(y - tau) + tau, with tau expanded: burn-flex runs this form an
-        // order of magnitude faster than `max_pair` or a broadcast operand, forward and backward.
-        let tau = self.tau.val().reshape([1, c, 1]).expand(y.dims());
-        Ok(relu(y - tau.clone()) + tau)
+        let eps_l = self.learned_epsilon.as_ref().map(Param::val);
+        let tau = self.tau.val();
+        Ok(frn(
+            x,
+            weights,
+            eps_l,
+            tau,
+            *epsilon,
+            affine.as_ref(),
+            *kernels,
+        ))
     }
 }

@@ -7,6 +7,9 @@
 //! alone, so results do not depend on the number of threads or on scheduling.
 
 mod evonorm;
+mod frn;
+mod masked;
+mod renorm;
 
 use std::mem::{ManuallyDrop, MaybeUninit};
 
@@ -15,6 +18,9 @@ use rayon::prelude::*;
 use super::simd::{self, Lanes};
 use crate::kernel::GroupSpec;
 pub(crate) use evonorm::{evonorm_b0, evonorm_b0_backward, evonorm_s0, evonorm_s0_backward};
+pub(crate) use frn::{frn, frn_backward};
+pub(crate) use masked::{masked_batch_norm, masked_batch_norm_backward};
+pub(crate) use renorm::{batch_renorm, batch_renorm_backward};
 
 /// The float types the kernels run on.
 pub(crate) trait Real: Lanes + Send + Sync + bytemuck::Pod + 'static {
@@ -289,37 +295,6 @@ pub(crate) fn group_norm_backward<T: Real>(
     // same tasks and rows, and `row_backward` writes every value of its row through
     // `gradient`, which writes every value it is given.
     (unsafe { written(dx) }, to(dgamma), to(dbeta))
-}
-
-/// The gradient of `Σ y dy` with respect to the epsilon of group norm with one group per channel
-/// and not centred (FRN): `y = x rstd gamma + beta` with `rstd = (nu2 + epsilon)^(-1/2)`, so
-/// `Σ_rows -rstd^3 / 2 * gamma_c * Σ dy x`, from each row's `nu2` (`var`). Each row's sum has a
-/// fixed order and the rows are added in order.
-pub(crate) fn rms_epsilon_grad<T: Real>(
-    x: &[T],
-    dy: &[T],
-    gamma: &[T],
-    var: &[T],
-    dims: Dims,
-    epsilon: f64,
-) -> f64 {
-    dims.check(x, &[gamma]);
-    assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
-    assert_eq!(var.len(), dims.n * dims.c, "mean squares of {dims:?}");
-    if dims.len() == 0 {
-        return 0.0;
-    }
-    let rows: Vec<f64> = x
-        .par_chunks(dims.s)
-        .zip(dy.par_chunks(dims.s))
-        .enumerate()
-        .map(|(row, (x, dy))| {
-            let [_, sum_dy_x, _] = simd::shifted_grad_sums(dy, x, T::default());
-            let rstd = 1.0 / (var[row].to_f64() + epsilon).sqrt();
-            -0.5 * rstd * rstd * rstd * gamma[row % dims.c].to_f64() * sum_dy_x
-        })
-        .collect();
-    rows.iter().sum()
 }
 
 /// What one row's backward needs beside its data: `gamma`, the channels the row covers, the
@@ -700,14 +675,15 @@ pub(crate) fn batch_norm<T: Real>(
     for (dims, at) in virtual_batches(dims, chunks) {
         let (out, x) = (&mut out[at.clone()], &x[at]);
         let (shift, sums) = channel_stat_sums(x, dims);
-        let mut map = ChannelMap::with_capacity(dims.c);
-        for (channel, &sums) in sums.iter().enumerate() {
-            let (centre, var) = moments(shift[channel], sums, dims.n * dims.s, true);
-            let scale = gamma[channel].to_f64() / (var + epsilon).sqrt();
-            map.push(centre, scale, beta[channel].to_f64());
-            means.push(T::from_f64(centre.mean()));
-            vars.push(T::from_f64(var));
-        }
+        let count = dims.n * dims.s;
+        let map = batch_maps(
+            &shift,
+            &sums,
+            count,
+            [gamma, beta],
+            epsilon,
+            [&mut means, &mut vars],
+        );
         per_sample(out, dims, |out, at| map.apply(out, &x[at], dims.s));
     }
     // SAFETY: the virtual batches tile `out`, and `per_sample` hands every sample's values of
@@ -759,27 +735,8 @@ pub(crate) fn batch_norm_backward<T: Real>(
     for ((dims, at), var) in batches {
         let (dx, x, dy) = (&mut dx[at.clone()], &x[at.clone()], &dy[at]);
         let (shift, sums) = channel_grad_sums(x, dy, dims);
-        let mut map = GradientMap::with_capacity(dims.c);
-        let count = dims.n * dims.s;
-        let mut batch_dgamma = Vec::with_capacity(dims.c);
-        let mut batch_dbeta = Vec::with_capacity(dims.c);
-        for (channel, &[sum_dy, sum_dy_d, sum_d]) in sums.iter().enumerate() {
-            let centre = Centre::of(shift[channel], sum_d, count);
-            let rstd = 1.0 / (var[channel].to_f64() + epsilon).sqrt();
-            let g = gamma[channel].to_f64();
-            let sum_dy_x_hat = (sum_dy_d - centre.r.to_f64() * sum_dy) * rstd;
-            let n = count as f64;
-            map.push(
-                centre,
-                [
-                    g * rstd,
-                    -g * rstd * rstd * sum_dy_x_hat / n,
-                    -g * rstd * sum_dy / n,
-                ],
-            );
-            batch_dgamma.push(T::from_f64(sum_dy_x_hat));
-            batch_dbeta.push(T::from_f64(sum_dy));
-        }
+        let (map, batch_dgamma, batch_dbeta) =
+            batch_gradient_maps(&shift, &sums, dims.n * dims.s, gamma, var, epsilon);
         per_sample(dx, dims, |dx, at| {
             map.apply(dx, &x[at.clone()], &dy[at], dims.s)
         });
@@ -796,6 +753,64 @@ pub(crate) fn batch_norm_backward<T: Real>(
     // SAFETY: the virtual batches tile `dx`, and `per_sample` hands every sample's values of
     // each to `apply`, which writes them all (see there).
     (unsafe { written(dx) }, dgamma, dbeta)
+}
+
+/// Batch norm's map of each channel, `(x - mean) * gamma / sqrt(var + epsilon) + beta`, from
+/// its shifted sums `[Σ (x - k), Σ (x - k)^2]` over `count` values; each channel's mean and
+/// biased variance are appended to `means` and `vars`.
+fn batch_maps<T: Real>(
+    shift: &[T],
+    sums: &[[f64; 2]],
+    count: usize,
+    [gamma, beta]: [&[T]; 2],
+    epsilon: f64,
+    [means, vars]: [&mut Vec<T>; 2],
+) -> ChannelMap<T> {
+    let mut map = ChannelMap::with_capacity(shift.len());
+    for (channel, &sums) in sums.iter().enumerate() {
+        let (centre, var) = moments(shift[channel], sums, count, true);
+        let scale = gamma[channel].to_f64() / (var + epsilon).sqrt();
+        map.push(centre, scale, beta[channel].to_f64());
+        means.push(T::from_f64(centre.mean()));
+        vars.push(T::from_f64(var));
+    }
+    map
+}
+
+/// Batch norm's input-gradient map of each channel,
+/// `gamma * rstd * (dy - mean(dy) - x_hat * mean(dy * x_hat))`, and its `dgamma = Σ dy x_hat`
+/// and `dbeta = Σ dy`, from its sums `[Σ dy, Σ dy (x - k), Σ (x - k)]`: the means are over the
+/// `count` values the statistics were taken over, which the last sum covers; the centre is
+/// recomputed from it exactly, `var` comes from the forward.
+fn batch_gradient_maps<T: Real>(
+    shift: &[T],
+    sums: &[[f64; 3]],
+    count: usize,
+    gamma: &[T],
+    var: &[T],
+    epsilon: f64,
+) -> (GradientMap<T>, Vec<T>, Vec<T>) {
+    let mut map = GradientMap::with_capacity(shift.len());
+    let mut dgamma = Vec::with_capacity(shift.len());
+    let mut dbeta = Vec::with_capacity(shift.len());
+    for (channel, &[sum_dy, sum_dy_d, sum_d]) in sums.iter().enumerate() {
+        let centre = Centre::of(shift[channel], sum_d, count);
+        let rstd = 1.0 / (var[channel].to_f64() + epsilon).sqrt();
+        let g = gamma[channel].to_f64();
+        let sum_dy_x_hat = (sum_dy_d - centre.r.to_f64() * sum_dy) * rstd;
+        let n = count as f64;
+        map.push(
+            centre,
+            [
+                g * rstd,
+                -g * rstd * rstd * sum_dy_x_hat / n,
+                -g * rstd * sum_dy / n,
+            ],
+        );
+        dgamma.push(T::from_f64(sum_dy_x_hat));
+        dbeta.push(T::from_f64(sum_dy));
+    }
+    (map, dgamma, dbeta)
 }
 
 /// `total += values`, value by value.

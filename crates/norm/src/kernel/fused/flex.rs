@@ -7,10 +7,12 @@ use burn::tensor::{Bytes, DType};
 
 use super::cpu::{self, Dims, Real};
 use super::evonorm::{EvoNorm, EvoNormOps};
-use super::frn::LearnedEpsilonOps;
+use super::frn::FrnOps;
+use super::masked::{MaskedBatchNormOps, MaskedRows};
+use super::renorm::{BatchRenormOps, Renorm};
 use super::simd::Lanes;
 use super::{FusedNorm, FusedNormOps};
-use crate::kernel::{GroupSpec, ghost_chunks};
+use crate::kernel::ghost_chunks;
 
 /// The `[N, C, S]` of a rank-3 flex tensor.
 fn dims(x: &FlexTensor) -> Dims {
@@ -179,29 +181,134 @@ impl EvoNormOps for Flex {
     }
 }
 
+/// The `[R, C]` of a rank-2 flex tensor as the dims of `R` rows of `C` channels.
+fn row_dims(x: &FlexTensor) -> Dims {
+    let shape = x.layout().shape();
+    Dims {
+        n: shape[0],
+        c: shape[1],
+        s: 1,
+    }
+}
+
+impl MaskedBatchNormOps for Flex {
+    fn fused_masked_batch_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        rows: MaskedRows,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
+        let (dtype, d) = (x.dtype(), row_dims(&x));
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let per_channel = [gamma.storage(), beta.storage()];
+            let (y, mean, var) = cpu::masked_batch_norm::<T>(
+                x.storage(),
+                &rows.valid,
+                per_channel,
+                d.c,
+                rows.epsilon,
+            );
+            let channel = |values| tensor(values, &[d.c], dtype);
+            (tensor(y, &[d.n, d.c], dtype), channel(mean), channel(var))
+        })
+    }
+
+    fn fused_masked_batch_norm_backward(
+        x: FlexTensor,
+        dy: FlexTensor,
+        gamma: FlexTensor,
+        var: FlexTensor,
+        rows: MaskedRows,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.to_contiguous());
+        let (dtype, d) = (x.dtype(), row_dims(&x));
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let (x, dy, per_channel) =
+                (x.storage(), dy.storage(), [gamma.storage(), var.storage()]);
+            let (dx, dgamma, dbeta) = cpu::masked_batch_norm_backward::<T>(
+                x,
+                &rows.valid,
+                dy,
+                per_channel,
+                d.c,
+                rows.epsilon,
+            );
+            let channel = |values| tensor(values, &[d.c], dtype);
+            (
+                tensor(dx, &[d.n, d.c], dtype),
+                channel(dgamma),
+                channel(dbeta),
+            )
+        })
+    }
+}
+
+impl BatchRenormOps for Flex {
+    fn fused_batch_renorm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        moving: FlexTensor,
+        renorm: Renorm,
+    ) -> (FlexTensor, FlexTensor) {
+        let [x, gamma, beta, moving] = [x, gamma, beta, moving].map(|t| t.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let moving: &[T] = moving.storage();
+            let (y, stats) = cpu::batch_renorm::<T>(
+                x.storage(),
+                [gamma.storage(), beta.storage()],
+                [&moving[..d.c], &moving[d.c..]],
+                d,
+                [renorm.r_max, renorm.d_max],
+                renorm.epsilon,
+            );
+            (
+                tensor(y, &[d.n, d.c, d.s], dtype),
+                tensor(stats, &[4 * d.c], dtype),
+            )
+        })
+    }
+
+    fn fused_batch_renorm_backward(
+        x: FlexTensor,
+        dy: FlexTensor,
+        gamma: FlexTensor,
+        stats: FlexTensor,
+        renorm: Renorm,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [x, dy, gamma, stats] = [x, dy, gamma, stats].map(|t| t.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let (x, dy, gamma, stats) =
+                (x.storage(), dy.storage(), gamma.storage(), stats.storage());
+            let grads = cpu::batch_renorm_backward::<T>(x, dy, gamma, stats, d, renorm.epsilon);
+            outputs(grads, d, d.c, dtype)
+        })
+    }
+}
+
 /// `epsilon + |eps_l|` for FRN's learned epsilon `eps_l` (`[1]`).
 fn total_epsilon<T: Real>(epsilon: f64, eps_l: &[T]) -> f64 {
     epsilon + eps_l[0].to_f64().abs()
 }
 
-impl LearnedEpsilonOps for Flex {
-    fn fused_frn_learned_epsilon(
+impl FrnOps for Flex {
+    fn fused_frn(
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
+        tau: FlexTensor,
         eps_l: FlexTensor,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor) {
-        let [x, gamma, beta, eps_l] = [x, gamma, beta, eps_l].map(|t| t.to_contiguous());
+        let [x, gamma, beta, tau, eps_l] = [x, gamma, beta, tau, eps_l].map(|t| t.to_contiguous());
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let spec = GroupSpec {
-                groups: d.c,
-                center: false,
-                epsilon: total_epsilon::<T>(epsilon, eps_l.storage()),
-            };
-            let (x, gamma, beta) = (x.storage(), gamma.storage(), beta.storage());
-            let (y, _, nu2) = cpu::group_norm::<T>(x, gamma, beta, d, spec);
+            let epsilon = total_epsilon::<T>(epsilon, eps_l.storage());
+            let params = [gamma.storage(), beta.storage(), tau.storage()];
+            let (y, nu2) = cpu::frn::<T>(x.storage(), params, d, epsilon);
             (
                 tensor(y, &[d.n, d.c, d.s], dtype),
                 tensor(nu2, &[d.n * d.c], dtype),
@@ -209,39 +316,43 @@ impl LearnedEpsilonOps for Flex {
         })
     }
 
-    fn fused_frn_learned_epsilon_backward(
+    fn fused_frn_backward(
         x: FlexTensor,
         dy: FlexTensor,
         gamma: FlexTensor,
+        beta: FlexTensor,
+        tau: FlexTensor,
         nu2: FlexTensor,
         eps_l: FlexTensor,
         epsilon: f64,
-    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
-        let [x, dy, gamma, nu2, eps_l] = [x, dy, gamma, nu2, eps_l].map(|t| t.to_contiguous());
+    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+        let inputs = [x, dy, gamma, beta, tau, nu2, eps_l].map(|t| t.to_contiguous());
+        let [x, dy, gamma, beta, tau, nu2, eps_l] = inputs;
         let (dtype, d) = (x.dtype(), dims(&x));
         crate::on_floats!(dtype, "fused norm kernels", |T| {
             let eps_l: &[T] = eps_l.storage();
             let epsilon = total_epsilon(epsilon, eps_l);
-            let spec = GroupSpec {
-                groups: d.c,
-                center: false,
-                epsilon,
-            };
-            let (x, dy, gamma, nu2) = (x.storage(), dy.storage(), gamma.storage(), nu2.storage());
-            let grads = cpu::group_norm_backward::<T>(x, dy, gamma, nu2, d, spec);
-            let (dx, dgamma, dbeta) = outputs(grads, d, d.c, dtype);
+            let params = [
+                gamma.storage(),
+                beta.storage(),
+                tau.storage(),
+                nu2.storage(),
+            ];
+            let (dx, [dgamma, dbeta, dtau], d_epsilon) =
+                cpu::frn_backward::<T>(x.storage(), dy.storage(), params, d, epsilon);
             // d |e| / d e = sign(e), 0 at 0 (as burn's `abs`).
             let sign = match eps_l[0].to_f64() {
                 e if e > 0.0 => 1.0,
                 e if e < 0.0 => -1.0,
                 _ => 0.0,
             };
-            let deps = sign * cpu::rms_epsilon_grad::<T>(x, dy, gamma, nu2, d, epsilon);
+            let channel = |values| tensor(values, &[d.c], dtype);
             (
-                dx,
-                dgamma,
-                dbeta,
-                tensor(vec![T::from_f64(deps)], &[1], dtype),
+                tensor(dx, &[d.n, d.c, d.s], dtype),
+                channel(dgamma),
+                channel(dbeta),
+                channel(dtau),
+                tensor(vec![T::from_f64(sign * d_epsilon)], &[1], dtype),
             )
         })
     }

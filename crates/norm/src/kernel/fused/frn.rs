@@ -1,42 +1,43 @@
-//! FRN's normalization with a learned epsilon as one fused op on the flex (CPU) backend:
-//! `y = x / sqrt(nu2 + epsilon + |eps_l|) * gamma + beta`, `nu2` the mean square of each
-//! (sample, channel). The forward and the gradients of `x`, `gamma` and `beta` are group norm's
-//! kernels (one group per channel, not centred) with the epsilon read from `eps_l`; the gradient
-//! of `eps_l` is `sign(eps_l) * Σ_rows -rstd^3 / 2 * gamma * Σ dy x`, one more pass over `x` and
-//! `dy`.
+//! FRN with its thresholded linear unit as one fused op on the flex (CPU) backend (`cpu::frn`):
+//! `y = max(x / sqrt(nu2 + epsilon + |eps_l|) * gamma + beta, tau)`, `nu2` the mean square of
+//! each (sample, channel), `eps_l` the learned part of the epsilon (0 where none is learned).
+//! The composed layer ran group norm's kernel, then the unit as three more ops each way.
 
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::ops::{Backward, OpsKind};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, backend_extension};
 use burn::prelude::*;
 
-use super::{FusedNode, NodeGradients, untracked_gradients};
-
 /// The op, on flex alone (see [`available_on_flex`](super::available_on_flex)).
 #[backend_extension(Flex, Autodiff)]
-pub(crate) trait LearnedEpsilonOps: Backend {
-    /// `x: [N, C, S]`, `gamma`, `beta`: `[C]`, `eps_l`: `[1]` -> `(y, nu2)`, `nu2` per (sample,
-    /// channel), `[N * C]`.
-    fn fused_frn_learned_epsilon(
+pub(crate) trait FrnOps: Backend {
+    /// `x: [N, C, S]`, `gamma`, `beta`, `tau`: `[C]`, `eps_l`: `[1]` -> `(y, nu2)`, `nu2` per
+    /// (sample, channel), `[N * C]`.
+    fn fused_frn(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        tau: FloatTensor<Self>,
         eps_l: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
-    /// `(dx, dgamma, dbeta, d eps_l)` of
-    /// [`fused_frn_learned_epsilon`](LearnedEpsilonOps::fused_frn_learned_epsilon).
-    #[allow(clippy::type_complexity)]
-    fn fused_frn_learned_epsilon_backward(
+    /// `(dx, dgamma, dbeta, dtau, d eps_l)` of [`fused_frn`](FrnOps::fused_frn).
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn fused_frn_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        tau: FloatTensor<Self>,
         nu2: FloatTensor<Self>,
         eps_l: FloatTensor<Self>,
         epsilon: f64,
     ) -> (
+        FloatTensor<Self>,
         FloatTensor<Self>,
         FloatTensor<Self>,
         FloatTensor<Self>,
@@ -44,50 +45,72 @@ pub(crate) trait LearnedEpsilonOps: Backend {
     );
 }
 
-/// The op's settings for its autodiff node: the fixed part of epsilon.
-#[derive(Debug, Clone, Copy)]
-struct LearnedEpsilon(f64);
+/// The autodiff node: the fixed epsilon, and `(x, gamma, beta, tau, nu2, eps_l)` kept for the
+/// gradients of the five parents `(x, gamma, beta, tau, eps_l)`.
+#[derive(Debug)]
+struct FrnBackward(f64);
 
-/// `(x, gamma, nu2, eps_l)` -> `(dx, dgamma, dbeta, d eps_l)`.
-impl<B: LearnedEpsilonOps> NodeGradients<B, 4> for LearnedEpsilon {
-    fn gradients(
-        self,
-        [x, gamma, nu2, eps_l]: [FloatTensor<B>; 4],
-        dy: FloatTensor<B>,
-    ) -> [FloatTensor<B>; 4] {
-        let (dx, dgamma, dbeta, deps) =
-            B::fused_frn_learned_epsilon_backward(x, dy, gamma, nu2, eps_l, self.0);
-        [dx, dgamma, dbeta, deps]
+impl<B: FrnOps> Backward<B, 5> for FrnBackward {
+    type State = [B::FloatTensorPrimitive; 6];
+
+    fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<B>(&ops.node);
+        let [x, gamma, beta, tau, nu2, eps_l] = ops.state;
+        let (dx, dgamma, dbeta, dtau, deps) =
+            B::fused_frn_backward(x, dy, gamma, beta, tau, nu2, eps_l, self.0);
+        let gradients = [dx, dgamma, dbeta, dtau, deps];
+        for (parent, grad) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, grad);
+            }
+        }
     }
 }
 
-impl<B: Backend + LearnedEpsilonOps, C: CheckpointStrategy> LearnedEpsilonOps for Autodiff<B, C> {
-    fn fused_frn_learned_epsilon(
+impl<B: Backend + FrnOps, C: CheckpointStrategy> FrnOps for Autodiff<B, C> {
+    /// The inner backend's forward, and a [`FrnBackward`] node when a gradient is wanted.
+    fn fused_frn(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        tau: FloatTensor<Self>,
         eps_l: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let prepared = FusedNode(LearnedEpsilon(epsilon))
-            .prepare::<C>([x.node(), gamma.node(), beta.node(), eps_l.node()])
+        let parents = [
+            x.node(),
+            gamma.node(),
+            beta.node(),
+            tau.node(),
+            eps_l.node(),
+        ];
+        let prepared = FrnBackward(epsilon)
+            .prepare::<C>(parents)
             .compute_bound()
             .stateful();
-        let [x, gamma, beta, eps_l] = [x, gamma, beta, eps_l].map(|t| t.into_primitive());
-        let (y, nu2) =
-            B::fused_frn_learned_epsilon(x.clone(), gamma.clone(), beta, eps_l.clone(), epsilon);
+        let [x, gamma, beta, tau, eps_l] = [x, gamma, beta, tau, eps_l].map(|t| t.into_primitive());
+        let (y, nu2) = B::fused_frn(
+            x.clone(),
+            gamma.clone(),
+            beta.clone(),
+            tau.clone(),
+            eps_l.clone(),
+            epsilon,
+        );
         let y = match prepared {
-            OpsKind::Tracked(prep) => prep.finish([x, gamma, nu2.clone(), eps_l], y),
+            OpsKind::Tracked(prep) => prep.finish([x, gamma, beta, tau, nu2.clone(), eps_l], y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(nu2))
     }
 
     /// Computed on the inner backend, and not differentiated again.
-    fn fused_frn_learned_epsilon_backward(
+    fn fused_frn_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        tau: FloatTensor<Self>,
         nu2: FloatTensor<Self>,
         eps_l: FloatTensor<Self>,
         epsilon: f64,
@@ -96,26 +119,36 @@ impl<B: Backend + LearnedEpsilonOps, C: CheckpointStrategy> LearnedEpsilonOps fo
         FloatTensor<Self>,
         FloatTensor<Self>,
         FloatTensor<Self>,
+        FloatTensor<Self>,
     ) {
-        let saved = [x, gamma, nu2, eps_l];
-        let [dx, dgamma, dbeta, deps] =
-            untracked_gradients::<B, C, _, 4>(LearnedEpsilon(epsilon), saved, dy);
-        (dx, dgamma, dbeta, deps)
+        let [x, dy, gamma, beta, tau, nu2, eps_l] =
+            [x, dy, gamma, beta, tau, nu2, eps_l].map(|t| t.into_primitive());
+        let (dx, dgamma, dbeta, dtau, deps) =
+            B::fused_frn_backward(x, dy, gamma, beta, tau, nu2, eps_l, epsilon);
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dgamma),
+            Self::from_inner(dbeta),
+            Self::from_inner(dtau),
+            Self::from_inner(deps),
+        )
     }
 }
 
-/// FRN's normalization of `x: [N, C, S]` (every element real) with the epsilon
-/// `epsilon + |eps_l|`, then `gamma` and `beta`. Call only where
+/// FRN of `x: [N, C, S]` (every element real) with the epsilon `epsilon + |eps_l|`, then
+/// `gamma`, `beta` and the unit's threshold `tau`. Call only where
 /// [`available_on_flex`](super::available_on_flex).
-pub(crate) fn frn_learned_epsilon(
+pub(crate) fn frn(
     x: Tensor<3>,
-    [gamma, beta, eps_l]: [Tensor<1>; 3],
+    [gamma, beta, tau]: [Tensor<1>; 3],
+    eps_l: Tensor<1>,
     epsilon: f64,
 ) -> Tensor<3> {
-    let (y, _) = <Dispatch as LearnedEpsilonOps>::fused_frn_learned_epsilon(
+    let (y, _) = <Dispatch as FrnOps>::fused_frn(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
+        tau.into_dispatch(),
         eps_l.into_dispatch(),
         epsilon,
     );

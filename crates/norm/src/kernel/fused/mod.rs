@@ -3,7 +3,8 @@
 //! that a norm layer costs two passes over its activation forward and two backward instead of a
 //! dozen composed ops. The kernels run on the flex (CPU) backend (`flex`, `cpu`) and, with the
 //! `wgpu` feature, on burn's CubeCL backends (`cube`); [`available`] says when the seam may use
-//! them. EvoNorm (`evonorm`) and FRN's learned epsilon (`frn`) have CPU kernels alone
+//! them. EvoNorm (`evonorm`), FRN's learned epsilon (`frn`), batch norm over padded rows
+//! (`masked`) and batch renormalization (`renorm`) have CPU kernels alone
 //! ([`available_on_flex`]). Every op's autodiff node is one [`FusedNode`].
 
 mod cpu;
@@ -12,6 +13,8 @@ mod cube;
 pub(crate) mod evonorm;
 mod flex;
 pub(crate) mod frn;
+pub(crate) mod masked;
+pub(crate) mod renorm;
 mod simd;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

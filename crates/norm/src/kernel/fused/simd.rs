@@ -702,3 +702,86 @@ pub(crate) fn b0_gradient<S: Simd, T: Lanes>(
 
 #[cfg(test)]
 mod tests;
+
+/// `out = max(x scale + shift, floor)`: FRN's output through its thresholded linear unit, on a
+/// segment of one (sample, channel); `coefficients` is `[scale, shift, floor]`.
+#[with_simd]
+pub(crate) fn affine_floor<S: Simd, T: Lanes>(
+    out: &mut [MaybeUninit<T>],
+    x: &[T],
+    coefficients: [T; 3],
+) {
+    let [scale, shift, floor] = coefficients;
+    assert_eq!(out.len(), x.len());
+    let lanes = T::lanes::<S>();
+    let whole = x.len() / lanes * lanes;
+    let [scale_v, shift_v, floor_v] = coefficients.map(|c| c.splat::<S>());
+    let (out_head, out_tail) = out.split_at_mut(whole);
+    for (o, chunk) in out_head.chunks_exact_mut(lanes).zip(x.chunks_exact(lanes)) {
+        let z = load::<S, T>(chunk) * scale_v + shift_v;
+        store(o, z.gt(floor_v).select(z, floor_v));
+    }
+    for (o, &v) in out_tail.iter_mut().zip(&x[whole..]) {
+        let z = v * scale + shift;
+        o.write(if z > floor { z } else { floor });
+    }
+}
+
+/// With `g = dy` where `x scale + shift > floor` and 0 elsewhere (the gradient that passes the
+/// thresholded linear unit): `[Σ g, Σ g x, Σ dy]` over a segment; `coefficients` is
+/// `[scale, shift, floor]`.
+#[with_simd]
+pub(crate) fn floor_grad_sums<S: Simd, T: Lanes>(
+    dy: &[T],
+    x: &[T],
+    coefficients: [T; 3],
+) -> [f64; 3] {
+    assert_eq!(dy.len(), x.len());
+    let [scale, shift, floor] = coefficients;
+    let [scale_v, shift_v, floor_v] = coefficients.map(|c| c.splat::<S>());
+    let zero = T::default().splat::<S>();
+    let terms = |i: usize| {
+        let (x, dy) = (load::<S, T>(&x[i..]), load::<S, T>(&dy[i..]));
+        let g = (x * scale_v + shift_v).gt(floor_v).select(dy, zero);
+        [g, g * x, dy]
+    };
+    let tail = |i: usize| {
+        let passes = x[i] * scale + shift > floor;
+        let g = if passes { dy[i] } else { T::default() };
+        [g.to_f64(), (g * x[i]).to_f64(), dy[i].to_f64()]
+    };
+    fixed_order_sums(x.len(), terms, tail)
+}
+
+/// `dx = g per_g + x slope`, `g` as in [`floor_grad_sums`]: the input gradient of a segment of
+/// FRN with its thresholded linear unit; `coefficients` is `[scale, shift, floor, per_g,
+/// slope]`.
+#[with_simd]
+pub(crate) fn floor_gradient<S: Simd, T: Lanes>(
+    dx: &mut [MaybeUninit<T>],
+    x: &[T],
+    dy: &[T],
+    coefficients: [T; 5],
+) {
+    let [scale, shift, floor, per_g, slope] = coefficients;
+    assert!(dx.len() == x.len() && dy.len() == x.len());
+    let lanes = T::lanes::<S>();
+    let whole = x.len() / lanes * lanes;
+    let [scale_v, shift_v, floor_v, per_g_v, slope_v] = coefficients.map(|c| c.splat::<S>());
+    let zero = T::default().splat::<S>();
+    let (dx_head, dx_tail) = dx.split_at_mut(whole);
+    let inputs = x.chunks_exact(lanes).zip(dy.chunks_exact(lanes));
+    for (d, (chunk_x, chunk_dy)) in dx_head.chunks_exact_mut(lanes).zip(inputs) {
+        let (x, dy) = (load::<S, T>(chunk_x), load::<S, T>(chunk_dy));
+        let g = (x * scale_v + shift_v).gt(floor_v).select(dy, zero);
+        store(d, g * per_g_v + x * slope_v);
+    }
+    for (d, (&x, &dy)) in dx_tail.iter_mut().zip(x[whole..].iter().zip(&dy[whole..])) {
+        let g = if x * scale + shift > floor {
+            dy
+        } else {
+            T::default()
+        };
+        d.write(g * per_g + x * slope);
+    }
+}

@@ -257,6 +257,126 @@ fn batch_norm_matches_f64_at_every_edge() {
     }
 }
 
+/// Masks of `rows` rows: none padded, the first (the shift then comes from a later row), every
+/// other one, the second half; those with a valid row (all of them for no rows).
+fn row_masks(rows: usize) -> Vec<Vec<bool>> {
+    let masks: [Vec<bool>; 4] = [
+        vec![true; rows],
+        (0..rows).map(|r| r > 0).collect(),
+        (0..rows).map(|r| r % 2 == 1).collect(),
+        (0..rows).map(|r| r < rows.div_ceil(2)).collect(),
+    ];
+    masks
+        .into_iter()
+        .filter(|m| rows == 0 || m.contains(&true))
+        .collect()
+}
+
+#[test]
+fn masked_batch_norm_matches_f64_at_every_edge() {
+    for dims in shapes().into_iter().filter(|d| d.s == 1) {
+        let c = dims.c;
+        for valid in row_masks(dims.n) {
+            let (mut x, dy, gamma, beta) = inputs(dims);
+            // Padding away from the data: a statistic that counted it would be off.
+            for (r, _) in valid.iter().enumerate().filter(|(_, v)| !**v) {
+                x[r * c..(r + 1) * c].iter_mut().for_each(|v| *v += 5.0);
+            }
+            let what = format!("{dims:?}, valid rows {valid:?}");
+            let (y, mean, var) = masked_batch_norm(&x, &valid, [&gamma, &beta], c, EPSILON);
+            let (dx, dgamma, dbeta) =
+                masked_batch_norm_backward(&x, &valid, &dy, [&gamma, &var], c, EPSILON);
+            if dims.len() == 0 {
+                assert!(y.is_empty() && dx.is_empty(), "{what}");
+                for stats in [mean, var, dgamma, dbeta] {
+                    assert_eq!(stats, vec![0.0; c], "{what}");
+                }
+                continue;
+            }
+            // The statistics over the valid rows, every row normalized by them. The output
+            // gradient of every row reaches a valid row through them; a padded row's gradient
+            // is the output's own term alone.
+            let sets: Vec<Vec<usize>> = (0..c)
+                .map(|channel| {
+                    let rows = (0..dims.n).filter(|&r| valid[r]);
+                    rows.map(|r| r * c + channel).collect()
+                })
+                .collect();
+            let mut want = reference(&x, &dy, [&gamma, &beta], dims, &sets, true);
+            let count = valid.iter().filter(|&&v| v).count() as f64;
+            for channel in 0..c {
+                let rstd = 1.0 / (want.var[channel] + EPSILON).sqrt();
+                let (g, b) = (gamma[channel] as f64, beta[channel] as f64);
+                let column: Vec<usize> = (0..dims.n).map(|r| r * c + channel).collect();
+                let x_hat = |i: usize| (x[i] as f64 - want.mean[channel]) * rstd;
+                let sum_dy: f64 = column.iter().map(|&i| dy[i] as f64).sum();
+                let sum_dy_x_hat: f64 = column.iter().map(|&i| dy[i] as f64 * x_hat(i)).sum();
+                want.dgamma[channel] = sum_dy_x_hat;
+                want.dbeta[channel] = sum_dy;
+                for &i in &column {
+                    want.y[i] = x_hat(i) * g + b;
+                    want.dx[i] = match valid[i / c] {
+                        true => {
+                            g * rstd * (dy[i] as f64 - (sum_dy + x_hat(i) * sum_dy_x_hat) / count)
+                        }
+                        false => g * rstd * dy[i] as f64,
+                    };
+                    want.dx_scale = want.dx_scale.max(g.abs() * rstd * (dy[i] as f64).abs());
+                }
+            }
+            want.assert_matches(&what, [&y, &mean, &var], [&dx, &dgamma, &dbeta]);
+        }
+    }
+}
+
+#[test]
+fn batch_renorm_matches_f64_at_every_edge() {
+    // Bounds that clip `r` and `d` in some channels and not in others.
+    let bounds = [1.3, 0.4];
+    for dims in shapes() {
+        let (x, dy, gamma, beta) = inputs(dims);
+        let mu: Vec<f32> = values(dims.c, 5).iter().map(|v| v * 0.3).collect();
+        let sigma: Vec<f32> = values(dims.c, 6).iter().map(|v| v.abs() + 0.5).collect();
+        let what = format!("{dims:?}");
+        let (y, stats) = batch_renorm(&x, [&gamma, &beta], [&mu, &sigma], dims, bounds, EPSILON);
+        let (dx, dgamma, dbeta) = batch_renorm_backward(&x, &dy, &gamma, &stats, dims, EPSILON);
+        if dims.len() == 0 {
+            assert!(y.is_empty() && dx.is_empty(), "{what}");
+            assert_eq!(stats, vec![0.0; 4 * dims.c], "{what}");
+            assert_eq!([dgamma, dbeta], [vec![0.0; dims.c], vec![0.0; dims.c]]);
+            continue;
+        }
+        // Batch norm in f64 with `gamma r` for `gamma` and `gamma d + beta` for `beta`, `r` and
+        // `d` constants; `gamma` reaches the output through both.
+        let sets = channel_sets(dims, &[dims.n]);
+        let plain = reference(&x, &dy, [&gamma, &beta], dims, &sets, true);
+        let (mut r, mut d) = (vec![0.0; dims.c], vec![0.0; dims.c]);
+        for c in 0..dims.c {
+            let (moving_mu, moving_sigma) = (mu[c] as f64, sigma[c] as f64);
+            let sigma_b = (plain.var[c] + EPSILON).sqrt();
+            r[c] = (sigma_b / moving_sigma).clamp(1.0 / bounds[0], bounds[0]);
+            d[c] = ((plain.mean[c] - moving_mu) / moving_sigma).clamp(-bounds[1], bounds[1]);
+        }
+        let gamma_r: Vec<f32> = (0..dims.c)
+            .map(|c| (gamma[c] as f64 * r[c]) as f32)
+            .collect();
+        let shifted: Vec<f32> = (0..dims.c)
+            .map(|c| (gamma[c] as f64 * d[c] + beta[c] as f64) as f32)
+            .collect();
+        let mut want = reference(&x, &dy, [&gamma_r, &shifted], dims, &sets, true);
+        for c in 0..dims.c {
+            // Σ dy x_hat, from the reference's gradient of `gamma r`.
+            let sum_dy_x_hat = want.dgamma[c];
+            want.dgamma[c] = r[c] * sum_dy_x_hat + d[c] * want.dbeta[c];
+        }
+        let sliced = |k: usize| stats[k * dims.c..(k + 1) * dims.c].to_vec();
+        assert_close(&format!("{what}: r"), &sliced(2), &r);
+        assert_close(&format!("{what}: d"), &sliced(3), &d);
+        let [mean, var] = [sliced(0), sliced(1)];
+        want.assert_matches(&what, [&y, &mean, &var], [&dx, &dgamma, &dbeta]);
+    }
+}
+
 #[test]
 fn channel_affine_matches_f64_at_every_edge() {
     for dims in shapes() {
@@ -468,33 +588,76 @@ fn evonorm_b0_matches_f64_at_every_edge() {
 }
 
 #[test]
-fn the_rms_epsilon_gradient_matches_f64_at_every_edge() {
+fn frn_matches_f64_at_every_edge() {
     for dims in shapes() {
         let (x, dy, gamma, beta) = inputs(dims);
-        let what = format!("FRN epsilon gradient, {dims:?}");
-        let spec = GroupSpec {
-            groups: dims.c,
-            center: false,
-            epsilon: EPSILON,
-        };
-        let (_, _, nu2) = group_norm(&x, &gamma, &beta, dims, spec);
-        let got = rms_epsilon_grad(&x, &dy, &gamma, &nu2, dims, EPSILON);
-        // y = x gamma / sqrt(nu2 + eps) + beta, so d y / d eps = -x gamma (nu2 + eps)^(-3/2) / 2.
-        // A sum of f32 products: its error is relative to the sum of their sizes.
-        let (mut want, mut scale) = (0.0f64, 1.0f64);
-        for row in group_rows(dims, dims.c.max(1)) {
-            let nu2 = row.iter().map(|&i| (x[i] as f64).powi(2)).sum::<f64>() / row.len() as f64;
-            for &i in &row {
-                let channel = i / dims.s % dims.c;
-                let term = -(x[i] as f64) * gamma[channel] as f64 * dy[i] as f64
-                    / (2.0 * (nu2 + EPSILON).powf(1.5));
-                want += term;
-                scale += term.abs();
+        // Thresholds about the outputs' middle, so that the unit holds some values and passes
+        // others in most rows.
+        let tau: Vec<f32> = (0..dims.c)
+            .map(|c| beta[c] + 0.1 * (c as f32 - 1.0))
+            .collect();
+        let what = format!("FRN, {dims:?}");
+        let (y, nu2) = frn(&x, [&gamma, &beta, &tau], dims, EPSILON);
+        let params = [&gamma[..], &beta[..], &tau[..], &nu2[..]];
+        let (dx, [dgamma, dbeta, dtau], d_epsilon) = frn_backward(&x, &dy, params, dims, EPSILON);
+        if dims.len() == 0 {
+            assert!(y.is_empty() && dx.is_empty(), "{what}");
+            assert_eq!(nu2, vec![0.0; dims.n * dims.c], "{what}");
+            for grads in [dgamma, dbeta, dtau] {
+                assert_eq!(grads, vec![0.0; dims.c], "{what}");
             }
+            assert_eq!(d_epsilon, 0.0, "{what}");
+            continue;
+        }
+        // In f64, with the unit passing a value where the kernel's output is above `tau` (a
+        // value within rounding of `tau` may go either way; the output check covers the rest).
+        let mut want_y = vec![0.0f64; x.len()];
+        let mut want_dx = vec![0.0f64; x.len()];
+        let mut want_nu2 = Vec::new();
+        let mut want_params = [vec![0.0f64; dims.c], vec![0.0; dims.c], vec![0.0; dims.c]];
+        let (mut want_epsilon, mut epsilon_scale, mut dx_scale) = (0.0f64, 1.0f64, 1.0f64);
+        for row in 0..dims.n * dims.c {
+            let channel = row % dims.c;
+            let at = row * dims.s..(row + 1) * dims.s;
+            let nu2 = at.clone().map(|i| (x[i] as f64).powi(2)).sum::<f64>() / dims.s as f64;
+            let rstd = 1.0 / (nu2 + EPSILON).sqrt();
+            let (g, b, t) = (
+                gamma[channel] as f64,
+                beta[channel] as f64,
+                tau[channel] as f64,
+            );
+            let passed = |i: usize| {
+                if y[i] > tau[channel] {
+                    dy[i] as f64
+                } else {
+                    0.0
+                }
+            };
+            let sum_g_x: f64 = at.clone().map(|i| passed(i) * x[i] as f64).sum();
+            for i in at.clone() {
+                want_y[i] = (x[i] as f64 * g * rstd + b).max(t);
+                want_dx[i] =
+                    g * rstd * passed(i) - g * rstd.powi(3) * x[i] as f64 * sum_g_x / dims.s as f64;
+                dx_scale = dx_scale.max((g * rstd * dy[i] as f64).abs());
+                want_params[1][channel] += passed(i);
+                want_params[2][channel] += dy[i] as f64 - passed(i);
+                let term = -0.5 * rstd.powi(3) * g * passed(i) * x[i] as f64;
+                want_epsilon += term;
+                epsilon_scale += term.abs();
+            }
+            want_params[0][channel] += rstd * sum_g_x;
+            want_nu2.push(nu2);
+        }
+        assert_close(&format!("{what}: y"), &y, &want_y);
+        assert_close(&format!("{what}: nu2"), &nu2, &want_nu2);
+        assert_close_at(&format!("{what}: dx"), &dx, &want_dx, dx_scale);
+        let names = ["dgamma", "dbeta", "dtau"];
+        for ((name, got), want) in names.iter().zip([dgamma, dbeta, dtau]).zip(&want_params) {
+            assert_close(&format!("{what}: {name}"), &got, want);
         }
         assert!(
-            (got - want).abs() <= 1e-5 * scale,
-            "{what}: {got}, not {want}"
+            (d_epsilon - want_epsilon).abs() <= 1e-5 * epsilon_scale,
+            "{what}: epsilon gradient {d_epsilon}, not {want_epsilon}"
         );
     }
 }

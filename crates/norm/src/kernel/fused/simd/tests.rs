@@ -438,3 +438,63 @@ fn evonorm_b0_segments_write_every_value_the_same_on_every_instruction_set() {
         assert_eq!(outs[0].1, want, "b0_gradient of {len}");
     }
 }
+
+#[test]
+fn frn_unit_segments_write_every_value_the_same_on_every_instruction_set() {
+    for len in LENGTHS {
+        let (x, dy) = (values(len, 10), values(len, 11));
+        // `x scale + shift` spans about [-1, 1]: the floor holds a quarter of the values.
+        let unit = [0.5f32, -1.5, 0.5];
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, c: [f32; 3] = unit; {
+            let mut out = uninit_like(x.len());
+            affine_floor_impl::<S, f32>(&mut out, x, c);
+            filled(out)
+        });
+        same_bits(&format!("affine_floor of {len}"), &outs);
+        let [scale, shift, floor] = unit;
+        let passes = |x: f32| x * scale + shift > floor;
+        let want: Vec<u32> = x
+            .iter()
+            .map(|&x| if passes(x) { x * scale + shift } else { floor }.to_bits())
+            .collect();
+        assert_eq!(outs[0].1, want, "affine_floor of {len}");
+
+        let sums = on_every_arch!(-> [f64; 3]; dy: &'a [f32] = &dy, x: &'a [f32] = &x, c: [f32; 3] = unit; {
+            floor_grad_sums_impl::<S, f32>(dy, x, c)
+        });
+        same_bits(&format!("floor_grad_sums of {len}"), &sums);
+        let mut want = [0.0f64; 3];
+        for (&x, &dy) in x.iter().zip(&dy) {
+            let g = if passes(x) { dy as f64 } else { 0.0 };
+            want[0] += g;
+            want[1] += g * x as f64;
+            want[2] += dy as f64;
+        }
+        for (k, (&got, want)) in sums[0].1.iter().zip(want).enumerate() {
+            close(
+                got,
+                want,
+                len as f64,
+                &format!("floor_grad_sums {k} of {len}"),
+            );
+        }
+
+        let gradient = [scale, shift, floor, 1.25, -0.375];
+        let outs = on_every_arch!(-> Vec<u32>; x: &'a [f32] = &x, dy: &'a [f32] = &dy, c: [f32; 5] = gradient; {
+            let mut dx = uninit_like(x.len());
+            floor_gradient_impl::<S, f32>(&mut dx, x, dy, c);
+            filled(dx)
+        });
+        same_bits(&format!("floor_gradient of {len}"), &outs);
+        let [.., per_g, slope] = gradient;
+        let want: Vec<u32> = x
+            .iter()
+            .zip(&dy)
+            .map(|(&x, &dy)| {
+                let g = if passes(x) { dy } else { 0.0 };
+                (g * per_g + x * slope).to_bits()
+            })
+            .collect();
+        assert_eq!(outs[0].1, want, "floor_gradient of {len}");
+    }
+}
