@@ -1,10 +1,10 @@
 //! The computations the families are made of, behind one seam: the layers say *what* to
 //! normalize over, these functions say *how*. On the flex (CPU) backend, and on burn's CubeCL
 //! backends with the `wgpu` feature, for input without padding, they run fused kernels with
-//! hand-written backward passes (`fused`; EvoNorm's and FRN's learned epsilon on flex alone);
-//! elsewhere they compose burn tensor ops, which every backend runs and burn differentiates.
-//! Padded (masked) input takes the composed path, but for batch norm over padded rows on flex
-//! ([`masked_batch_norm_train`]).
+//! hand-written backward passes (`fused`; EvoNorm's, FRN's with its unit and batch
+//! renormalization's on flex alone); elsewhere they compose burn tensor ops, which every backend
+//! runs and burn differentiates. Padded (masked) input takes the composed path, but for batch
+//! norm over padded rows on flex ([`masked_batch_norm_train`]).
 
 mod fused;
 mod moments;
