@@ -49,11 +49,11 @@ Written by \`scripts/profile-step.sh\`: \`perf record -F 999\` over
 then \`perf report --no-children --sort symbol\`, the top 20 symbols by self time; the step time
 is the mean of a run without perf. Machine: $cpu, $(nproc) threads; $(date -u +%Y-%m-%d).
 
-The last two profiles differ only in how the main thread treats subnormal floats (read and
-written as zero in the last; \`profile_step ... flush-denormals\`): the gap between their step
-times is what subnormal numbers cost there, in the matrix products of the backward pass (gemm's
-microkernels lead the first profile and take a few percent of the second). The runner does not
-flush them: doing so would change the numbers of every committed run that meets one.
+The last two profiles differ only in how the step's threads treat subnormal floats (read and
+written as zero in the last: \`profile_step ... flush-denormals\` runs the steps on a
+\`FlushingPool\`, whose threads, rayon's workers included, set the flush flags): the gap between
+their step times is what subnormal numbers cost there. A run of the runner flushes them only
+when its experiment asks (\`[train] subnormals = "flush"\`).
 
 HEADER
 profile "No norm, batch 32" 32 '{ kind = "none" }'

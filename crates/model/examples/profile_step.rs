@@ -14,9 +14,9 @@
 //! Arguments: steps, batch size, the `[model]` section of an experiment file, and optionally
 //! `flush-denormals`. Images are 28x28 with one channel; a recurrent model reads 28 steps of 28
 //! features (row-by-row MNIST), as in `benches/training_step.rs`, which times the same step
-//! against PyTorch. `flush-denormals` (x86-64 only) makes this thread's float arithmetic treat
-//! subnormal numbers as zero, to measure what they cost; it changes the numbers, so nothing
-//! that records results uses it. `scripts/profile-step.sh` runs the profiles that
+//! against PyTorch. `flush-denormals` runs the steps on a `FlushingPool`, whose threads read and
+//! write subnormal numbers as zero, to measure what they cost (an experiment asks for the same
+//! with `subnormals = "flush"`). `scripts/profile-step.sh` runs the profiles that
 //! `results/benchmarks/profiles/lstm_step.md` shows.
 
 // The allocator the runner uses.
@@ -30,6 +30,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Int};
+use normlab_model::subnormals::FlushingPool;
 use normlab_model::{Input, InputShape, Model, ModelConfig, Network};
 
 fn main() {
@@ -43,12 +44,9 @@ fn run() -> Result<(), String> {
     let usage = "usage: profile_step STEPS BATCH 'MODEL TOML' [flush-denormals] (STEPS and BATCH \
                  at least 1)";
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (steps, batch, config) = match &args[..] {
-        [steps, batch, config] => (steps, batch, config),
-        [steps, batch, config, flag] if flag == "flush-denormals" => {
-            flush_denormals()?;
-            (steps, batch, config)
-        }
+    let (steps, batch, config, flush) = match &args[..] {
+        [steps, batch, config] => (steps, batch, config, false),
+        [steps, batch, config, flag] if flag == "flush-denormals" => (steps, batch, config, true),
         _ => return Err(usage.into()),
     };
     let count = |text: &str| text.parse::<usize>().ok().filter(|&k| k > 0).ok_or(usage);
@@ -60,6 +58,24 @@ fn run() -> Result<(), String> {
         true => InputShape::Sequence(28),
         false => InputShape::Image([1, 28, 28]),
     };
+    let ms = match flush {
+        true => FlushingPool::new()
+            .map_err(|e| e.to_string())?
+            .install(|| time_steps(steps, n, config, recurrent, shape))?,
+        false => time_steps(steps, n, config, recurrent, shape)?,
+    };
+    println!("{ms:.2} ms per step");
+    Ok(())
+}
+
+/// The mean time in milliseconds of `steps` training steps of `config` at batch size `n`.
+fn time_steps(
+    steps: usize,
+    n: usize,
+    config: ModelConfig,
+    recurrent: bool,
+    shape: InputShape,
+) -> Result<f64, String> {
     let device = Device::flex().autodiff();
     device.seed(0);
     let mut model: Model = config.init(shape, 10, &device).map_err(|e| e.to_string())?;
@@ -85,31 +101,5 @@ fn run() -> Result<(), String> {
         let grads = GradientsParams::from_grads(loss_fn.forward(logits, labels).backward(), &model);
         model = optimizer.step(0.01, model, grads);
     }
-    let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
-    println!("{ms:.2} ms per step");
-    Ok(())
-}
-
-/// Sets the flush-to-zero and denormals-are-zero bits of this thread's MXCSR: the vector unit
-/// then reads and writes subnormal floats as zero instead of taking its slow path for them.
-#[cfg(target_arch = "x86_64")]
-fn flush_denormals() -> Result<(), String> {
-    const FLUSH_TO_ZERO: u32 = 1 << 15;
-    const DENORMALS_ARE_ZERO: u32 = 1 << 6;
-    let mut mxcsr: u32 = 0;
-    // SAFETY: `stmxcsr` and `ldmxcsr` read and write this thread's SSE control register through
-    // a valid pointer to a local `u32`; x86-64 always has SSE. Only the treatment of subnormal
-    // numbers changes, and this example records no results. Only this thread is changed:
-    // rayon's worker threads keep the default, so a parallel op still takes the slow path.
-    unsafe {
-        std::arch::asm!("stmxcsr [{}]", in(reg) &mut mxcsr, options(nostack));
-        mxcsr |= FLUSH_TO_ZERO | DENORMALS_ARE_ZERO;
-        std::arch::asm!("ldmxcsr [{}]", in(reg) &mxcsr, options(nostack));
-    }
-    Ok(())
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn flush_denormals() -> Result<(), String> {
-    Err("flush-denormals is written for x86-64 only".into())
+    Ok(start.elapsed().as_secs_f64() * 1e3 / steps as f64)
 }

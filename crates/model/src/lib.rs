@@ -5,7 +5,8 @@
 //! the [`NormConfig`] of every slot; [`ModelConfig::init`] builds a [`Model`] for the shape of the
 //! data. [`Instruments`], passed to a forward pass, measure it: activation statistics at every
 //! norm site ([`probe`]), the norm layers' time ([`norm_time`]), and the loss's gradient with
-//! respect to every hidden state of a recurrence ([`gradient_flow`]).
+//! respect to every hidden state of a recurrence ([`gradient_flow`]). [`subnormals`] runs training
+//! on threads that flush subnormal floats to zero, where a run asks for it.
 
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod norm_time;
 pub mod probe;
 mod recurrent;
 mod resnet;
+pub mod subnormals;
 mod time_step;
 mod weights;
 

@@ -14,7 +14,7 @@ use crate::model_init::dry_run;
 use crate::result_set::distinct;
 use crate::task::Task;
 use crate::tasks::Tasks;
-use crate::train::{budget_in_steps, train};
+use crate::train::{TrainingThreads, budget_in_steps};
 
 /// Steps timed per setting for the estimate (the first ones, warm-up included).
 const TIMED_STEPS: usize = 5;
@@ -38,6 +38,7 @@ pub struct CheckReport {
 /// of each setting (the first seed of every combination of the other axes) on `device`.
 pub fn check(experiment: &Experiment, device: &Device) -> Result<CheckReport, RunnerError> {
     let tasks = Tasks::load(experiment)?;
+    let threads = TrainingThreads::for_experiment(experiment)?;
     let mut impossible = Vec::new();
     let mut step_seconds: HashMap<Vec<&str>, f64> = HashMap::new();
     let mut training_seconds = 0.0;
@@ -55,7 +56,7 @@ pub fn check(experiment: &Experiment, device: &Device) -> Result<CheckReport, Ru
             .collect();
         let seconds = *step_seconds
             .entry(setting)
-            .or_insert_with(|| time_steps(point, task, device));
+            .or_insert_with(|| time_steps(&threads, point, task, device));
         training_seconds += seconds * budget_in_steps(&point.run.train, task.train.len()) as f64;
     }
     Ok(CheckReport {
@@ -77,7 +78,7 @@ pub fn check(experiment: &Experiment, device: &Device) -> Result<CheckReport, Ru
 
 /// The median time of a training step of `point`, from a run of [`TIMED_STEPS`] steps with one
 /// evaluation and nothing else recorded.
-fn time_steps(point: &GridPoint, task: &Task, device: &Device) -> f64 {
+fn time_steps(threads: &TrainingThreads, point: &GridPoint, task: &Task, device: &Device) -> f64 {
     let mut short = point.clone();
     let train_config = &mut short.run.train;
     train_config.budget = Budget::Samples(TIMED_STEPS * train_config.batch_size);
@@ -88,7 +89,7 @@ fn time_steps(point: &GridPoint, task: &Task, device: &Device) -> f64 {
     train_config.eval_lengths.clear();
     train_config.probe = None;
     train_config.gradient_flow = false;
-    train(&short, task, device, |_, _| {}).step_seconds
+    threads.train(&short, task, device, |_, _| {}).step_seconds
 }
 
 impl fmt::Display for CheckReport {

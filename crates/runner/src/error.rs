@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use normlab_data::DataError;
+use normlab_model::subnormals::FlushError;
 
 use crate::config::ConfigError;
 
@@ -118,6 +119,16 @@ pub enum RunnerError {
     NoReadmeMarkers {
         /// The README.
         readme: PathBuf,
+    },
+
+    /// The experiment asks for `subnormals = "flush"`, and this machine cannot give it.
+    #[error("{}: [train] subnormals = \"flush\": {source}", experiment.display())]
+    Subnormals {
+        /// The experiment file.
+        experiment: PathBuf,
+        /// Why the flushing threads could not start.
+        #[source]
+        source: FlushError,
     },
 
     /// The backend asked for was not compiled in.

@@ -17,7 +17,7 @@ use crate::result_set::ResultSet;
 use crate::results::{ResultsDir, RunRecord, Status, write_atomically};
 use crate::shard::{self, Claimant, Shard};
 use crate::tasks::Tasks;
-use crate::train::train;
+use crate::train::TrainingThreads;
 use crate::{plot, report};
 
 /// How to run a sweep.
@@ -42,6 +42,7 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
     claim_results_dir(&dir, experiment, &options.command)?;
     let tasks = Tasks::load(experiment)?;
     tasks.save_scalers(&dir)?;
+    let threads = TrainingThreads::for_experiment(experiment)?;
     let task_of = |point: &GridPoint| tasks.of(point);
 
     // Check every point that still has to run before training any.
@@ -108,10 +109,11 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
                         Err(e) => return fail(RunnerError::io(dir.runs())(e)),
                     }
                     let bar = progress.start(&point.id);
-                    let record = train(point, task_of(point), &options.device, |step, total| {
-                        bar.set_length(total as u64);
-                        bar.set_position(step as u64);
-                    });
+                    let record =
+                        threads.train(point, task_of(point), &options.device, |step, total| {
+                            bar.set_length(total as u64);
+                            bar.set_position(step as u64);
+                        });
                     if let Err(e) = dir.write_run(&record) {
                         return fail(RunnerError::io(dir.run_file(&point.id))(e));
                     }

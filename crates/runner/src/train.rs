@@ -10,9 +10,11 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use normlab_model::norm_time::{NormTime, NormTimer};
+use normlab_model::subnormals::{FlushingPool, Subnormals};
 use normlab_model::{Input, InputShape, Instruments, Model, Network};
 
-use crate::config::{GridPoint, OptimizerKind, ProbeConfig, TrainConfig};
+use crate::config::{Experiment, GridPoint, OptimizerKind, ProbeConfig, TrainConfig};
+use crate::error::RunnerError;
 use crate::evaluate::evaluate;
 use crate::model_init::build_model;
 use crate::results::{GradientFlow, LossWindows, NormSeconds, Probe, RunRecord, Status};
@@ -56,8 +58,54 @@ impl Instrumentation {
     }
 }
 
+/// The threads an experiment's runs train on: the caller's (with rayon's global pool) or, for
+/// the runs whose config says `subnormals = "flush"`, a [`FlushingPool`] started once for all
+/// of them.
+pub struct TrainingThreads {
+    flushing: Option<FlushingPool>,
+}
+
+impl TrainingThreads {
+    /// The threads the runs of `experiment` need; starts the flushing pool when any run of its
+    /// grid flushes, so that a machine that cannot flush stops the sweep before it trains.
+    pub fn for_experiment(experiment: &Experiment) -> Result<Self, RunnerError> {
+        let flushes = |point: &GridPoint| point.run.train.subnormals == Subnormals::Flush;
+        let flushing = match experiment.points.iter().any(flushes) {
+            true => Some(
+                FlushingPool::new().map_err(|source| RunnerError::Subnormals {
+                    experiment: experiment.path.clone(),
+                    source,
+                })?,
+            ),
+            false => None,
+        };
+        Ok(Self { flushing })
+    }
+
+    /// [`train`]s `point`, a point of the experiment these threads were started for, on the
+    /// threads its config asks for.
+    pub fn train(
+        &self,
+        point: &GridPoint,
+        task: &Task,
+        device: &Device,
+        on_step: impl FnMut(usize, usize) + Send,
+    ) -> RunRecord {
+        self.run(point, || train(point, task, device, on_step))
+    }
+
+    /// Runs `work` for `point` on the threads its config asks for.
+    fn run<R: Send>(&self, point: &GridPoint, work: impl FnOnce() -> R + Send) -> R {
+        match &self.flushing {
+            Some(pool) if point.run.train.subnormals == Subnormals::Flush => pool.install(work),
+            _ => work(),
+        }
+    }
+}
+
 /// Trains `point` on `task` with what its config asks to measure and records everything;
-/// `on_step(step, total)` reports progress.
+/// `on_step(step, total)` reports progress. It runs on the calling thread: see
+/// [`TrainingThreads`] for the runs that flush subnormal floats.
 pub fn train(
     point: &GridPoint,
     task: &Task,
@@ -421,5 +469,64 @@ fn clip_global_norm(model: &Model, grads: &mut GradientsParams, max_norm: f64) {
     if total > max_norm {
         norm.scale = Some(max_norm / (total + 1e-6));
         model.visit(&mut norm);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hint::black_box;
+    use std::path::Path;
+
+    use super::*;
+
+    /// Half the smallest normal `f32`: subnormal unless the thread flushes.
+    fn halved_smallest_normal() -> f32 {
+        black_box(f32::MIN_POSITIVE) * black_box(0.5)
+    }
+
+    fn experiment(subnormals: &str) -> Experiment {
+        let text = normlab_testkit::SMALL_EXPERIMENT.replace(
+            "samples = 100",
+            &format!("samples = 100\nsubnormals = {subnormals}"),
+        );
+        Experiment::parse(Path::new("flush.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn each_run_works_on_the_threads_its_setting_asks_for() {
+        let experiment = experiment(r#"["keep", "flush"]"#);
+        let threads = TrainingThreads::for_experiment(&experiment).unwrap();
+        let (mut kept, mut flushed) = (0, 0);
+        for point in &experiment.points {
+            let value = threads.run(point, halved_smallest_normal);
+            match point.run.train.subnormals {
+                Subnormals::Keep => {
+                    assert!(value.is_subnormal(), "{}", point.id);
+                    kept += 1;
+                }
+                Subnormals::Flush => {
+                    assert_eq!(value, 0.0, "{}", point.id);
+                    flushed += 1;
+                }
+            }
+        }
+        assert_eq!((kept, flushed), (12, 12));
+    }
+
+    #[test]
+    fn no_flushing_threads_start_for_an_experiment_that_keeps_subnormals() {
+        let default = Experiment::parse(
+            Path::new("keep.toml"),
+            normlab_testkit::SMALL_EXPERIMENT.to_string(),
+        )
+        .unwrap();
+        for experiment in [default, experiment(r#""keep""#)] {
+            assert!(
+                TrainingThreads::for_experiment(&experiment)
+                    .unwrap()
+                    .flushing
+                    .is_none()
+            );
+        }
     }
 }

@@ -20,7 +20,7 @@ use crate::result_set::{ResultSet, norm_label};
 use crate::results::{EvalMode, ResultsDir, RunRecord, Score, Status};
 use crate::sweep::experiment_of;
 use crate::tasks::Tasks;
-use crate::train::train;
+use crate::train::TrainingThreads;
 
 /// One retrained grid point.
 #[derive(Debug, Clone)]
@@ -82,13 +82,14 @@ pub fn verify(
     let committed = batch_verdicts(&ResultSet::new(&experiment, records.clone()));
     let chosen = choose(&experiment, &records, &committed, runs);
     let tasks = Tasks::load(&experiment)?;
+    let threads = TrainingThreads::for_experiment(&experiment)?;
 
     let mut reruns = Vec::new();
     let mut replaced = records.clone();
     for point in chosen {
         let task = tasks.of(point);
         let new = match dry_run(point, task, device) {
-            Ok(()) => train(point, task, device, |_, _| {}),
+            Ok(()) => threads.train(point, task, device, |_, _| {}),
             Err(reason) => RunRecord {
                 status: Status::Impossible,
                 reason: Some(reason.to_string()),

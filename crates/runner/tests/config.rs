@@ -186,6 +186,14 @@ fn unknown_names_list_the_valid_ones() {
         err.contains("field `train.optimizer`") && err.contains("`adam`"),
         "{err}"
     );
+
+    let err = error(&GOOD.replace("lr = 0.1", "lr = 0.1\nsubnormals = \"zero\""));
+    assert!(
+        err.starts_with("experiments/test.toml:16: field `train.subnormals`")
+            && err.contains("`keep`")
+            && err.contains("`flush`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use normlab_data::ScalerConfig;
 use normlab_model::ModelConfig;
+use normlab_model::subnormals::Subnormals;
 use normlab_norm::Kernels;
 use std::path::PathBuf;
 
@@ -417,6 +418,12 @@ pub struct TrainConfig {
     /// `normlab_model::norm_time`). Default false.
     #[serde(default)]
     pub time_norms: bool,
+    /// How the run's arithmetic treats subnormal floats: `keep` (IEEE 754, as PyTorch) or
+    /// `flush` (read and written as zero, on threads of their own: see
+    /// `normlab_model::subnormals`). Flushing changes the numbers only where a value passes
+    /// below 1.18e-38, and spares x86 CPUs their slow path there. Default keep.
+    #[serde(default)]
+    pub subnormals: Subnormals,
 }
 
 fn default_momentum() -> f64 {
