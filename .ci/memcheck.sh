@@ -48,11 +48,19 @@ for line in sys.stdin:
 ' > "$scratch/binaries"
 
 memcheck=(valgrind --error-exitcode=99 --quiet)
+# Valgrind's CPU ignores the flush-to-zero and denormals-are-zero flags of MXCSR, so the test
+# that checks what the flags do (in the model crate's `subnormals`, whose `unsafe` sets a
+# register and touches no memory) runs natively in the plain test step and is skipped here.
 while read -r package kind crate_dir executable; do
     case "$package:$kind" in
-        normlab-norm:lib | normlab-norm:test | normlab-model:lib | normlab-model:test)
+        normlab-norm:lib | normlab-norm:test | normlab-model:test)
             echo "memcheck: $package $(basename "$executable")"
             (cd "$crate_dir" && "${memcheck[@]}" "$executable" --quiet)
+            ;;
+        normlab-model:lib)
+            echo "memcheck: $package $(basename "$executable") (without the subnormal flags' test)"
+            (cd "$crate_dir" && "${memcheck[@]}" "$executable" --quiet \
+                --skip subnormals::tests::the_pool_flushes_on_every_thread_and_nowhere_else)
             ;;
         normlab-runner:bin) normlab=$executable ;;
     esac
