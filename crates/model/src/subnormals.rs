@@ -110,15 +110,10 @@ impl FlushingPool {
 mod tests {
     use std::hint::black_box;
 
+    use normlab_testkit::halved_smallest_normal;
     use rayon::prelude::*;
 
     use super::*;
-
-    /// Half the smallest normal `f32`: subnormal unless flushed. `black_box` keeps the compiler
-    /// from folding it with the default float mode.
-    fn halved_smallest_normal() -> f32 {
-        black_box(f32::MIN_POSITIVE) * black_box(0.5)
-    }
 
     #[test]
     fn the_pool_flushes_on_every_thread_and_nowhere_else() {

@@ -474,15 +474,11 @@ fn clip_global_norm(model: &Model, grads: &mut GradientsParams, max_norm: f64) {
 
 #[cfg(test)]
 mod tests {
-    use std::hint::black_box;
     use std::path::Path;
 
-    use super::*;
+    use normlab_testkit::halved_smallest_normal;
 
-    /// Half the smallest normal `f32`: subnormal unless the thread flushes.
-    fn halved_smallest_normal() -> f32 {
-        black_box(f32::MIN_POSITIVE) * black_box(0.5)
-    }
+    use super::*;
 
     fn experiment(subnormals: &str) -> Experiment {
         let text = normlab_testkit::SMALL_EXPERIMENT.replace(

@@ -126,6 +126,13 @@ pub fn png_size(path: &Path) -> (u32, u32) {
     (word(16), word(20))
 }
 
+/// Half the smallest normal `f32`, computed at run time: subnormal, or zero on a thread that
+/// flushes subnormal floats. `black_box` keeps the compiler from folding it in the default float
+/// mode.
+pub fn halved_smallest_normal() -> f32 {
+    std::hint::black_box(f32::MIN_POSITIVE) * std::hint::black_box(0.5)
+}
+
 /// A small experiment on the embedded digits: three norms (none, batch, group of 4) x batch
 /// sizes 2 and 8 x seeds 0 and 1, 100 examples each.
 pub const SMALL_EXPERIMENT: &str = r#"
