@@ -36,7 +36,7 @@ enum Command {
         /// Grid points trained at once (at least 1).
         #[arg(long, default_value_t = 1, value_parser = at_least_one)]
         jobs: usize,
-        /// Results go to <results>/<experiment name>/.
+        /// Results go to a folder named after the experiment inside this one.
         #[arg(long, default_value = "results")]
         results: PathBuf,
         /// Train only the I-th of N slices of the grid (0 <= I < N), e.g. `--shard 0/4`;

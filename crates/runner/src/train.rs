@@ -1,4 +1,4 @@
-//! One training run, start to finish: [`train_loop`] is the loop a newcomer reads top to bottom,
+//! One training run, start to finish: `train_loop` is the loop a newcomer reads top to bottom,
 //! with what it measures besides the loss passed in as [`Instrumentation`].
 
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //!
 //! Which plots are drawn depends on the experiment's axes and on what its runs recorded (see
 //! [`draw_all`]). Every chart (one file each under `charts/`) first describes its plot in data
-//! terms, as a [`Figure`](figure::Figure) of panels holding series, and then the one renderer
+//! terms, as a `Figure` (`figure.rs`) of panels holding series, and then the one renderer
 //! (`render.rs`, the only file that speaks plotters) draws it, so that all plots share layout,
 //! fonts, axis handling and the colour of each norm.
 
