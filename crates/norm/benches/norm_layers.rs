@@ -163,7 +163,7 @@ impl Sitting {
 
     /// The same for padded sequences `[N, T, C]` with a mask (the last quarter of every other
     /// sequence is padding), each config with the path its statistics take; burn ops zero the
-    /// padded outputs around the kernels.
+    /// padded outputs around the kernels, except batch norm's, which writes the zeros itself.
     fn bench_masked(&mut self, x: Tensor<3>, configs: &[(&'static str, &'static str)]) {
         let [n, t, c] = x.dims();
         let device = x.device();

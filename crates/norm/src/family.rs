@@ -63,6 +63,13 @@ pub trait Family {
         false
     }
 
+    /// True when the output of every path given `weights` is already zero where a weight is
+    /// zero, so that the masked forward need not zero it again (a pass each way saved). False
+    /// by default: the caller zeroes the padding.
+    fn zeroes_padding(&self) -> bool {
+        false
+    }
+
     /// Normalizes a channels-first `x: [N, C, S]`. `weights: [N, 1 or C, S]` is 1 for real
     /// elements and 0 for padding.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError>;

@@ -178,7 +178,8 @@ fn shape_mismatch<L: NormLayer + ?Sized>(layer: &L, pattern: &str, got: &[usize]
 
 /// Runs `hook` on `x`, whose last axis holds the features, with the mask `[N, ...]` (one flag
 /// per position of `x` but the features) turned into 0/1 weights; checks both shapes first and
-/// zeroes the output where the mask is false.
+/// zeroes the output where the mask is false, unless the family's paths do it themselves
+/// ([`Family::zeroes_padding`](crate::family::Family::zeroes_padding)).
 fn masked<L, const D: usize, const M: usize>(
     layer: &L,
     x: Tensor<D>,
@@ -209,5 +210,9 @@ where
         return hook(x, None);
     };
     let weights = mask.float().unsqueeze_dim::<D>(M);
-    Ok(hook(x, Some(weights.clone()))? * weights)
+    let out = hook(x, Some(weights.clone()))?;
+    Ok(match layer.family().zeroes_padding() {
+        true => out,
+        false => out * weights,
+    })
 }

@@ -160,10 +160,23 @@ fn padding_never_enters_a_statistic_and_comes_out_zero() {
             "{config:?}: padded output not zero"
         );
         let grads = (huge * random([3, 5, 4], &device)).sum().backward();
-        let grad = x.grad(&grads).unwrap().mask_fill(padded.bool_not(), 0.0);
+        let grad = x
+            .grad(&grads)
+            .unwrap()
+            .mask_fill(padded.clone().bool_not(), 0.0);
         assert!(
             values(grad).iter().all(|v| *v == 0.0),
             "{config:?}: gradient reached padding"
+        );
+
+        // In eval too (running statistics: batch norm zeroes its padding itself there).
+        let (x, mask) = padded_batch(1e6, &common::device());
+        let eval = norm.valid().forward_sequence(x, Some(mask)).unwrap();
+        let padded = Tensor::from_data(padded.into_data(), &common::device());
+        let at_padding = values(eval.mask_fill(padded.bool_not(), 0.0));
+        assert!(
+            at_padding.iter().all(|v| *v == 0.0),
+            "{config:?}: padded output not zero in eval"
         );
     }
 }

@@ -284,7 +284,8 @@ pub(crate) fn batch_norm_train_unmasked(
 
 /// Batch norm in training on `x: [R, C, 1]` (a dense batch, or the steps of padded sequences
 /// as rows) over the rows whose weight in `weights: [R, 1, 1]` is 1, on the fused kernel: the
-/// output, each channel's mean and biased variance (`[C]`, detached), and how many rows they
+/// output (zero on the rows of weight 0), each channel's mean and biased variance (`[C]`,
+/// detached), and how many rows they
 /// were taken over. `None` where that kernel does not apply: `kernels` or the backend rule it
 /// out, the weights differ by position or are not 0 and 1, or fewer than two rows are valid
 /// (where the composed path falls back to the running statistics).

@@ -163,6 +163,12 @@ impl Family for BatchNorm {
 
     family_fields!(parts, optional running);
 
+    /// Every weighted path zeroes the padding: the fused kernel writes zeros there, and the
+    /// composed and eval paths multiply by the weights.
+    fn zeroes_padding(&self) -> bool {
+        true
+    }
+
     /// `x: [N, C, S] -> [N, C, S]`, statistics per channel over `N` and `S`.
     fn normalize(&self, x: Tensor<3>, weights: Option<Tensor<3>>) -> Result<Tensor<3>, NormError> {
         if self.per_step.is_some() {
@@ -270,7 +276,7 @@ impl BatchNorm {
             return self.normalize_with_batch(x, weights, affine, Some(running));
         }
         let (mean, var) = running.read(first_slot, slots, &device);
-        Ok(normalize_with(
+        let out = normalize_with(
             x,
             mean,
             var,
@@ -278,7 +284,11 @@ impl BatchNorm {
             beta,
             self.parts.epsilon,
             self.parts.kernels,
-        ))
+        );
+        Ok(match weights {
+            Some(weights) => out * weights,
+            None => out,
+        })
     }
 
     /// `gamma` and `beta` repeated for `slots` slots; ones and zeros without affine.
@@ -405,7 +415,7 @@ impl BatchNorm {
         }
         let [n, c, s] = x.dims();
         let slots = c / self.parts.num_features;
-        let stats = moments(x.clone(), Some(weights), &[0, 2]);
+        let stats = moments(x.clone(), Some(weights.clone()), &[0, 2]);
         let counts: Vec<f32> = stats.count.clone().into_data().iter::<f32>().collect();
         let batch_hat = stats.centered.clone() / (stats.var.clone() + self.parts.epsilon).sqrt();
         let shape = [1, c, 1];
@@ -435,7 +445,7 @@ impl BatchNorm {
                 Some(valid),
             );
         }
-        x_hat * gamma.reshape(shape) + beta.reshape(shape)
+        (x_hat * gamma.reshape(shape) + beta.reshape(shape)) * weights
     }
 }
 

@@ -1,7 +1,7 @@
 //! Batch norm in training over rows some of which are padding, as one fused op on the flex
 //! (CPU) backend: `x: [R, C]` normalized per channel by the statistics of the rows a host-side
-//! mask marks valid (`cpu::masked`). A padded sequence's steps are such rows, and so is one
-//! step of a recurrence in which some sequences have ended.
+//! mask marks valid (`cpu::masked`), the padded rows written as zeros. A padded sequence's steps
+//! are such rows, and so is one step of a recurrence in which some sequences have ended.
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use super::{FusedNode, NodeGradients, untracked_gradients};
 #[backend_extension(Flex, Autodiff)]
 pub(crate) trait MaskedBatchNormOps: Backend {
     /// `x: [R, C]`, `gamma`, `beta`: `[C]` -> `(y: [R, C], mean, var)`, the statistics `[C]`
-    /// over the rows `rows` marks valid.
+    /// over the rows `rows` marks valid; `y` is zero on the others.
     fn fused_masked_batch_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

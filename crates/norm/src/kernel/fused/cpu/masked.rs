@@ -1,16 +1,16 @@
 //! Batch norm in training over rows some of which are padding: `x: [R, C]`, a dense batch or
 //! the time steps of padded sequences laid out as rows, each channel normalized by the mean and
-//! biased variance of the rows `valid` marks. Padding enters no statistic. Its output is
-//! normalized with the same statistics, as the composed path does, and the caller zeroes it;
-//! so the statistics' share of the input gradient reaches the valid rows alone, while the
-//! output's own term and `dgamma`, `dbeta` cover every row.
+//! biased variance of the rows `valid` marks. Padding enters no statistic and comes out as
+//! zeros, so no gradient flows through it: a padded row's `dx` is zero and its `dy` enters
+//! neither `dgamma`, `dbeta` nor any other row's gradient. The caller need not zero it again.
 //!
 //! Each pass skips or keeps whole rows, so the sums run over contiguous channel vectors as in
 //! the dense batch norm kernel.
 
+use std::mem::MaybeUninit;
+
 use super::{
-    ChannelMap, Dims, Real, batch_gradient_maps, batch_maps, dense_sums, nothing, output,
-    per_sample, written,
+    Dims, Real, batch_gradient_maps, batch_maps, dense_sums, nothing, output, per_sample, written,
 };
 use crate::kernel::fused::simd;
 
@@ -59,8 +59,9 @@ impl<'a> ValidRows<'a> {
     }
 }
 
-/// The forward: the output of every row, and each channel's mean and biased variance over the
-/// valid rows, `[C]`. `valid` has one flag per row; one row at least must be valid.
+/// The forward: the output of every row (zero for a padded one), and each channel's mean and
+/// biased variance over the valid rows, `[C]`. `valid` has one flag per row; one row at least
+/// must be valid.
 pub(crate) fn masked_batch_norm<T: Real>(
     x: &[T],
     valid: &[bool],
@@ -82,13 +83,18 @@ pub(crate) fn masked_batch_norm<T: Real>(
     let stats = [&mut means, &mut vars];
     let map = batch_maps(shift, &sums, rows.count, [gamma, beta], epsilon, stats);
     let mut out = output(dims.len());
-    per_sample(&mut out, dims, |out, at| map.apply(out, &x[at], 1));
-    // SAFETY: `per_sample` hands every row's values of `out` to `apply`, which writes them all.
+    per_sample(&mut out, dims, |out, at| match rows.holds(at.start, c) {
+        true => map.apply(out, &x[at], 1),
+        false => out.fill(MaybeUninit::new(T::default())),
+    });
+    // SAFETY: `per_sample` hands every row's values of `out` to `apply` or `fill`, which write
+    // them all.
     (unsafe { written(out) }, means, vars)
 }
 
 /// The backward of [`masked_batch_norm`]: `(dx, dgamma, dbeta)` from the output gradient `dy`
-/// and the variances the forward returned. A padded row's `dx` is `dy * gamma * rstd` alone.
+/// and the variances the forward returned. A padded row's `dx` is zero, and its `dy` is not
+/// read.
 pub(crate) fn masked_batch_norm_backward<T: Real>(
     x: &[T],
     valid: &[bool],
@@ -103,30 +109,20 @@ pub(crate) fn masked_batch_norm_backward<T: Real>(
         return nothing(c);
     }
     let shift = rows.shift(x, c);
-    // `[Σ dy, Σ dy (x - k)]` over every row, `Σ (x - k)` over the valid ones: a padded row's
-    // goes into a fourth sum that nothing reads.
-    let sums = dense_sums(dims, |row, columns, sums: &mut [Vec<T>; 4]| {
-        let [sum_dy, sum_dy_d, sum_d, padded_d] = sums;
-        let sum_d = match rows.holds(row.start, c) {
-            true => sum_d,
-            false => padded_d,
-        };
-        let (x, dy) = (&x[row.clone()], &dy[row]);
-        simd::add_shifted_grad_sums([sum_dy, sum_dy_d, sum_d], dy, x, &shift[columns]);
+    let sums = dense_sums(dims, |row, columns, sums: &mut [Vec<T>; 3]| {
+        if rows.holds(row.start, c) {
+            let [sum_dy, sum_dy_d, sum_d] = sums;
+            let (x, dy) = (&x[row.clone()], &dy[row]);
+            simd::add_shifted_grad_sums([sum_dy, sum_dy_d, sum_d], dy, x, &shift[columns]);
+        }
     });
-    let sums: Vec<[f64; 3]> = sums.iter().map(|&[a, b, d, _]| [a, b, d]).collect();
     let (map, dgamma, dbeta) = batch_gradient_maps(shift, &sums, rows.count, gamma, var, epsilon);
-    // A padded row's gradient is the output's own term alone: `dy * gamma * rstd`.
-    let padded = ChannelMap {
-        centre: vec![T::default(); c],
-        scale: map.per_dy.clone(),
-        shift: vec![T::default(); c],
-    };
     let mut dx = output(dims.len());
     per_sample(&mut dx, dims, |dx, at| match rows.holds(at.start, c) {
         true => map.apply(dx, &x[at.clone()], &dy[at], 1),
-        false => padded.apply(dx, &dy[at], 1),
+        false => dx.fill(MaybeUninit::new(T::default())),
     });
-    // SAFETY: `per_sample` hands every row's values of `dx` to `apply`, which writes them all.
+    // SAFETY: `per_sample` hands every row's values of `dx` to `apply` or `fill`, which write
+    // them all.
     (unsafe { written(dx) }, dgamma, dbeta)
 }
