@@ -77,10 +77,11 @@ impl FlushingPool {
                 // worker, and restores them after it. Rust's documentation calls a changed
                 // float mode undefined behaviour because the compiler assumes the default when
                 // it folds float constants: a folded expression may keep a subnormal value the
-                // running code would flush. What the workers run only computes with floats,
-                // and no memory access or length in it depends on a float's value, so such a
-                // difference changes numbers, never memory safety. The float-mode tests below
-                // check that the flag reaches every worker and no other thread.
+                // running code would flush. Nothing the workers run rests its memory safety on
+                // a float's value: an index computed from floats (an argmax, a percentile's
+                // position) goes through safe, bounds-checked code, so such a difference
+                // changes numbers, never memory. The float-mode tests below check that the
+                // flag reaches every worker and no other thread.
                 builder.spawn(move || unsafe { no_denormals::no_denormals(|| thread.run()) })?;
                 Ok(())
             })
