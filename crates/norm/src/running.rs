@@ -1,9 +1,11 @@
 //! Running statistics: the moving averages batch norm keeps for eval, per time step if asked.
 
+use burn::backend::DispatchDevice;
 use burn::module::RunningState;
 use burn::prelude::*;
+use burn::tensor::{DType, TensorData};
 
-use crate::{Momentum, RunningVariance};
+use crate::{Kernels, Momentum, RunningVariance};
 
 /// Running mean and variance, in one or more *slots* of `[features]` each.
 ///
@@ -107,6 +109,90 @@ impl RunningStats {
             true => biased_var * count.clone() / (count - 1.0).clamp_min(1.0),
             false => biased_var,
         }
+    }
+
+    /// Folds one batch's per-channel mean and biased variance (`[k * features]`, each taken
+    /// over `count` values) into slots `first..first + k`, the variance as its
+    /// [`variance_estimate`](Self::variance_estimate). With the fastest kernels on flex it runs
+    /// on the host, with the bits of the tensor ops (tested): at small batches their dozen ops
+    /// per layer and step cost more than the layer's own kernels.
+    pub(crate) fn fold_batch(
+        &self,
+        first: usize,
+        [mean, biased_var]: [Tensor<1>; 2],
+        count: usize,
+        kernels: Kernels,
+    ) {
+        if kernels == Kernels::Fastest && self.on_host_with(&mean) {
+            return self.fold_batch_on_host(first, [mean, biased_var], count);
+        }
+        let features = self.mean.value_sync().dims()[1];
+        let per_slot = [mean.dims()[0] / features, features];
+        let count = Tensor::<1>::full([1], count as f64, &mean.device());
+        let var = self.variance_estimate(biased_var, count);
+        self.update(
+            first,
+            mean.reshape(per_slot),
+            Spread::Variance(var.reshape(per_slot)),
+            None,
+        );
+    }
+
+    /// Whether the statistics and `batch` live on flex in `f32` (what the experiments train
+    /// in), where the host path runs.
+    fn on_host_with(&self, batch: &Tensor<1>) -> bool {
+        let state = self.mean.value_sync();
+        let on_flex =
+            |device: Device| matches!(device.inner().as_dispatch(), DispatchDevice::Flex(_));
+        on_flex(state.device())
+            && on_flex(batch.device())
+            && state.dtype() == DType::F32
+            && batch.dtype() == DType::F32
+    }
+
+    /// [`fold_batch`](Self::fold_batch) on the host: the same operations on the same values in
+    /// the same order as [`variance_estimate`](Self::variance_estimate) and
+    /// [`update`](Self::update), each rounded to `f32` as flex rounds them.
+    fn fold_batch_on_host(&self, first: usize, [mean, biased_var]: [Tensor<1>; 2], count: usize) {
+        let autodiff = mean.is_autodiff();
+        let old_mean = self.mean.value_sync();
+        let (device, [slots, features]) = (old_mean.device(), old_mean.dims());
+        let host = |data: TensorData| data.try_into_vec::<f32>().expect("checked to be f32");
+        let [batch_mean, batch_var] = [mean, biased_var].map(|t| host(t.into_data()));
+        let mut all_mean = host(old_mean.into_data());
+        let mut all_var = host(self.var.value_sync().into_data());
+        let mut batches = host(self.batches.value_sync().into_data());
+        let count = count as f64 as f32;
+        let batch = batch_mean.chunks(features).zip(batch_var.chunks(features));
+        for (slot, (mean, var)) in (first..).zip(batch) {
+            let factor = match self.momentum {
+                Some(m) => m as f32,
+                None => 1.0 / (batches[slot] + 1.0),
+            };
+            let at = slot * features..(slot + 1) * features;
+            for (old, &new) in all_mean[at.clone()].iter_mut().zip(mean) {
+                *old = *old + (new - *old) * factor;
+            }
+            for (old, &var) in all_var[at].iter_mut().zip(var) {
+                let new = match self.unbiased {
+                    true => var * count / (count - 1.0).max(1.0),
+                    false => var,
+                };
+                *old = *old + (new - *old) * factor;
+            }
+            batches[slot] += 1.0;
+        }
+        let state = (&device, autodiff);
+        self.mean
+            .update(state_tensor(all_mean, [slots, features], state));
+        self.var
+            .update(state_tensor(all_var, [slots, features], state));
+        self.batches.update(state_tensor(batches, [slots], state));
+        // As in `update`: fold the thread's update in now.
+        for state in [&self.mean, &self.var] {
+            state.value_sync();
+        }
+        self.batches.value_sync();
     }
 
     /// Folds batch statistics into slots `first..first + k`.
@@ -216,6 +302,21 @@ impl RunningStats {
     }
 }
 
+/// A statistic of `shape` holding `values` on `device`, with autodiff when asked (as the
+/// statistics it replaces).
+fn state_tensor<const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    (device, autodiff): (&Device, bool),
+) -> Tensor<D> {
+    let plain =
+        Tensor::from_data(TensorData::new(values, shape), (device, DType::F32)).without_autodiff();
+    match autodiff {
+        true => plain.autodiff(),
+        false => plain,
+    }
+}
+
 /// The second statistic a batch folds into the running variance.
 pub(crate) enum Spread {
     /// A variance (from [`RunningStats::variance_estimate`]), averaged as it is.
@@ -229,4 +330,54 @@ pub(crate) enum Spread {
         /// The layer's epsilon.
         epsilon: f64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use normlab_testkit::values;
+
+    use super::*;
+
+    fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec().unwrap()
+    }
+
+    /// The host path of the fastest kernels and the tensor ops of the composed ones fold the
+    /// same batches into the same statistics to the bit: both momenta, both variances, the
+    /// whole statistics or a few slots, with and without autodiff.
+    #[test]
+    fn the_host_fold_has_the_bits_of_the_tensor_ops() {
+        let momenta = [Momentum::Exponential(0.1), Momentum::Cumulative];
+        let variances = [RunningVariance::Unbiased, RunningVariance::Biased];
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            for (momentum, variance) in momenta.into_iter().flat_map(|m| variances.map(|v| (m, v)))
+            {
+                for (first, k) in [(0, 3), (0, 1), (1, 1), (2, 1), (1, 2)] {
+                    let kernels = [Kernels::Fastest, Kernels::Composed];
+                    let stats =
+                        kernels.map(|_| RunningStats::new(3, 5, momentum, variance, &device));
+                    for step in 0..4 {
+                        let mean = values([k * 5], step, &device);
+                        let var = values([k * 5], step + 10, &device).abs();
+                        for (stats, kernels) in stats.iter().zip(kernels) {
+                            let batch = [mean.clone(), var.clone()];
+                            stats.fold_batch(first, batch, 2 + step as usize, kernels);
+                        }
+                    }
+                    let case = format!("{momentum:?} {variance:?} slots {first}..{}", first + k);
+                    let [host, ops] = &stats;
+                    assert!(host.on_host_with(&values([5], 0, &device)), "{case}");
+                    assert_eq!(
+                        host.mean().is_autodiff(),
+                        ops.mean().is_autodiff(),
+                        "{case}"
+                    );
+                    assert_eq!(floats(host.mean()), floats(ops.mean()), "{case}");
+                    assert_eq!(floats(host.var()), floats(ops.var()), "{case}");
+                    assert_eq!(floats(host.batches()), floats(ops.batches()), "{case}");
+                    assert_ne!(floats(host.mean()), vec![0.0; 15], "{case}");
+                }
+            }
+        }
+    }
 }

@@ -362,31 +362,10 @@ impl BatchNorm {
                     _ => stat.clone().slice(s![i * c..(i + 1) * c]),
                 };
                 let stats = [batch(&out.mean), batch(&out.variance)];
-                self.fold_into(running, affine.first_slot, stats, size * s);
+                running.fold_batch(affine.first_slot, stats, size * s, self.parts.kernels);
             }
         }
         out.output
-    }
-
-    /// Folds one batch's per-channel mean and biased variance (`[slots * features]`), each
-    /// taken over `count` values, into `running` from slot `first_slot` on.
-    fn fold_into(
-        &self,
-        running: &RunningStats,
-        first_slot: usize,
-        [mean, var]: [Tensor<1>; 2],
-        count: usize,
-    ) {
-        let features = self.parts.num_features;
-        let per_slot = [mean.dims()[0] / features, features];
-        let count = Tensor::<1>::full([1], count as f64, &mean.device());
-        let var = running.variance_estimate(var, count);
-        running.update(
-            first_slot,
-            mean.reshape(per_slot),
-            Spread::Variance(var.reshape(per_slot)),
-            None,
-        );
     }
 
     /// Normalizes one (virtual) batch of padded sequences with the statistics of its valid
@@ -409,7 +388,12 @@ impl BatchNorm {
             masked_batch_norm_train(x.clone(), &weights, pair, epsilon, self.parts.kernels)
         {
             if let Some(running) = running {
-                self.fold_into(running, first_slot, [out.mean, out.variance], count);
+                running.fold_batch(
+                    first_slot,
+                    [out.mean, out.variance],
+                    count,
+                    self.parts.kernels,
+                );
             }
             return out.output;
         }

@@ -472,45 +472,54 @@ fn channel_stat_sums<T: Real>(x: &[T], dims: Dims) -> (Vec<T>, Vec<[f64; 2]>) {
 
 /// Per channel of `[N, C, 1]` data (a dense layer's batch), sums accumulated row by row by
 /// `add(row range, column range, accumulators)` into one accumulator per channel and term,
-/// contiguous so that it vectorizes across channels, and added into `f64` every few rows;
-/// column blocks run in parallel.
+/// contiguous so that it vectorizes across channels. Each span of 64 rows of a block of
+/// channels is summed in `T` on its own, and the spans are added into `f64` in row order: the
+/// spans run in parallel (a batch of a few hundred channels is one block), yet every sum is the
+/// same to the bit however rayon shares them out.
 fn dense_sums<T: Real, const K: usize>(
     dims: Dims,
     add: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>, &mut [Vec<T>; K]) + Sync,
 ) -> Vec<[f64; K]> {
     const CHANNELS: usize = 256;
     const ROWS: usize = 64;
-    let per_block = |block: usize| -> Vec<[f64; K]> {
-        let columns = block * CHANNELS..((block + 1) * CHANNELS).min(dims.c);
-        let width = columns.len();
-        let mut totals = vec![[0.0f64; K]; width];
-        let mut lanes: [Vec<T>; K] = std::array::from_fn(|_| vec![T::default(); width]);
-        for sample in 0..dims.n {
+    let columns = |block: usize| block * CHANNELS..((block + 1) * CHANNELS).min(dims.c);
+    let spans = dims.n.div_ceil(ROWS);
+    let span_sums = |(block, span): (usize, usize)| -> [Vec<T>; K] {
+        let columns = columns(block);
+        let mut lanes = std::array::from_fn(|_| vec![T::default(); columns.len()]);
+        for sample in span * ROWS..((span + 1) * ROWS).min(dims.n) {
             let start = sample * dims.c;
             add(
                 start + columns.start..start + columns.end,
                 columns.clone(),
                 &mut lanes,
             );
-            if (sample + 1) % ROWS == 0 || sample + 1 == dims.n {
-                for (k, lane) in lanes.iter_mut().enumerate() {
-                    for (total, value) in totals.iter_mut().zip(lane.iter_mut()) {
-                        total[k] += value.to_f64();
-                        *value = T::default();
-                    }
+        }
+        lanes
+    };
+    let blocks = dims.c.div_ceil(CHANNELS);
+    let tasks = (0..blocks).flat_map(|block| (0..spans).map(move |span| (block, span)));
+    let partial: Vec<[Vec<T>; K]> = match dims.len() >= PARALLEL_MIN {
+        true => tasks
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(span_sums)
+            .collect(),
+        false => tasks.map(span_sums).collect(),
+    };
+    let mut totals = Vec::with_capacity(dims.c);
+    for block in 0..blocks {
+        let mut block_totals = vec![[0.0f64; K]; columns(block).len()];
+        for lanes in &partial[block * spans..(block + 1) * spans] {
+            for (k, lane) in lanes.iter().enumerate() {
+                for (total, value) in block_totals.iter_mut().zip(lane) {
+                    total[k] += value.to_f64();
                 }
             }
         }
-        totals
-    };
-    let blocks = dims.c.div_ceil(CHANNELS);
-    match dims.len() >= PARALLEL_MIN {
-        true => (0..blocks)
-            .into_par_iter()
-            .flat_map_iter(per_block)
-            .collect(),
-        false => (0..blocks).flat_map(per_block).collect(),
+        totals.extend(block_totals);
     }
+    totals
 }
 
 /// Per channel of `x: [N, C, S]`: `[Σ dy, Σ dy (x - k_c), Σ (x - k_c)]`, `k_c` the channel's

@@ -257,6 +257,42 @@ fn batch_norm_matches_f64_at_every_edge() {
     }
 }
 
+/// The dense sums add each span of 64 rows of a block of 256 channels in `f32`, then the spans
+/// into `f64` in row order, as one thread does, whatever the spans' tasks: the statistics of a
+/// dense batch, and the experiments' numbers, do not depend on how rayon shares them out.
+#[test]
+fn dense_sums_add_in_row_order_to_the_bit() {
+    for n in [0, 1, 63, 64, 65, 130, 1030] {
+        for c in [1, 33, 256, 257, 600] {
+            let dims = Dims { n, c, s: 1 };
+            let x = values(dims.len(), 5);
+            let got = dense_sums(dims, |row, _, [sum, sum_sq]: &mut [Vec<f32>; 2]| {
+                for ((sum, sum_sq), &v) in sum.iter_mut().zip(sum_sq.iter_mut()).zip(&x[row]) {
+                    *sum += v;
+                    *sum_sq += v * v;
+                }
+            });
+            let mut want = vec![[0.0f64; 2]; c];
+            for first in (0..c).step_by(256) {
+                let columns = first..(first + 256).min(c);
+                for span in (0..n).collect::<Vec<_>>().chunks(64) {
+                    for channel in columns.clone() {
+                        let (mut sum, mut sum_sq) = (0.0f32, 0.0f32);
+                        for &row in span {
+                            let v = x[row * c + channel];
+                            sum += v;
+                            sum_sq += v * v;
+                        }
+                        want[channel][0] += f64::from(sum);
+                        want[channel][1] += f64::from(sum_sq);
+                    }
+                }
+            }
+            assert_eq!(got, want, "{dims:?}");
+        }
+    }
+}
+
 /// Masks of `rows` rows: none padded, the first (the shift then comes from a later row), every
 /// other one, the second half; those with a valid row (all of them for no rows).
 fn row_masks(rows: usize) -> Vec<Vec<bool>> {
