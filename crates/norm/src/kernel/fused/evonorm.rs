@@ -5,10 +5,10 @@
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, backend_extension};
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 
-use super::{FusedNode, NodeGradients, untracked_gradients};
+use super::{FusedNode, NodeGradients, flex};
 
 use crate::kernel::GroupSpec;
 
@@ -20,7 +20,8 @@ pub(crate) enum EvoNorm {
     B0 { epsilon: f64 },
 }
 
-/// The EvoNorm ops, on flex alone.
+/// The EvoNorm ops, on flex alone. Their backward runs on flex from the autodiff node, so it is
+/// no dispatched op.
 #[backend_extension(Flex, Autodiff)]
 pub(crate) trait EvoNormOps: Backend {
     /// `x: [N, C, S]`, and `v`, `gamma`, `beta`, each `[C]` -> `(y, mean, var)`: for S0 the
@@ -34,38 +35,20 @@ pub(crate) trait EvoNormOps: Backend {
         beta: FloatTensor<Self>,
         norm: EvoNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
-    /// `(dx, dv, dgamma, dbeta)` of [`fused_evonorm`](EvoNormOps::fused_evonorm), from its
-    /// variance.
-    #[allow(clippy::type_complexity)]
-    fn fused_evonorm_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        var: FloatTensor<Self>,
-        norm: EvoNorm,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    );
 }
 
 /// `(x, v, gamma, var)` -> `(dx, dv, dgamma, dbeta)`.
-impl<B: EvoNormOps> NodeGradients<B, 4> for EvoNorm {
+impl NodeGradients<Flex, 4> for EvoNorm {
     fn gradients(
         self,
-        [x, v, gamma, var]: [FloatTensor<B>; 4],
-        dy: FloatTensor<B>,
-    ) -> [FloatTensor<B>; 4] {
-        let (dx, dv, dgamma, dbeta) = B::fused_evonorm_backward(x, dy, v, gamma, var, self);
-        [dx, dv, dgamma, dbeta]
+        saved: [FloatTensor<Flex>; 4],
+        dy: FloatTensor<Flex>,
+    ) -> [FloatTensor<Flex>; 4] {
+        flex::evonorm_backward(saved, dy, self)
     }
 }
 
-impl<B: Backend + EvoNormOps, C: CheckpointStrategy> EvoNormOps for Autodiff<B, C> {
+impl<C: CheckpointStrategy> EvoNormOps for Autodiff<Flex, C> {
     fn fused_evonorm(
         x: FloatTensor<Self>,
         v: FloatTensor<Self>,
@@ -78,31 +61,12 @@ impl<B: Backend + EvoNormOps, C: CheckpointStrategy> EvoNormOps for Autodiff<B, 
             .compute_bound()
             .stateful();
         let [x, v, gamma, beta] = [x, v, gamma, beta].map(|t| t.into_primitive());
-        let (y, mean, var) = B::fused_evonorm(x.clone(), v.clone(), gamma.clone(), beta, norm);
+        let (y, mean, var) = Flex::fused_evonorm(x.clone(), v.clone(), gamma.clone(), beta, norm);
         let y = match prepared {
             OpsKind::Tracked(prep) => prep.finish([x, v, gamma, var.clone()], y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(mean), Self::from_inner(var))
-    }
-
-    /// Computed on the inner backend, and not differentiated again.
-    fn fused_evonorm_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        var: FloatTensor<Self>,
-        norm: EvoNorm,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    ) {
-        let [dx, dv, dgamma, dbeta] =
-            untracked_gradients::<B, C, _, 4>(norm, [x, v, gamma, var], dy);
-        (dx, dv, dgamma, dbeta)
     }
 }
 

@@ -150,35 +150,34 @@ impl EvoNormOps for Flex {
             outputs(y_mean_var, d, stats, dtype)
         })
     }
+}
 
-    fn fused_evonorm_backward(
-        x: FlexTensor,
-        dy: FlexTensor,
-        v: FlexTensor,
-        gamma: FlexTensor,
-        var: FlexTensor,
-        norm: EvoNorm,
-    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
-        let [x, dy, v, gamma, var] = [x, dy, v, gamma, var].map(|t| t.to_contiguous());
-        let (dtype, d) = (x.dtype(), dims(&x));
-        crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (x, dy) = (x.storage(), dy.storage());
-            let per_channel = [v.storage(), gamma.storage(), var.storage()];
-            let [dx, dv, dgamma, dbeta] = match norm {
-                EvoNorm::S0(spec) => cpu::evonorm_s0_backward::<T>(x, dy, per_channel, d, spec),
-                EvoNorm::B0 { epsilon } => {
-                    cpu::evonorm_b0_backward::<T>(x, dy, per_channel, d, epsilon)
-                }
-            };
-            let channel = |values| tensor(values, &[d.c], dtype);
-            (
-                tensor(dx, &[d.n, d.c, d.s], dtype),
-                channel(dv),
-                channel(dgamma),
-                channel(dbeta),
-            )
-        })
-    }
+/// `[dx, dv, dgamma, dbeta]` of [`EvoNormOps::fused_evonorm`] from the output gradient `dy`
+/// and the kept `[x, v, gamma, var]`.
+pub(super) fn evonorm_backward(
+    [x, v, gamma, var]: [FlexTensor; 4],
+    dy: FlexTensor,
+    norm: EvoNorm,
+) -> [FlexTensor; 4] {
+    let [x, dy, v, gamma, var] = [x, dy, v, gamma, var].map(|t| t.to_contiguous());
+    let (dtype, d) = (x.dtype(), dims(&x));
+    crate::on_floats!(dtype, "fused norm kernels", |T| {
+        let (x, dy) = (x.storage(), dy.storage());
+        let per_channel = [v.storage(), gamma.storage(), var.storage()];
+        let [dx, dv, dgamma, dbeta] = match norm {
+            EvoNorm::S0(spec) => cpu::evonorm_s0_backward::<T>(x, dy, per_channel, d, spec),
+            EvoNorm::B0 { epsilon } => {
+                cpu::evonorm_b0_backward::<T>(x, dy, per_channel, d, epsilon)
+            }
+        };
+        let channel = |values| tensor(values, &[d.c], dtype);
+        [
+            tensor(dx, &[d.n, d.c, d.s], dtype),
+            channel(dv),
+            channel(dgamma),
+            channel(dbeta),
+        ]
+    })
 }
 
 /// The `[R, C]` of a rank-2 flex tensor as the dims of `R` rows of `C` channels.
@@ -213,35 +212,34 @@ impl MaskedBatchNormOps for Flex {
             (tensor(y, &[d.n, d.c], dtype), channel(mean), channel(var))
         })
     }
+}
 
-    fn fused_masked_batch_norm_backward(
-        x: FlexTensor,
-        dy: FlexTensor,
-        gamma: FlexTensor,
-        var: FlexTensor,
-        rows: MaskedRows,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.to_contiguous());
-        let (dtype, d) = (x.dtype(), row_dims(&x));
-        crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (x, dy, per_channel) =
-                (x.storage(), dy.storage(), [gamma.storage(), var.storage()]);
-            let (dx, dgamma, dbeta) = cpu::masked_batch_norm_backward::<T>(
-                x,
-                &rows.valid,
-                dy,
-                per_channel,
-                d.c,
-                rows.epsilon,
-            );
-            let channel = |values| tensor(values, &[d.c], dtype);
-            (
-                tensor(dx, &[d.n, d.c], dtype),
-                channel(dgamma),
-                channel(dbeta),
-            )
-        })
-    }
+/// `[dx, dgamma, dbeta]` of [`MaskedBatchNormOps::fused_masked_batch_norm`] from the output
+/// gradient `dy` and the kept `[x, gamma, var]`.
+pub(super) fn masked_batch_norm_backward(
+    [x, gamma, var]: [FlexTensor; 3],
+    dy: FlexTensor,
+    rows: &MaskedRows,
+) -> [FlexTensor; 3] {
+    let [x, dy, gamma, var] = [x, dy, gamma, var].map(|t| t.to_contiguous());
+    let (dtype, d) = (x.dtype(), row_dims(&x));
+    crate::on_floats!(dtype, "fused norm kernels", |T| {
+        let (x, dy, per_channel) = (x.storage(), dy.storage(), [gamma.storage(), var.storage()]);
+        let (dx, dgamma, dbeta) = cpu::masked_batch_norm_backward::<T>(
+            x,
+            &rows.valid,
+            dy,
+            per_channel,
+            d.c,
+            rows.epsilon,
+        );
+        let channel = |values| tensor(values, &[d.c], dtype);
+        [
+            tensor(dx, &[d.n, d.c], dtype),
+            channel(dgamma),
+            channel(dbeta),
+        ]
+    })
 }
 
 impl BatchRenormOps for Flex {
@@ -270,23 +268,23 @@ impl BatchRenormOps for Flex {
             )
         })
     }
+}
 
-    fn fused_batch_renorm_backward(
-        x: FlexTensor,
-        dy: FlexTensor,
-        gamma: FlexTensor,
-        stats: FlexTensor,
-        renorm: Renorm,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [x, dy, gamma, stats] = [x, dy, gamma, stats].map(|t| t.to_contiguous());
-        let (dtype, d) = (x.dtype(), dims(&x));
-        crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (x, dy, gamma, stats) =
-                (x.storage(), dy.storage(), gamma.storage(), stats.storage());
-            let grads = cpu::batch_renorm_backward::<T>(x, dy, gamma, stats, d, renorm.epsilon);
-            outputs(grads, d, d.c, dtype)
-        })
-    }
+/// `[dx, dgamma, dbeta]` of [`BatchRenormOps::fused_batch_renorm`] from the output gradient
+/// `dy` and the kept `[x, gamma, stats]`.
+pub(super) fn batch_renorm_backward(
+    [x, gamma, stats]: [FlexTensor; 3],
+    dy: FlexTensor,
+    renorm: Renorm,
+) -> [FlexTensor; 3] {
+    let [x, dy, gamma, stats] = [x, dy, gamma, stats].map(|t| t.to_contiguous());
+    let (dtype, d) = (x.dtype(), dims(&x));
+    crate::on_floats!(dtype, "fused norm kernels", |T| {
+        let (x, dy, gamma, stats) = (x.storage(), dy.storage(), gamma.storage(), stats.storage());
+        let grads = cpu::batch_renorm_backward::<T>(x, dy, gamma, stats, d, renorm.epsilon);
+        let (dx, dgamma, dbeta) = outputs(grads, d, d.c, dtype);
+        [dx, dgamma, dbeta]
+    })
 }
 
 /// `epsilon + |eps_l|` for FRN's learned epsilon `eps_l` (`[1]`).
@@ -315,45 +313,38 @@ impl FrnOps for Flex {
             )
         })
     }
+}
 
-    fn fused_frn_backward(
-        x: FlexTensor,
-        dy: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        tau: FlexTensor,
-        nu2: FlexTensor,
-        eps_l: FlexTensor,
-        epsilon: f64,
-    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
-        let inputs = [x, dy, gamma, beta, tau, nu2, eps_l].map(|t| t.to_contiguous());
-        let [x, dy, gamma, beta, tau, nu2, eps_l] = inputs;
-        let (dtype, d) = (x.dtype(), dims(&x));
-        crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let eps_l: &[T] = eps_l.storage();
-            let epsilon = total_epsilon(epsilon, eps_l);
-            let params = [
-                gamma.storage(),
-                beta.storage(),
-                tau.storage(),
-                nu2.storage(),
-            ];
-            let (dx, [dgamma, dbeta, dtau], d_epsilon) =
-                cpu::frn_backward::<T>(x.storage(), dy.storage(), params, d, epsilon);
-            // d |e| / d e = sign(e), 0 at 0 (as burn's `abs`).
-            let sign = match eps_l[0].to_f64() {
-                e if e > 0.0 => 1.0,
-                e if e < 0.0 => -1.0,
-                _ => 0.0,
-            };
-            let channel = |values| tensor(values, &[d.c], dtype);
-            (
-                tensor(dx, &[d.n, d.c, d.s], dtype),
-                channel(dgamma),
-                channel(dbeta),
-                channel(dtau),
-                tensor(vec![T::from_f64(sign * d_epsilon)], &[1], dtype),
-            )
-        })
-    }
+/// `[dx, dgamma, dbeta, dtau, d eps_l]` of [`FrnOps::fused_frn`] from the output gradient `dy`
+/// and the kept `[x, gamma, beta, tau, nu2, eps_l]`.
+pub(super) fn frn_backward(kept: [FlexTensor; 6], dy: FlexTensor, epsilon: f64) -> [FlexTensor; 5] {
+    let [x, gamma, beta, tau, nu2, eps_l] = kept.map(|t| t.to_contiguous());
+    let dy = dy.to_contiguous();
+    let (dtype, d) = (x.dtype(), dims(&x));
+    crate::on_floats!(dtype, "fused norm kernels", |T| {
+        let eps_l: &[T] = eps_l.storage();
+        let epsilon = total_epsilon(epsilon, eps_l);
+        let params = [
+            gamma.storage(),
+            beta.storage(),
+            tau.storage(),
+            nu2.storage(),
+        ];
+        let (dx, [dgamma, dbeta, dtau], d_epsilon) =
+            cpu::frn_backward::<T>(x.storage(), dy.storage(), params, d, epsilon);
+        // d |e| / d e = sign(e), 0 at 0 (as burn's `abs`).
+        let sign = match eps_l[0].to_f64() {
+            e if e > 0.0 => 1.0,
+            e if e < 0.0 => -1.0,
+            _ => 0.0,
+        };
+        let channel = |values| tensor(values, &[d.c], dtype);
+        [
+            tensor(dx, &[d.n, d.c, d.s], dtype),
+            channel(dgamma),
+            channel(dbeta),
+            channel(dtau),
+            tensor(vec![T::from_f64(sign * d_epsilon)], &[1], dtype),
+        ]
+    })
 }

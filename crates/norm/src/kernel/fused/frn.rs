@@ -8,10 +8,13 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, backend_extension};
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 
-/// The op, on flex alone (see [`available_on_flex`](super::available_on_flex)).
+use super::flex;
+
+/// The op, on flex alone (see [`available_on_flex`](super::available_on_flex)). Its backward
+/// runs on flex from the autodiff node, so it is no dispatched op.
 #[backend_extension(Flex, Autodiff)]
 pub(crate) trait FrnOps: Backend {
     /// `x: [N, C, S]`, `gamma`, `beta`, `tau`: `[C]`, `eps_l`: `[1]` -> `(y, nu2)`, `nu2` per
@@ -24,25 +27,6 @@ pub(crate) trait FrnOps: Backend {
         eps_l: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
-
-    /// `(dx, dgamma, dbeta, dtau, d eps_l)` of [`fused_frn`](FrnOps::fused_frn).
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-    fn fused_frn_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        tau: FloatTensor<Self>,
-        nu2: FloatTensor<Self>,
-        eps_l: FloatTensor<Self>,
-        epsilon: f64,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    );
 }
 
 /// The autodiff node: the fixed epsilon, and `(x, gamma, beta, tau, nu2, eps_l)` kept for the
@@ -50,24 +34,22 @@ pub(crate) trait FrnOps: Backend {
 #[derive(Debug)]
 struct FrnBackward(f64);
 
-impl<B: FrnOps> Backward<B, 5> for FrnBackward {
-    type State = [B::FloatTensorPrimitive; 6];
+/// `(dx, dgamma, dbeta, dtau, d eps_l)`, `(x, gamma, beta, tau, nu2, eps_l)` kept.
+impl Backward<Flex, 5> for FrnBackward {
+    type State = [FloatTensor<Flex>; 6];
 
     fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = grads.consume::<B>(&ops.node);
-        let [x, gamma, beta, tau, nu2, eps_l] = ops.state;
-        let (dx, dgamma, dbeta, dtau, deps) =
-            B::fused_frn_backward(x, dy, gamma, beta, tau, nu2, eps_l, self.0);
-        let gradients = [dx, dgamma, dbeta, dtau, deps];
+        let dy = grads.consume::<Flex>(&ops.node);
+        let gradients = flex::frn_backward(ops.state, dy, self.0);
         for (parent, grad) in ops.parents.into_iter().zip(gradients) {
             if let Some(node) = parent {
-                grads.register::<B>(node.id, grad);
+                grads.register::<Flex>(node.id, grad);
             }
         }
     }
 }
 
-impl<B: Backend + FrnOps, C: CheckpointStrategy> FrnOps for Autodiff<B, C> {
+impl<C: CheckpointStrategy> FrnOps for Autodiff<Flex, C> {
     /// The inner backend's forward, and a [`FrnBackward`] node when a gradient is wanted.
     fn fused_frn(
         x: FloatTensor<Self>,
@@ -89,7 +71,7 @@ impl<B: Backend + FrnOps, C: CheckpointStrategy> FrnOps for Autodiff<B, C> {
             .compute_bound()
             .stateful();
         let [x, gamma, beta, tau, eps_l] = [x, gamma, beta, tau, eps_l].map(|t| t.into_primitive());
-        let (y, nu2) = B::fused_frn(
+        let (y, nu2) = Flex::fused_frn(
             x.clone(),
             gamma.clone(),
             beta.clone(),
@@ -102,36 +84,6 @@ impl<B: Backend + FrnOps, C: CheckpointStrategy> FrnOps for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(nu2))
-    }
-
-    /// Computed on the inner backend, and not differentiated again.
-    fn fused_frn_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        tau: FloatTensor<Self>,
-        nu2: FloatTensor<Self>,
-        eps_l: FloatTensor<Self>,
-        epsilon: f64,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    ) {
-        let [x, dy, gamma, beta, tau, nu2, eps_l] =
-            [x, dy, gamma, beta, tau, nu2, eps_l].map(|t| t.into_primitive());
-        let (dx, dgamma, dbeta, dtau, deps) =
-            B::fused_frn_backward(x, dy, gamma, beta, tau, nu2, eps_l, epsilon);
-        (
-            Self::from_inner(dx),
-            Self::from_inner(dgamma),
-            Self::from_inner(dbeta),
-            Self::from_inner(dtau),
-            Self::from_inner(deps),
-        )
     }
 }
 

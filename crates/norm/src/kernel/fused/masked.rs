@@ -8,12 +8,13 @@ use std::sync::Arc;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, backend_extension};
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 
-use super::{FusedNode, NodeGradients, untracked_gradients};
+use super::{FusedNode, NodeGradients, flex};
 
-/// The op, on flex alone (see [`available_on_flex`](super::available_on_flex)).
+/// The op, on flex alone (see [`available_on_flex`](super::available_on_flex)). Its backward
+/// runs on flex from the autodiff node, so it is no dispatched op.
 #[backend_extension(Flex, Autodiff)]
 pub(crate) trait MaskedBatchNormOps: Backend {
     /// `x: [R, C]`, `gamma`, `beta`: `[C]` -> `(y: [R, C], mean, var)`, the statistics `[C]`
@@ -22,16 +23,6 @@ pub(crate) trait MaskedBatchNormOps: Backend {
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        rows: MaskedRows,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
-    /// `(dx, dgamma, dbeta)` of
-    /// [`fused_masked_batch_norm`](MaskedBatchNormOps::fused_masked_batch_norm).
-    fn fused_masked_batch_norm_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        var: FloatTensor<Self>,
         rows: MaskedRows,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
@@ -45,18 +36,17 @@ pub(crate) struct MaskedRows {
 }
 
 /// `(x, gamma, var)` -> `(dx, dgamma, dbeta)`.
-impl<B: MaskedBatchNormOps> NodeGradients<B, 3> for MaskedRows {
+impl NodeGradients<Flex, 3> for MaskedRows {
     fn gradients(
         self,
-        [x, gamma, var]: [FloatTensor<B>; 3],
-        dy: FloatTensor<B>,
-    ) -> [FloatTensor<B>; 3] {
-        let (dx, dgamma, dbeta) = B::fused_masked_batch_norm_backward(x, dy, gamma, var, self);
-        [dx, dgamma, dbeta]
+        saved: [FloatTensor<Flex>; 3],
+        dy: FloatTensor<Flex>,
+    ) -> [FloatTensor<Flex>; 3] {
+        flex::masked_batch_norm_backward(saved, dy, &self)
     }
 }
 
-impl<B: Backend + MaskedBatchNormOps, C: CheckpointStrategy> MaskedBatchNormOps for Autodiff<B, C> {
+impl<C: CheckpointStrategy> MaskedBatchNormOps for Autodiff<Flex, C> {
     /// The inner backend's forward, and a [`FusedNode`] that keeps `(x, gamma, var)` when a
     /// gradient is wanted. The statistics are not differentiated.
     fn fused_masked_batch_norm(
@@ -70,24 +60,12 @@ impl<B: Backend + MaskedBatchNormOps, C: CheckpointStrategy> MaskedBatchNormOps 
             .compute_bound()
             .stateful();
         let [x, gamma, beta] = [x, gamma, beta].map(|t| t.into_primitive());
-        let (y, mean, var) = B::fused_masked_batch_norm(x.clone(), gamma.clone(), beta, rows);
+        let (y, mean, var) = Flex::fused_masked_batch_norm(x.clone(), gamma.clone(), beta, rows);
         let y = match prepared {
             OpsKind::Tracked(prep) => prep.finish([x, gamma, var.clone()], y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(mean), Self::from_inner(var))
-    }
-
-    /// Computed on the inner backend, and not differentiated again.
-    fn fused_masked_batch_norm_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        var: FloatTensor<Self>,
-        rows: MaskedRows,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [dx, dgamma, dbeta] = untracked_gradients::<B, C, _, 3>(rows, [x, gamma, var], dy);
-        (dx, dgamma, dbeta)
     }
 }
 

@@ -6,12 +6,13 @@
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, backend_extension};
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 
-use super::{FusedNode, NodeGradients, untracked_gradients};
+use super::{FusedNode, NodeGradients, flex};
 
-/// The op, on flex alone (see [`available_on_flex`](super::available_on_flex)).
+/// The op, on flex alone (see [`available_on_flex`](super::available_on_flex)). Its backward
+/// runs on flex from the autodiff node, so it is no dispatched op.
 #[backend_extension(Flex, Autodiff)]
 pub(crate) trait BatchRenormOps: Backend {
     /// `x: [N, C, S]`, `gamma`, `beta`: `[C]`, `moving`: `[2 * C]` (the moving mean, then the
@@ -24,15 +25,6 @@ pub(crate) trait BatchRenormOps: Backend {
         moving: FloatTensor<Self>,
         renorm: Renorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
-
-    /// `(dx, dgamma, dbeta)` of [`fused_batch_renorm`](BatchRenormOps::fused_batch_renorm).
-    fn fused_batch_renorm_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        stats: FloatTensor<Self>,
-        renorm: Renorm,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// The op's settings: the bounds `r_max` and `d_max` of this step, and the epsilon added to
@@ -45,18 +37,17 @@ pub(crate) struct Renorm {
 }
 
 /// `(x, gamma, stats)` -> `(dx, dgamma, dbeta)`.
-impl<B: BatchRenormOps> NodeGradients<B, 3> for Renorm {
+impl NodeGradients<Flex, 3> for Renorm {
     fn gradients(
         self,
-        [x, gamma, stats]: [FloatTensor<B>; 3],
-        dy: FloatTensor<B>,
-    ) -> [FloatTensor<B>; 3] {
-        let (dx, dgamma, dbeta) = B::fused_batch_renorm_backward(x, dy, gamma, stats, self);
-        [dx, dgamma, dbeta]
+        saved: [FloatTensor<Flex>; 3],
+        dy: FloatTensor<Flex>,
+    ) -> [FloatTensor<Flex>; 3] {
+        flex::batch_renorm_backward(saved, dy, self)
     }
 }
 
-impl<B: Backend + BatchRenormOps, C: CheckpointStrategy> BatchRenormOps for Autodiff<B, C> {
+impl<C: CheckpointStrategy> BatchRenormOps for Autodiff<Flex, C> {
     /// The inner backend's forward, and a [`FusedNode`] that keeps `(x, gamma, stats)` when a
     /// gradient is wanted. The statistics are not differentiated.
     fn fused_batch_renorm(
@@ -71,25 +62,12 @@ impl<B: Backend + BatchRenormOps, C: CheckpointStrategy> BatchRenormOps for Auto
             .compute_bound()
             .stateful();
         let [x, gamma, beta, moving] = [x, gamma, beta, moving].map(|t| t.into_primitive());
-        let (y, stats) = B::fused_batch_renorm(x.clone(), gamma.clone(), beta, moving, renorm);
+        let (y, stats) = Flex::fused_batch_renorm(x.clone(), gamma.clone(), beta, moving, renorm);
         let y = match prepared {
             OpsKind::Tracked(prep) => prep.finish([x, gamma, stats.clone()], y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(stats))
-    }
-
-    /// Computed on the inner backend, and not differentiated again.
-    fn fused_batch_renorm_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        stats: FloatTensor<Self>,
-        renorm: Renorm,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let saved = [x, gamma, stats];
-        let [dx, dgamma, dbeta] = untracked_gradients::<B, C, _, 3>(renorm, saved, dy);
-        (dx, dgamma, dbeta)
     }
 }
 
