@@ -188,11 +188,7 @@ impl RunningStats {
         self.var
             .update(state_tensor(all_var, [slots, features], state));
         self.batches.update(state_tensor(batches, [slots], state));
-        // As in `update`: fold the thread's update in now.
-        for state in [&self.mean, &self.var] {
-            state.value_sync();
-        }
-        self.batches.value_sync();
+        self.settle();
     }
 
     /// Folds batch statistics into slots `first..first + k`.
@@ -270,10 +266,15 @@ impl RunningStats {
         } else {
             batches
         });
-        // burn folds a thread's update in only at the next read of that thread (or `valid()`),
-        // and saving reads without folding: a model saved right after a training step would hold
-        // statistics one step stale. Fold now. (burn averages updates from several threads for
-        // data-parallel training, which this crate does not do.)
+        self.settle();
+    }
+
+    /// Makes this thread's updates the statistics' value now. burn folds a thread's update in
+    /// only at the next read of that thread (or `valid()`), and saving reads without folding: a
+    /// model saved right after a training step would hold statistics one step stale. (burn
+    /// averages updates from several threads for data-parallel training, which this crate does
+    /// not do.)
+    fn settle(&self) {
         for state in [&self.mean, &self.var] {
             state.value_sync();
         }

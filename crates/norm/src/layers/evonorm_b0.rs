@@ -128,10 +128,8 @@ impl Family for EvoNormB0 {
             true if weights.is_none() && fused_on_flex(&x, self.parts.kernels) => {
                 let affine = self.parts.affine.as_ref();
                 let (y, mean, var) = evonorm_b0_train(x, self.v.val(), affine, epsilon);
-                let count = Tensor::full([1], (n * s) as f64, &var.device());
-                let var = self.running.variance_estimate(var, count);
-                let spread = Spread::Variance(var.reshape([1, c]));
-                self.running.update(0, mean.reshape([1, c]), spread, None);
+                let kernels = self.parts.kernels;
+                self.running.fold_batch(0, [mean, var], n * s, kernels);
                 return Ok(y);
             }
             true => {
