@@ -4,15 +4,15 @@ mod common;
 
 use std::fs;
 
-use common::TempDir;
 use normlab_data::find_data_root;
+use normlab_testkit::scratch;
 
 #[test]
 fn the_data_folder_is_found_beside_or_above_the_experiment_or_the_working_directory() {
-    let checkout = TempDir::new("data-root");
+    let checkout = scratch("data-root");
     let experiments = checkout.path().join("experiments/nested");
     fs::create_dir_all(&experiments).unwrap();
-    let elsewhere = TempDir::new("data-root-elsewhere");
+    let elsewhere = scratch("data-root-elsewhere");
     assert_eq!(
         find_data_root([experiments.as_path()]),
         None,
@@ -33,7 +33,7 @@ fn the_data_folder_is_found_beside_or_above_the_experiment_or_the_working_direct
         Some(data)
     );
     // A folder called data without either set folder is someone else's.
-    let other = TempDir::new("data-root-other");
+    let other = scratch("data-root-other");
     fs::create_dir_all(other.path().join("data/images")).unwrap();
     assert_eq!(find_data_root([other.path()]), None);
 }

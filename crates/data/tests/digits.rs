@@ -1,7 +1,8 @@
 mod common;
 
-use common::{TempDir, assert_message, gzip};
+use common::{assert_message, gzip};
 use normlab_data::{DataError, DataRoot, digits_from};
+use normlab_testkit::scratch;
 
 #[test]
 fn embedded_digits_load() {
@@ -42,7 +43,7 @@ fn row(pixel: &str, label: &str) -> String {
 
 #[test]
 fn plain_and_gzipped_csv_load() {
-    let dir = TempDir::new("digits-ok");
+    let dir = scratch("digits-ok");
     let text = format!("{}\n{}\n", row("3", "7"), row("16", "0"));
     for path in [
         dir.write("d.csv", &text),
@@ -88,7 +89,7 @@ fn wrong_label_is_rejected() {
 
 #[test]
 fn non_utf8_line_is_rejected() {
-    let dir = TempDir::new("digits-utf8");
+    let dir = scratch("digits-utf8");
     let mut bytes = format!("{}\n", row("0", "1")).into_bytes();
     bytes.extend_from_slice(&[0xff, b'\n']);
     let path = dir.write("latin1.csv", bytes);
@@ -99,7 +100,7 @@ fn non_utf8_line_is_rejected() {
 
 #[test]
 fn empty_file_is_rejected() {
-    let dir = TempDir::new("digits-empty");
+    let dir = scratch("digits-empty");
     let path = dir.write("empty.csv", "");
     assert_message(&digits_from(&path).unwrap_err(), &path, &["no images"]);
 }

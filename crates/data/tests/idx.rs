@@ -1,7 +1,8 @@
 mod common;
 
-use common::{TempDir, assert_message, gzip, idx_bytes};
+use common::{assert_message, gzip, idx_bytes};
 use normlab_data::{DataError, Idx, images_from_idx, read_idx};
+use normlab_testkit::scratch;
 
 fn sample() -> (Vec<u8>, Idx) {
     let payload: Vec<u8> = (0..24).map(|i| i * 10).collect();
@@ -14,7 +15,7 @@ fn sample() -> (Vec<u8>, Idx) {
 
 #[test]
 fn raw_idx_round_trips() {
-    let dir = TempDir::new("idx-raw");
+    let dir = scratch("idx-raw");
     let (bytes, expected) = sample();
     assert_eq!(
         read_idx(dir.write("a-idx3-ubyte", &bytes)).unwrap(),
@@ -24,7 +25,7 @@ fn raw_idx_round_trips() {
 
 #[test]
 fn gzipped_idx_is_detected_by_content_not_name() {
-    let dir = TempDir::new("idx-gz");
+    let dir = scratch("idx-gz");
     let (bytes, expected) = sample();
     let packed = gzip(&bytes);
     assert_eq!(
@@ -36,7 +37,7 @@ fn gzipped_idx_is_detected_by_content_not_name() {
 
 #[test]
 fn image_and_label_files_become_images() {
-    let dir = TempDir::new("idx-images");
+    let dir = scratch("idx-images");
     let pixels: Vec<u8> = (0..12).collect();
     let images = dir.write("images", idx_bytes(&[3, 2, 2], &pixels));
     let labels = dir.write("labels", gzip(&idx_bytes(&[3], &[0, 9, 4])));
@@ -55,7 +56,7 @@ fn image_and_label_files_become_images() {
 
 #[test]
 fn label_out_of_range_is_rejected() {
-    let dir = TempDir::new("idx-label");
+    let dir = scratch("idx-label");
     let images = dir.write("images", idx_bytes(&[3, 1, 1], &[1, 2, 3]));
     let labels = dir.write("labels", idx_bytes(&[3], &[0, 9, 10]));
     let err = images_from_idx(&images, &labels, 10).unwrap_err();
@@ -65,7 +66,7 @@ fn label_out_of_range_is_rejected() {
 
 #[test]
 fn label_count_must_match_image_count() {
-    let dir = TempDir::new("idx-count");
+    let dir = scratch("idx-count");
     let images = dir.write("images", idx_bytes(&[3, 1, 1], &[1, 2, 3]));
     let labels = dir.write("labels", idx_bytes(&[2], &[0, 1]));
     let err = images_from_idx(&images, &labels, 10).unwrap_err();
@@ -74,7 +75,7 @@ fn label_count_must_match_image_count() {
 
 #[test]
 fn images_need_three_dims() {
-    let dir = TempDir::new("idx-image-dims");
+    let dir = scratch("idx-image-dims");
     let images = dir.write("images", idx_bytes(&[3, 2], &[0; 6]));
     let labels = dir.write("labels", idx_bytes(&[3], &[0, 1, 2]));
     let err = images_from_idx(&images, &labels, 10).unwrap_err();
@@ -87,7 +88,7 @@ fn images_need_three_dims() {
 
 #[test]
 fn bad_magic_is_rejected() {
-    let dir = TempDir::new("idx-magic");
+    let dir = scratch("idx-magic");
     let mut bytes = idx_bytes(&[2], &[1, 2]);
     bytes[0] = 0x50;
     let path = dir.write("bad", &bytes);
@@ -103,7 +104,7 @@ fn bad_magic_is_rejected() {
 
 #[test]
 fn non_byte_dtype_is_rejected() {
-    let dir = TempDir::new("idx-dtype");
+    let dir = scratch("idx-dtype");
     let mut bytes = idx_bytes(&[1], &[0, 0, 0, 0]);
     bytes[2] = 0x0d; // IDX float32
     let path = dir.write("floats", &bytes);
@@ -117,7 +118,7 @@ fn non_byte_dtype_is_rejected() {
 
 #[test]
 fn truncated_header_is_rejected() {
-    let dir = TempDir::new("idx-header");
+    let dir = scratch("idx-header");
     let bytes = idx_bytes(&[2, 3, 4], &[]);
     let path = dir.write("header", &bytes[..10]);
     let err = read_idx(&path).unwrap_err();
@@ -130,7 +131,7 @@ fn truncated_header_is_rejected() {
 
 #[test]
 fn short_payload_is_rejected() {
-    let dir = TempDir::new("idx-short");
+    let dir = scratch("idx-short");
     let path = dir.write("short", idx_bytes(&[2, 3], &[0; 5]));
     let err = read_idx(&path).unwrap_err();
     assert!(
@@ -153,7 +154,7 @@ fn short_payload_is_rejected() {
 
 #[test]
 fn dims_that_do_not_match_the_payload_are_rejected() {
-    let dir = TempDir::new("idx-long");
+    let dir = scratch("idx-long");
     let path = dir.write("long", idx_bytes(&[2, 3], &[0; 8]));
     let err = read_idx(&path).unwrap_err();
     assert_message(
@@ -173,7 +174,7 @@ fn dims_that_do_not_match_the_payload_are_rejected() {
 
 #[test]
 fn truncated_gzip_is_rejected() {
-    let dir = TempDir::new("idx-gzip");
+    let dir = scratch("idx-gzip");
     let (bytes, _) = sample();
     let packed = gzip(&bytes);
     // Cut inside the compressed stream, and cut only the CRC/size trailer.
@@ -187,7 +188,7 @@ fn truncated_gzip_is_rejected() {
 
 #[test]
 fn missing_file_names_the_file() {
-    let dir = TempDir::new("idx-missing");
+    let dir = scratch("idx-missing");
     let path = dir.path().join("nowhere-idx1-ubyte");
     let err = read_idx(&path).unwrap_err();
     assert!(matches!(err, DataError::Io { .. }), "{err:?}");

@@ -6,8 +6,8 @@ mod common;
 use std::env;
 use std::fs;
 
-use common::TempDir;
 use normlab_data::{DataError, DataRoot, Split};
+use normlab_testkit::scratch;
 
 #[test]
 fn missing_sets_name_the_fetch_command() {
@@ -15,7 +15,7 @@ fn missing_sets_name_the_fetch_command() {
     assert!(default_root.path().ends_with("data"), "{default_root:?}");
     assert!(default_root.path().join("embedded/digits.csv.gz").is_file());
 
-    let dir = TempDir::new("not-fetched");
+    let dir = scratch("not-fetched");
     let root = DataRoot::at(dir.path());
     let results = [
         ("mnist", root.mnist(Split::Train).err()),

@@ -14,12 +14,13 @@ use std::fmt::Write as _;
 use std::io::{Read, Write as _};
 use std::path::PathBuf;
 
-use common::{TempDir, gzip, idx_bytes};
+use common::{gzip, idx_bytes};
 use flate2::read::MultiGzDecoder;
 use normlab_data::{
     DataError, Images, MAX_CLASSES, Sequences, digits_from, images_from_csv, images_from_idx,
     read_idx, read_text_file, read_ts,
 };
+use normlab_testkit::{Scratch, scratch};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
@@ -119,7 +120,7 @@ fn line_count(content: &[u8]) -> usize {
 
 /// One file of one test case, in its own temporary folder (removed with it).
 struct TestFile {
-    _dir: TempDir,
+    _dir: Scratch,
     path: PathBuf,
     /// The bytes on disk.
     file: Vec<u8>,
@@ -129,7 +130,7 @@ struct TestFile {
 
 impl TestFile {
     fn new(name: &str, file: Vec<u8>) -> Self {
-        let dir = TempDir::new("readers-properties");
+        let dir = scratch("readers-properties");
         let path = dir.write(name, &file);
         Self {
             content: content(&file),

@@ -1,7 +1,8 @@
 mod common;
 
-use common::{TempDir, assert_message, gzip};
+use common::{assert_message, gzip};
 use normlab_data::{DataRoot, Text, read_text_dir};
+use normlab_testkit::scratch;
 
 #[test]
 fn embedded_shakespeare_loads() {
@@ -63,7 +64,7 @@ fn windows_pair_inputs_with_next_characters() {
 
 #[test]
 fn text_dir_joins_txt_files_in_name_order() {
-    let dir = TempDir::new("text-dir");
+    let dir = scratch("text-dir");
     dir.write("b.txt", "second");
     dir.write("a.txt", gzip(b"first"));
     dir.write("notes.md", "ignored");
@@ -74,7 +75,7 @@ fn text_dir_joins_txt_files_in_name_order() {
 
 #[test]
 fn text_dir_errors_name_the_problem() {
-    let dir = TempDir::new("text-bad");
+    let dir = scratch("text-bad");
     let err = read_text_dir(dir.path()).unwrap_err();
     assert_message(&err, dir.path(), &["no .txt files"]);
 

@@ -1,7 +1,8 @@
 mod common;
 
-use common::{TempDir, assert_message, gzip};
+use common::{assert_message, gzip};
 use normlab_data::{DataError, Sequences, pad_sequences, read_ts};
+use normlab_testkit::scratch;
 
 const HEADER: &str = "\
 # A comment, then headers.
@@ -28,7 +29,7 @@ fn tiny() -> String {
 
 #[test]
 fn uneven_lengths_load_step_major() {
-    let dir = TempDir::new("ts-ok");
+    let dir = scratch("ts-ok");
     for path in [
         dir.write("tiny.ts", tiny()),
         dir.write("tiny.ts.gz", gzip(tiny().as_bytes())),
@@ -49,7 +50,7 @@ fn uneven_lengths_load_step_major() {
 
 #[test]
 fn padding_fills_zeros_and_masks_them() {
-    let dir = TempDir::new("ts-pad");
+    let dir = scratch("ts-pad");
     let seqs = read_ts(dir.write("tiny.ts", tiny())).unwrap();
     let batch = pad_sequences(&seqs, &[1, 0, 2]);
     assert_eq!(batch.steps, 3);
@@ -80,7 +81,7 @@ fn padding_fills_zeros_and_masks_them() {
 
 #[test]
 fn dimensions_come_from_the_first_case_without_a_header() {
-    let dir = TempDir::new("ts-nodims");
+    let dir = scratch("ts-nodims");
     let text = "@classLabel true a b\n@data\n1,2,3:a\n4:b\n";
     let seqs: Sequences = read_ts(dir.write("uni.ts", text)).unwrap();
     assert_eq!(seqs.features, 1);
@@ -182,7 +183,7 @@ fn header_problems_are_rejected() {
 
 #[test]
 fn missing_data_section_is_rejected() {
-    let dir = TempDir::new("ts-nodata");
+    let dir = scratch("ts-nodata");
     let path = dir.write("headers-only.ts", "@problemName X\n@classLabel true a\n");
     let err = read_ts(&path).unwrap_err();
     assert!(matches!(err, DataError::Format { .. }), "{err:?}");

@@ -38,7 +38,7 @@ pub struct CheckReport {
 /// of each setting (the first seed of every combination of the other axes) on `device`.
 pub fn check(experiment: &Experiment, device: &Device) -> Result<CheckReport, RunnerError> {
     let tasks = Tasks::load(experiment)?;
-    let threads = TrainingThreads::for_experiment(experiment)?;
+    let threads = TrainingThreads::for_job(experiment, 1)?;
     let mut impossible = Vec::new();
     let mut step_seconds: HashMap<Vec<&str>, f64> = HashMap::new();
     let mut training_seconds = 0.0;

@@ -131,6 +131,10 @@ pub enum RunnerError {
         source: FlushError,
     },
 
+    /// The operating system would not start the threads a job of the sweep trains on.
+    #[error("could not start the threads of a training job: {0}")]
+    Threads(#[source] rayon::ThreadPoolBuildError),
+
     /// The backend asked for was not compiled in.
     #[error("this build has no {name} backend: rebuild with `--features {name}`")]
     NoBackend {

@@ -184,22 +184,7 @@ pub(crate) fn fixture() -> ResultSet {
     })
 }
 
-const LR_EXPERIMENT: &str = r#"
-[data]
-set = "digits"
-
-[model]
-kind = "mlp"
-hidden = [8]
-norm = ["none", "layer"]
-dropout = [0.0, 0.5]
-
-[train]
-batch_size = 10
-seed = [0, 1]
-lr = [0.01, 0.1, 1.0]
-samples = 100
-"#;
+const LR_EXPERIMENT: &str = include_str!("../tests/experiments/lr.toml");
 
 /// A learning-rate sweep: without a norm every run at lr 1 diverges; errors fall with the
 /// learning rate (10% at 0.01, 8% at 0.1, 6% at 1, layer norm 1 point lower) and are
@@ -231,23 +216,7 @@ pub(crate) fn lr_fixture() -> ResultSet {
     })
 }
 
-const KERNELS_EXPERIMENT: &str = r#"
-[data]
-set = "digits"
-
-[model]
-kind = "mlp"
-hidden = [8]
-norm = ["none", "batch"]
-
-[train]
-batch_size = 10
-seed = [0, 1]
-lr = 0.1
-samples = 100
-norm_kernels = ["fastest", "composed"]
-time_norms = true
-"#;
+const KERNELS_EXPERIMENT: &str = include_str!("../tests/experiments/kernels.toml");
 
 /// Timed norm layers: batch norm's take 2 ms of an 8 ms step with the fused kernels and 6 of
 /// 12 composed (seed 1 adds 0.1 ms to both); `none` steps take 5 ms and time no layer.
@@ -272,29 +241,7 @@ pub(crate) fn kernels_fixture() -> ResultSet {
     })
 }
 
-const GRADIENT_EXPERIMENT: &str = r#"
-[data]
-set = "digits"
-image_steps = "rows"
-
-[model]
-kind = "recurrent"
-cell = "rnn"
-hidden = 4
-placement = "sum"
-norm = [
-    "none",
-    { kind = "batch", per_step = 8, gamma_init = 0.1 },
-    { kind = "batch", per_step = 8, gamma_init = 1.0 },
-]
-
-[train]
-batch_size = 10
-seed = [0, 1]
-lr = 0.1
-samples = 0
-gradient_flow = true
-"#;
+const GRADIENT_EXPERIMENT: &str = include_str!("../tests/experiments/gradient.toml");
 
 /// Recurrent BN's Figure 1 measured at initialization over 9 steps, the first 3 blank: relative
 /// to the last step, the gradient 1 step back (a quarter of the farthest, 5) is 10^-4 (seed 0)
@@ -319,22 +266,7 @@ pub(crate) fn gradient_fixture() -> ResultSet {
     })
 }
 
-const BATCHING_EXPERIMENT: &str = r#"
-[data]
-set = "digits"
-
-[model]
-kind = "mlp"
-hidden = [8]
-norm = ["batch", "layer"]
-
-[train]
-batch_size = 8
-batches = ["shuffled", "same_class_pairs"]
-seed = [0, 1]
-lr = 0.1
-samples = 100
-"#;
+const BATCHING_EXPERIMENT: &str = include_str!("../tests/experiments/batching.toml");
 
 /// Non-i.i.d. batches: batch norm's error is 10% and 11% (seeds 0, 1) with shuffled batches,
 /// 20% and 21% with same-class pairs; layer norm's 10% and 11%, then 10.5% and 11.5%.

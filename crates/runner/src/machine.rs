@@ -122,7 +122,8 @@ mod tests {
 
     #[test]
     fn each_machine_is_recorded_once_in_the_order_it_first_trained() {
-        let dir = ResultsDir::new(normlab_testkit::scratch("machines"));
+        let scratch = normlab_testkit::scratch("machines");
+        let dir = ResultsDir::new(scratch.to_path_buf());
         assert!(recorded(&dir).is_empty());
         let (amd, intel) = (
             machine("AMD EPYC", "AVX2 and FMA"),
@@ -136,7 +137,8 @@ mod tests {
 
     #[test]
     fn a_damaged_file_still_shows_its_lines() {
-        let dir = ResultsDir::new(normlab_testkit::scratch("machines-damaged"));
+        let scratch = normlab_testkit::scratch("machines-damaged");
+        let dir = ResultsDir::new(scratch.to_path_buf());
         std::fs::write(machine_file(&dir), b"\xff\xfe CPU, AVX-512, 2 threads\n\n").unwrap();
         assert_eq!(recorded(&dir), ["\u{fffd}\u{fffd} CPU, AVX-512, 2 threads"]);
     }

@@ -243,7 +243,6 @@ mod tests {
         std::fs::remove_file(experiments.join("waits.toml")).unwrap();
         std::fs::remove_file(experiments.join("also_waits.toml")).unwrap();
         assert_eq!(not_run(&results, &experiments, &root).unwrap(), "");
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -42,7 +42,10 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
     claim_results_dir(&dir, experiment, &options.command)?;
     let tasks = Tasks::load(experiment)?;
     tasks.save_scalers(&dir)?;
-    let threads = TrainingThreads::for_experiment(experiment)?;
+    let jobs = options.jobs.max(1);
+    let job_threads = (0..jobs)
+        .map(|_| TrainingThreads::for_job(experiment, jobs))
+        .collect::<Result<Vec<_>, _>>()?;
     let task_of = |point: &GridPoint| tasks.of(point);
 
     // Check every point that still has to run before training any.
@@ -90,7 +93,7 @@ pub fn run(experiment: &Experiment, options: &SweepOptions) -> Result<PathBuf, R
     // `while let` scrutinee would live through the loop's body and the jobs would take turns.
     let next_point = || queue.lock().unwrap_or_else(|e| e.into_inner()).next();
     std::thread::scope(|scope| {
-        for _ in 0..options.jobs.max(1) {
+        for threads in &job_threads {
             scope.spawn(|| {
                 let fail = |e: RunnerError| {
                     *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
@@ -252,6 +255,5 @@ mod tests {
         std::fs::create_dir_all(&redrawn).unwrap();
         assert_eq!(written, report_text(&dir.root, &redrawn).unwrap());
         assert!(written.contains("42 min 40 s"), "{written}");
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

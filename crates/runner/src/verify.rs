@@ -82,7 +82,7 @@ pub fn verify(
     let committed = batch_verdicts(&ResultSet::new(&experiment, records.clone()));
     let chosen = choose(&experiment, &records, &committed, runs);
     let tasks = Tasks::load(&experiment)?;
-    let threads = TrainingThreads::for_experiment(&experiment)?;
+    let threads = TrainingThreads::for_job(&experiment, 1)?;
 
     let mut reruns = Vec::new();
     let mut replaced = records.clone();

@@ -15,44 +15,10 @@ use normlab_runner::results::{ResultsDir, RunRecord, Status};
 const TOLERANCE: f32 = 1e-4;
 
 /// Dense layers: batch, layer, group and online norm, and the running statistics in eval mode.
-const DENSE: &str = r#"
-[data]
-set = "digits"
-scaling = { kind = "z_score", scope = "global" }
-train_size = 256
-valid_size = 128
-
-[model]
-kind = "mlp"
-hidden = [16]
-norm = ["none", "batch", "layer", { kind = "group", groups = 4 }, "online"]
-
-[train]
-batch_size = 16
-lr = 0.1
-samples = 512
-evals = 2
-"#;
+const DENSE: &str = include_str!("experiments/backends_dense.toml");
 
 /// Convolutions with batch and group norm over channels and pixels.
-const CONV: &str = r#"
-[data]
-set = "digits"
-scaling = { kind = "min_max", scope = "global" }
-train_size = 128
-valid_size = 64
-
-[model]
-kind = "cnn"
-channels = [4, 8]
-norm = ["batch", { kind = "group", groups = 2 }]
-
-[train]
-batch_size = 16
-lr = 0.05
-samples = 256
-evals = 2
-"#;
+const CONV: &str = include_str!("experiments/backends_conv.toml");
 
 /// Trains `config` with `--device <device>` and returns its records in grid order.
 fn sweep(dir: &Path, name: &str, config: &str, device: &str) -> Vec<RunRecord> {
@@ -92,8 +58,7 @@ fn close(what: &str, flex: f32, wgpu: f32) {
 }
 
 fn same_numbers(name: &str, config: &str) {
-    let dir = std::env::temp_dir().join(format!("normlab-backends-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = normlab_testkit::scratch(&format!("backends-{name}"));
     let flex = sweep(&dir, name, config, "flex");
     let wgpu = sweep(&dir, name, config, "wgpu");
     assert_eq!(flex.len(), wgpu.len());
@@ -121,7 +86,6 @@ fn same_numbers(name: &str, config: &str) {
         }
         assert_eq!(f.evals.len(), w.evals.len());
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use normlab_testkit::{run, scratch};
+use normlab_testkit::{Scratch, run, scratch};
 
 /// A fresh folder for one test.
-fn workspace(test: &str) -> PathBuf {
+fn workspace(test: &str) -> Scratch {
     scratch(&format!("bad-{test}"))
 }
 
@@ -65,7 +65,6 @@ fn a_text_too_short_for_one_window_names_the_file_its_length_and_the_window() {
     let config = text_experiment(&dir, &"to be or not to be ".repeat(21));
     let (status, out) = normlab(&["run", config.to_str().unwrap(), "--results", "out"], &dir);
     assert!(status.success(), "{out}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -80,7 +79,6 @@ fn an_evaluation_length_longer_than_the_evaluation_text_is_refused() {
         &out,
         &["invalid train.eval_lengths: a window of 128 characters needs 129"],
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -114,7 +112,6 @@ fn a_huge_class_number_names_the_file_the_line_and_the_value_at_once() {
         "took {:?}",
         started.elapsed()
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -123,7 +120,6 @@ fn zero_jobs_is_refused() {
     let (status, out) = normlab(&["run", "x.toml", "--jobs", "0"], &dir);
     assert_eq!(status.code(), Some(2), "clap's usage error: {out}");
     assert!(out.contains("0 would do nothing"), "{out}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -159,7 +155,6 @@ fn compare_with_an_axis_or_value_no_run_has_lists_the_axes_and_values() {
     ];
     let (status, out) = normlab(&args, &dir);
     assert!(status.success() && out.contains("2 runs compared"), "{out}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -191,5 +186,4 @@ fn a_recurrent_output_that_does_not_fit_the_data_is_recorded_impossible_not_a_cr
             "{out}"
         );
     }
-    let _ = std::fs::remove_dir_all(dir);
 }

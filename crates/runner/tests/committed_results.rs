@@ -149,10 +149,9 @@ fn first_difference(committed: &str, regenerated: &str) -> String {
 
 #[test]
 fn every_report_is_what_its_records_give() {
-    let plots = std::env::temp_dir().join(format!("normlab-report-plots-{}", std::process::id()));
     let mut problems = Vec::new();
     for folder in sweep_folders() {
-        std::fs::create_dir_all(&plots).unwrap();
+        let plots = normlab_testkit::scratch("report-plots");
         let regenerated = normlab_runner::sweep::report_text(&folder, &plots).unwrap();
         let committed = std::fs::read_to_string(folder.join("README.md")).unwrap_or_default();
         if committed != regenerated {
@@ -160,7 +159,6 @@ fn every_report_is_what_its_records_give() {
             let at = first_difference(&committed, &regenerated);
             problems.push(format!("{name}/README.md (run `normlab plot`): {at}"));
         }
-        std::fs::remove_dir_all(&plots).unwrap();
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 use normlab_runner::axes::AxisKey;
 use normlab_runner::config::Experiment;
 use normlab_runner::results::{EvalMode, LOSS_POINTS, ResultsDir, RunRecord, Status};
-use normlab_testkit::png_size;
+use normlab_testkit::{Scratch, png_size, scratch};
 
 /// A fresh folder for one test, holding its experiment file and results.
-fn workspace(test: &str, config: &str) -> (PathBuf, PathBuf) {
-    let dir = normlab_testkit::scratch(test);
-    let path = dir.join(format!("{test}.toml"));
-    std::fs::write(&path, config).unwrap();
+fn workspace(test: &str, config: &str) -> (Scratch, PathBuf) {
+    let dir = scratch(test);
+    let path = dir.write(&format!("{test}.toml"), config);
     (dir, path)
 }
 
@@ -61,24 +60,7 @@ fn untimed(mut record: RunRecord) -> RunRecord {
     record
 }
 
-const SMALL: &str = r#"
-[data]
-set = "digits"
-scaling = { kind = "min_max", scope = "global" }
-train_size = 600
-
-[model]
-kind = "mlp"
-hidden = [32, 32]
-norm = ["none", "batch", "layer"]
-
-[train]
-batch_size = [4, 16]
-seed = [0, 1]
-lr = 0.05
-samples = 2400
-evals = 3
-"#;
+const SMALL: &str = include_str!("experiments/small.toml");
 
 #[test]
 fn an_interrupted_sweep_resumes_without_losing_or_repeating_a_run() {
@@ -135,7 +117,6 @@ fn an_interrupted_sweep_resumes_without_losing_or_repeating_a_run() {
     assert_eq!(resumed.len(), 12);
     // Same config and seed, same numbers: resuming changed nothing, and runs are deterministic.
     assert_eq!(resumed, whole);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The ids of the runs a sweep's log says it trained.
@@ -252,7 +233,6 @@ fn shards_in_one_folder_or_merged_from_several_equal_the_unsharded_sweep() {
     let count = trained.len();
     trained.dedup();
     assert_eq!((count, trained.len()), (12, 12), "no run trained twice");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -290,7 +270,6 @@ fn divergent_and_impossible_runs_are_recorded_and_the_sweep_goes_on() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -346,7 +325,6 @@ fn a_tiny_run_leaves_a_summary_plots_and_a_report() {
         String::from_utf8_lossy(&out.stderr)
     );
     png_size(&results.join("loss_curves.png"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -366,7 +344,6 @@ fn a_long_run_records_window_means_of_its_loss_up_to_its_last_step() {
     let ends: Vec<(usize, usize)> = record.losses.iter().map(|l| (l.step, l.samples)).collect();
     assert_eq!(ends[..2], [(3, 12), (6, 24)]);
     assert_eq!(ends[334], (1003, 4012));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -385,7 +362,6 @@ fn a_missing_data_set_stops_the_sweep_before_training_and_names_the_fetch_comman
             .read_dir()
             .is_ok_and(|mut d| d.next().is_some())
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -413,7 +389,6 @@ fn check_lists_the_grid_the_impossible_runs_and_the_time_without_training() {
         !dir.join("results").exists(),
         "nothing trained, nothing written"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -451,7 +426,6 @@ fn compare_overlays_the_runs_of_several_folders() {
     }
     assert!(!text.contains("| 16 |"), "only batch size 4: {text}");
     assert!(out.join("loss_curves.png").is_file());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Writes the files of a small two-class problem in every format the runner reads, beside the
@@ -562,7 +536,6 @@ fn your_own_files_train_like_the_named_sets_and_bad_ones_name_file_and_line() {
         stderr.contains("table.csv:") && stderr.contains("\"0.7x\" in column"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -578,31 +551,12 @@ fn asking_for_more_examples_than_a_split_has_names_both_numbers() {
                 && stderr.contains("split has only"),
             "{stderr}"
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
 #[test]
 fn the_remedies_train_and_report_precise_and_folded_scores() {
-    let config = r#"
-[data]
-set = "digits"
-scaling = { kind = "min_max", scope = "global" }
-train_size = 400
-
-[model]
-kind = "mlp"
-hidden = [16]
-norm = ["batch", { kind = "batch", ghost_batch = 4 }, { kind = "batch_renorm", warmup_steps = 5, r_max_steps = 20, d_max_steps = 20 }, "frn", { kind = "evonorm_s0", groups = 4 }, "evonorm_b0", "online"]
-
-[train]
-batch_size = 8
-lr = 0.05
-samples = 800
-evals = 2
-precise_batches = 10
-folded_eval = true
-"#;
+    let config = include_str!("experiments/remedies.toml");
     let (dir, path) = workspace("remedies", config);
     let results = dir.join("results");
     run_to_end(&path, &results);
@@ -630,30 +584,11 @@ folded_eval = true
         report.contains("PreciseBN error, last evaluation (%)")
             && report.contains("folded error, last evaluation (%)")
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn timed_norm_layers_are_recorded_on_both_kernel_paths_with_the_same_numbers() {
-    let config = r#"
-[data]
-set = "digits"
-scaling = { kind = "min_max", scope = "global" }
-train_size = 200
-
-[model]
-kind = "cnn"
-channels = [4, 8]
-norm = ["batch", { kind = "group", groups = 2 }]
-
-[train]
-batch_size = 16
-lr = 0.05
-samples = 320
-evals = 1
-time_norms = true
-norm_kernels = ["fastest", "composed"]
-"#;
+    let config = include_str!("experiments/norm_time.toml");
     let (dir, path) = workspace("norm-time", config);
     let results = dir.join("results");
     run_to_end(&path, &results);
@@ -680,7 +615,6 @@ norm_kernels = ["fastest", "composed"]
         // ...summed in other orders, so not bit for bit: the composed path did run.
         assert_ne!(fused.losses, composed.losses, "{}", fused.id);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

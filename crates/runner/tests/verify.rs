@@ -84,8 +84,7 @@ fn the_committed_quick_verdict_holds_on_this_machine() {
 fn a_verdict_the_runs_do_not_reproduce_fails() {
     // A copy of quick whose batch-norm runs at batch size 2 claim 1% error: batch norm would
     // be the better norm there, which retraining contradicts.
-    let copy = std::env::temp_dir().join(format!("normlab-verify-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&copy);
+    let copy = normlab_testkit::scratch("verify");
     let folder = copy.join("quick");
     std::fs::create_dir_all(folder.join("runs")).unwrap();
     let source = checkout().join("results/quick");
@@ -110,5 +109,4 @@ fn a_verdict_the_runs_do_not_reproduce_fails() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("| 1.00% |"), "{text}");
     assert!(text.contains("DOES NOT HOLD on this machine"), "{text}");
-    let _ = std::fs::remove_dir_all(copy);
 }

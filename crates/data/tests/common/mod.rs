@@ -1,47 +1,12 @@
 //! Helpers shared by the integration tests; each test binary uses a different subset.
 #![allow(dead_code)]
 
-use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use normlab_data::DataError;
-
-/// A fresh directory under the system temp dir, removed when dropped.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(test: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("normlab-data-{test}-{}-{n}", std::process::id()));
-        // A leftover from a crashed run with the same pid would otherwise leak old files in.
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Write `bytes` to `name` inside the directory and return the full path.
-    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.0.join(name);
-        fs::write(&path, bytes).expect("write temp file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
@@ -88,7 +53,7 @@ pub fn expect_line_error<T: std::fmt::Debug>(
     needles: &[&str],
     load: impl Fn(&Path) -> Result<T, DataError>,
 ) {
-    let dir = TempDir::new(test);
+    let dir = normlab_testkit::scratch(test);
     let path = dir.write(file, text);
     let err = load(&path).unwrap_err();
     assert!(

@@ -11,13 +11,17 @@ CUDA is asked for and absent.
     python3 crates/model/benches/pytorch/training_step.py --device cuda
 """
 
-import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchkit" / "python"))
+import torch_bench  # noqa: E402
 
 # Warm-up steps, then timed steps: at least STEPS, and more until BUDGET_S seconds of timed
 # steps have passed (at most MAX_STEPS), as the Rust bench times its own.
@@ -167,18 +171,7 @@ def step_ms(model, batch, sequences, device, sync):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
-    print(json.dumps({"torch": torch.__version__}))
-    if args.device == "cuda":
-        print(json.dumps({"cuda_device": torch.cuda.get_device_name()}))
+    args, sync = torch_bench.start()
     for model, norm, batch, build in cases():
         network = build().to(args.device).train()
         ms = step_ms(network, batch, model == "lstm", args.device, sync)

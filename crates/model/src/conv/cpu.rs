@@ -187,20 +187,37 @@ fn im2col<T: Real>(x: &[T], d: &ConvDims, col: &mut [T]) {
     let [ho, wo] = d.out_hw();
     let [kh, kw] = d.kernel;
     let windows = d.valid_windows();
+    // With stride 1 and outputs as wide as the input, a patch row is its input plane shifted by
+    // a constant offset: one copy instead of one per output row.
+    let shifted = d.stride == [1, 1] && wo == d.w;
     for (r, row) in col.chunks_exact_mut(ho * wo).enumerate() {
         let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
         let (ys, xs) = &windows[r % (kh * kw)];
-        // Whole output rows whose inputs lie in the padding, then the valid rows' edges.
+        if ys.is_empty() || xs.is_empty() {
+            row.fill(T::default());
+            continue;
+        }
+        // Whole output rows whose inputs lie in the padding, then the valid rows.
         row[..ys.start * wo].fill(T::default());
         row[ys.end * wo..].fill(T::default());
         let ix = |ox: usize| ox * d.stride[1] + kx - d.padding[1];
+        let iy = |oy: usize| oy * d.stride[0] + ky - d.padding[0];
+        if shifted {
+            let (first, end) = (ys.start * wo + xs.start, (ys.end - 1) * wo + xs.end);
+            let source = iy(ys.start) * d.w + ix(xs.start);
+            row[first..end].copy_from_slice(&plane[source..source + end - first]);
+        }
         for oy in ys.clone() {
             let out = &mut row[oy * wo..(oy + 1) * wo];
-            let iy = oy * d.stride[0] + ky - d.padding[0];
-            let line = &plane[iy * d.w..(iy + 1) * d.w];
+            // The columns whose inputs lie in the padding (the shifted copy put the
+            // neighbouring row's values there).
             out[..xs.start].fill(T::default());
             out[xs.end..].fill(T::default());
+            if shifted {
+                continue;
+            }
+            let line = &plane[iy(oy) * d.w..(iy(oy) + 1) * d.w];
             match d.stride[1] {
                 1 => out[xs.clone()].copy_from_slice(&line[ix(xs.start)..ix(xs.start) + xs.len()]),
                 _ => {
@@ -389,5 +406,56 @@ mod tests {
             assert!(poisoned.iter().all(|v| v.is_finite()));
             assert_eq!(poisoned, clean);
         }
+    }
+
+    #[test]
+    fn patch_columns_hold_each_input_where_it_falls_and_zero_elsewhere() {
+        // Shapes that take the shifted copy (stride 1, outputs as wide as the input: "same"
+        // padding) and the row-by-row one; rows one off the vector widths; padding beyond
+        // "same", so that whole patch rows lie in it.
+        let mut shapes = Vec::new();
+        for (h, w) in [(1, 1), (3, 7), (7, 7), (8, 15), (17, 9), (28, 28)] {
+            for (kernel, padding) in [(1, 0), (3, 1), (3, 0), (5, 2), (3, 2), (3, 4)] {
+                for stride in [1, 2] {
+                    shapes.push(ConvDims {
+                        n: 1,
+                        c_in: 2,
+                        h,
+                        w,
+                        c_out: 1,
+                        kernel: [kernel, kernel],
+                        stride: [stride, stride],
+                        padding: [padding, padding],
+                    });
+                }
+            }
+        }
+        let mut shifted = 0;
+        for d in shapes
+            .into_iter()
+            .filter(|d| d.h + 2 * d.padding[0] >= d.kernel[0])
+        {
+            let [ho, wo] = d.out_hw();
+            shifted += usize::from(d.stride == [1, 1] && wo == d.w);
+            let x: Vec<f32> = (0..d.in_sample()).map(|i| i as f32 + 1.0).collect();
+            // Poisoned: every value must be written.
+            let mut col = vec![f32::NAN; d.patch_rows() * ho * wo];
+            im2col(&x, &d, &mut col);
+            let [kh, kw] = d.kernel;
+            for (r, row) in col.chunks(ho * wo).enumerate() {
+                let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
+                for (o, &value) in row.iter().enumerate() {
+                    let iy = ((o / wo) * d.stride[0] + ky) as isize - d.padding[0] as isize;
+                    let ix = ((o % wo) * d.stride[1] + kx) as isize - d.padding[1] as isize;
+                    let inside = (0..d.h as isize).contains(&iy) && (0..d.w as isize).contains(&ix);
+                    let want = match inside {
+                        true => x[c * d.h * d.w + iy as usize * d.w + ix as usize],
+                        false => 0.0,
+                    };
+                    assert_eq!(value.to_bits(), want.to_bits(), "{d:?} row {r} output {o}");
+                }
+            }
+        }
+        assert!(shifted >= 12, "{shifted} shapes took the shifted copy");
     }
 }

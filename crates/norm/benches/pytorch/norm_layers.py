@@ -10,12 +10,16 @@ hand and never needs it. Exits with an error when CUDA is asked for and absent.
     python3 crates/norm/benches/pytorch/norm_layers.py --device cuda --shapes 64x256x56x56
 """
 
-import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchkit" / "python"))
+import torch_bench  # noqa: E402
 
 
 def median_ms(run, runs, sync):
@@ -43,21 +47,13 @@ def layers(shape):
     }
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+def arguments(parser):
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--shapes", nargs="+", default=["32x64x32x32", "256x1024"])
-    args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
-    print(json.dumps({"torch": torch.__version__}))
-    if args.device == "cuda":
-        print(json.dumps({"cuda_device": torch.cuda.get_device_name()}))
+
+
+def main():
+    args, sync = torch_bench.start(arguments)
     for shape in ([int(d) for d in s.split("x")] for s in args.shapes):
         x = torch.randn(*shape, device=args.device)
         for name, layer in layers(shape).items():

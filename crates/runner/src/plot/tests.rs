@@ -1,7 +1,5 @@
 //! Tests of the charts: what each draws from a synthetic result set.
 
-use std::path::PathBuf;
-
 use normlab_testkit::{png_size, scratch};
 
 use crate::axes::AxisKey;
@@ -19,12 +17,8 @@ use crate::result_set::ResultSet;
 use crate::results::{GradientFlow, PlotFile};
 
 /// Draws `set` into a scratch folder and checks the files drawn, in order, with their
-/// pixel sizes, and that nothing else was written. Returns the plots; the caller removes `dir`.
-fn assert_draws(
-    set: &ResultSet,
-    name: &str,
-    expected: &[(&str, (u32, u32))],
-) -> (Vec<PlotFile>, PathBuf) {
+/// pixel sizes, and that nothing else was written. Returns the plots.
+fn assert_draws(set: &ResultSet, name: &str, expected: &[(&str, (u32, u32))]) -> Vec<PlotFile> {
     let dir = scratch(name);
     let plots = draw_all(set, &dir).unwrap();
     let files: Vec<&str> = plots.iter().map(|p| p.file.as_str()).collect();
@@ -35,14 +29,14 @@ fn assert_draws(
     }
     let pngs = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(pngs, plots.len(), "no other files are written");
-    (plots, dir)
+    plots
 }
 
 #[test]
 fn draws_the_plots_the_axes_and_records_call_for_at_their_sizes() {
     let set = fixture();
     // Two batch-size panels side by side; one panel; a 2 x 6 grid of sites x runs.
-    let (_, dir) = assert_draws(
+    assert_draws(
         &set,
         "plots",
         &[
@@ -53,14 +47,13 @@ fn draws_the_plots_the_axes_and_records_call_for_at_their_sizes() {
             ("step_time.png", (1000, 50 + 560)),
         ],
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn sweeps_of_other_axes_get_their_own_plots() {
     let set = lr_fixture();
     // Panels: 6 (dropout x lr) in 3 columns; 2 (dropout); sites x norms; 6; 1; 3 (lr).
-    let (plots, dir) = assert_draws(
+    let plots = assert_draws(
         &set,
         "lr-plots",
         &[
@@ -84,7 +77,6 @@ fn sweeps_of_other_axes_get_their_own_plots() {
         "{}",
         lr.caption
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 
     let context = Context::new(&set);
     let by_dropout = error_vs_axis(&context, &AxisKey::from_name("dropout"), false).unwrap();
@@ -164,7 +156,6 @@ fn nothing_to_plot_draws_nothing() {
     let dir = scratch("no-plots");
     assert_eq!(draw_all(&set, &dir).unwrap(), Vec::new());
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

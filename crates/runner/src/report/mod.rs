@@ -310,7 +310,6 @@ mod tests {
         let plots = draw_all(&set, &dir).unwrap();
         write(&set, &dir, &plots, COMMAND, wall).unwrap();
         let text = std::fs::read_to_string(dir.join("README.md")).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         (text, plots)
     }
 
