@@ -18,14 +18,18 @@ pub(crate) trait Real:
     burn::tensor::Element + Default + bytemuck::Pod + std::ops::Add<Output = Self>
 {
     const ONE: Self;
+    /// Adds nothing to any value, a zero of either sign included.
+    const MINUS_ZERO: Self;
 }
 
 impl Real for f32 {
     const ONE: Self = 1.0;
+    const MINUS_ZERO: Self = -0.0;
 }
 
 impl Real for f64 {
     const ONE: Self = 1.0;
+    const MINUS_ZERO: Self = -0.0;
 }
 
 /// The geometry of a convolution: `n` samples of `c_in x h x w` into `c_out x h_out x w_out`
@@ -241,19 +245,42 @@ fn patches<'a, T: Real>(x: &'a [T], d: &ConvDims, col: &'a mut [T]) -> &'a [T] {
 }
 
 /// Adds patch-column gradients `dcol [C_in * kh * kw, H_out * W_out]` back onto the sample's
-/// input gradient `dx: [C_in, H, W]`: the adjoint of [`im2col`].
-fn col2im<T: Real>(dcol: &[T], d: &ConvDims, dx: &mut [T]) {
+/// input gradient `dx: [C_in, H, W]`: the adjoint of [`im2col`]. Each input's gradient gets its
+/// terms in patch-row order. `dcol` is scratch: the terms of padded positions may be
+/// overwritten.
+fn col2im<T: Real>(dcol: &mut [T], d: &ConvDims, dx: &mut [T]) {
     let [ho, wo] = d.out_hw();
     let [kh, kw] = d.kernel;
     let windows = d.valid_windows();
-    for (r, row) in dcol.chunks_exact(ho * wo).enumerate() {
+    // As in `im2col`: with stride 1 and outputs as wide as the input, a patch row adds onto
+    // its input plane shifted, in one pass once the padded columns hold -0.0, which leaves
+    // every value it is added to as it was (+0.0 would turn a -0.0 into +0.0).
+    let shifted = d.stride == [1, 1] && wo == d.w;
+    for (r, row) in dcol.chunks_exact_mut(ho * wo).enumerate() {
         let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
         let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
         let (ys, xs) = &windows[r % (kh * kw)];
+        if ys.is_empty() || xs.is_empty() {
+            continue;
+        }
         let ix = |ox: usize| ox * d.stride[1] + kx - d.padding[1];
+        let iy = |oy: usize| oy * d.stride[0] + ky - d.padding[0];
+        if shifted {
+            for oy in ys.clone() {
+                let grads = &mut row[oy * wo..(oy + 1) * wo];
+                grads[..xs.start].fill(T::MINUS_ZERO);
+                grads[xs.end..].fill(T::MINUS_ZERO);
+            }
+            let (first, end) = (ys.start * wo + xs.start, (ys.end - 1) * wo + xs.end);
+            let target = iy(ys.start) * d.w + ix(xs.start);
+            let line = &mut plane[target..target + end - first];
+            for (v, &g) in line.iter_mut().zip(&row[first..end]) {
+                *v = *v + g;
+            }
+            continue;
+        }
         for oy in ys.clone() {
-            let iy = oy * d.stride[0] + ky - d.padding[0];
-            let line = &mut plane[iy * d.w..(iy + 1) * d.w];
+            let line = &mut plane[iy(oy) * d.w..(iy(oy) + 1) * d.w];
             let grads = &row[oy * wo..(oy + 1) * wo];
             match d.stride[1] {
                 // Contiguous on both sides: one zipped add the compiler vectorises.
@@ -408,11 +435,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn patch_columns_hold_each_input_where_it_falls_and_zero_elsewhere() {
-        // Shapes that take the shifted copy (stride 1, outputs as wide as the input: "same"
-        // padding) and the row-by-row one; rows one off the vector widths; padding beyond
-        // "same", so that whole patch rows lie in it.
+    /// Shapes that take the shifted copy (stride 1, outputs as wide as the input: "same"
+    /// padding) and the row-by-row one; rows one off the vector widths; padding beyond "same",
+    /// so that whole patch rows lie in it.
+    fn patch_test_shapes() -> Vec<ConvDims> {
         let mut shapes = Vec::new();
         for (h, w) in [(1, 1), (3, 7), (7, 7), (8, 15), (17, 9), (28, 28)] {
             for (kernel, padding) in [(1, 0), (3, 1), (3, 0), (5, 2), (3, 2), (3, 4)] {
@@ -430,6 +456,15 @@ mod tests {
                 }
             }
         }
+        shapes.retain(|d| {
+            d.h + 2 * d.padding[0] >= d.kernel[0] && d.w + 2 * d.padding[1] >= d.kernel[1]
+        });
+        shapes
+    }
+
+    #[test]
+    fn patch_columns_hold_each_input_where_it_falls_and_zero_elsewhere() {
+        let shapes = patch_test_shapes();
         let mut shifted = 0;
         for d in shapes
             .into_iter()
@@ -457,5 +492,38 @@ mod tests {
             }
         }
         assert!(shifted >= 12, "{shifted} shapes took the shifted copy");
+    }
+
+    #[test]
+    fn patch_gradients_add_onto_each_input_in_patch_row_order() {
+        // The shapes of the patch-column test. Most terms and starting values are -0.0, which
+        // stays -0.0 only if no padded position's term turns it into +0.0; the rest spread over
+        // both signs.
+        for d in patch_test_shapes() {
+            let [ho, wo] = d.out_hw();
+            let value = |i: usize| match i % 5 {
+                0 => ((i as f32) * 0.37).sin() * 1e3,
+                _ => -0.0,
+            };
+            let dcol: Vec<f32> = (0..d.patch_rows() * ho * wo).map(value).collect();
+            let start: Vec<f32> = (0..d.in_sample()).map(|i| value(i + 2)).collect();
+            let mut dx = start.clone();
+            col2im(&mut dcol.clone(), &d, &mut dx);
+            let mut want = start;
+            let [kh, kw] = d.kernel;
+            for (r, row) in dcol.chunks(ho * wo).enumerate() {
+                let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
+                for (o, &g) in row.iter().enumerate() {
+                    let iy = ((o / wo) * d.stride[0] + ky) as isize - d.padding[0] as isize;
+                    let ix = ((o % wo) * d.stride[1] + kx) as isize - d.padding[1] as isize;
+                    if (0..d.h as isize).contains(&iy) && (0..d.w as isize).contains(&ix) {
+                        let at = c * d.h * d.w + iy as usize * d.w + ix as usize;
+                        want[at] += g;
+                    }
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&dx), bits(&want), "{d:?}");
+        }
     }
 }
