@@ -11,7 +11,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use normlab_model::norm_time::{NormTime, NormTimer};
 use normlab_model::subnormals::{FlushingPool, Subnormals};
-use normlab_model::{Input, InputShape, Instruments, Model, Network};
+use normlab_model::{Input, InputShape, Instruments, Model, ModelConfig, Network};
 
 use crate::config::{Experiment, GridPoint, OptimizerKind, ProbeConfig, TrainConfig};
 use crate::error::RunnerError;
@@ -58,57 +58,58 @@ impl Instrumentation {
     }
 }
 
-/// The threads one job of a sweep trains its runs on: rayon's global pool when the job has the
-/// machine to itself, else a pool of its share of the threads; and for the runs whose config
-/// says `subnormals = "flush"`, a [`FlushingPool`] of as many threads, started once for all of
-/// them.
+/// The threads one job of a sweep trains its runs on: for the runs whose config says
+/// `subnormals = "flush"`, a [`FlushingPool`] started once for all of them; for convolutional
+/// runs, when the job shares the machine with other jobs, a pool of the job's share of the
+/// threads; for the rest, the caller's thread and rayon's global pool.
 ///
-/// Jobs that share one pool hand their parallel work to the same threads and wait on each
-/// other's: on the project's 2-core Xeon, two 100-step ResNet runs as two jobs on rayon's 2
-/// threads took 26 s, as two jobs of one thread each 20 s. The numbers are the same on any
+/// Why convolutional runs alone: jobs that share rayon's global pool hand their parallel work to
+/// the same threads and wait on each other's. A convolutional run keeps every thread busy with
+/// its own convolutions, and loses more by the waiting than it gains from the other job's idle
+/// moments. Dense runs do the opposite: their matmuls use the second core while the other job is
+/// between its own. Measured in one sitting on the project's 2-core Xeon, two jobs side by side:
+/// two 100-step ResNet runs took 26.9-28.4 s on the shared pool of 2 threads and 21.7-22.1 s
+/// on a thread each; `covariate_shift`'s MLP grid 38.8 s shared and 52.6 s on a thread each;
+/// recurrent grids about the same either way (`gradient_flow_rows`' RNN 18.4 and 16.5 s, small
+/// LSTM grids within 3%), so they stay on the shared pool. The numbers are the same on any
 /// number of threads, as every kernel cuts its work by shape alone (the test
-/// `a_run_gives_the_same_numbers_on_one_thread_as_on_three` trains runs on one and on three).
+/// `a_run_gives_the_same_numbers_on_one_thread_as_on_three`).
 pub struct TrainingThreads {
-    own: Option<rayon::ThreadPool>,
+    convolutional: Option<rayon::ThreadPool>,
     flushing: Option<FlushingPool>,
 }
 
 impl TrainingThreads {
-    /// The threads of one of `jobs` jobs that train `experiment`'s runs side by side, each with
-    /// an equal share of rayon's threads (at least one). Starts the flushing pool when any run of
-    /// the grid flushes, so that a machine that cannot flush stops the sweep before it trains.
+    /// The threads of one of `jobs` jobs that train `experiment`'s runs side by side; a
+    /// convolutional run gets an equal share of rayon's threads (at least one). Starts the
+    /// flushing pool when any run of the grid flushes, so that a machine that cannot flush stops
+    /// the sweep before it trains.
     pub fn for_job(experiment: &Experiment, jobs: usize) -> Result<Self, RunnerError> {
-        let all = rayon::current_num_threads();
-        let share = (all / jobs.max(1)).max(1);
-        Self::with_threads(experiment, share, share != all)
-    }
-
-    /// `threads` threads for each run, in a pool of this job's `own` or in rayon's global pool.
-    fn with_threads(
-        experiment: &Experiment,
-        threads: usize,
-        own: bool,
-    ) -> Result<Self, RunnerError> {
         let flushes = |point: &GridPoint| point.run.train.subnormals == Subnormals::Flush;
         let flushing = match experiment.points.iter().any(flushes) {
             true => Some(
-                FlushingPool::new(threads).map_err(|source| RunnerError::Subnormals {
+                FlushingPool::new(0).map_err(|source| RunnerError::Subnormals {
                     experiment: experiment.path.clone(),
                     source,
                 })?,
             ),
             false => None,
         };
-        let own = match own {
+        let all = rayon::current_num_threads();
+        let share = (all / jobs.max(1)).max(1);
+        let convolutional = match share < all && experiment.points.iter().any(is_convolutional) {
             true => Some(
                 rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
+                    .num_threads(share)
                     .build()
                     .map_err(RunnerError::Threads)?,
             ),
             false => None,
         };
-        Ok(Self { own, flushing })
+        Ok(Self {
+            convolutional,
+            flushing,
+        })
     }
 
     /// [`train`]s `point`, a point of the experiment these threads were started for, on the
@@ -125,14 +126,22 @@ impl TrainingThreads {
 
     /// Runs `work` for `point` on the threads its config asks for.
     fn run<R: Send>(&self, point: &GridPoint, work: impl FnOnce() -> R + Send) -> R {
-        match (&self.flushing, &self.own) {
+        match (&self.flushing, &self.convolutional) {
             (Some(pool), _) if point.run.train.subnormals == Subnormals::Flush => {
                 pool.install(work)
             }
-            (_, Some(pool)) => pool.install(work),
+            (_, Some(pool)) if is_convolutional(point) => pool.install(work),
             _ => work(),
         }
     }
+}
+
+/// A run of a convolutional model, plain or residual.
+fn is_convolutional(point: &GridPoint) -> bool {
+    matches!(
+        point.run.model,
+        ModelConfig::Cnn(_) | ModelConfig::Resnet(_)
+    )
 }
 
 /// Trains `point` on `task` with what its config asks to measure and records everything;
@@ -579,8 +588,12 @@ mod tests {
             let tasks = crate::tasks::Tasks::load(&experiment).unwrap();
             let point = &experiment.points[0];
             let on = |threads| {
-                let pool = TrainingThreads::with_threads(&experiment, threads, true).unwrap();
-                let record = pool.train(point, tasks.of(point), &Device::flex(), |_, _| {});
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let task = tasks.of(point);
+                let record = pool.install(|| train(point, task, &Device::flex(), |_, _| {}));
                 assert_eq!(
                     record.status,
                     Status::Finished,
