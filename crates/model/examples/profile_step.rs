@@ -59,7 +59,7 @@ fn run() -> Result<(), String> {
         false => InputShape::Image([1, 28, 28]),
     };
     let ms = match flush {
-        true => FlushingPool::new(0)
+        true => FlushingPool::new()
             .map_err(|e| e.to_string())?
             .install(|| time_steps(steps, n, config, recurrent, shape))?,
         false => time_steps(steps, n, config, recurrent, shape)?,

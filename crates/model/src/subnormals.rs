@@ -50,17 +50,19 @@ pub enum FlushError {
 }
 
 /// A rayon thread pool whose threads flush subnormal floats to zero for as long as they live.
+///
+/// It has as many threads as rayon's global pool would (`RAYON_NUM_THREADS`, else one per
+/// core), so the kernels split their work the same way in both pools.
 #[derive(Debug)]
 pub struct FlushingPool {
     pool: rayon::ThreadPool,
 }
 
 impl FlushingPool {
-    /// Starts the pool's `threads` threads (0: as many as rayon's global pool has).
+    /// Starts the pool's threads.
     #[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
-    pub fn new(threads: usize) -> Result<Self, FlushError> {
+    pub fn new() -> Result<Self, FlushError> {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
             .thread_name(|index| format!("normlab-flush-{index}"))
             .spawn_handler(|thread| {
                 let mut builder = std::thread::Builder::new();
@@ -87,9 +89,9 @@ impl FlushingPool {
         Ok(Self { pool })
     }
 
-    /// Starts the pool's `threads` threads (0: as many as rayon's global pool has).
+    /// Starts the pool's threads.
     #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
-    pub fn new(_threads: usize) -> Result<Self, FlushError> {
+    pub fn new() -> Result<Self, FlushError> {
         Err(FlushError::Unsupported(std::env::consts::ARCH))
     }
 
@@ -116,7 +118,7 @@ mod tests {
 
     #[test]
     fn the_pool_flushes_on_every_thread_and_nowhere_else() {
-        let pool = FlushingPool::new(0).unwrap();
+        let pool = FlushingPool::new().unwrap();
         assert!(halved_smallest_normal().is_subnormal(), "before");
         assert_eq!(pool.install(halved_smallest_normal), 0.0);
         // Every worker, not only the one `install` lands on.
@@ -140,12 +142,9 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_is_as_wide_as_asked_or_as_the_global_one() {
-        assert_eq!(
-            FlushingPool::new(0).unwrap().threads(),
-            rayon::current_num_threads()
-        );
-        assert_eq!(FlushingPool::new(3).unwrap().threads(), 3);
+    fn the_pool_is_as_wide_as_the_global_one() {
+        let pool = FlushingPool::new().unwrap();
+        assert_eq!(pool.threads(), rayon::current_num_threads());
     }
 
     #[test]

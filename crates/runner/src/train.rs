@@ -88,7 +88,7 @@ impl TrainingThreads {
         let flushes = |point: &GridPoint| point.run.train.subnormals == Subnormals::Flush;
         let flushing = match experiment.points.iter().any(flushes) {
             true => Some(
-                FlushingPool::new(0).map_err(|source| RunnerError::Subnormals {
+                FlushingPool::new().map_err(|source| RunnerError::Subnormals {
                     experiment: experiment.path.clone(),
                     source,
                 })?,
