@@ -22,28 +22,67 @@ pub fn batch_order(
     Ok(order.chunks(batch_size).map(<[usize]>::to_vec).collect())
 }
 
-/// Batches of `batch_size` that each hold examples of two classes only, half of each: a stress
-/// test harsher than the paper's design (see [`same_class_pair_batches`]), under which every
-/// norm's optimizer suffers, not only batch norm's statistics. `label(i)` is the class of
-/// example `i`.
-///
-/// Each class's examples are shuffled and cut into halves of `batch_size / 2`; the halves are
-/// shuffled and each is paired with the next half of another class. Halves left without a
-/// partner, and the remainder of each class, are left out of this epoch. Like
-/// [`batch_order`], the batches depend only on `(indices, labels, seed, epoch)`. Errors if
-/// `batch_size` is below 2.
-pub fn two_class_batches(
+/// How [`class_batches`] groups the examples of each class into a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassMix {
+    /// Batches of `batch_size / 2` pairs, the two examples of each pair from one class: the
+    /// non-i.i.d. minibatches of Ioffe (2017, section 4.3: 16 pairs per batch of 32), which
+    /// leave the class mix of a batch random but make its examples correlated. Each class's
+    /// examples are cut into pairs; the pairs of all classes are shuffled together and cut into
+    /// batches, so a pair's class is drawn with the classes' frequencies. The last batch keeps
+    /// the remainder; an unpaired example of each class is left out of the epoch. Needs an even
+    /// `batch_size` of at least 2.
+    SameClassPairs,
+    /// Batches that each hold examples of two classes only, half of each: a stress test harsher
+    /// than the paper's design, under which every norm's optimizer suffers, not only batch
+    /// norm's statistics. Each class's examples are cut into halves of `batch_size / 2`; the
+    /// halves are shuffled and each is paired with the next half of another class. Halves left
+    /// without a partner, and the remainder of each class, are left out of the epoch. Needs a
+    /// `batch_size` of at least 2.
+    TwoClasses,
+}
+
+/// Batches of `batch_size` made of same-class groups as `mix` says, from `indices` shuffled
+/// per class; `label(i)` is the class of example `i`. Like [`batch_order`], the batches depend
+/// only on `(indices, labels, seed, epoch)`. Errors if `batch_size` does not suit `mix`.
+pub fn class_batches(
+    mix: ClassMix,
     indices: &[usize],
     label: impl Fn(usize) -> usize,
     batch_size: usize,
     seed: u64,
     epoch: u64,
 ) -> Result<Vec<Vec<usize>>> {
-    check_batch_size(
-        batch_size >= 2,
-        "two-class batches need at least 2 examples",
-    )?;
-    let mut halves = same_class_groups(indices, &label, batch_size / 2, seed, epoch);
+    let (fits, problem, group) = match mix {
+        ClassMix::SameClassPairs => (
+            batch_size >= 2 && batch_size.is_multiple_of(2),
+            "batches of same-class pairs need an even size",
+            2,
+        ),
+        ClassMix::TwoClasses => (
+            batch_size >= 2,
+            "two-class batches need at least 2 examples",
+            batch_size / 2,
+        ),
+    };
+    check_batch_size(fits, problem)?;
+    let groups = same_class_groups(indices, &label, group, seed, epoch);
+    Ok(match mix {
+        ClassMix::SameClassPairs => groups
+            .chunks(batch_size / 2)
+            .map(|pairs| {
+                pairs
+                    .iter()
+                    .flat_map(|(_, pair)| pair.iter().copied())
+                    .collect()
+            })
+            .collect(),
+        ClassMix::TwoClasses => halves_of_two_classes(groups),
+    })
+}
+
+/// Each half (the last first) joined with the last remaining half of another class.
+fn halves_of_two_classes(mut halves: Vec<(usize, Vec<usize>)>) -> Vec<Vec<usize>> {
     let mut batches = Vec::with_capacity(halves.len() / 2);
     while let Some((class, first)) = halves.pop() {
         let Some(partner) = halves.iter().rposition(|&(other, _)| other != class) else {
@@ -54,39 +93,7 @@ pub fn two_class_batches(
         batch.extend(second);
         batches.push(batch);
     }
-    Ok(batches)
-}
-
-/// Batches of `batch_size` made of `batch_size / 2` pairs, the two examples of each pair from
-/// one class: the non-i.i.d. minibatches of Ioffe (2017, section 4.3: 16 pairs per batch of
-/// 32), which leave the class mix of a batch random but make its examples correlated.
-///
-/// Each class's examples are shuffled and cut into pairs; the pairs of all classes are shuffled
-/// together and cut into batches, so a pair's class is drawn with the classes' frequencies. The
-/// last batch keeps the remainder; an unpaired example of each class is left out of this epoch.
-/// The batches depend only on `(indices, labels, seed, epoch)`. Errors unless `batch_size` is
-/// even and at least 2.
-pub fn same_class_pair_batches(
-    indices: &[usize],
-    label: impl Fn(usize) -> usize,
-    batch_size: usize,
-    seed: u64,
-    epoch: u64,
-) -> Result<Vec<Vec<usize>>> {
-    check_batch_size(
-        batch_size >= 2 && batch_size.is_multiple_of(2),
-        "batches of same-class pairs need an even size",
-    )?;
-    let pairs = same_class_groups(indices, &label, 2, seed, epoch);
-    Ok(pairs
-        .chunks(batch_size / 2)
-        .map(|pairs| {
-            pairs
-                .iter()
-                .flat_map(|(_, pair)| pair.iter().copied())
-                .collect()
-        })
-        .collect())
+    batches
 }
 
 /// An invalid-argument error on the batch size saying `problem`, unless it is `ok`.

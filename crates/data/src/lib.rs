@@ -27,9 +27,7 @@ mod sets;
 mod split;
 mod text;
 
-pub use batch::{
-    PaddedBatch, batch_order, pad_sequences, same_class_pair_batches, shuffled, two_class_batches,
-};
+pub use batch::{ClassMix, PaddedBatch, batch_order, class_batches, pad_sequences, shuffled};
 pub use error::{DataError, Result};
 pub use format::csv_table::{MAX_CLASSES, images_from_csv};
 pub use format::digits_csv::digits_from;

@@ -1,6 +1,5 @@
 use normlab_data::{
-    DataError, Splits, batch_order, same_class_pair_batches, split_indices, split_train_valid,
-    two_class_batches,
+    ClassMix, DataError, Splits, batch_order, class_batches, split_indices, split_train_valid,
 };
 
 /// Every index of `0..n` appears exactly once across `parts`.
@@ -118,7 +117,7 @@ fn two_class_batches_hold_two_classes_half_each_and_no_example_twice() {
     // 10 classes of 37 examples each, labelled by index.
     let indices: Vec<usize> = (0..370).collect();
     let label = |i: usize| i % 10;
-    let batches = two_class_batches(&indices, label, 8, 3, 0).unwrap();
+    let batches = class_batches(ClassMix::TwoClasses, &indices, label, 8, 3, 0).unwrap();
     // Each class gives 9 halves of 4 (one example left over): 90 halves, 45 batches at most.
     assert!(batches.len() >= 40, "{} batches", batches.len());
     for batch in &batches {
@@ -129,9 +128,9 @@ fn two_class_batches_hold_two_classes_half_each_and_no_example_twice() {
         assert_ne!(classes[0], classes[4], "{classes:?}");
     }
     assert_once_each_and_replayable(&batches, batches.len() * 8, |epoch| {
-        two_class_batches(&indices, label, 8, 3, epoch).unwrap()
+        class_batches(ClassMix::TwoClasses, &indices, label, 8, 3, epoch).unwrap()
     });
-    assert!(two_class_batches(&indices, label, 1, 3, 0).is_err());
+    assert!(class_batches(ClassMix::TwoClasses, &indices, label, 1, 3, 0).is_err());
 }
 
 #[test]
@@ -139,7 +138,7 @@ fn same_class_pair_batches_hold_pairs_of_one_class_and_mix_classes_across_pairs(
     // 10 classes of 37 examples each, labelled by index: 18 pairs per class, one left over.
     let indices: Vec<usize> = (0..370).collect();
     let label = |i: usize| i % 10;
-    let batches = same_class_pair_batches(&indices, label, 32, 3, 0).unwrap();
+    let batches = class_batches(ClassMix::SameClassPairs, &indices, label, 32, 3, 0).unwrap();
     let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
     assert_eq!(sizes.iter().sum::<usize>(), 360, "every pair is used once");
     assert!(
@@ -160,10 +159,11 @@ fn same_class_pair_batches_hold_pairs_of_one_class_and_mix_classes_across_pairs(
     // 16 pairs drawn from 10 classes cover most of them; two-class batches would give 2.
     assert!(classes_per_batch[0] >= 6, "{classes_per_batch:?}");
     assert_once_each_and_replayable(&batches, 360, |epoch| {
-        same_class_pair_batches(&indices, label, 32, 3, epoch).unwrap()
+        class_batches(ClassMix::SameClassPairs, &indices, label, 32, 3, epoch).unwrap()
     });
     for odd_or_tiny in [0, 1, 3, 31] {
-        let err = same_class_pair_batches(&indices, label, odd_or_tiny, 3, 0).unwrap_err();
+        let err = class_batches(ClassMix::SameClassPairs, &indices, label, odd_or_tiny, 3, 0)
+            .unwrap_err();
         assert!(err.to_string().contains("even"), "{err}");
     }
 }

@@ -43,6 +43,33 @@ pub enum NormPosition {
     AfterActivation,
 }
 
+/// How each hidden layer of an [`Mlp`](crate::Mlp) or a [`Cnn`](crate::Cnn) meets its norm and
+/// activation (the networks' configs give each field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HiddenLayout {
+    /// After each norm (or before it, see `norm_position`).
+    pub activation: Activation,
+    /// Where each norm sits relative to the activation.
+    pub norm_position: NormPosition,
+    /// Each layer's weights (a conv's filters) are standardized before use.
+    pub weight_standardization: bool,
+}
+
+impl HiddenLayout {
+    /// Where the norm sits and the activation, as [`norm_and_activate`] takes them.
+    pub(crate) fn placement(self) -> (NormPosition, Activation) {
+        (self.norm_position, self.activation)
+    }
+
+    /// For folding eval-mode norms into their layers: whether a norm can fold (it sits before
+    /// the activation), and whether the weights were standardized, which the folded layer then
+    /// holds as they are applied (so standardization is turned off here).
+    pub(crate) fn take_for_folding(&mut self) -> (bool, bool) {
+        let foldable = self.norm_position == NormPosition::BeforeActivation;
+        (foldable, std::mem::take(&mut self.weight_standardization))
+    }
+}
+
 /// `act(norm(x))` or `norm(act(x))`, the norm measured by `instruments` as site `site`; just
 /// `norm(x)` for a norm that is its own activation (FRN, EvoNorm). `x` is channels-first: its
 /// units are axis 1.

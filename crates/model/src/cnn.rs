@@ -12,7 +12,7 @@ use crate::activation::norm_and_activate;
 use crate::init::scaled_kaiming;
 use crate::mlp::linear;
 use crate::weights::conv_forward;
-use crate::{Activation, Instruments, ModelError, Network, NormPosition};
+use crate::{Activation, HiddenLayout, Instruments, ModelError, Network, NormPosition};
 
 /// Downsampling after each conv block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,15 +166,13 @@ impl CnnConfig {
             pool: self.pool,
             convs_per_block: self.convs_per_block,
             head_kind: self.head,
-            activation: self.activation,
-            norm_position: self.norm_position,
-            weight_standardization: self.weight_standardization,
+            layout: HiddenLayout {
+                activation: self.activation,
+                norm_position: self.norm_position,
+                weight_standardization: self.weight_standardization,
+            },
         })
     }
-}
-
-fn site(block: usize) -> String {
-    format!("conv {}", block + 1)
 }
 
 /// A small CNN: `[conv -> norm -> activation -> pool] x k -> head`.
@@ -201,14 +199,9 @@ pub struct Cnn {
     /// How the last feature maps become the head's input.
     #[module(skip)]
     pub head_kind: Head,
-    /// After each norm (or before it, see `norm_position`).
+    /// The activation, norm position and weight standardization of every hidden layer.
     #[module(skip)]
-    pub activation: Activation,
-    /// Where each norm sits relative to the activation.
-    #[module(skip)]
-    pub norm_position: NormPosition,
-    /// Each conv's filters are standardized before use.
-    pub weight_standardization: bool,
+    pub layout: HiddenLayout,
 }
 
 /// `images: [N, C, H, W]` -> logits `[N, outputs]`.
@@ -219,10 +212,9 @@ impl Network<Tensor<4>> for Cnn {
         instruments: &mut Instruments,
     ) -> Result<Tensor<2>, ModelError> {
         ModelError::check_not_empty(&x.dims())?;
-        let placement = (self.norm_position, self.activation);
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            x = conv_forward(conv, self.weight_standardization, x);
-            x = norm_and_activate(norm, placement, || site(i), x, instruments)?;
+            x = conv_forward(conv, self.layout.weight_standardization, x);
+            x = norm_and_activate(norm, self.layout.placement(), || site(i), x, instruments)?;
             if (i + 1) % self.convs_per_block != 0 {
                 continue;
             }
@@ -238,4 +230,8 @@ impl Network<Tensor<4>> for Cnn {
         };
         Ok(self.head.forward(self.dropout.forward(features)))
     }
+}
+
+fn site(block: usize) -> String {
+    format!("conv {}", block + 1)
 }

@@ -10,7 +10,7 @@ use normlab_norm::{
 };
 
 use crate::weights::with_weight;
-use crate::{Model, ModelError, NormPosition};
+use crate::{Model, ModelError};
 
 impl Model {
     /// The eval-mode model (as [`valid`](Module::valid)) with every norm that has a fixed eval
@@ -22,8 +22,7 @@ impl Model {
     pub fn fold_batch_norms(&self) -> Model {
         match self.valid() {
             Model::Mlp(mut mlp) => {
-                let foldable = mlp.norm_position == NormPosition::BeforeActivation;
-                let standardize = std::mem::take(&mut mlp.weight_standardization);
+                let (foldable, standardize) = mlp.layout.take_for_folding();
                 for (layer, norm) in mlp.layers.iter_mut().zip(&mut mlp.norms) {
                     if standardize {
                         let weight = standardize_weights(
@@ -40,8 +39,7 @@ impl Model {
                 Model::Mlp(mlp)
             }
             Model::Cnn(mut cnn) => {
-                let foldable = cnn.norm_position == NormPosition::BeforeActivation;
-                let standardize = std::mem::take(&mut cnn.weight_standardization);
+                let (foldable, standardize) = cnn.layout.take_for_folding();
                 let pairs = cnn.convs.iter_mut().zip(&mut cnn.norms);
                 fold_into_convs(pairs, standardize, foldable);
                 Model::Cnn(cnn)

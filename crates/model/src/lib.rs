@@ -33,7 +33,7 @@ use burn::prelude::*;
 use normlab_norm::{Kernels, NormConfig};
 use serde::{Deserialize, Serialize};
 
-pub use activation::{Activation, NormPosition};
+pub use activation::{Activation, HiddenLayout, NormPosition};
 pub use cnn::{Cnn, CnnConfig, Head, Pool};
 pub use conv::conv2d;
 pub use error::ModelError;

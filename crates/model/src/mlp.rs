@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::activation::norm_and_activate;
 use crate::init::scaled_kaiming;
 use crate::weights::linear_forward;
-use crate::{Activation, Instruments, ModelError, Network, NormPosition};
+use crate::{Activation, HiddenLayout, Instruments, ModelError, Network, NormPosition};
 
 /// Configuration of [`Mlp`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,9 +77,11 @@ impl MlpConfig {
             norms,
             head: linear(width, outputs, self.init_scale, device),
             dropout: DropoutConfig::new(self.dropout).init(),
-            activation: self.activation,
-            norm_position: self.norm_position,
-            weight_standardization: self.weight_standardization,
+            layout: HiddenLayout {
+                activation: self.activation,
+                norm_position: self.norm_position,
+                weight_standardization: self.weight_standardization,
+            },
         })
     }
 }
@@ -105,14 +107,9 @@ pub struct Mlp {
     pub head: Linear,
     /// After each hidden layer's activation.
     pub dropout: Dropout,
-    /// After each norm (or before it, see `norm_position`).
+    /// The activation, norm position and weight standardization of every hidden layer.
     #[module(skip)]
-    pub activation: Activation,
-    /// Where each norm sits relative to the activation.
-    #[module(skip)]
-    pub norm_position: NormPosition,
-    /// Each hidden layer's weights are standardized before use.
-    pub weight_standardization: bool,
+    pub layout: HiddenLayout,
 }
 
 /// `x: [N, inputs]` -> logits `[N, outputs]`.
@@ -123,10 +120,10 @@ impl Network<Tensor<2>> for Mlp {
         instruments: &mut Instruments,
     ) -> Result<Tensor<2>, ModelError> {
         ModelError::check_not_empty(&x.dims())?;
-        let placement = (self.norm_position, self.activation);
+        let standardize = self.layout.weight_standardization;
         for (i, (layer, norm)) in self.layers.iter().zip(&self.norms).enumerate() {
-            x = linear_forward(layer, self.weight_standardization, x);
-            x = norm_and_activate(norm, placement, || site(i), x, instruments)?;
+            x = linear_forward(layer, standardize, x);
+            x = norm_and_activate(norm, self.layout.placement(), || site(i), x, instruments)?;
             x = self.dropout.forward(x);
         }
         Ok(self.head.forward(x))

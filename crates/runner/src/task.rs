@@ -5,9 +5,9 @@ use burn::tensor::TensorData;
 use std::path::{Path, PathBuf};
 
 use normlab_data::{
-    DataError, DataRoot, Images, ScaleKind, Scaler, Sequences, Split, Text, batch_order,
-    images_from_csv, images_from_idx, pad_sequences, read_idx, read_text_file, read_ts,
-    same_class_pair_batches, shuffled, split_train_valid, two_class_batches,
+    ClassMix, DataError, DataRoot, Images, ScaleKind, Scaler, Sequences, Split, Text, batch_order,
+    class_batches, images_from_csv, images_from_idx, pad_sequences, read_idx, read_text_file,
+    read_ts, shuffled, split_train_valid,
 };
 use normlab_model::{Input, InputShape};
 
@@ -312,17 +312,13 @@ impl Task {
                 problem: "a language model has no class per example".into(),
             }),
         };
-        match batching {
-            Batching::Shuffled => batch_order(&self.train, batch_size, seed, epoch),
-            Batching::SameClassPairs => {
-                let labels = labels()?;
-                same_class_pair_batches(&self.train, |i| labels[i], batch_size, seed, epoch)
-            }
-            Batching::TwoClasses => {
-                let labels = labels()?;
-                two_class_batches(&self.train, |i| labels[i], batch_size, seed, epoch)
-            }
-        }
+        let mix = match batching {
+            Batching::Shuffled => return batch_order(&self.train, batch_size, seed, epoch),
+            Batching::SameClassPairs => ClassMix::SameClassPairs,
+            Batching::TwoClasses => ClassMix::TwoClasses,
+        };
+        let labels = labels()?;
+        class_batches(mix, &self.train, |i| labels[i], batch_size, seed, epoch)
     }
 
     /// Checks that the evaluation text holds at least one window of each of `lengths` (text

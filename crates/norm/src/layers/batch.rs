@@ -8,7 +8,7 @@ use crate::family::{Family, is_training, normalize_time_as_space, with_unit_axis
 use crate::kernel::{
     batch_norm_train_unmasked, ghost_chunks, masked_batch_norm_train, moments, normalize_with,
 };
-use crate::layers::CommonParts;
+use crate::layers::{CommonParts, parts_and_running};
 use crate::options::{CheckOptions, builder, check_common, invalid};
 use crate::running::Spread;
 use crate::{FrozenBatchNorm, Momentum, NormError, RunningStats, RunningVariance};
@@ -90,23 +90,10 @@ impl BatchNormConfig {
     pub fn init(&self, num_features: usize, device: &Device) -> Result<BatchNorm, NormError> {
         self.check(num_features)?;
         let slots = self.per_step.unwrap_or(1);
+        let (parts, running) = parts_and_running!(self, slots, num_features, device);
         Ok(BatchNorm {
-            parts: CommonParts::new(
-                num_features,
-                self.epsilon,
-                self.affine,
-                self.gamma_init,
-                device,
-            ),
-            running: self.track_running_stats.then(|| {
-                RunningStats::new(
-                    slots,
-                    num_features,
-                    self.momentum,
-                    self.running_variance,
-                    device,
-                )
-            }),
+            parts,
+            running,
             training: Param::from_bool(true),
             per_step: self.per_step,
             ghost_batch: self.ghost_batch,

@@ -8,7 +8,7 @@ use crate::family::{Family, is_training};
 use crate::kernel::{
     Renorm, batch_norm_train_unmasked, batch_renorm_train, moments, normalize_with,
 };
-use crate::layers::CommonParts;
+use crate::layers::{CommonParts, common_parts};
 use crate::options::{CheckOptions, builder, check_common, invalid};
 use crate::running::Spread;
 use crate::{FrozenBatchNorm, Momentum, NormError, RunningStats, RunningVariance};
@@ -106,13 +106,7 @@ impl BatchRenormConfig {
             device,
         );
         Ok(BatchRenorm {
-            parts: CommonParts::new(
-                num_features,
-                self.epsilon,
-                self.affine,
-                self.gamma_init,
-                device,
-            ),
+            parts: common_parts!(self, num_features, device),
             running,
             steps: RunningState::new(Tensor::zeros([1], device)),
             training: Param::from_bool(true),

@@ -51,3 +51,35 @@ impl CommonParts {
         group_norm(x, weights, spec, self.affine.as_ref(), self.kernels)
     }
 }
+
+/// The [`CommonParts`] of `num_features` from a config's `epsilon`, `affine` and `gamma_init`,
+/// which every family's config has.
+macro_rules! common_parts {
+    ($config:expr, $num_features:expr, $device:expr) => {{
+        let config = $config;
+        $crate::layers::CommonParts::new(
+            $num_features,
+            config.epsilon,
+            config.affine,
+            config.gamma_init,
+            $device,
+        )
+    }};
+}
+pub(crate) use common_parts;
+
+/// `(CommonParts, Option<RunningStats>)` from a config with the fields batch and instance norm
+/// share (`epsilon`, `affine`, `gamma_init`, `track_running_stats`, `momentum`,
+/// `running_variance`), with `slots` of running statistics when it tracks them.
+macro_rules! parts_and_running {
+    ($config:expr, $slots:expr, $num_features:expr, $device:expr) => {{
+        let config = $config;
+        let parts = $crate::layers::common_parts!(config, $num_features, $device);
+        let running = config.track_running_stats.then(|| {
+            let (momentum, variance) = (config.momentum, config.running_variance);
+            $crate::RunningStats::new($slots, $num_features, momentum, variance, $device)
+        });
+        (parts, running)
+    }};
+}
+pub(crate) use parts_and_running;

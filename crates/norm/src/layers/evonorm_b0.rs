@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::affine::apply_affine;
 use crate::family::{Family, is_training};
 use crate::kernel::{evonorm_b0_train, fused_on_flex, moments};
-use crate::layers::CommonParts;
+use crate::layers::{CommonParts, common_parts};
 use crate::options::{CheckOptions, builder, check_common};
 use crate::running::Spread;
 use crate::{Momentum, NormError, RunningStats, RunningVariance};
@@ -62,13 +62,7 @@ impl EvoNormB0Config {
         self.check(num_features)?;
         let momentum = self.momentum;
         Ok(EvoNormB0 {
-            parts: CommonParts::new(
-                num_features,
-                self.epsilon,
-                self.affine,
-                self.gamma_init,
-                device,
-            ),
+            parts: common_parts!(self, num_features, device),
             running: RunningStats::new(1, num_features, momentum, self.running_variance, device),
             training: Param::from_bool(true),
             v: Param::from_tensor(Tensor::ones([num_features], device)),

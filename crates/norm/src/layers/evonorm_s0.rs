@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::NormError;
 use crate::family::Family;
 use crate::kernel::{GroupSpec, evonorm_s0};
-use crate::layers::CommonParts;
+use crate::layers::{CommonParts, GroupNormConfig, common_parts};
 use crate::options::{CheckOptions, builder, check_common, invalid};
 
 /// Configuration of [`EvoNormS0`].
@@ -25,13 +25,21 @@ pub struct EvoNormS0Config {
     pub gamma_init: f64,
 }
 
+/// Group norm's defaults, which are also the paper's: its statistics are group norm's.
 impl Default for EvoNormS0Config {
     fn default() -> Self {
+        let GroupNormConfig {
+            groups,
+            epsilon,
+            affine,
+            gamma_init,
+            ..
+        } = GroupNormConfig::default();
         Self {
-            groups: 32,
-            epsilon: 1e-5,
-            affine: true,
-            gamma_init: 1.0,
+            groups,
+            epsilon,
+            affine,
+            gamma_init,
         }
     }
 }
@@ -66,13 +74,7 @@ impl EvoNormS0Config {
     pub fn init(&self, num_features: usize, device: &Device) -> Result<EvoNormS0, NormError> {
         self.check(num_features)?;
         Ok(EvoNormS0 {
-            parts: CommonParts::new(
-                num_features,
-                self.epsilon,
-                self.affine,
-                self.gamma_init,
-                device,
-            ),
+            parts: common_parts!(self, num_features, device),
             v: Param::from_tensor(Tensor::ones([num_features], device)),
             groups: self.groups,
         })

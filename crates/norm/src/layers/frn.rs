@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::NormError;
 use crate::family::Family;
 use crate::kernel::frn;
-use crate::layers::CommonParts;
+use crate::layers::{CommonParts, common_parts};
 use crate::options::{CheckOptions, builder, check_common};
 
 /// Configuration of [`FilterResponseNorm`].
@@ -59,13 +59,7 @@ impl FrnConfig {
     ) -> Result<FilterResponseNorm, NormError> {
         self.check(num_features)?;
         Ok(FilterResponseNorm {
-            parts: CommonParts::new(
-                num_features,
-                self.epsilon,
-                self.affine,
-                self.gamma_init,
-                device,
-            ),
+            parts: common_parts!(self, num_features, device),
             tau: Param::from_tensor(Tensor::zeros([num_features], device)),
             learned_epsilon: self
                 .learned_epsilon

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::NormError;
 use crate::family::Family;
-use crate::layers::CommonParts;
+use crate::layers::{CommonParts, common_parts};
 use crate::options::{CheckOptions, builder, check_common, invalid};
 
 /// Configuration of [`GroupNorm`].
@@ -80,13 +80,7 @@ impl GroupNormConfig {
     pub fn init(&self, num_features: usize, device: &Device) -> Result<GroupNorm, NormError> {
         self.check(num_features)?;
         Ok(GroupNorm {
-            parts: CommonParts::new(
-                num_features,
-                self.epsilon,
-                self.affine,
-                self.gamma_init,
-                device,
-            ),
+            parts: common_parts!(self, num_features, device),
             groups: match self.channels_per_group {
                 Some(channels) => num_features / channels,
                 None => self.groups,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::affine::apply_affine;
 use crate::family::{Family, is_training};
 use crate::kernel::normalize_with;
-use crate::layers::CommonParts;
+use crate::layers::{CommonParts, parts_and_running};
 use crate::options::{CheckOptions, builder, check_common};
 use crate::running::Spread;
 use crate::{Momentum, NormError, RunningStats, RunningVariance};
@@ -64,23 +64,10 @@ impl InstanceNormConfig {
     /// Builds the layer for `num_features` channels, in training mode.
     pub fn init(&self, num_features: usize, device: &Device) -> Result<InstanceNorm, NormError> {
         self.check(num_features)?;
+        let (parts, running) = parts_and_running!(self, 1, num_features, device);
         Ok(InstanceNorm {
-            parts: CommonParts::new(
-                num_features,
-                self.epsilon,
-                self.affine,
-                self.gamma_init,
-                device,
-            ),
-            running: self.track_running_stats.then(|| {
-                RunningStats::new(
-                    1,
-                    num_features,
-                    self.momentum,
-                    self.running_variance,
-                    device,
-                )
-            }),
+            parts,
+            running,
             training: Param::from_bool(true),
         })
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::NormError;
 use crate::family::{Family, normalize_each_step};
-use crate::layers::CommonParts;
+use crate::layers::{CommonParts, common_parts};
 use crate::options::{CheckOptions, builder, check_common};
 
 /// Configuration of [`LayerNorm`]: per-sample statistics, centred.
@@ -89,13 +89,7 @@ impl<K: Centering> SampleNormConfig<K> {
     pub fn init(&self, num_features: usize, device: &Device) -> Result<LayerNorm, NormError> {
         self.check(num_features)?;
         Ok(LayerNorm {
-            parts: CommonParts::new(
-                num_features,
-                self.epsilon,
-                self.affine,
-                self.gamma_init,
-                device,
-            ),
+            parts: common_parts!(self, num_features, device),
             centered: K::CENTERED,
         })
     }

@@ -54,7 +54,7 @@ mod rms;
 
 pub use batch::{BatchNorm, BatchNormConfig};
 pub use batch_renorm::{BatchRenorm, BatchRenormConfig};
-pub(crate) use common::CommonParts;
+pub(crate) use common::{CommonParts, common_parts, parts_and_running};
 pub use evonorm_b0::{EvoNormB0, EvoNormB0Config};
 pub use evonorm_s0::{EvoNormS0, EvoNormS0Config};
 pub use frn::{FilterResponseNorm, FrnConfig};

@@ -12,7 +12,7 @@ use crate::kernel::{
     GroupSpec, OnlineStream, StreamState, group_norm, normalize_with, online_normalize,
     online_supported,
 };
-use crate::layers::CommonParts;
+use crate::layers::{CommonParts, common_parts};
 use crate::options::{CheckOptions, builder, check_common, invalid};
 use crate::{Momentum, NormError, RunningStats, RunningVariance};
 
@@ -99,13 +99,7 @@ impl OnlineNormConfig {
             v: zeros,
         };
         Ok(OnlineNorm {
-            parts: CommonParts::new(
-                num_features,
-                self.epsilon,
-                self.affine,
-                self.gamma_init,
-                device,
-            ),
+            parts: common_parts!(self, num_features, device),
             // The stream's mean and variance, kept where records save them; the factor is unused.
             running: RunningStats::new(
                 1,

@@ -11,7 +11,7 @@ use super::frn::FrnOps;
 use super::masked::{MaskedBatchNormOps, MaskedRows};
 use super::renorm::{BatchRenormOps, Renorm};
 use super::simd::Lanes;
-use super::{FusedNorm, FusedNormOps};
+use super::{FusedNorm, FusedNormGrads, FusedNormOps};
 use crate::kernel::ghost_chunks;
 
 /// The `[N, C, S]` of a rank-3 flex tensor.
@@ -74,6 +74,23 @@ impl FusedNormOps for Flex {
         })
     }
 
+    fn fused_channel_affine(
+        x: FlexTensor,
+        centre: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+    ) -> FlexTensor {
+        let [x, centre, scale, shift] = [x, centre, scale, shift].map(|t| t.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let (x, centre) = (x.storage(), centre.storage());
+            let y = cpu::channel_affine::<T>(x, centre, scale.storage(), shift.storage(), d);
+            tensor(y, &[d.n, d.c, d.s], dtype)
+        })
+    }
+}
+
+impl FusedNormGrads for Flex {
     fn fused_norm_backward(
         x: FlexTensor,
         dy: FlexTensor,
@@ -93,21 +110,6 @@ impl FusedNormOps for Flex {
                 }
             };
             outputs(grads, d, d.c, dtype)
-        })
-    }
-
-    fn fused_channel_affine(
-        x: FlexTensor,
-        centre: FlexTensor,
-        scale: FlexTensor,
-        shift: FlexTensor,
-    ) -> FlexTensor {
-        let [x, centre, scale, shift] = [x, centre, scale, shift].map(|t| t.to_contiguous());
-        let (dtype, d) = (x.dtype(), dims(&x));
-        crate::on_floats!(dtype, "fused norm kernels", |T| {
-            let (x, centre) = (x.storage(), centre.storage());
-            let y = cpu::channel_affine::<T>(x, centre, scale.storage(), shift.storage(), d);
-            tensor(y, &[d.n, d.c, d.s], dtype)
         })
     }
 

@@ -54,15 +54,10 @@ pub(crate) fn available_on_flex(x: &Tensor<3>, kernels: Kernels) -> bool {
     kernels == Kernels::Fastest && on_flex && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
-/// The fused ops. Each has a twin `_backward`; the autodiff implementation wires them.
-/// On the CubeCL backends they run lazily through burn's fusion backend, which needs each
-/// output's shape up front (`cube::shapes`).
-#[backend_extension(
-    Flex,
-    Cube: cfg(feature = "wgpu"),
-    Fusion: cfg(feature = "wgpu"),
-    Autodiff
-)]
+/// The fused ops. Each has a twin in [`FusedNormGrads`], which the autodiff implementation's
+/// node calls on the inner backend. On the CubeCL backends they run lazily through burn's
+/// fusion backend, which needs each output's shape up front (`cube::shapes`).
+#[backend_extension(Flex, Cube: cfg(feature = "wgpu"), Fusion: cfg(feature = "wgpu"), Autodiff)]
 pub(crate) trait FusedNormOps: Backend {
     /// `x: [N, C, S]` normalized as `norm` says -> `(y, mean, var)`: for group norm the
     /// statistics `[N * groups]`, for batch norm `[C]` per virtual batch, one after another.
@@ -71,17 +66,6 @@ pub(crate) trait FusedNormOps: Backend {
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        norm: FusedNorm,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
-    /// `(dx, dgamma, dbeta)` of [`fused_norm`](FusedNormOps::fused_norm), batch norm's
-    /// parameter gradients added up over the virtual batches.
-    #[fusion(meta = |x, _dy, gamma, _var, _norm| cube::shapes::channel_pair(x, gamma))]
-    fn fused_norm_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        var: FloatTensor<Self>,
         norm: FusedNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
@@ -94,6 +78,22 @@ pub(crate) trait FusedNormOps: Backend {
         scale: FloatTensor<Self>,
         shift: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+}
+
+/// The backward of each [`FusedNormOps`] op, on the backends that compute it. Only an autodiff
+/// node calls them, on its inner backend: autodiff backends have none.
+#[backend_extension(Flex, Cube: cfg(feature = "wgpu"), Fusion: cfg(feature = "wgpu"))]
+pub(crate) trait FusedNormGrads: Backend {
+    /// `(dx, dgamma, dbeta)` of [`fused_norm`](FusedNormOps::fused_norm), batch norm's
+    /// parameter gradients added up over the virtual batches.
+    #[fusion(meta = |x, _dy, gamma, _var, _norm| cube::shapes::channel_pair(x, gamma))]
+    fn fused_norm_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        norm: FusedNorm,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// `(dx, dscale, dshift)` of [`fused_channel_affine`](FusedNormOps::fused_channel_affine).
     #[fusion(meta = |x, _dy, _centre, scale| cube::shapes::channel_pair(x, scale))]
@@ -149,25 +149,8 @@ impl<B: Backend, Op: NodeGradients<B, N>, const N: usize> Backward<B, N> for Fus
     }
 }
 
-/// The backward of a fused op called on autodiff tensors (as burn does for a second-order
-/// gradient): computed on the inner backend, and not differentiated again.
-pub(super) fn untracked_gradients<B, C, Op, const N: usize>(
-    op: Op,
-    saved: [FloatTensor<Autodiff<B, C>>; N],
-    dy: FloatTensor<Autodiff<B, C>>,
-) -> [FloatTensor<Autodiff<B, C>>; N]
-where
-    B: Backend,
-    C: CheckpointStrategy,
-    Op: NodeGradients<B, N>,
-{
-    let saved = saved.map(|t| t.into_primitive());
-    let out = op.gradients(saved, dy.into_primitive());
-    out.map(<Autodiff<B, C> as AutodiffBackend>::from_inner)
-}
-
 /// `(x, gamma, var)` -> `(dx, dgamma, dbeta)`.
-impl<B: FusedNormOps> NodeGradients<B, 3> for FusedNorm {
+impl<B: FusedNormGrads> NodeGradients<B, 3> for FusedNorm {
     fn gradients(
         self,
         [x, gamma, var]: [FloatTensor<B>; 3],
@@ -183,7 +166,7 @@ impl<B: FusedNormOps> NodeGradients<B, 3> for FusedNorm {
 #[derive(Debug, Clone, Copy)]
 struct ChannelAffine;
 
-impl<B: FusedNormOps> NodeGradients<B, 3> for ChannelAffine {
+impl<B: FusedNormGrads> NodeGradients<B, 3> for ChannelAffine {
     fn gradients(
         self,
         [x, centre, scale]: [FloatTensor<B>; 3],
@@ -194,7 +177,7 @@ impl<B: FusedNormOps> NodeGradients<B, 3> for ChannelAffine {
     }
 }
 
-impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff<B, C> {
+impl<B: FusedNormOps + FusedNormGrads, C: CheckpointStrategy> FusedNormOps for Autodiff<B, C> {
     /// The inner backend's forward, and a [`FusedNode`] that keeps `(x, gamma, var)` when a
     /// gradient is wanted. The statistics are not differentiated.
     fn fused_norm(
@@ -216,17 +199,6 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
         (y, Self::from_inner(mean), Self::from_inner(var))
     }
 
-    fn fused_norm_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        var: FloatTensor<Self>,
-        norm: FusedNorm,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [dx, dgamma, dbeta] = untracked_gradients::<B, C, _, 3>(norm, [x, gamma, var], dy);
-        (dx, dgamma, dbeta)
-    }
-
     fn fused_channel_affine(
         x: FloatTensor<Self>,
         centre: FloatTensor<Self>,
@@ -243,17 +215,6 @@ impl<B: Backend + FusedNormOps, C: CheckpointStrategy> FusedNormOps for Autodiff
             OpsKind::Tracked(prep) => prep.finish([x, centre, scale], y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
-    }
-
-    fn fused_channel_affine_backward(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        centre: FloatTensor<Self>,
-        scale: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let saved = [x, centre, scale];
-        let [dx, dscale, dshift] = untracked_gradients::<B, C, _, 3>(ChannelAffine, saved, dy);
-        (dx, dscale, dshift)
     }
 }
 

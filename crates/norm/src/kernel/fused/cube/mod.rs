@@ -14,7 +14,7 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 use cubecl::server::CubeCountSelection;
 
-use super::{BatchSpec, FusedNorm, FusedNormOps};
+use super::{BatchSpec, FusedNorm, FusedNormGrads, FusedNormOps};
 use crate::kernel::{GroupSpec, ghost_chunks};
 
 /// Units per cube of the reduction kernels: every GPU runs 256, and a cube of one group or
@@ -257,20 +257,6 @@ impl FusedNormOps for CubeBackend {
         }
     }
 
-    fn fused_norm_backward(
-        x: CubeTensor,
-        dy: CubeTensor,
-        gamma: CubeTensor,
-        var: CubeTensor,
-        norm: FusedNorm,
-    ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let [x, dy, gamma, var] = [x, dy, gamma, var].map(into_contiguous);
-        match norm {
-            FusedNorm::Group(spec) => group_norm_backward(x, dy, gamma, var, spec),
-            FusedNorm::Batch(spec) => batch_norm_backward(x, dy, gamma, var, spec),
-        }
-    }
-
     fn fused_channel_affine(
         x: CubeTensor,
         centre: CubeTensor,
@@ -297,6 +283,22 @@ impl FusedNormOps for CubeBackend {
             dtype,
         );
         y
+    }
+}
+
+impl FusedNormGrads for CubeBackend {
+    fn fused_norm_backward(
+        x: CubeTensor,
+        dy: CubeTensor,
+        gamma: CubeTensor,
+        var: CubeTensor,
+        norm: FusedNorm,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        let [x, dy, gamma, var] = [x, dy, gamma, var].map(into_contiguous);
+        match norm {
+            FusedNorm::Group(spec) => group_norm_backward(x, dy, gamma, var, spec),
+            FusedNorm::Batch(spec) => batch_norm_backward(x, dy, gamma, var, spec),
+        }
     }
 
     fn fused_channel_affine_backward(
