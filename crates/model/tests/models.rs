@@ -708,6 +708,62 @@ fn folded_and_frozen_models_compute_what_the_eval_model_computes() {
     }
 }
 
+/// A norm after the activation has the activation between it and the layer: folding must leave
+/// it in place (the standardized weights are still folded) and compute what the eval model does.
+#[test]
+fn folding_leaves_a_norm_after_the_activation_in_place() {
+    let device = train_device();
+    let batch_norm: NormConfig = "batch".parse().unwrap();
+    let after = NormPosition::AfterActivation;
+    let mlp = ModelConfig::Mlp(MlpConfig {
+        hidden: vec![16, 8],
+        norm: batch_norm.clone(),
+        norm_position: after,
+        weight_standardization: true,
+        ..MlpConfig::default()
+    });
+    let cnn = ModelConfig::Cnn(CnnConfig {
+        channels: vec![4, 6],
+        norm: batch_norm,
+        norm_position: after,
+        weight_standardization: true,
+        ..CnnConfig::default()
+    });
+    let dense = |seed| Input::Features(values([8, 5], 60 + seed, &device));
+    let images = |seed| Input::Images(values([4, 1, 6, 6], 70 + seed, &device));
+    let models = [
+        trained(mlp, InputShape::Features(5), dense),
+        trained(cnn, InputShape::Image([1, 6, 6]), images),
+    ];
+    let plain = plain_device();
+    let inputs = [
+        Input::Features(values([3, 5], 80, &plain)),
+        Input::Images(values([3, 1, 6, 6], 81, &plain)),
+    ];
+    for (model, input) in models.into_iter().zip(inputs) {
+        let eval = model.valid().forward(input.clone()).unwrap();
+        let folded = model.fold_batch_norms();
+        let (norms, layout) = match &folded {
+            Model::Mlp(m) => (&m.norms, m.layout),
+            Model::Cnn(m) => (&m.norms, m.layout),
+            Model::Recurrent(_) | Model::Resnet(_) => unreachable!(),
+        };
+        assert!(
+            norms
+                .iter()
+                .all(|n| matches!(n, normlab_norm::Norm::Batch(_)))
+        );
+        assert!(
+            !layout.weight_standardization,
+            "the weights are held standardized"
+        );
+        let out = folded.forward(input).unwrap();
+        let diff = (out - eval.clone()).abs().max().into_scalar::<f32>();
+        let scale = eval.abs().max().into_scalar::<f32>();
+        assert!(diff <= 1e-5 * scale.max(1.0), "folded differs by {diff}");
+    }
+}
+
 #[test]
 fn an_input_with_no_values_is_an_error_not_a_crash() {
     let device = train_device();
