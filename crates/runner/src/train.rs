@@ -7,11 +7,12 @@ use burn::module::{ModuleVisitor, Param};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use normlab_model::norm_time::{NormTime, NormTimer};
 use normlab_model::subnormals::{FlushingPool, Subnormals};
 use normlab_model::{Input, InputShape, Instruments, Model, ModelConfig, Network};
+use normlab_optim::AdamConfig;
 
 use crate::config::{Experiment, GridPoint, OptimizerKind, ProbeConfig, TrainConfig};
 use crate::error::RunnerError;
@@ -428,9 +429,10 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
             }))
             .with_weight_decay(decay)
             .init(),
-        OptimizerKind::Adam => AdamConfig::new()
+        // burn's Adam with its update fused on flex: the same bits, in one pass per parameter.
+        OptimizerKind::Adam => AdamConfig::default()
             .with_epsilon(1e-8)
-            .with_weight_decay(decay)
+            .with_weight_decay(decay.map(|decay| decay.penalty))
             .init(),
     }
 }
