@@ -46,7 +46,7 @@ pub use layers::*;
 pub use norm::Norm;
 pub use norm_layer::NormLayer;
 pub use options::{Kernels, Momentum, RunningVariance};
-pub use running::RunningStats;
+pub use running::{RunningStats, fold_statistics_after};
 pub use weight_standardization::{WEIGHT_STANDARDIZATION_EPSILON, standardize_weights};
 
 /// Runs `$body` with `$t` the Rust float type of the burn `DType` `$dtype` (f32 or f64), for

@@ -1,5 +1,8 @@
 //! Running statistics: the moving averages batch norm keeps for eval, per time step if asked.
 
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+
 use burn::backend::DispatchDevice;
 use burn::module::RunningState;
 use burn::prelude::*;
@@ -24,22 +27,89 @@ pub struct RunningStats {
     /// `None`: cumulative average.
     momentum: Option<f64>,
     unbiased: bool,
+    /// Host folds waiting for the end of a [`fold_statistics_after`] (shared by clones, as
+    /// the states are).
+    #[module(skip)]
+    deferred: Deferred,
+}
+
+/// One batch's statistics, read to the host, for slots `first..`: per slot `features` means and
+/// biased variances, each over `count` values.
+#[derive(Debug, Clone)]
+struct HostFold {
+    first: usize,
+    mean: Vec<f32>,
+    biased_var: Vec<f32>,
+    count: usize,
+    autodiff: bool,
+}
+
+/// The host folds a [`RunningStats`] has waiting, in the order they came.
+#[derive(Debug, Clone, Default)]
+struct Deferred(Arc<Mutex<Vec<HostFold>>>);
+
+impl Deferred {
+    fn take(&self) -> Vec<HostFold> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+thread_local! {
+    /// Inside [`fold_statistics_after`] on this thread: the statistics with folds waiting.
+    static DEFERRING: RefCell<Option<Vec<RunningStats>>> = const { RefCell::new(None) };
+}
+
+/// Runs `body` with the host folds of batch norm's running statistics (flex, `f32`, the fastest
+/// kernels) kept until it returns, then made, each statistics' in one pass over its slots: the
+/// same operations in the same order as folding each batch at once, so the same bits (tested).
+///
+/// A recurrence's batch norms fold at every time step; per-step statistics keep a slot per step,
+/// and folding one step rewrote all of them (a third of a BN-LSTM's training step at batch 4).
+/// Reading the statistics inside `body` makes the waiting folds first; nested calls wait for the
+/// outermost.
+pub fn fold_statistics_after<R>(body: impl FnOnce() -> R) -> R {
+    let nested = DEFERRING.with(|d| {
+        let mut d = d.borrow_mut();
+        let nested = d.is_some();
+        d.get_or_insert_with(Vec::new);
+        nested
+    });
+    if nested {
+        return body();
+    }
+    /// Makes the folds when `body` returns or unwinds.
+    struct Fold;
+    impl Drop for Fold {
+        fn drop(&mut self) {
+            for stats in DEFERRING
+                .with(|d| d.borrow_mut().take())
+                .unwrap_or_default()
+            {
+                stats.make_deferred_folds();
+            }
+        }
+    }
+    let _fold = Fold;
+    body()
 }
 
 impl RunningStats {
     /// The running means, `[slots, features]` (one slot unless batch norm keeps statistics per
     /// time step).
     pub fn mean(&self) -> Tensor<2> {
+        self.make_deferred_folds();
         self.mean.value_sync()
     }
 
     /// The running variances, `[slots, features]`.
     pub fn var(&self) -> Tensor<2> {
+        self.make_deferred_folds();
         self.var.value_sync()
     }
 
     /// How many batches each slot has folded in, `[slots]`.
     pub fn batches(&self) -> Tensor<1> {
+        self.make_deferred_folds();
         self.batches.value_sync()
     }
 
@@ -56,6 +126,7 @@ impl RunningStats {
             batches: RunningState::new(Tensor::zeros([slots], device)),
             momentum: momentum.factor(),
             unbiased: variance == RunningVariance::Unbiased,
+            deferred: Deferred::default(),
         }
     }
 
@@ -72,6 +143,7 @@ impl RunningStats {
         count: usize,
         device: &Device,
     ) -> (Tensor<1>, Tensor<1>) {
+        self.make_deferred_folds();
         let trained = self
             .batches
             .value_sync()
@@ -115,7 +187,8 @@ impl RunningStats {
     /// over `count` values) into slots `first..first + k`, the variance as its
     /// [`variance_estimate`](Self::variance_estimate). With the fastest kernels on flex it runs
     /// on the host, with the bits of the tensor ops (tested): at small batches their dozen ops
-    /// per layer and step cost more than the layer's own kernels.
+    /// per layer and step cost more than the layer's own kernels. Inside
+    /// [`fold_statistics_after`] the host fold waits for its end.
     pub(crate) fn fold_batch(
         &self,
         first: usize,
@@ -124,8 +197,21 @@ impl RunningStats {
         kernels: Kernels,
     ) {
         if kernels == Kernels::Fastest && self.on_host_with(&mean) {
-            return self.fold_batch_on_host(first, [mean, biased_var], count);
+            let host = |t: Tensor<1>| {
+                t.into_data()
+                    .try_into_vec::<f32>()
+                    .expect("checked to be f32")
+            };
+            let fold = HostFold {
+                first,
+                autodiff: mean.is_autodiff(),
+                mean: host(mean),
+                biased_var: host(biased_var),
+                count,
+            };
+            return self.defer_or_make(fold);
         }
+        self.make_deferred_folds();
         let features = self.mean.value_sync().dims()[1];
         let per_slot = [mean.dims()[0] / features, features];
         let count = Tensor::<1>::full([1], count as f64, &mean.device());
@@ -150,39 +236,70 @@ impl RunningStats {
             && batch.dtype() == DType::F32
     }
 
-    /// [`fold_batch`](Self::fold_batch) on the host: the same operations on the same values in
-    /// the same order as [`variance_estimate`](Self::variance_estimate) and
-    /// [`update`](Self::update), each rounded to `f32` as flex rounds them.
-    fn fold_batch_on_host(&self, first: usize, [mean, biased_var]: [Tensor<1>; 2], count: usize) {
-        let autodiff = mean.is_autodiff();
+    /// Keeps `fold` for the end of the enclosing [`fold_statistics_after`], or makes it now
+    /// outside one.
+    fn defer_or_make(&self, fold: HostFold) {
+        let fold = DEFERRING.with(|d| match d.borrow_mut().as_mut() {
+            Some(waiting) => {
+                let mut folds = self.deferred.0.lock().unwrap_or_else(|e| e.into_inner());
+                if folds.is_empty() {
+                    waiting.push(self.clone());
+                }
+                folds.push(fold);
+                None
+            }
+            None => Some(fold),
+        });
+        if let Some(fold) = fold {
+            self.fold_on_host(&[fold]);
+        }
+    }
+
+    /// Makes the folds waiting for a [`fold_statistics_after`], if any.
+    fn make_deferred_folds(&self) {
+        let folds = self.deferred.take();
+        if !folds.is_empty() {
+            self.fold_on_host(&folds);
+        }
+    }
+
+    /// [`fold_batch`](Self::fold_batch) of each of `folds` in turn, on the host: the same
+    /// operations on the same values in the same order as
+    /// [`variance_estimate`](Self::variance_estimate) and [`update`](Self::update), each rounded
+    /// to `f32` as flex rounds them, the states read and written once.
+    fn fold_on_host(&self, folds: &[HostFold]) {
         let old_mean = self.mean.value_sync();
         let (device, [slots, features]) = (old_mean.device(), old_mean.dims());
         let host = |data: TensorData| data.try_into_vec::<f32>().expect("checked to be f32");
-        let [batch_mean, batch_var] = [mean, biased_var].map(|t| host(t.into_data()));
         let mut all_mean = host(old_mean.into_data());
         let mut all_var = host(self.var.value_sync().into_data());
         let mut batches = host(self.batches.value_sync().into_data());
-        let count = count as f64 as f32;
-        let batch = batch_mean.chunks(features).zip(batch_var.chunks(features));
-        for (slot, (mean, var)) in (first..).zip(batch) {
-            let factor = match self.momentum {
-                Some(m) => m as f32,
-                None => 1.0 / (batches[slot] + 1.0),
-            };
-            let at = slot * features..(slot + 1) * features;
-            for (old, &new) in all_mean[at.clone()].iter_mut().zip(mean) {
-                *old = *old + (new - *old) * factor;
-            }
-            for (old, &var) in all_var[at].iter_mut().zip(var) {
-                let new = match self.unbiased {
-                    true => var * count / (count - 1.0).max(1.0),
-                    false => var,
+        for fold in folds {
+            let count = fold.count as f64 as f32;
+            let batch = fold
+                .mean
+                .chunks(features)
+                .zip(fold.biased_var.chunks(features));
+            for (slot, (mean, var)) in (fold.first..).zip(batch) {
+                let factor = match self.momentum {
+                    Some(m) => m as f32,
+                    None => 1.0 / (batches[slot] + 1.0),
                 };
-                *old = *old + (new - *old) * factor;
+                let at = slot * features..(slot + 1) * features;
+                for (old, &new) in all_mean[at.clone()].iter_mut().zip(mean) {
+                    *old = *old + (new - *old) * factor;
+                }
+                for (old, &var) in all_var[at].iter_mut().zip(var) {
+                    let new = match self.unbiased {
+                        true => var * count / (count - 1.0).max(1.0),
+                        false => var,
+                    };
+                    *old = *old + (new - *old) * factor;
+                }
+                batches[slot] += 1.0;
             }
-            batches[slot] += 1.0;
         }
-        let state = (&device, autodiff);
+        let state = (&device, folds.iter().any(|fold| fold.autodiff));
         self.mean
             .update(state_tensor(all_mean, [slots, features], state));
         self.var
@@ -202,6 +319,7 @@ impl RunningStats {
         spread: Spread,
         valid: Option<Tensor<2, Bool>>,
     ) {
+        self.make_deferred_folds();
         let [k, features] = mean.dims();
         let autodiff = mean.is_autodiff();
         let device = mean.device();
@@ -286,6 +404,7 @@ impl RunningStats {
     /// Makes every later fold an equal-weight average over the batches folded after this call:
     /// the batch counts restart at zero and the momentum becomes cumulative (PreciseBN).
     pub(crate) fn restart_as_average(&mut self) {
+        self.make_deferred_folds();
         self.momentum = None;
         let batches = self.batches.value_sync();
         self.batches.update(batches.zeros_like());
@@ -295,6 +414,7 @@ impl RunningStats {
     /// Replaces slot 0's statistics by `mean` and `var`, each `[1, features]`: for a layer
     /// that computes its running statistics itself (Online Normalization).
     pub(crate) fn set(&self, mean: Tensor<2>, var: Tensor<2>) {
+        self.make_deferred_folds();
         for (state, value) in [(&self.mean, mean), (&self.var, var)] {
             let all = state.value_sync().to_device(&value.device());
             state.update(all.slice_assign(s![0..1, ..], value).detach());

@@ -708,3 +708,58 @@ fn a_layer_set_to_composed_kernels_computes_the_same_in_burn_ops() {
         assert_close(&what, &dx_fused, &dx_composed, 1e-4);
     }
 }
+
+/// Batch norm's running statistics folded after a recurrence's last step
+/// ([`fold_statistics_after`]) are those folded at every step, to the bit: statistics shared over
+/// the steps and per step, exponential and cumulative, over padded steps, and read in the middle
+/// of the recurrence (which makes the waiting folds first).
+#[test]
+fn statistics_folded_after_the_steps_are_those_folded_at_each_step() {
+    let device = train_device();
+    let (n, t, f) = (4, 7, 5);
+    let mask = prefix_mask(&[7, 5, 4, 2], t, &device);
+    let configs = [
+        BatchNormConfig::default(),
+        BatchNormConfig::default().with_per_step(Some(t)),
+        BatchNormConfig::default()
+            .with_per_step(Some(t))
+            .with_momentum(Momentum::Cumulative),
+        BatchNormConfig::default().with_momentum(Momentum::Cumulative),
+    ];
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    for config in configs {
+        for padded in [false, true] {
+            let name = format!("{config:?}, padded {padded}");
+            let [each_step, after] = [false, true].map(|deferred| {
+                let norm = NormConfig::Batch(config.clone()).init(f, &device).unwrap();
+                let mut read_inside = Vec::new();
+                for sequence in 0..3u64 {
+                    let x = normal([n, t, f], 1.0, 2.0, 40 + sequence, &device);
+                    let mut steps = || {
+                        for step in 0..t {
+                            let x_t = x.clone().slice(s![.., step, ..]).squeeze_dim::<2>(1);
+                            let running = padded
+                                .then(|| mask.clone().slice(s![.., step]).squeeze_dim::<1>(1));
+                            norm.forward_step(x_t, step, running).unwrap();
+                            if sequence == 1 && step == 3 {
+                                // A read inside the recurrence sees the steps before it.
+                                read_inside = bits(values(norm.running_stats().unwrap().mean()));
+                            }
+                        }
+                    };
+                    match deferred {
+                        true => fold_statistics_after(steps),
+                        false => steps(),
+                    }
+                }
+                let running = norm.running_stats().unwrap();
+                [running.mean(), running.var()]
+                    .map(|s| bits(values(s)))
+                    .into_iter()
+                    .chain([bits(values(running.batches())), read_inside])
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(each_step, after, "{name}");
+        }
+    }
+}
