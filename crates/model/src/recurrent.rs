@@ -340,8 +340,8 @@ impl RecurrentLayer {
         let mut c = Tensor::zeros([n, self.hidden], &device);
         let mut states = Vec::with_capacity(steps);
         instruments.recurrent_layer_starts();
-        // The per-step batch norms fold their statistics once, after the last step, instead of
-        // rewriting every slot at every step: the same bits, a third of the step at batch 4.
+        // The batch norms fold their running statistics after the last step, each layer's in one
+        // pass, instead of rewriting every slot at every step: the same bits.
         normlab_norm::fold_statistics_after(|| {
             for (t, x_term) in time_steps(terms).into_iter().enumerate() {
                 let running = mask

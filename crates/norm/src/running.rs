@@ -64,7 +64,8 @@ thread_local! {
 /// same operations in the same order as folding each batch at once, so the same bits (tested).
 ///
 /// A recurrence's batch norms fold at every time step; per-step statistics keep a slot per step,
-/// and folding one step rewrote all of them (a third of a BN-LSTM's training step at batch 4).
+/// and folding one step rewrites all of them, which at small batches costs more than the layer's
+/// own kernels.
 /// Reading the statistics inside `body` makes the waiting folds first; nested calls wait for the
 /// outermost.
 pub fn fold_statistics_after<R>(body: impl FnOnce() -> R) -> R {
