@@ -4,7 +4,7 @@
 use burn::module::{Module, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig as BurnAdamConfig, AdamState, GradientsParams, Optimizer};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use normlab_optim::AdamConfig;
 
 /// `len` values of all signs and scales, zeros of both signs and subnormals among them, from
@@ -155,4 +155,25 @@ fn a_module_trains_to_the_same_bits_as_with_burns_adam() {
                 .init()
         )
     );
+}
+
+/// Where the fused update does not apply (here f64 tensors on flex) the step is burn's own.
+#[test]
+fn other_float_types_take_burns_step() {
+    let device = Device::flex();
+    let start: Vec<f64> = values(50, 11).into_iter().map(f64::from).collect();
+    let f64_tensor =
+        |v: Vec<f64>| Tensor::<1>::from_data(TensorData::new(v, [50]), (&device, DType::F64));
+    let grad = || f64_tensor(values(50, 12).into_iter().map(f64::from).collect());
+    let (fused, burn) = (AdamConfig::default().build(), BurnAdamConfig::new().build());
+    let (mut ours, mut theirs) = ((f64_tensor(start.clone()), None), (f64_tensor(start), None));
+    for _ in 0..3 {
+        ours = fused.step(1e-2, ours.0, grad(), ours.1);
+        theirs = burn.step(1e-2, theirs.0, grad(), theirs.1);
+    }
+    let f64_bits = |t: Tensor<1>| -> Vec<u64> {
+        let data = t.into_data().try_into_vec::<f64>().expect("f64 values");
+        data.into_iter().map(f64::to_bits).collect()
+    };
+    assert_eq!(f64_bits(ours.0), f64_bits(theirs.0));
 }
