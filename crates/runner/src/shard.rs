@@ -3,15 +3,16 @@
 //!
 //! A run belongs to slice `fnv1a(run id) mod N`, so a slice depends on the run's id alone: a
 //! shard that is started again does the same runs, whatever else changed in the grid. A process
-//! claims a run by creating `runs/<id>.claim` (create-new is atomic, also on NFS v3+) before it
-//! trains it, and removes the claim after the run's record is written; a run whose record
-//! exists is never trained again. A claim left behind by a process that died is taken over by a
-//! process on the same host once that process is gone, or by the next process of the same
-//! shard (a scheduler runs one process per shard at a time).
+//! claims a run by linking a complete `runs/<id>.claim` into place (a hard link is atomic and
+//! fails when the name exists, also on NFS) before it trains it, and removes the claim after
+//! the run's record is written; a run whose record exists is never trained again. A claim left
+//! behind by a process that died is taken over by a process on the same host once that process
+//! is gone, or by the next process of the same shard (a scheduler runs one process per shard at
+//! a time).
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, ErrorKind, Write};
+use std::fs;
+use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -119,25 +120,40 @@ fn claim_file(runs: &Path, id: &str) -> PathBuf {
 
 /// Claims run `id` for `claimant`: true if this process may train it now, false if another
 /// process holds it.
+///
+/// The claim is written whole into a draft of this process's own and then hard-linked to its
+/// name: the link is atomic and fails when the name exists, so a claim file is complete from
+/// the instant it exists. Created empty and written after, a claim of a process killed between
+/// the two would stay empty, unreadable, and its run would never be trained again.
 pub fn claim(runs: &Path, id: &str, claimant: &Claimant) -> io::Result<bool> {
     let path = claim_file(runs, id);
-    for _ in 0..2 {
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut file) => {
-                file.write_all(claimant.line().as_bytes())?;
-                return Ok(true);
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
-                match Claimant::parse(&holder) {
-                    Some(holder) if claimant.outlived(&holder) => {
-                        // Gone: remove its claim and try once more to create ours.
-                        let _ = fs::remove_file(&path);
+    let draft = runs.join(format!("{id}.claim.{}.{}", claimant.host, claimant.pid));
+    fs::write(&draft, claimant.line())?;
+    let claimed = link_claim(&draft, &path, claimant);
+    let removed = fs::remove_file(&draft);
+    let claimed = claimed?;
+    removed?;
+    Ok(claimed)
+}
+
+/// Links `draft` to the claim file `path` unless a live holder has it.
+fn link_claim(draft: &Path, path: &Path, claimant: &Claimant) -> io::Result<bool> {
+    for _ in 0..3 {
+        match fs::hard_link(draft, path) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => match fs::read_to_string(path) {
+                // Released this instant: try again.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+                Ok(holder) => match Claimant::parse(&holder) {
+                    Some(holder) if !claimant.outlived(&holder) => return Ok(false),
+                    // Gone, or a claim no process holds (one an older normlab left empty):
+                    // remove it and try once more to link ours.
+                    _ => {
+                        let _ = fs::remove_file(path);
                     }
-                    // Held, or being written this instant: someone else's.
-                    _ => return Ok(false),
-                }
-            }
+                },
+            },
             Err(e) => return Err(e),
         }
     }
@@ -215,6 +231,26 @@ mod tests {
         };
         fs::write(claim_file(&runs, "d"), other_shard.line()).unwrap();
         assert!(claim(&runs, "d", &restarted).unwrap());
+        // An empty claim, as an older normlab killed between creating and writing it left.
+        fs::write(claim_file(&runs, "e"), "").unwrap();
+        assert!(
+            claim(&runs, "e", &me).unwrap(),
+            "an empty claim is no one's"
+        );
+        // Each claim holds its claimant's line and no draft stays behind.
+        assert_eq!(
+            fs::read_to_string(claim_file(&runs, "e")).unwrap(),
+            me.line()
+        );
+        let mut left: Vec<String> = fs::read_dir(&runs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["a.claim", "b.claim", "c.claim", "d.claim", "e.claim"]
+        );
         fs::remove_dir_all(&runs).unwrap();
     }
 }
