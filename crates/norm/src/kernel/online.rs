@@ -17,16 +17,17 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata,
     backend_extension,
 };
 use burn::prelude::*;
-use burn::tensor::{Element, TensorData, read_sync};
+use burn::tensor::{DType, Element, TensorData, read_sync};
 use rayon::prelude::*;
 
-use crate::kernel::fused::Real;
+use crate::kernel::fused::{Real, flex_tensor};
 
 /// The state Online Normalization streams through its samples, per channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +128,36 @@ fn by_channel_block<T: Real, R: Send>(
     (out, results)
 }
 
+/// Where `f64`'s [`Iterator::sum`] starts. The sums below add their terms one after another
+/// from it, as that method does, so they give its bits.
+fn sum_start() -> f64 {
+    std::iter::empty::<f64>().sum()
+}
+
+/// For each lane `j` of a block, the sum of `term(j, p)` over `positions` in their order, from
+/// `start`: the lanes' sums are interleaved, so that each addition overlaps the other lanes'
+/// instead of waiting on the one before it in its own sum, and every lane adds its own terms in
+/// the same order as a sum of its own would. Lanes past a tail block's channels add whatever
+/// `term` gives them (it repeats a real channel), and are not read.
+fn lane_sums(
+    start: f64,
+    positions: &[usize],
+    term: impl Fn(usize, usize) -> f64,
+) -> [f64; CHANNEL_BLOCK] {
+    let mut sums = [start; CHANNEL_BLOCK];
+    for &p in positions {
+        for (j, sum) in sums.iter_mut().enumerate() {
+            *sum += term(j, p);
+        }
+    }
+    sums
+}
+
+/// Row `channel` of `sample` in an `[N, C, S]` buffer.
+fn row<T>(buffer: &[T], [_, c, s]: [usize; 3], sample: usize, channel: usize) -> &[T] {
+    &buffer[(sample * c + channel) * s..][..s]
+}
+
 /// The forward over `x` and `weights` (host data): the output, the scale `sqrt(var + eps)` each
 /// sample was divided by (`[N, C]`), and the stream advanced past every real sample. Computed
 /// in `f64` whatever `T`; channels run in parallel, each walking its samples in order.
@@ -138,7 +169,6 @@ pub(crate) fn forward_host<T: Real>(
 ) -> (Vec<T>, Vec<T>) {
     let mut state = stream.lock();
     let a = stream.alpha_forward;
-    let x = |i: usize| x[i].to_f64();
     let real = real_positions(weights, shape);
     let start: Vec<(f64, f64)> = state
         .mean
@@ -147,27 +177,40 @@ pub(crate) fn forward_host<T: Real>(
         .zip(state.var.iter().copied())
         .collect();
     let (y, blocks) = by_channel_block(shape, T::default(), |channels, y| {
+        let width = channels.len();
         let mut stats: Vec<(f64, f64)> = start[channels.clone()].to_vec();
-        let mut scales = vec![1.0; n * channels.len()];
+        let mut scales = vec![1.0; n * width];
         for (sample, real) in real.iter().enumerate() {
             if real.is_empty() {
                 continue;
             }
-            for (j, (mean, var)) in stats.iter_mut().enumerate() {
-                let (row, out) = ((sample * c + channels.start + j) * s, j * s);
-                let scale = (*var + stream.epsilon).sqrt();
-                scales[sample * channels.len() + j] = scale;
-                for &p in real {
-                    y[sample][out + p] = T::from_f64((x(row + p) - *mean) / scale);
+            // The block's rows of this sample; a tail block repeats its last channel.
+            let x_rows: [&[T]; CHANNEL_BLOCK] =
+                std::array::from_fn(|j| row(x, shape, sample, channels.start + j.min(width - 1)));
+            for (j, &(mean, var)) in stats.iter().enumerate() {
+                let scale = (var + stream.epsilon).sqrt();
+                scales[sample * width + j] = scale;
+                let out = &mut y[sample][j * s..][..s];
+                if real.len() == s {
+                    // Every position: a loop over whole rows, which the compiler vectorizes.
+                    for (y, &x) in out.iter_mut().zip(x_rows[j]) {
+                        *y = T::from_f64((x.to_f64() - mean) / scale);
+                    }
+                } else {
+                    for &p in real {
+                        out[p] = T::from_f64((x_rows[j][p].to_f64() - mean) / scale);
+                    }
                 }
-                let count = real.len() as f64;
-                let sample_mean = real.iter().map(|&p| x(row + p)).sum::<f64>() / count;
-                let sample_var = real
-                    .iter()
-                    .map(|&p| (x(row + p) - sample_mean).powi(2))
-                    .sum::<f64>()
-                    / count;
-                let d = sample_mean - *mean;
+            }
+            let count = real.len() as f64;
+            let sums = lane_sums(sum_start(), real, |j, p| x_rows[j][p].to_f64());
+            let sample_means = sums.map(|sum| sum / count);
+            let squares = lane_sums(sum_start(), real, |j, p| {
+                (x_rows[j][p].to_f64() - sample_means[j]).powi(2)
+            });
+            for (j, (mean, var)) in stats.iter_mut().enumerate() {
+                let sample_var = squares[j] / count;
+                let d = sample_means[j] - *mean;
                 *var = a * *var + (1.0 - a) * sample_var + a * (1.0 - a) * d * d;
                 *mean += (1.0 - a) * d;
             }
@@ -198,7 +241,6 @@ pub(crate) fn backward_host<T: Real>(
     shape @ [_, c, s]: [usize; 3],
     stream: &OnlineStream,
 ) -> Vec<T> {
-    let (g, y) = (|i: usize| g[i].to_f64(), |i: usize| y[i].to_f64());
     let mut state = stream.lock();
     let keep = 1.0 - stream.alpha_backward;
     let real = real_positions(weights, shape);
@@ -209,28 +251,55 @@ pub(crate) fn backward_host<T: Real>(
         .zip(state.v.iter().copied())
         .collect();
     let (dx, blocks) = by_channel_block(shape, T::default(), |channels, dx| {
+        let width = channels.len();
         let mut accumulators: Vec<(f64, f64)> = start[channels.clone()].to_vec();
+        // The block's input gradients of one sample in f64, which its accumulator sums.
+        let mut d_rows = vec![0.0; CHANNEL_BLOCK * s];
         for (sample, real) in real.iter().enumerate() {
             if real.is_empty() {
                 continue;
             }
             let count = real.len() as f64;
-            for (j, (u, v)) in accumulators.iter_mut().enumerate() {
-                let channel = channels.start + j;
-                let (row, out) = ((sample * c + channel) * s, j * s);
-                // Remove the projection of the gradient on the output, then undo the scale.
-                let corrected = |p: usize| g(row + p) - keep * *v * y(row + p);
-                let along_y = real.iter().map(|&p| corrected(p) * y(row + p)).sum::<f64>();
-                let scale = scales[sample * c + channel].to_f64();
+            // A tail block's lanes repeat its last channel.
+            let lane = |j: usize| channels.start + j.min(width - 1);
+            let g_rows: [&[T]; CHANNEL_BLOCK] =
+                std::array::from_fn(|j| row(g, shape, sample, lane(j)));
+            let y_rows: [&[T]; CHANNEL_BLOCK] =
+                std::array::from_fn(|j| row(y, shape, sample, lane(j)));
+            let v: [f64; CHANNEL_BLOCK] =
+                std::array::from_fn(|j| accumulators[lane(j) - channels.start].1);
+            // Remove the projection of the gradient on the output, then undo the scale.
+            let corrected =
+                |j: usize, p: usize| g_rows[j][p].to_f64() - keep * v[j] * y_rows[j][p].to_f64();
+            let along_y = lane_sums(sum_start(), real, |j, p| {
+                corrected(j, p) * y_rows[j][p].to_f64()
+            });
+            for (j, &(u, _)) in accumulators.iter().enumerate() {
+                let scale = scales[sample * c + channels.start + j].to_f64();
                 // Remove the projection on the constant.
-                let mut total = 0.0;
-                for &p in real {
-                    let d = corrected(p) / scale - keep * *u;
-                    dx[sample][out + p] = T::from_f64(d);
-                    total += d;
+                let d_row = &mut d_rows[j * s..][..s];
+                let out = &mut dx[sample][j * s..][..s];
+                if real.len() == s {
+                    // Every position: loops over whole rows, which the compiler vectorizes.
+                    let rows = g_rows[j].iter().zip(y_rows[j]).zip(d_row.iter_mut());
+                    for ((&g, &y), d) in rows {
+                        *d = (g.to_f64() - keep * v[j] * y.to_f64()) / scale - keep * u;
+                    }
+                    for (out, &d) in out.iter_mut().zip(d_row.iter()) {
+                        *out = T::from_f64(d);
+                    }
+                } else {
+                    for &p in real {
+                        d_row[p] = corrected(j, p) / scale - keep * u;
+                        out[p] = T::from_f64(d_row[p]);
+                    }
                 }
-                *v += along_y / count;
-                *u += total / count;
+            }
+            // A tail block's spare lanes sum its last channel's row again.
+            let totals = lane_sums(0.0, real, |j, p| d_rows[j.min(width - 1) * s + p]);
+            for (j, (u, v)) in accumulators.iter_mut().enumerate() {
+                *v += along_y[j] / count;
+                *u += totals[j] / count;
             }
         }
         (channels, accumulators)
@@ -254,18 +323,7 @@ pub(crate) trait OnlineNormOps: Backend {
         weights: FloatTensor<Self>,
         stream: OnlineStream,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (dtype, device, shape) = (x.dtype(), x.device(), dims3(&x.shape()));
-        let read = |t| read_sync(Self::float_into_data(t)).expect("readable tensor");
-        let (x, weights) = (read(x), host::<f64>(read(weights)));
-        let [n, c, _] = shape;
-        let (y, scales) = on_host_floats!(dtype, |T| {
-            let (y, scales) = forward_host(&host::<T>(x), &weights, shape, &stream);
-            (TensorData::new(y, shape), TensorData::new(scales, [n, c]))
-        });
-        (
-            Self::float_from_data(y.convert_dtype(dtype), &device),
-            Self::float_from_data(scales.convert_dtype(dtype), &device),
-        )
+        forward_on_host_copies::<Self>(x, weights, &stream)
     }
 
     /// The input gradient from the output gradient `grad`, the forward's `y` and `scales`.
@@ -277,25 +335,104 @@ pub(crate) trait OnlineNormOps: Backend {
         weights: FloatTensor<Self>,
         stream: OnlineStream,
     ) -> FloatTensor<Self> {
-        let (dtype, device, shape) = (grad.dtype(), grad.device(), dims3(&grad.shape()));
-        let read = |t| read_sync(Self::float_into_data(t)).expect("readable tensor");
-        let weights = host::<f64>(read(weights));
-        let dx = on_host_floats!(dtype, |T| {
-            let (g, y, scales) = (
-                host::<T>(read(grad)),
-                host::<T>(read(y)),
-                host::<T>(read(scales)),
-            );
-            TensorData::new(
-                backward_host(&g, &y, &scales, &weights, shape, &stream),
-                shape,
-            )
-        });
-        Self::float_from_data(dx.convert_dtype(dtype), &device)
+        backward_on_host_copies::<Self>(grad, y, scales, weights, &stream)
     }
 }
 
-impl OnlineNormOps for Flex {}
+/// A tensor's data on the host.
+fn read<B: Backend>(tensor: FloatTensor<B>) -> TensorData {
+    read_sync(B::float_into_data(tensor)).expect("readable tensor")
+}
+
+/// [`OnlineNormOps::online_forward`] on any backend: the tensors' data copied to the host and
+/// the outputs copied back.
+fn forward_on_host_copies<B: Backend>(
+    x: FloatTensor<B>,
+    weights: FloatTensor<B>,
+    stream: &OnlineStream,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (dtype, device, shape) = (x.dtype(), x.device(), dims3(&x.shape()));
+    let (x, weights) = (read::<B>(x), host::<f64>(read::<B>(weights)));
+    let [n, c, _] = shape;
+    let (y, scales) = on_host_floats!(dtype, |T| {
+        let (y, scales) = forward_host(&host::<T>(x), &weights, shape, stream);
+        (TensorData::new(y, shape), TensorData::new(scales, [n, c]))
+    });
+    (
+        B::float_from_data(y.convert_dtype(dtype), &device),
+        B::float_from_data(scales.convert_dtype(dtype), &device),
+    )
+}
+
+/// [`OnlineNormOps::online_backward`] on any backend, through host copies.
+fn backward_on_host_copies<B: Backend>(
+    grad: FloatTensor<B>,
+    y: FloatTensor<B>,
+    scales: FloatTensor<B>,
+    weights: FloatTensor<B>,
+    stream: &OnlineStream,
+) -> FloatTensor<B> {
+    let (dtype, device, shape) = (grad.dtype(), grad.device(), dims3(&grad.shape()));
+    let weights = host::<f64>(read::<B>(weights));
+    let dx = on_host_floats!(dtype, |T| {
+        let (g, y, scales) = (
+            host::<T>(read::<B>(grad)),
+            host::<T>(read::<B>(y)),
+            host::<T>(read::<B>(scales)),
+        );
+        TensorData::new(
+            backward_host(&g, &y, &scales, &weights, shape, stream),
+            shape,
+        )
+    });
+    B::float_from_data(dx.convert_dtype(dtype), &device)
+}
+
+/// On flex the passes read f32 and f64 tensors in their own buffers and hand theirs to the
+/// outputs: no copies (an 8 MB activation was copied twice on the way in and once out). Other
+/// float types take the host copies.
+impl OnlineNormOps for Flex {
+    fn online_forward(
+        x: FlexTensor,
+        weights: FlexTensor,
+        stream: OnlineStream,
+    ) -> (FlexTensor, FlexTensor) {
+        let (dtype, shape) = (x.dtype(), dims3(x.layout().shape()));
+        if !matches!(dtype, DType::F32 | DType::F64) {
+            return forward_on_host_copies::<Self>(x, weights, &stream);
+        }
+        let [n, c, _] = shape;
+        let weights = host::<f64>(read::<Self>(weights));
+        let x = x.to_contiguous();
+        crate::on_floats!(dtype, "online norm", |T| {
+            let (y, scales) = forward_host::<T>(x.storage(), &weights, shape, &stream);
+            (
+                flex_tensor(y, &shape, dtype),
+                flex_tensor(scales, &[n, c], dtype),
+            )
+        })
+    }
+
+    fn online_backward(
+        grad: FlexTensor,
+        y: FlexTensor,
+        scales: FlexTensor,
+        weights: FlexTensor,
+        stream: OnlineStream,
+    ) -> FlexTensor {
+        let (dtype, shape) = (grad.dtype(), dims3(grad.layout().shape()));
+        if !matches!(dtype, DType::F32 | DType::F64) {
+            return backward_on_host_copies::<Self>(grad, y, scales, weights, &stream);
+        }
+        let weights = host::<f64>(read::<Self>(weights));
+        let [grad, y, scales] = [grad, y, scales].map(|t| t.to_contiguous());
+        crate::on_floats!(dtype, "online norm", |T| {
+            let (g, y, scales) = (grad.storage(), y.storage(), scales.storage());
+            let dx = backward_host::<T>(g, y, scales, &weights, shape, &stream);
+            flex_tensor(dx, &shape, dtype)
+        })
+    }
+}
 
 #[cfg(feature = "wgpu")]
 impl OnlineNormOps for burn_cubecl::CubeBackend {}

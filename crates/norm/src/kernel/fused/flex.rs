@@ -25,7 +25,7 @@ fn dims(x: &FlexTensor) -> Dims {
 }
 
 /// A flex tensor of `shape` holding `values`.
-fn tensor<T: Real>(values: Vec<T>, shape: &[usize], dtype: DType) -> FlexTensor {
+pub(crate) fn tensor<T: Real>(values: Vec<T>, shape: &[usize], dtype: DType) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(values),
         Layout::contiguous(shape.to_vec().into()),

@@ -31,6 +31,7 @@ use burn::tensor::DType;
 use crate::Kernels;
 use crate::kernel::GroupSpec;
 pub(crate) use cpu::Real;
+pub(crate) use flex::tensor as flex_tensor;
 
 /// True when `kernels` asks for the fused kernels and `x` lives on a backend with them (with or
 /// without autodiff) in a float type they handle: f32 or f64 on flex, f32 on the CubeCL backends

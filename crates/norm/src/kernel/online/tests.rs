@@ -114,7 +114,19 @@ fn values(len: usize, seed: u64) -> Vec<f64> {
 
 #[test]
 fn the_parallel_passes_give_the_sequential_bits_call_after_call() {
-    for shape @ [n, c, s] in [[0, 3, 4], [1, 1, 1], [5, 3, 1], [4, 7, 9], [16, 64, 33]] {
+    // Channels in whole blocks of eight, with a tail of one and of seven, and fewer than a
+    // block; rows of one position and of hundreds.
+    let shapes = [
+        [0, 3, 4],
+        [1, 1, 1],
+        [5, 3, 1],
+        [4, 7, 9],
+        [2, 8, 16],
+        [3, 9, 300],
+        [2, 17, 5],
+        [16, 64, 33],
+    ];
+    for shape @ [n, c, s] in shapes {
         // Every other sample ends early; one has no real position at all.
         let weights: Vec<f64> = (0..n * s)
             .map(|i| {
@@ -156,5 +168,35 @@ fn the_parallel_passes_give_the_sequential_bits_call_after_call() {
             assert_eq!(dx, to_f32(&want), "f32 backward of {shape:?}, call {call}");
             assert_eq!(*parallel_f32.lock(), *sequential_f32.lock());
         }
+    }
+}
+
+/// f32 and f64 tensors on flex are read in place, other floats through host copies: an f16
+/// tensor gives the f64 pass's output rounded to f16, and an f32 one the f32 pass's, bit for
+/// bit, with the stream advanced alike.
+#[test]
+fn flex_tensors_of_every_float_type_take_the_host_passes() {
+    let shape @ [n, c, s] = [3, 9, 4];
+    let device = Device::flex();
+    let x = values(n * c * s, 5);
+    let weights = vec![1.0; n * s];
+    let tensor = |values: Vec<f64>, shape: [usize; 3], dtype: DType| {
+        Tensor::<3>::from_data(TensorData::new(values, shape), &device).cast(dtype)
+    };
+    for dtype in [DType::F16, DType::F32, DType::F64] {
+        let input = tensor(x.clone(), shape, dtype);
+        let exact: Vec<f64> = input.to_data().convert_dtype(DType::F64).to_vec().unwrap();
+        let (ours, theirs) = (stream(c), stream(c));
+        let y = online_normalize(input, tensor(weights.clone(), [n, 1, s], dtype), &ours);
+        let want = match dtype {
+            DType::F32 => {
+                let exact: Vec<f32> = exact.iter().map(|&v| v as f32).collect();
+                TensorData::new(forward_host(&exact, &weights, shape, &theirs).0, shape)
+            }
+            _ => TensorData::new(forward_host(&exact, &weights, shape, &theirs).0, shape)
+                .convert_dtype(dtype),
+        };
+        assert_eq!(y.to_data(), want, "{dtype:?}");
+        assert_eq!(*ours.lock(), *theirs.lock(), "{dtype:?}");
     }
 }
