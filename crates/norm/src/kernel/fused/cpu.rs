@@ -679,38 +679,63 @@ pub(crate) fn batch_norm<T: Real>(
     if dims.len() == 0 {
         return nothing(stats);
     }
-    let (mut means, mut vars) = (Vec::with_capacity(stats), Vec::with_capacity(stats));
     let mut out = output(dims.len());
-    for (dims, at) in virtual_batches(dims, chunks) {
-        let (out, x) = (&mut out[at.clone()], &x[at]);
-        let (shift, sums) = channel_stat_sums(x, dims);
-        let count = dims.n * dims.s;
-        let map = batch_maps(
-            &shift,
-            &sums,
-            count,
-            [gamma, beta],
-            epsilon,
-            [&mut means, &mut vars],
-        );
-        per_sample(out, dims, |out, at| map.apply(out, &x[at], dims.s));
+    let per_batch: Vec<(Vec<T>, Vec<T>)> = virtual_batches(dims, chunks, &mut out)
+        .into_par_iter()
+        .with_min_len(batches_per_task(dims, chunks))
+        .map(|(dims, at, out)| {
+            let x = &x[at];
+            let (shift, sums) = channel_stat_sums(x, dims);
+            let (mut means, mut vars) = (Vec::with_capacity(dims.c), Vec::with_capacity(dims.c));
+            let map = batch_maps(
+                &shift,
+                &sums,
+                dims.n * dims.s,
+                [gamma, beta],
+                epsilon,
+                [&mut means, &mut vars],
+            );
+            per_sample(out, dims, |out, at| map.apply(out, &x[at], dims.s));
+            (means, vars)
+        })
+        .collect();
+    let (mut means, mut vars) = (Vec::with_capacity(stats), Vec::with_capacity(stats));
+    for (batch_means, batch_vars) in per_batch {
+        means.extend(batch_means);
+        vars.extend(batch_vars);
     }
     // SAFETY: the virtual batches tile `out`, and `per_sample` hands every sample's values of
     // each to `apply`, which writes them all (see there).
     (unsafe { written(out) }, means, vars)
 }
 
-/// Each virtual batch of [`batch_norm`]: its dims and where its values lie in the whole.
-fn virtual_batches(
+/// Each virtual batch of [`batch_norm`]: its dims, where its values lie in the whole, and its
+/// part of the output `out`. The batches are independent, so they run in parallel: a ghost
+/// batch of a few samples is below the size at which its own passes split across threads.
+fn virtual_batches<'a, U>(
     dims: Dims,
     chunks: &[usize],
-) -> impl Iterator<Item = (Dims, std::ops::Range<usize>)> {
+    mut out: &'a mut [U],
+) -> Vec<(Dims, std::ops::Range<usize>, &'a mut [U])> {
     let sample = dims.c * dims.s;
-    chunks.iter().scan(0, move |start, &n| {
-        let at = *start * sample..(*start + n) * sample;
-        *start += n;
-        Some((Dims { n, ..dims }, at))
-    })
+    let mut start = 0;
+    chunks
+        .iter()
+        .map(|&n| {
+            let (batch, rest) = std::mem::take(&mut out).split_at_mut(n * sample);
+            out = rest;
+            let at = start..start + n * sample;
+            start = at.end;
+            (Dims { n, ..dims }, at, batch)
+        })
+        .collect()
+}
+
+/// How many of [`virtual_batches`] a rayon task takes: enough for the values of a task's worth
+/// of work, all of them when the tensor is small.
+fn batches_per_task(dims: Dims, chunks: &[usize]) -> usize {
+    let largest = chunks.iter().max().map_or(0, |&n| n * dims.c * dims.s);
+    task_len(chunks.len(), largest, dims.len())
 }
 
 /// Batch norm's backward in training, per virtual batch:
@@ -738,19 +763,22 @@ pub(crate) fn batch_norm_backward<T: Real>(
     if dims.len() == 0 {
         return nothing(dims.c);
     }
-    let mut batch_grads = Vec::with_capacity(chunks.len());
     let mut dx = output(dims.len());
-    let batches = virtual_batches(dims, chunks).zip(var.chunks(dims.c));
-    for ((dims, at), var) in batches {
-        let (dx, x, dy) = (&mut dx[at.clone()], &x[at.clone()], &dy[at]);
-        let (shift, sums) = channel_grad_sums(x, dy, dims);
-        let (map, batch_dgamma, batch_dbeta) =
-            batch_gradient_maps(&shift, &sums, dims.n * dims.s, gamma, var, epsilon);
-        per_sample(dx, dims, |dx, at| {
-            map.apply(dx, &x[at.clone()], &dy[at], dims.s)
-        });
-        batch_grads.push((batch_dgamma, batch_dbeta));
-    }
+    let batch_grads: Vec<(Vec<T>, Vec<T>)> = virtual_batches(dims, chunks, &mut dx)
+        .into_par_iter()
+        .zip(var.par_chunks(dims.c))
+        .with_min_len(batches_per_task(dims, chunks))
+        .map(|((dims, at, dx), var)| {
+            let (x, dy) = (&x[at.clone()], &dy[at]);
+            let (shift, sums) = channel_grad_sums(x, dy, dims);
+            let (map, batch_dgamma, batch_dbeta) =
+                batch_gradient_maps(&shift, &sums, dims.n * dims.s, gamma, var, epsilon);
+            per_sample(dx, dims, |dx, at| {
+                map.apply(dx, &x[at.clone()], &dy[at], dims.s)
+            });
+            (batch_dgamma, batch_dbeta)
+        })
+        .collect();
     // Rounded to `T` per batch and added in `T`, the last batch first: the numbers that autodiff
     // gives a batch norm per virtual batch (it walks the graph back from the last one).
     let mut batch_grads = batch_grads.into_iter().rev();

@@ -257,6 +257,83 @@ fn batch_norm_matches_f64_at_every_edge() {
     }
 }
 
+/// Virtual batches run side by side on the threads: each gives the bits it gives alone, as a
+/// plain batch norm of its own samples, and the parameter gradients add up as autodiff adds
+/// the batches' (the last one first), whether the batches share a task or not.
+#[test]
+fn virtual_batches_give_the_bits_of_each_batch_alone() {
+    for (dims, chunks) in [
+        (
+            Dims {
+                n: 32,
+                c: 16,
+                s: 196,
+            },
+            vec![8; 4],
+        ),
+        (
+            Dims {
+                n: 32,
+                c: 8,
+                s: 784,
+            },
+            vec![2; 16],
+        ),
+        (
+            Dims {
+                n: 7,
+                c: 3,
+                s: 4099,
+            },
+            vec![3, 3, 1],
+        ),
+        (
+            Dims {
+                n: 1030,
+                c: 33,
+                s: 1,
+            },
+            vec![2; 515],
+        ),
+    ] {
+        let (x, dy, gamma, beta) = inputs(dims);
+        let (y, means, vars) = batch_norm(&x, &gamma, &beta, dims, &chunks, EPSILON);
+        let (dx, dgamma, dbeta) =
+            batch_norm_backward(&x, &dy, &gamma, &vars, dims, &chunks, EPSILON);
+        let (mut y_alone, mut means_alone, mut vars_alone, mut dx_alone) =
+            (vec![], vec![], vec![], vec![]);
+        let mut grads_alone = vec![];
+        let mut start = 0;
+        for &n in &chunks {
+            let (batch, at) = (Dims { n, ..dims }, start..start + n * dims.c * dims.s);
+            start = at.end;
+            let (x, dy) = (&x[at.clone()], &dy[at]);
+            let (y, mean, var) = batch_norm(x, &gamma, &beta, batch, &[n], EPSILON);
+            let (dx, dgamma, dbeta) =
+                batch_norm_backward(x, dy, &gamma, &var, batch, &[n], EPSILON);
+            y_alone.extend(y);
+            means_alone.extend(mean);
+            vars_alone.extend(var);
+            dx_alone.extend(dx);
+            grads_alone.push((dgamma, dbeta));
+        }
+        let what = format!("{dims:?} in batches of {}", chunks[0]);
+        assert_eq!(
+            (y, means, vars),
+            (y_alone, means_alone, vars_alone),
+            "{what}"
+        );
+        assert_eq!(dx, dx_alone, "{what}");
+        let mut grads_alone = grads_alone.into_iter().rev();
+        let (mut dgamma_alone, mut dbeta_alone) = grads_alone.next().unwrap();
+        for (batch_dgamma, batch_dbeta) in grads_alone {
+            add_to(&mut dgamma_alone, batch_dgamma);
+            add_to(&mut dbeta_alone, batch_dbeta);
+        }
+        assert_eq!((dgamma, dbeta), (dgamma_alone, dbeta_alone), "{what}");
+    }
+}
+
 /// The dense sums add each span of 64 rows of a block of 256 channels in `f32`, then the spans
 /// into `f64` in row order, as one thread does, whatever the spans' tasks: the statistics of a
 /// dense batch, and the experiments' numbers, do not depend on how rayon shares them out.
