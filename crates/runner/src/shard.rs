@@ -8,7 +8,9 @@
 //! the run's record is written; a run whose record exists is never trained again. A claim left
 //! behind by a process that died is taken over by a process on the same host once that process
 //! is gone, or by the next process of the same shard (a scheduler runs one process per shard at
-//! a time).
+//! a time). A results folder must therefore be on a file system with hard links (ext4, XFS,
+//! Btrfs, APFS, NTFS, NFS; not FAT): elsewhere the first claim fails, before any run trains,
+//! with the file system's error and the folder's name.
 
 use std::fmt;
 use std::fs;
