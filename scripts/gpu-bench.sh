@@ -15,7 +15,7 @@
 # The benches time with the device synchronised inside every timed call and take the GPU's own
 # copy bandwidth as the floor; PyTorch's CUDA times come beside them when the machine's python3
 # (or NORMLAB_PYTHON) has torch with CUDA. The binaries are built in the dev profile, which
-# optimizes every dependency and the norm and model crates as a release build does.
+# optimizes every dependency and the norm, model and optim crates as a release build does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
