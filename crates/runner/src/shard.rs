@@ -8,15 +8,18 @@
 //! the run's record is written; a run whose record exists is never trained again. A claim left
 //! behind by a process that died is taken over by a process on the same host once that process
 //! is gone, or by the next process of the same shard (a scheduler runs one process per shard at
-//! a time). A results folder must therefore be on a file system with hard links (ext4, XFS,
+//! a time); of several processes that find a claim stale at once, one takes it over (see
+//! [`claim`]). A results folder must therefore be on a file system with hard links (ext4, XFS,
 //! Btrfs, APFS, NTFS, NFS; not FAT): elsewhere the first claim fails, before any run trains,
 //! with the file system's error and the folder's name.
 
 use std::fmt;
-use std::fs;
-use std::io::{self, ErrorKind};
+use std::fs::{self, OpenOptions};
+use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The I-th of N slices of a grid (`0 <= I < N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,13 +132,37 @@ fn claim_file(runs: &Path, id: &str) -> PathBuf {
 /// the two would stay empty, unreadable, and its run would never be trained again.
 pub fn claim(runs: &Path, id: &str, claimant: &Claimant) -> io::Result<bool> {
     let path = claim_file(runs, id);
-    let draft = runs.join(format!("{id}.claim.{}.{}", claimant.host, claimant.pid));
-    fs::write(&draft, claimant.line())?;
+    let draft = write_draft(runs, id, claimant)?;
     let claimed = link_claim(&draft, &path, claimant);
-    let removed = fs::remove_file(&draft);
-    let claimed = claimed?;
-    removed?;
-    Ok(claimed)
+    let _ = fs::remove_file(&draft);
+    claimed
+}
+
+/// A new file beside the claims holding `claimant`'s line, under a name no other file has:
+/// host, process, time and a count, and created only if no file has that name.
+fn write_draft(runs: &Path, id: &str, claimant: &Claimant) -> io::Result<PathBuf> {
+    static DRAFTS: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    loop {
+        let count = DRAFTS.fetch_add(1, Ordering::Relaxed);
+        let (host, pid) = (&claimant.host, claimant.pid);
+        let draft = runs.join(format!("{id}.claim.{host}.{pid}.{nanos}.{count}"));
+        match OpenOptions::new().write(true).create_new(true).open(&draft) {
+            Ok(mut file) => {
+                return match file.write_all(claimant.line().as_bytes()) {
+                    Ok(()) => Ok(draft),
+                    Err(e) => {
+                        let _ = fs::remove_file(&draft);
+                        Err(e)
+                    }
+                };
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Links `draft` to the claim file `path` unless a live holder has it.
@@ -143,23 +170,69 @@ fn link_claim(draft: &Path, path: &Path, claimant: &Claimant) -> io::Result<bool
     for _ in 0..3 {
         match fs::hard_link(draft, path) {
             Ok(()) => return Ok(true),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => match fs::read_to_string(path) {
-                // Released this instant: try again.
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-                Ok(holder) => match Claimant::parse(&holder) {
-                    Some(holder) if !claimant.outlived(&holder) => return Ok(false),
-                    // Gone, or a claim no process holds (one an older normlab left empty):
-                    // remove it and try once more to link ours.
-                    _ => {
-                        let _ = fs::remove_file(path);
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => match holder_of(path, claimant) {
+                Holder::Released => {}
+                Holder::Live => return Ok(false),
+                Holder::Stale(text) => {
+                    if !take_over(path, &text, draft, claimant)? {
+                        return Ok(false);
                     }
-                },
+                }
             },
             Err(e) => return Err(e),
         }
     }
     Ok(false)
+}
+
+/// Who holds a claim, as a claimant sees it.
+enum Holder {
+    /// No one: the claim was released as it was read.
+    Released,
+    /// A process that may be running.
+    Live,
+    /// A process that is gone, or none (a claim an older normlab left empty); the claim's text.
+    Stale(String),
+}
+
+/// Who holds the claim at `path`, as `claimant` sees it.
+fn holder_of(path: &Path, claimant: &Claimant) -> Holder {
+    match fs::read_to_string(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Holder::Released,
+        // Unreadable (say, removed on another host: NFS's stale handle): someone's.
+        Err(_) => Holder::Live,
+        Ok(text) => match Claimant::parse(&text) {
+            Some(holder) if !claimant.outlived(&holder) => Holder::Live,
+            _ => Holder::Stale(text),
+        },
+    }
+}
+
+/// Removes the claim at `path`, read as `stale`, so that `claimant` may link its own: true
+/// when it may try, false when another process is taking the claim over. Several processes
+/// may find one claim stale at once, and a claim linked since must not be removed, so the
+/// removal is made under a takeover lock (`path.takeover`, linked from `draft` as a claim is),
+/// after reading the claim again. A lock left by a process that died is removed, and the run
+/// left to a later sweep.
+fn take_over(path: &Path, stale: &str, draft: &Path, claimant: &Claimant) -> io::Result<bool> {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".takeover");
+    let lock = PathBuf::from(lock);
+    match fs::hard_link(draft, &lock) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            if let Holder::Stale(_) = holder_of(&lock, claimant) {
+                let _ = fs::remove_file(&lock);
+            }
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    }
+    if fs::read_to_string(path).ok().as_deref() == Some(stale) {
+        let _ = fs::remove_file(path);
+    }
+    let _ = fs::remove_file(&lock);
+    Ok(true)
 }
 
 /// Gives up the claim on run `id` (after its record is written).
@@ -198,6 +271,54 @@ mod tests {
         }
     }
 
+    /// Processes racing for a run whose claim a dead process left: exactly one wins, every
+    /// time, and nothing is left beside the winner's claim.
+    #[test]
+    fn of_several_claimants_of_a_stale_claim_exactly_one_wins() {
+        let runs = std::env::temp_dir().join(format!("normlab-race-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&runs);
+        fs::create_dir_all(&runs).unwrap();
+        let me = Claimant::this_process(None);
+        let gone = Claimant {
+            pid: u32::MAX,
+            ..me.clone()
+        };
+        // Live to each other: this process, each on a shard of its own.
+        let claimants: Vec<Claimant> = (0..6)
+            .map(|i| Claimant::this_process(Some(Shard { index: i, count: 6 })))
+            .collect();
+        for round in 0..200 {
+            let id = format!("r{round}");
+            fs::write(claim_file(&runs, &id), gone.line()).unwrap();
+            let barrier = std::sync::Barrier::new(claimants.len());
+            let winners: Vec<bool> = std::thread::scope(|scope| {
+                let racers: Vec<_> = claimants
+                    .iter()
+                    .map(|claimant| {
+                        let (runs, id, barrier) = (&runs, &id, &barrier);
+                        scope.spawn(move || {
+                            barrier.wait();
+                            claim(runs, id, claimant).unwrap()
+                        })
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            assert_eq!(winners.iter().filter(|&&w| w).count(), 1, "round {round}");
+            let winner = &claimants[winners.iter().position(|&w| w).unwrap()];
+            assert_eq!(
+                fs::read_to_string(claim_file(&runs, &id)).unwrap(),
+                winner.line()
+            );
+        }
+        assert_eq!(
+            fs::read_dir(&runs).unwrap().count(),
+            200,
+            "drafts left behind"
+        );
+        fs::remove_dir_all(&runs).unwrap();
+    }
+
     #[test]
     fn a_claim_is_exclusive_until_released_and_a_dead_holder_is_outlived() {
         let runs = std::env::temp_dir().join(format!("normlab-claims-{}", std::process::id()));
@@ -233,6 +354,22 @@ mod tests {
         };
         fs::write(claim_file(&runs, "d"), other_shard.line()).unwrap();
         assert!(claim(&runs, "d", &restarted).unwrap());
+        // A claim read as stale but linked anew before it could be removed stays in place.
+        fs::write(claim_file(&runs, "f"), me.line()).unwrap();
+        let draft = runs.join("f.draft");
+        fs::write(&draft, other_shard.line()).unwrap();
+        assert!(take_over(&claim_file(&runs, "f"), &gone.line(), &draft, &other_shard).unwrap());
+        fs::remove_file(&draft).unwrap();
+        assert!(!claim(&runs, "f", &other_shard).unwrap());
+        assert_eq!(
+            fs::read_to_string(claim_file(&runs, "f")).unwrap(),
+            me.line()
+        );
+        // A takeover whose process died: its lock is removed and the run left for later.
+        fs::write(claim_file(&runs, "g"), gone.line()).unwrap();
+        fs::write(runs.join("g.claim.takeover"), gone.line()).unwrap();
+        assert!(!claim(&runs, "g", &me).unwrap());
+        assert!(claim(&runs, "g", &me).unwrap());
         // An empty claim, as an older normlab killed between creating and writing it left.
         fs::write(claim_file(&runs, "e"), "").unwrap();
         assert!(
@@ -251,7 +388,9 @@ mod tests {
         left.sort();
         assert_eq!(
             left,
-            ["a.claim", "b.claim", "c.claim", "d.claim", "e.claim"]
+            [
+                "a.claim", "b.claim", "c.claim", "d.claim", "e.claim", "f.claim", "g.claim"
+            ]
         );
         fs::remove_dir_all(&runs).unwrap();
     }
