@@ -271,13 +271,19 @@ mod tests {
         }
     }
 
+    /// A new empty folder of this process for claims, named after `test`.
+    fn empty_folder(test: &str) -> PathBuf {
+        let runs = std::env::temp_dir().join(format!("normlab-{test}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&runs);
+        fs::create_dir_all(&runs).unwrap();
+        runs
+    }
+
     /// Processes racing for a run whose claim a dead process left: exactly one wins, every
     /// time, and nothing is left beside the winner's claim.
     #[test]
     fn of_several_claimants_of_a_stale_claim_exactly_one_wins() {
-        let runs = std::env::temp_dir().join(format!("normlab-race-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&runs);
-        fs::create_dir_all(&runs).unwrap();
+        let runs = empty_folder("race");
         let me = Claimant::this_process(None);
         let gone = Claimant {
             pid: u32::MAX,
@@ -321,9 +327,7 @@ mod tests {
 
     #[test]
     fn a_claim_is_exclusive_until_released_and_a_dead_holder_is_outlived() {
-        let runs = std::env::temp_dir().join(format!("normlab-claims-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&runs);
-        fs::create_dir_all(&runs).unwrap();
+        let runs = empty_folder("claims");
         let me = Claimant::this_process(None);
         let other_shard = Claimant {
             pid: me.pid + 1,
