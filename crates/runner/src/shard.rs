@@ -170,6 +170,10 @@ fn link_claim(draft: &Path, path: &Path, claimant: &Claimant) -> io::Result<bool
     for _ in 0..3 {
         match fs::hard_link(draft, path) {
             Ok(()) => return Ok(true),
+            // NFSv3 may resend a link the server has made and report the name taken by it.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && same_file(draft, path) => {
+                return Ok(true);
+            }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => match holder_of(path, claimant) {
                 Holder::Released => {}
                 Holder::Live => return Ok(false),
@@ -183,6 +187,23 @@ fn link_claim(draft: &Path, path: &Path, claimant: &Claimant) -> io::Result<bool
         }
     }
     Ok(false)
+}
+
+/// True when `a` and `b` name one file (where the platform says; false elsewhere).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::metadata(a), fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
 }
 
 /// Who holds a claim, as a claimant sees it.
@@ -369,6 +390,12 @@ mod tests {
             fs::read_to_string(claim_file(&runs, "f")).unwrap(),
             me.line()
         );
+        // A link the file system made but reported as taken (NFSv3 resending it): ours.
+        let draft = runs.join("h.draft");
+        fs::write(&draft, me.line()).unwrap();
+        fs::hard_link(&draft, claim_file(&runs, "h")).unwrap();
+        assert!(link_claim(&draft, &claim_file(&runs, "h"), &me).unwrap());
+        fs::remove_file(&draft).unwrap();
         // A takeover whose process died: its lock is removed and the run left for later.
         fs::write(claim_file(&runs, "g"), gone.line()).unwrap();
         fs::write(runs.join("g.claim.takeover"), gone.line()).unwrap();
@@ -393,7 +420,8 @@ mod tests {
         assert_eq!(
             left,
             [
-                "a.claim", "b.claim", "c.claim", "d.claim", "e.claim", "f.claim", "g.claim"
+                "a.claim", "b.claim", "c.claim", "d.claim", "e.claim", "f.claim", "g.claim",
+                "h.claim"
             ]
         );
         fs::remove_dir_all(&runs).unwrap();
