@@ -19,7 +19,6 @@ use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The I-th of N slices of a grid (`0 <= I < N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,17 +137,15 @@ pub fn claim(runs: &Path, id: &str, claimant: &Claimant) -> io::Result<bool> {
     claimed
 }
 
-/// A new file beside the claims holding `claimant`'s line, under a name no other file has:
-/// host, process, time and a count, and created only if no file has that name.
+/// A new file beside the claims holding `claimant`'s line, under a name no other file has
+/// (host, process and a count, the next count where a file has the name: one a process of the
+/// same pid left, say).
 fn write_draft(runs: &Path, id: &str, claimant: &Claimant) -> io::Result<PathBuf> {
     static DRAFTS: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |t| t.subsec_nanos());
     loop {
         let count = DRAFTS.fetch_add(1, Ordering::Relaxed);
         let (host, pid) = (&claimant.host, claimant.pid);
-        let draft = runs.join(format!("{id}.claim.{host}.{pid}.{nanos}.{count}"));
+        let draft = runs.join(format!("{id}.claim.{host}.{pid}.{count}"));
         match OpenOptions::new().write(true).create_new(true).open(&draft) {
             Ok(mut file) => {
                 return match file.write_all(claimant.line().as_bytes()) {
