@@ -5,8 +5,7 @@
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use normlab_data::shuffled;
-use normlab_model::Model;
-use normlab_model::Network;
+use normlab_model::{Model, Network, release_finished_graphs};
 
 use crate::config::GridPoint;
 use std::collections::BTreeMap;
@@ -64,6 +63,7 @@ fn precise(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Op
     for indices in order.into_iter().cycle().take(count) {
         let batch = task.batch(&indices, false, None, &train_device);
         copy.forward(batch.input).ok()?;
+        release_finished_graphs(&train_device);
     }
     Some(eval_mode(&copy.valid(), point, task, device))
 }
@@ -137,6 +137,7 @@ fn score(
             .into_scalar::<i64>() as usize;
         loss_sum += loss_fn.forward(logits, batch.targets).into_scalar::<f64>() * rows as f64;
         count += rows;
+        release_finished_graphs(device);
     }
     (count > 0).then(|| Score {
         loss: (loss_sum / count as f64) as f32,
