@@ -282,7 +282,8 @@ mod tests {
 
     #[test]
     fn the_option_kept_at_minus_one_is_mimallocs_purge_delay() {
-        // SAFETY: reads mimalloc's option table.
+        // SAFETY: `mi_option_get` reads mimalloc's option table at an index inside it (15 is
+        // below `_mi_option_last` in mimalloc 2 and 3).
         let get = || unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
         // Its default in mimalloc 3 is 1000 ms, which no neighbouring option has; the
         // environment can set it.
