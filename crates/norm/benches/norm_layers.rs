@@ -8,8 +8,10 @@
 //! cargo bench -p normlab-norm --features wgpu --bench norm_layers -- --device wgpu
 //! ```
 //!
-//! A norm layer is memory-bound: its forward must read the activation and write the output (2x
-//! the activation's bytes), its backward read the input and the output gradient and write the
+//! Three passes: inference (eval mode, running statistics where the layer keeps them, on the
+//! device without autodiff), the forward in training mode, and forward + backward. A norm layer
+//! is memory-bound: its forward must read the activation and write the output (2x the
+//! activation's bytes), its backward read the input and the output gradient and write the
 //! input gradient (3x more). The floor is that traffic at the device's copy bandwidth, measured
 //! first; `bw %` is the share of that bandwidth a layer reaches (the floor over its time).
 //! Times are medians, with the device synchronised inside each timed call; the table goes to
@@ -45,10 +47,10 @@ struct Case<'a, const D: usize> {
     burn: Option<Layer<'a, D>>,
 }
 
-/// A layer's forward twice: with parameters that take no gradient (for the forward alone, as
-/// PyTorch's `no_grad`: a graph that is never walked back would keep every activation alive),
-/// and trainable.
-type Layer<'a, const D: usize> = [&'a dyn Fn(Tensor<D>) -> Tensor<D>; 2];
+/// A layer's forward three times: in eval mode on the device without autodiff (inference),
+/// with parameters that take no gradient (for the forward alone, as PyTorch's `no_grad`: a
+/// graph that is never walked back would keep every activation alive), and trainable.
+type Layer<'a, const D: usize> = [&'a dyn Fn(Tensor<D>) -> Tensor<D>; 3];
 
 fn case<'a, const D: usize>(
     layer: &'static str,
@@ -64,13 +66,15 @@ fn case<'a, const D: usize>(
     }
 }
 
-/// Median times in milliseconds of `layer` on `x`: forward in training mode, then forward +
-/// backward of the sum.
+/// Median times in milliseconds of `layer` on `x`: inference (on `x` without autodiff), forward
+/// in training mode, then forward + backward of the sum.
 fn measure<const D: usize>(
     target: &Target,
     x: &Tensor<D>,
-    [frozen, trainable]: Layer<'_, D>,
-) -> [f64; 2] {
+    [eval, frozen, trainable]: Layer<'_, D>,
+) -> [f64; 3] {
+    let plain = x.clone().inner();
+    let inference = target.median(3, 21, || eval(plain.clone()));
     let forward = target.median(3, 21, || frozen(x.clone()));
     let backward = target.median(3, 21, || {
         let input = x.clone().require_grad();
@@ -78,7 +82,7 @@ fn measure<const D: usize>(
         input.grad(&grads)
     });
     Target::ran(frozen(x.clone()));
-    [forward, backward].map(|t| t.as_secs_f64() * 1e3)
+    [inference, forward, backward].map(|t| t.as_secs_f64() * 1e3)
 }
 
 /// What every measurement of one sitting shares, and the rows it has made.
@@ -105,22 +109,25 @@ impl Sitting {
             .and_then(|r| r["ms"].as_f64())
     }
 
-    /// Two rows (forward, forward+backward) for one layer on `shape`: normlab's times `ours`,
+    /// Three rows (inference, forward, forward+backward) for one layer on `shape`: normlab's
+    /// times `ours`,
     /// burn-nn's, PyTorch's (its script's name for the layer, if any) and the floor.
     fn push(
         &mut self,
         label: String,
         shape: &[usize],
         path: &str,
-        ours: [f64; 2],
-        burn: Option<[f64; 2]>,
+        ours: [f64; 3],
+        burn: Option<[f64; 3]>,
         torch_layer: &str,
     ) {
         let bytes = (shape.iter().product::<usize>() * 4) as f64;
-        for (i, (pass, traffic)) in [("forward", 2.0), ("forward+backward", 5.0)]
-            .into_iter()
-            .enumerate()
-        {
+        let passes = [
+            ("inference", 2.0),
+            ("forward", 2.0),
+            ("forward+backward", 5.0),
+        ];
+        for (i, (pass, traffic)) in passes.into_iter().enumerate() {
             let floor = traffic * bytes / self.bandwidth * 1e3;
             let row = Row {
                 fields: vec![
@@ -147,12 +154,13 @@ impl Sitting {
         for case in cases {
             let config: NormConfig = serde_json::from_str(case.config).expect("bench config");
             let init = || config.init(shape[1], &x.device()).expect("bench layer");
-            let (layer, frozen) = (init(), init().no_grad());
+            let (layer, frozen, eval) = (init(), init().no_grad(), init().valid());
+            let run = |layer: &normlab_norm::Norm, t| layer.forward(t).expect("bench input fits");
             let ours = measure(
                 &self.target,
                 &x,
-                [&|t| frozen.forward(t).expect("bench input fits"), &|t| {
-                    layer.forward(t).expect("bench input fits")
+                [&|t| run(&eval, t), &|t| run(&frozen, t), &|t| {
+                    run(&layer, t)
                 }],
             );
             let burn = case.burn.map(|f| measure(&self.target, &x, f));
@@ -173,11 +181,12 @@ impl Sitting {
         let lengths = Tensor::<1, Int>::from_data(TensorData::new(lengths, [n]), &device);
         let steps = Tensor::<1, Int>::arange(0..t as i64, &device);
         let mask = steps.unsqueeze_dim::<2>(0).lower(lengths.unsqueeze_dim(1));
+        let plain_mask = mask.clone().to_device(&device.clone().inner());
         for &(config_text, path) in configs {
             let config: NormConfig = serde_json::from_str(config_text).expect("bench config");
             let init = || config.init(c, &device).expect("bench layer");
-            let (layer, frozen) = (init(), init().no_grad());
-            let run = |layer: &normlab_norm::Norm, t| {
+            let (layer, frozen, eval) = (init(), init().no_grad(), init().valid());
+            let run = |layer: &normlab_norm::Norm, t, mask: &Tensor<2, Bool>| {
                 layer
                     .forward_sequence(t, Some(mask.clone()))
                     .expect("bench input fits")
@@ -185,7 +194,11 @@ impl Sitting {
             let ours = measure(
                 &self.target,
                 &x,
-                [&|t| run(&frozen, t), &|t| run(&layer, t)],
+                [
+                    &|t| run(&eval, t, &plain_mask),
+                    &|t| run(&frozen, t, &mask),
+                    &|t| run(&layer, t, &mask),
+                ],
             );
             let label = format!("{config_text} masked");
             self.push(label, &[n, t, c], path, ours, None, "");
@@ -193,16 +206,21 @@ impl Sitting {
     }
 }
 
-/// A burn-nn layer twice: trainable, and with parameters that take no gradient.
-fn both<M: Module>(layer: M) -> (M, M) {
-    (layer.clone(), layer.no_grad())
+/// A burn-nn layer three times: trainable, with parameters that take no gradient, and in
+/// eval mode without autodiff.
+fn all_three<M: Module>(layer: M) -> (M, M, M) {
+    (layer.clone(), layer.clone().no_grad(), layer.valid())
 }
 
-/// The [`Layer`] of a pair from [`both`], for a case's `burn`: burn-nn's layers share no
-/// trait with a `forward`, so each call site names its own.
+/// The [`Layer`] of a triple from [`all_three`], for a case's `burn`: burn-nn's layers share
+/// no trait with a `forward`, so each call site names its own.
 macro_rules! burn_nn {
-    ($pair:ident) => {
-        Some([&|t| $pair.1.forward(t), &|t| $pair.0.forward(t)])
+    ($layers:ident) => {
+        Some(
+            [&|t| $layers.2.forward(t), &|t| $layers.1.forward(t), &|t| {
+                $layers.0.forward(t)
+            }],
+        )
     };
 }
 
@@ -214,11 +232,11 @@ const GROUP_NORM: &str = r#"{"kind":"group","groups":32}"#;
 fn bench_conv(sitting: &mut Sitting, x: Tensor<4>) {
     let channels = x.dims()[1];
     let device = x.device();
-    let bn = both(BurnBatchNorm::new(channels).init(&device));
+    let bn = all_three(BurnBatchNorm::new(channels).init(&device));
     // burn-nn's LayerNorm covers the last axis only: over C, H, W it is GroupNorm with 1 group.
-    let ln = both(BurnGroupNorm::new(1, channels).init(&device));
-    let gn = both(BurnGroupNorm::new(32, channels).init(&device));
-    let inn = both(BurnInstanceNorm::new(channels).init(&device));
+    let ln = all_three(BurnGroupNorm::new(1, channels).init(&device));
+    let gn = all_three(BurnGroupNorm::new(32, channels).init(&device));
+    let inn = all_three(BurnInstanceNorm::new(channels).init(&device));
     // EvoNorm's and FRN's learned-epsilon kernels are the CPU's alone.
     let on_flex = match sitting.target.backend() {
         Backend::Flex => "fused",
@@ -296,10 +314,10 @@ fn main() -> ExitCode {
 
     let dense = Tensor::<2>::random(dense_shape, normal, &device);
     let features = dense_shape[1];
-    let bn = both(BurnBatchNorm::new(features).init(&device));
-    let ln = both(BurnLayerNorm::new(features).init(&device));
-    let gn = both(BurnGroupNorm::new(32, features).init(&device));
-    let rms = both(BurnRmsNorm::new(features).init(&device));
+    let bn = all_three(BurnBatchNorm::new(features).init(&device));
+    let ln = all_three(BurnLayerNorm::new(features).init(&device));
+    let gn = all_three(BurnGroupNorm::new(32, features).init(&device));
+    let rms = all_three(BurnRmsNorm::new(features).init(&device));
     sitting.bench(
         dense,
         &[
@@ -336,7 +354,10 @@ fn main() -> ExitCode {
     };
     let notes = [
         format!(
-            "floor: the least memory traffic (forward 2x, forward+backward 5x the input's bytes) at \
+            "pass: `inference` is eval mode (running statistics where the layer keeps them) on \
+             the device without autodiff, `forward` training mode, `forward+backward` training \
+             mode with the backward of the output's sum. floor: the least memory traffic \
+             (inference and forward 2x, forward+backward 5x the input's bytes) at \
              the device's copy bandwidth, {:.1} GB/s (read + write, of buffers far larger than \
              the caches); bw %: the floor over normlab's time, the share of that bandwidth the \
              layer reaches. Each layer reads the same input over and over: an input that fits in \
@@ -348,7 +369,9 @@ fn main() -> ExitCode {
             "path: `fused` runs {kernels} (one pass for the statistics, one for the output, a \
              hand-written backward); `composed` runs burn tensor ops that autodiff \
              differentiates; `custom op` is Online \
-             Normalization's own forward and backward."
+             Normalization's own forward and backward. In inference the layers with running \
+             statistics (batch norm, its remedies, online normalization) run one fused \
+             per-channel affine map of them; EvoNorm-B0 its own inference kernel on flex."
         ),
         "burn-nn: its layer of the same kind (LayerNorm over C, H, W as GroupNorm with one group); \
          n/a where it has none."

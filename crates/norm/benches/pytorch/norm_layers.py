@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Times PyTorch's norm layers on the shapes of benches/norm_layers.rs, as that bench does: the
-median over runs of the forward in training mode, and of forward + `y.sum().backward()`, on the
+median over runs of the forward in eval mode under `torch.inference_mode()` (inference), of the
+forward in training mode, and of forward + `y.sum().backward()`, on the
 CPU with the number of threads given or on CUDA (synchronised inside each timed run). Prints one
 JSON object per line: first {"torch": version} (and {"cuda_device": name} on CUDA), then
 {"layer", "shape", "pass", "ms"}. Optional: the Rust bench runs it when a Python with torch is at
@@ -59,7 +60,11 @@ def main():
         for name, layer in layers(shape).items():
             if layer is None:
                 continue
-            layer.to(args.device).train()
+            layer.to(args.device)
+
+            def inference():
+                with torch.inference_mode():
+                    layer(x)
 
             def forward():
                 with torch.no_grad():
@@ -69,7 +74,13 @@ def main():
                 xg = x.clone().requires_grad_()
                 layer(xg).sum().backward()
 
-            for pass_name, run in (("forward", forward), ("forward+backward", backward)):
+            passes = (
+                ("inference", inference, False),
+                ("forward", forward, True),
+                ("forward+backward", backward, True),
+            )
+            for pass_name, run, training in passes:
+                layer.train(training)
                 ms = median_ms(run, args.runs, sync)
                 print(json.dumps({"layer": name, "shape": shape, "pass": pass_name, "ms": ms}))
 

@@ -152,6 +152,21 @@ pub(crate) fn evonorm_b0_train(
     (y, mean.detach(), var.detach())
 }
 
+/// EvoNorm-B0 in inference of `x: [N, C, S]` with every element real, dividing the batch
+/// branch by each channel's running variance `var: [C]`, on the fused kernel (call only where
+/// [`fused_on_flex`]).
+pub(crate) fn evonorm_b0_inference(
+    x: Tensor<3>,
+    v: Tensor<1>,
+    var: Tensor<1>,
+    affine: Option<&Affine>,
+    epsilon: f64,
+) -> Tensor<3> {
+    let c = x.dims()[1];
+    let (gamma, beta) = affine_or_identity(affine, c, &x.device());
+    fused::evonorm::evonorm_b0_inference(x, [v, gamma, beta, var], epsilon)
+}
+
 /// FRN of `x: [N, C, S]` with its thresholded linear unit:
 /// `max(x / sqrt(nu2 + epsilon + |eps_l|) * gamma + beta, tau)`, `nu2` the mean square of each
 /// (sample, channel) over `S`, `eps_l` the learned part of the epsilon (none: 0), `gamma` and

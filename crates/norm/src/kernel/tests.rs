@@ -306,6 +306,43 @@ fn evonorm_b0_kernel_matches_the_composed_layer_in_training() {
 }
 
 #[test]
+fn evonorm_b0_kernel_matches_the_composed_layer_in_inference() {
+    use crate::{EvoNormB0Config, NormConfig};
+    let config = NormConfig::EvoNormB0(EvoNormB0Config::default());
+    for shape in SHAPES {
+        let device = device();
+        device.seed(shape.iter().product::<usize>() as u64);
+        let x = input(shape, &device);
+        let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let run = |kernels| {
+            let norm = config.init(shape[1], &device).expect("layer");
+            let norm = norm.with_kernels(kernels);
+            // A training step on a wider input: running variances above one, so that each
+            // branch of the max is taken.
+            norm.forward(x.clone() * 3.0).expect("fits");
+            let eval = norm.valid().forward(x.clone().inner()).expect("fits");
+            // Frozen: in eval mode on the autodiff device, where the input takes a gradient.
+            let frozen = norm.freeze();
+            let input = x.clone().require_grad();
+            let y = frozen.forward(input.clone()).expect("fits");
+            let grads = (y.clone() * dy.clone()).sum().backward();
+            let input_grad = input.grad(&grads).expect("input gradient");
+            [("eval output", eval), ("frozen output", y.inner())]
+                .into_iter()
+                .chain([("input gradient", input_grad)])
+                .collect::<Vec<_>>()
+        };
+        let both = run(Kernels::Fastest)
+            .into_iter()
+            .zip(run(Kernels::Composed));
+        for ((name, got), (_, want)) in both {
+            let what = format!("EvoNorm-B0 in inference on {shape:?}: {name}");
+            relative_error(&what, got, want);
+        }
+    }
+}
+
+#[test]
 fn frn_learned_epsilon_kernel_matches_the_composed_layer() {
     use crate::family::AsFamily;
     use crate::{FrnConfig, Norm, NormConfig};

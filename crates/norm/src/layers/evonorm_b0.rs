@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::affine::apply_affine;
 use crate::family::{Family, is_training};
-use crate::kernel::{evonorm_b0_train, fused_on_flex, moments};
+use crate::kernel::{evonorm_b0_inference, evonorm_b0_train, fused_on_flex, moments};
 use crate::layers::{CommonParts, common_parts};
 use crate::options::{CheckOptions, builder, check_common};
 use crate::running::Spread;
@@ -135,6 +135,11 @@ impl Family for EvoNormB0 {
                 let spread = Spread::Variance(var.detach().reshape([1, c]));
                 self.running.update(0, mean, spread, None);
                 stats.var
+            }
+            false if weights.is_none() && fused_on_flex(&x, self.parts.kernels) => {
+                let var = self.running.read(0, 1, &x.device()).1;
+                let affine = self.parts.affine.as_ref();
+                return Ok(evonorm_b0_inference(x, self.v.val(), var, affine, epsilon));
             }
             false => self.running.read(0, 1, &x.device()).1.reshape([1, c, 1]),
         };

@@ -17,7 +17,10 @@ use rayon::prelude::*;
 
 use super::simd::{self, Lanes};
 use crate::kernel::GroupSpec;
-pub(crate) use evonorm::{evonorm_b0, evonorm_b0_backward, evonorm_s0, evonorm_s0_backward};
+pub(crate) use evonorm::{
+    B0Variance, evonorm_b0, evonorm_b0_backward, evonorm_b0_inference, evonorm_s0,
+    evonorm_s0_backward,
+};
 pub(crate) use frn::{frn, frn_backward};
 pub(crate) use masked::{masked_batch_norm, masked_batch_norm_backward};
 pub(crate) use renorm::{batch_renorm, batch_renorm_backward};

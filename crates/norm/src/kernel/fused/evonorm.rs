@@ -1,6 +1,7 @@
 //! EvoNorm-S0 and -B0 as fused ops with hand-written backwards, on the flex (CPU) backend: two
 //! passes over the activation forward and two backward, where a composed layer runs a dozen
-//! ops or more (S0's sigmoid among them, one scalar `exp` per value and op).
+//! ops or more (S0's sigmoid among them, one scalar `exp` per value and op); and B0 in
+//! inference, one pass.
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::ops::{Backward, OpsKind};
@@ -8,6 +9,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 
+use super::cpu::B0Variance;
 use super::{FusedNode, NodeGradients, flex};
 
 use crate::kernel::GroupSpec;
@@ -18,6 +20,27 @@ use crate::kernel::GroupSpec;
 pub(crate) enum EvoNorm {
     S0(GroupSpec),
     B0 { epsilon: f64 },
+}
+
+/// What the backward of an EvoNorm op differentiates: the op of
+/// [`EvoNormOps::fused_evonorm`], or EvoNorm-B0 in inference, dividing by a running variance
+/// ([`EvoNormOps::fused_evonorm_b0_inference`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum EvoNormGrad {
+    S0(GroupSpec),
+    B0 { epsilon: f64, variance: B0Variance },
+}
+
+impl From<EvoNorm> for EvoNormGrad {
+    fn from(norm: EvoNorm) -> Self {
+        match norm {
+            EvoNorm::S0(spec) => Self::S0(spec),
+            EvoNorm::B0 { epsilon } => Self::B0 {
+                epsilon,
+                variance: B0Variance::Batch,
+            },
+        }
+    }
 }
 
 /// The EvoNorm ops, on flex alone. Their backward runs on flex from the autodiff node, so it is
@@ -35,10 +58,21 @@ pub(crate) trait EvoNormOps: Backend {
         beta: FloatTensor<Self>,
         norm: EvoNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// EvoNorm-B0 in inference: `x: [N, C, S]`, and `v`, `gamma`, `beta` and the running
+    /// variance `var`, each `[C]` -> `y`. No gradient reaches `var`.
+    fn fused_evonorm_b0_inference(
+        x: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
 }
 
 /// `(x, v, gamma, var)` -> `(dx, dv, dgamma, dbeta)`.
-impl NodeGradients<Flex, 4> for EvoNorm {
+impl NodeGradients<Flex, 4> for EvoNormGrad {
     fn gradients(
         self,
         saved: [FloatTensor<Flex>; 4],
@@ -56,7 +90,7 @@ impl<C: CheckpointStrategy> EvoNormOps for Autodiff<Flex, C> {
         beta: FloatTensor<Self>,
         norm: EvoNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let prepared = FusedNode(norm)
+        let prepared = FusedNode(EvoNormGrad::from(norm))
             .prepare::<C>([x.node(), v.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
@@ -67,6 +101,37 @@ impl<C: CheckpointStrategy> EvoNormOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(mean), Self::from_inner(var))
+    }
+
+    fn fused_evonorm_b0_inference(
+        x: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let node = EvoNormGrad::B0 {
+            epsilon,
+            variance: B0Variance::Running,
+        };
+        let prepared = FusedNode(node)
+            .prepare::<C>([x.node(), v.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        let [x, v, gamma, beta, var] = [x, v, gamma, beta, var].map(|t| t.into_primitive());
+        let y = Flex::fused_evonorm_b0_inference(
+            x.clone(),
+            v.clone(),
+            gamma.clone(),
+            beta,
+            var.clone(),
+            epsilon,
+        );
+        match prepared {
+            OpsKind::Tracked(prep) => prep.finish([x, v, gamma, var], y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
     }
 }
 
@@ -90,4 +155,24 @@ pub(crate) fn evonorm(
         Tensor::from_dispatch(mean),
         Tensor::from_dispatch(var),
     )
+}
+
+/// EvoNorm-B0 in inference of `x: [N, C, S]` (every element real) with the per-channel `v`,
+/// `gamma`, `beta` and running variance `var`, as
+/// [`EvoNormOps::fused_evonorm_b0_inference`] gives it. Call only where
+/// [`available_on_flex`](super::available_on_flex).
+pub(crate) fn evonorm_b0_inference(
+    x: Tensor<3>,
+    [v, gamma, beta, var]: [Tensor<1>; 4],
+    epsilon: f64,
+) -> Tensor<3> {
+    let y = <Dispatch as EvoNormOps>::fused_evonorm_b0_inference(
+        x.into_dispatch(),
+        v.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        var.into_dispatch(),
+        epsilon,
+    );
+    Tensor::from_dispatch(y)
 }

@@ -6,7 +6,7 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{Bytes, DType};
 
 use super::cpu::{self, Dims, Real};
-use super::evonorm::{EvoNorm, EvoNormOps};
+use super::evonorm::{EvoNorm, EvoNormGrad, EvoNormOps};
 use super::frn::FrnOps;
 use super::masked::{MaskedBatchNormOps, MaskedRows};
 use super::renorm::{BatchRenormOps, Renorm};
@@ -152,14 +152,31 @@ impl EvoNormOps for Flex {
             outputs(y_mean_var, d, stats, dtype)
         })
     }
+
+    fn fused_evonorm_b0_inference(
+        x: FlexTensor,
+        v: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        var: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let [x, v, gamma, beta, var] = [x, v, gamma, beta, var].map(|t| t.to_contiguous());
+        let (dtype, d) = (x.dtype(), dims(&x));
+        crate::on_floats!(dtype, "fused norm kernels", |T| {
+            let per_channel = [v.storage(), gamma.storage(), beta.storage(), var.storage()];
+            let y = cpu::evonorm_b0_inference::<T>(x.storage(), per_channel, d, epsilon);
+            tensor(y, &[d.n, d.c, d.s], dtype)
+        })
+    }
 }
 
-/// `[dx, dv, dgamma, dbeta]` of [`EvoNormOps::fused_evonorm`] from the output gradient `dy`
-/// and the kept `[x, v, gamma, var]`.
+/// `[dx, dv, dgamma, dbeta]` of an EvoNorm op, as `norm` says which, from the output gradient
+/// `dy` and the kept `[x, v, gamma, var]`.
 pub(super) fn evonorm_backward(
     [x, v, gamma, var]: [FlexTensor; 4],
     dy: FlexTensor,
-    norm: EvoNorm,
+    norm: EvoNormGrad,
 ) -> [FlexTensor; 4] {
     let [x, dy, v, gamma, var] = [x, dy, v, gamma, var].map(|t| t.to_contiguous());
     let (dtype, d) = (x.dtype(), dims(&x));
@@ -167,9 +184,9 @@ pub(super) fn evonorm_backward(
         let (x, dy) = (x.storage(), dy.storage());
         let per_channel = [v.storage(), gamma.storage(), var.storage()];
         let [dx, dv, dgamma, dbeta] = match norm {
-            EvoNorm::S0(spec) => cpu::evonorm_s0_backward::<T>(x, dy, per_channel, d, spec),
-            EvoNorm::B0 { epsilon } => {
-                cpu::evonorm_b0_backward::<T>(x, dy, per_channel, d, epsilon)
+            EvoNormGrad::S0(spec) => cpu::evonorm_s0_backward::<T>(x, dy, per_channel, d, spec),
+            EvoNormGrad::B0 { epsilon, variance } => {
+                cpu::evonorm_b0_backward::<T>(x, dy, per_channel, d, epsilon, variance)
             }
         };
         let channel = |values| tensor(values, &[d.c], dtype);

@@ -505,18 +505,24 @@ pub(crate) fn gates<S: Simd, T: Lanes>(gate: &mut [T], x: &[T], v: T) {
     }
 }
 
-/// `[Σ dy x gate, Σ dy, Σ (x - k)]` over a gated segment.
+/// `[Σ dy x gate, Σ dy, Σ (x - k), Σ dy x^2 gate (1 - gate)]` over a gated segment: the last
+/// is its share of the gradient of its slope `v`.
 #[with_simd]
-pub(crate) fn gated_grad_sums<S: Simd, T: Lanes>(dy: &[T], x: &[T], gate: &[T], k: T) -> [f64; 3] {
+pub(crate) fn gated_grad_sums<S: Simd, T: Lanes>(dy: &[T], x: &[T], gate: &[T], k: T) -> [f64; 4] {
     assert!(dy.len() == x.len() && gate.len() == x.len());
-    let kv = k.splat::<S>();
+    let one = T::ONE;
+    let [kv, one_v] = [k, one].map(|c| c.splat::<S>());
     let terms = |i: usize| {
-        let (g, x) = (load::<S, T>(&dy[i..]), load::<S, T>(&x[i..]));
-        [g * (x * load::<S, T>(&gate[i..])), g, x - kv]
+        let (g, x, s) = (
+            load::<S, T>(&dy[i..]),
+            load::<S, T>(&x[i..]),
+            load::<S, T>(&gate[i..]),
+        );
+        [g * (x * s), g, x - kv, g * (x * x) * (s * (one_v - s))]
     };
     let tail = |i: usize| {
-        let (g, x) = (dy[i], x[i]);
-        [(g * (x * gate[i])).to_f64(), g.to_f64(), (x - k).to_f64()]
+        let (g, x, s) = (dy[i], x[i], gate[i]);
+        [g * (x * s), g, x - k, g * (x * x) * (s * (one - s))].map(T::to_f64)
     };
     fixed_order_sums(x.len(), terms, tail)
 }
@@ -552,23 +558,6 @@ pub(crate) fn gated_gradient<S: Simd, T: Lanes>(
         let local = s + v * x * s * (one - s);
         dx[i].write(dy[i] * per_dy * local - ((x - k) - r) * slope);
     }
-}
-
-/// `Σ dy x^2 gate (1 - gate)`: a gated segment's share of the gradient of its slope `v`.
-#[with_simd]
-pub(crate) fn gate_slope_sum<S: Simd, T: Lanes>(dy: &[T], x: &[T], gate: &[T]) -> f64 {
-    assert!(dy.len() == x.len() && gate.len() == x.len());
-    let one = T::ONE;
-    let one_v = one.splat::<S>();
-    let terms = |i: usize| {
-        let (x, s) = (load::<S, T>(&x[i..]), load::<S, T>(&gate[i..]));
-        [load::<S, T>(&dy[i..]) * (x * x) * (s * (one_v - s))]
-    };
-    let tail = |i: usize| {
-        let (x, s) = (x[i], gate[i]);
-        [(dy[i] * (x * x) * (s * (one - s))).to_f64()]
-    };
-    fixed_order_sums(x.len(), terms, tail)[0]
 }
 
 /// EvoNorm-B0's divisor of one value: `max(a, v x + b)`, `a` from the batch variance and `b`

@@ -6,8 +6,8 @@
 //! gates in a buffer between its two passes, so that each value's `exp` is computed once.
 //!
 //! B0: `y = x / max(sqrt(var_B + epsilon), v x + sqrt(var_I + epsilon)) * gamma + beta`, `var_B`
-//! per channel over the batch, `var_I` per (sample, channel); in training (eval divides by the
-//! running variance, composed).
+//! per channel over the batch in training, the running variance in inference (one pass: each
+//! segment's instance variance is taken just before its output), `var_I` per (sample, channel).
 
 use std::mem::MaybeUninit;
 
@@ -152,9 +152,10 @@ fn row_backward<T: Real>(
     let segments = x.chunks(s).zip(dy.chunks(s)).zip(gate.chunks_mut(s));
     for (((x, dy), gate), c) in segments.zip(channels.clone()) {
         simd::gates(gate, x, v[c]);
-        let [sum_dy_h, sum_dy, sum_x] = simd::gated_grad_sums(dy, x, gate, k);
+        let [sum_dy_h, sum_dy, sum_x, slope_sum] = simd::gated_grad_sums(dy, x, gate, k);
         sum_g_h += gamma[c].to_f64() * sum_dy_h;
         sum_d += sum_x;
+        grads[c][0] += rstd * gamma[c].to_f64() * slope_sum;
         grads[c][1] += sum_dy_h * rstd;
         grads[c][2] += sum_dy;
     }
@@ -168,7 +169,6 @@ fn row_backward<T: Real>(
         let per_dy = rstd * gamma[c].to_f64();
         let coefficients = [v[c], T::from_f64(per_dy), centre.k, centre.r, slope];
         simd::gated_gradient(dx, x, dy, gate, coefficients);
-        grads[c][0] += per_dy * simd::gate_slope_sum(dy, x, gate);
     }
 }
 
@@ -178,23 +178,31 @@ fn row_backward<T: Real>(
 /// zero, as it must be); the batch sums are the segments' moved to one shift per channel, its
 /// first segment's, in `f64`, and added in sample order.
 struct B0Stats<T> {
-    /// Per segment `(n, c)`, its first value and `[Σ (x - k), Σ (x - k)^2]` about it.
-    segments: Vec<(T, [f64; 2])>,
+    segments: Vec<SegmentSums<T>>,
 }
+
+/// A segment `(n, c)`'s first value `k` and `[Σ (x - k), Σ (x - k)^2]` about it.
+type SegmentSums<T> = (T, [f64; 2]);
 
 impl<T: Real> B0Stats<T> {
     fn of(x: &[T], dims: Dims) -> Self {
-        let segments = x
-            .par_chunks(dims.s)
-            .map(|x| (x[0], simd::shifted_sums(x, x[0])))
-            .collect();
+        let segments = x.par_chunks(dims.s).map(Self::segment).collect();
         Self { segments }
+    }
+
+    /// One segment's first value and its sums about it.
+    fn segment(x: &[T]) -> SegmentSums<T> {
+        (x[0], simd::shifted_sums(x, x[0]))
+    }
+
+    /// The centre and biased variance of a segment from its [`segment`](Self::segment) sums.
+    fn moments((k, sums): SegmentSums<T>, dims: Dims) -> (Centre<T>, f64) {
+        moments(k, sums, dims.s, true)
     }
 
     /// The centre and biased variance of segment `segment` (over its `S` positions).
     fn instance(&self, segment: usize, dims: Dims) -> (Centre<T>, f64) {
-        let (k, sums) = self.segments[segment];
-        moments(k, sums, dims.s, true)
+        Self::moments(self.segments[segment], dims)
     }
 
     /// The centre and biased variance of channel `c` over the batch and the positions.
@@ -229,6 +237,52 @@ pub(crate) fn evonorm_b0<T: Real>(
     }
     let stats = B0Stats::of(x, dims);
     let batch: Vec<(Centre<T>, f64)> = (0..dims.c).map(|c| stats.batch(c, dims)).collect();
+    let batch_std: Vec<T> = batch
+        .iter()
+        .map(|&(_, var)| T::from_f64((var + epsilon).sqrt()))
+        .collect();
+    let out = b0_output(x, [v, gamma, beta], &batch_std, dims, |segment, _| {
+        T::from_f64((stats.instance(segment, dims).1 + epsilon).sqrt())
+    });
+    let mean = batch
+        .iter()
+        .map(|(centre, _)| T::from_f64(centre.mean()))
+        .collect();
+    let var = batch.iter().map(|&(_, var)| T::from_f64(var)).collect();
+    (out, mean, var)
+}
+
+/// EvoNorm-B0's forward in inference (see the module doc): the batch branch divides by
+/// `sqrt(var + epsilon)` with `var` each channel's running variance.
+pub(crate) fn evonorm_b0_inference<T: Real>(
+    x: &[T],
+    [v, gamma, beta, var]: [&[T]; 4],
+    dims: Dims,
+    epsilon: f64,
+) -> Vec<T> {
+    dims.check(x, &[v, gamma, beta, var]);
+    if dims.len() == 0 {
+        return Vec::new();
+    }
+    let running_std: Vec<T> = var
+        .iter()
+        .map(|var| T::from_f64((var.to_f64() + epsilon).sqrt()))
+        .collect();
+    b0_output(x, [v, gamma, beta], &running_std, dims, |_, x| {
+        let (_, instance_var) = B0Stats::moments(B0Stats::segment(x), dims);
+        T::from_f64((instance_var + epsilon).sqrt())
+    })
+}
+
+/// EvoNorm-B0's output, segment by segment in parallel tasks: `batch_std` per channel, and
+/// `instance_std(segment, x)` of each segment's index and values.
+fn b0_output<T: Real>(
+    x: &[T],
+    [v, gamma, beta]: [&[T]; 3],
+    batch_std: &[T],
+    dims: Dims,
+    instance_std: impl Fn(usize, &[T]) -> T + Sync,
+) -> Vec<T> {
     let mut out = output(dims.len());
     let task = task_len(dims.n * dims.c, dims.s, dims.len());
     out.par_chunks_mut(dims.s * task)
@@ -239,29 +293,34 @@ pub(crate) fn evonorm_b0<T: Real>(
             for (r, (out, x)) in segments.enumerate() {
                 let segment = t * task + r;
                 let c = segment % dims.c;
-                let a = T::from_f64((batch[c].1 + epsilon).sqrt());
-                let b = T::from_f64((stats.instance(segment, dims).1 + epsilon).sqrt());
-                simd::b0_affine(out, x, [a, v[c], b, gamma[c], beta[c]]);
+                let b = instance_std(segment, x);
+                simd::b0_affine(out, x, [batch_std[c], v[c], b, gamma[c], beta[c]]);
             }
         });
-    let mean = batch
-        .iter()
-        .map(|(centre, _)| T::from_f64(centre.mean()))
-        .collect();
-    let var = batch.iter().map(|&(_, var)| T::from_f64(var)).collect();
-    // SAFETY: `out` and `x` have the same length (checked above) and are cut into the same tasks
-    // and segments, and `b0_affine` writes every value it is given.
-    (unsafe { written(out) }, mean, var)
+    // SAFETY: `out` has `x`'s length (`dims.len()`, checked by the callers) and both are cut
+    // into the same tasks and segments, and `b0_affine` writes every value it is given.
+    unsafe { written(out) }
 }
 
-/// EvoNorm-B0's backward in training from the output gradient `dy` and the forward's batch
-/// variances: `(dx, dv, dgamma, dbeta)`, the parameter gradients added up over the batch.
+/// Where EvoNorm-B0's batch branch takes its variance from, as its backward sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum B0Variance {
+    /// The batch's own (training): the gradient reaches `x` through it too.
+    Batch,
+    /// The running variance (inference): a constant.
+    Running,
+}
+
+/// EvoNorm-B0's backward from the output gradient `dy` and the variances `var` its forward
+/// divided by, as `variance` says: `(dx, dv, dgamma, dbeta)`, the parameter gradients added up
+/// over the batch.
 pub(crate) fn evonorm_b0_backward<T: Real>(
     x: &[T],
     dy: &[T],
     [v, gamma, var]: [&[T]; 3],
     dims: Dims,
     epsilon: f64,
+    variance: B0Variance,
 ) -> [Vec<T>; 4] {
     dims.check(x, &[v, gamma, var]);
     assert_eq!(dy.len(), x.len(), "output gradient of {dims:?}");
@@ -269,31 +328,44 @@ pub(crate) fn evonorm_b0_backward<T: Real>(
         let (dx, dv, dgamma) = nothing(dims.c);
         return [dx, dv, dgamma, vec![T::default(); dims.c]];
     }
-    let stats = B0Stats::of(x, dims);
     let a: Vec<f64> = var.iter().map(|v| (v.to_f64() + epsilon).sqrt()).collect();
-    let instance_std = |segment: usize| (stats.instance(segment, dims).1 + epsilon).sqrt();
-    let coefficients = |segment: usize| {
+    let coefficients = |segment: usize, instance_std: f64| {
         let c = segment % dims.c;
-        let b = T::from_f64(instance_std(segment));
-        [T::from_f64(a[c]), v[c], b, gamma[c]]
+        [T::from_f64(a[c]), v[c], T::from_f64(instance_std), gamma[c]]
     };
-    // Per segment: [Σ q batch branch, Σ q other, Σ q x other, Σ dy x / d, Σ dy].
-    let sums: Vec<[f64; 5]> = x
+    // One pass over memory: each segment's instance sums, then, from the cache, its gradient
+    // sums [Σ q batch branch, Σ q other, Σ q x other, Σ dy x / d, Σ dy].
+    let (segments, sums): (Vec<SegmentSums<T>>, Vec<[f64; 5]>) = x
         .par_chunks(dims.s)
         .zip(dy.par_chunks(dims.s))
         .enumerate()
-        .map(|(segment, (x, dy))| simd::b0_grad_sums(dy, x, coefficients(segment)))
-        .collect();
+        .map(|(segment, (x, dy))| {
+            let stats = B0Stats::segment(x);
+            let instance_std = (B0Stats::moments(stats, dims).1 + epsilon).sqrt();
+            let sums = simd::b0_grad_sums(dy, x, coefficients(segment, instance_std));
+            (stats, sums)
+        })
+        .unzip();
+    let stats = B0Stats { segments };
+    let instance_std = |segment: usize| (stats.instance(segment, dims).1 + epsilon).sqrt();
     let mut totals = vec![[0.0f64; 5]; dims.c];
     for (segment, sums) in sums.iter().enumerate() {
         for (total, sum) in totals[segment % dims.c].iter_mut().zip(sums) {
             *total += sum;
         }
     }
-    let batch_mean: Vec<T> = (0..dims.c)
-        .map(|c| T::from_f64(stats.batch(c, dims).0.mean()))
-        .collect();
+    // Per channel, `[mean_b, slope_b]` of the gradient through the batch variance: none
+    // through a running one.
     let batch_count = (dims.n * dims.s) as f64;
+    let through_batch: Vec<[T; 2]> = (0..dims.c)
+        .map(|c| match variance {
+            B0Variance::Batch => [
+                T::from_f64(stats.batch(c, dims).0.mean()),
+                T::from_f64(totals[c][0] / (a[c] * batch_count)),
+            ],
+            B0Variance::Running => [T::default(); 2],
+        })
+        .collect();
     let mut dx = output(dims.len());
     let task = task_len(dims.n * dims.c, dims.s, dims.len());
     dx.par_chunks_mut(dims.s * task)
@@ -312,21 +384,10 @@ pub(crate) fn evonorm_b0_backward<T: Real>(
                 let (centre, _) = stats.instance(segment, dims);
                 // d var / d x = 2 (x - mean) / count, and d std / d var = 1 / (2 std).
                 let slope_i = sums[segment][1] / (instance_std(segment) * dims.s as f64);
-                let slope_b = totals[c][0] / (a[c] * batch_count);
-                let [a, v, b, gamma] = coefficients(segment);
-                let instance = [centre.k, centre.r, T::from_f64(slope_i)];
-                let batch = [batch_mean[c], T::from_f64(slope_b)];
-                let all = [
-                    a,
-                    v,
-                    b,
-                    gamma,
-                    instance[0],
-                    instance[1],
-                    instance[2],
-                    batch[0],
-                    batch[1],
-                ];
+                let [a, v, b, gamma] = coefficients(segment, instance_std(segment));
+                let [mean_b, slope_b] = through_batch[c];
+                let slope_i = T::from_f64(slope_i);
+                let all = [a, v, b, gamma, centre.k, centre.r, slope_i, mean_b, slope_b];
                 simd::b0_gradient(dx, x, dy, all);
             }
         });

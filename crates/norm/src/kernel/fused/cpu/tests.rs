@@ -594,88 +594,126 @@ fn evonorm_s0_matches_f64_at_every_edge() {
 #[test]
 fn evonorm_b0_matches_f64_at_every_edge() {
     for dims in shapes() {
-        let (x, dy, gamma, beta) = inputs(dims);
-        // Slopes on both sides of zero, so that both branches of the max are taken.
-        let v: Vec<f32> = values(dims.c, 5).iter().map(|v| v / 2.0 - 1.5).collect();
-        let what = format!("EvoNorm-B0, {dims:?}");
-        let (y, mean, var) = evonorm_b0(&x, [&v, &gamma, &beta], dims, EPSILON);
-        let [dx, dv, dgamma, dbeta] =
-            evonorm_b0_backward(&x, &dy, [&v, &gamma, &var], dims, EPSILON);
-        if dims.len() == 0 {
-            assert!(y.is_empty() && dx.is_empty(), "{what}");
-            for stat in [mean, var, dv, dgamma, dbeta] {
-                assert_eq!(stat, vec![0.0; dims.c], "{what}");
-            }
-            continue;
+        check_evonorm_b0(dims, B0Variance::Batch);
+    }
+}
+
+#[test]
+fn evonorm_b0_inference_matches_f64_at_every_edge() {
+    for dims in shapes() {
+        check_evonorm_b0(dims, B0Variance::Running);
+    }
+}
+
+/// EvoNorm-B0's forward and backward on `dims` against `f64`, dividing by the batch variance
+/// (training) or by a running one (inference), as `variance` says.
+fn check_evonorm_b0(dims: Dims, variance: B0Variance) {
+    let (x, dy, gamma, beta) = inputs(dims);
+    // Slopes on both sides of zero, so that both branches of the max are taken.
+    let v: Vec<f32> = values(dims.c, 5).iter().map(|v| v / 2.0 - 1.5).collect();
+    let what = format!("EvoNorm-B0 ({variance:?} variance), {dims:?}");
+    let (y, mean, var) = match variance {
+        B0Variance::Batch => evonorm_b0(&x, [&v, &gamma, &beta], dims, EPSILON),
+        B0Variance::Running => {
+            // Positive, and about the inputs' spread, so that both branches are taken.
+            let running: Vec<f32> = values(dims.c, 11).iter().map(|v| v.abs() + 0.5).collect();
+            let per_channel = [&v[..], &gamma, &beta, &running];
+            let y = evonorm_b0_inference(&x, per_channel, dims, EPSILON);
+            (y, Vec::new(), running)
         }
-        let Dims { n, c, s } = dims;
-        let stats = |set: &[usize]| {
-            let count = set.len() as f64;
-            let mean = set.iter().map(|&i| x[i] as f64).sum::<f64>() / count;
-            let var = set
-                .iter()
-                .map(|&i| (x[i] as f64 - mean).powi(2))
-                .sum::<f64>()
-                / count;
-            (mean, var)
+    };
+    let [dx, dv, dgamma, dbeta] =
+        evonorm_b0_backward(&x, &dy, [&v, &gamma, &var], dims, EPSILON, variance);
+    if dims.len() == 0 {
+        assert!(y.is_empty() && dx.is_empty(), "{what}");
+        for stat in [dv, dgamma, dbeta] {
+            assert_eq!(stat, vec![0.0; dims.c], "{what}");
+        }
+        if variance == B0Variance::Batch {
+            assert_eq!(
+                [mean, var],
+                [vec![0.0; dims.c], vec![0.0; dims.c]],
+                "{what}"
+            );
+        }
+        return;
+    }
+    let Dims { n, c, s } = dims;
+    let stats = |set: &[usize]| {
+        let count = set.len() as f64;
+        let mean = set.iter().map(|&i| x[i] as f64).sum::<f64>() / count;
+        let var = set
+            .iter()
+            .map(|&i| (x[i] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / count;
+        (mean, var)
+    };
+    let mut want_y = vec![0.0f64; x.len()];
+    let mut want_dx = vec![0.0f64; x.len()];
+    let mut want_params = [vec![0.0f64; c], vec![0.0; c], vec![0.0; c]];
+    let (mut want_mean, mut want_var, mut dx_scale) = (Vec::new(), Vec::new(), 1.0f64);
+    for (channel, set) in channel_sets(dims, &[n]).iter().enumerate() {
+        let (mean_b, var_b) = stats(set);
+        let a = match variance {
+            B0Variance::Batch => (var_b + EPSILON).sqrt(),
+            B0Variance::Running => (var[channel] as f64 + EPSILON).sqrt(),
         };
-        let mut want_y = vec![0.0f64; x.len()];
-        let mut want_dx = vec![0.0f64; x.len()];
-        let mut want_params = [vec![0.0f64; c], vec![0.0; c], vec![0.0; c]];
-        let (mut want_mean, mut want_var, mut dx_scale) = (Vec::new(), Vec::new(), 1.0f64);
-        for (channel, set) in channel_sets(dims, &[n]).iter().enumerate() {
-            let (mean_b, var_b) = stats(set);
-            let a = (var_b + EPSILON).sqrt();
-            let (vc, gc) = (v[channel] as f64, gamma[channel] as f64);
-            // q = d L / d d per value, and the sums that reach the two variances.
-            let mut q_batch = 0.0;
-            let mut per_sample = vec![(0.0f64, 0.0f64, 0.0f64); n];
-            for (sample, q_sum) in per_sample.iter_mut().enumerate() {
-                let start = (sample * c + channel) * s;
-                let segment: Vec<usize> = (start..start + s).collect();
-                let (mean_i, var_i) = stats(&segment);
-                let b = (var_i + EPSILON).sqrt();
-                let mut q_other = 0.0;
-                for &i in &segment {
-                    let xi = x[i] as f64;
-                    let d = a.max(vc * xi + b);
-                    let g = dy[i] as f64 * gc;
-                    let q = -g * xi / (d * d);
-                    want_y[i] = xi / d * gc + beta[channel] as f64;
-                    want_dx[i] = g / d;
-                    dx_scale = dx_scale.max((g / d).abs());
-                    if a >= vc * xi + b {
-                        q_batch += q;
-                    } else {
-                        q_other += q;
-                        want_dx[i] += vc * q;
-                        want_params[0][channel] += q * xi;
-                    }
-                    want_params[1][channel] += dy[i] as f64 * xi / d;
-                    want_params[2][channel] += dy[i] as f64;
+        let (vc, gc) = (v[channel] as f64, gamma[channel] as f64);
+        // q = d L / d d per value, and the sums that reach the two variances.
+        let mut q_batch = 0.0;
+        let mut per_sample = vec![(0.0f64, 0.0f64, 0.0f64); n];
+        for (sample, q_sum) in per_sample.iter_mut().enumerate() {
+            let start = (sample * c + channel) * s;
+            let segment: Vec<usize> = (start..start + s).collect();
+            let (mean_i, var_i) = stats(&segment);
+            let b = (var_i + EPSILON).sqrt();
+            let mut q_other = 0.0;
+            for &i in &segment {
+                let xi = x[i] as f64;
+                let d = a.max(vc * xi + b);
+                let g = dy[i] as f64 * gc;
+                let q = -g * xi / (d * d);
+                want_y[i] = xi / d * gc + beta[channel] as f64;
+                want_dx[i] = g / d;
+                dx_scale = dx_scale.max((g / d).abs());
+                if a >= vc * xi + b {
+                    q_batch += q;
+                } else {
+                    q_other += q;
+                    want_dx[i] += vc * q;
+                    want_params[0][channel] += q * xi;
                 }
-                *q_sum = (q_other, mean_i, b);
+                want_params[1][channel] += dy[i] as f64 * xi / d;
+                want_params[2][channel] += dy[i] as f64;
             }
-            for (sample, &(q_other, mean_i, b)) in per_sample.iter().enumerate() {
-                let start = (sample * c + channel) * s;
-                for i in start..start + s {
-                    let xi = x[i] as f64;
-                    want_dx[i] += q_other / (b * s as f64) * (xi - mean_i)
-                        + q_batch / (a * (n * s) as f64) * (xi - mean_b);
-                }
-            }
-            want_mean.push(mean_b);
-            want_var.push(var_b);
+            *q_sum = (q_other, mean_i, b);
         }
-        assert_close(&format!("{what}: y"), &y, &want_y);
+        // A running variance is a constant: no gradient reaches `x` through it.
+        if variance == B0Variance::Running {
+            q_batch = 0.0;
+        }
+        for (sample, &(q_other, mean_i, b)) in per_sample.iter().enumerate() {
+            let start = (sample * c + channel) * s;
+            for i in start..start + s {
+                let xi = x[i] as f64;
+                want_dx[i] += q_other / (b * s as f64) * (xi - mean_i)
+                    + q_batch / (a * (n * s) as f64) * (xi - mean_b);
+            }
+        }
+        want_mean.push(mean_b);
+        want_var.push(var_b);
+    }
+    assert_close(&format!("{what}: y"), &y, &want_y);
+    if variance == B0Variance::Batch {
         assert_close(&format!("{what}: mean"), &mean, &want_mean);
         assert_close(&format!("{what}: var"), &var, &want_var);
-        assert_close_at(&format!("{what}: dx"), &dx, &want_dx, dx_scale);
-        let [want_dv, want_dgamma, want_dbeta] = &want_params;
-        assert_close(&format!("{what}: dv"), &dv, want_dv);
-        assert_close(&format!("{what}: dgamma"), &dgamma, want_dgamma);
-        assert_close(&format!("{what}: dbeta"), &dbeta, want_dbeta);
     }
+    assert_close_at(&format!("{what}: dx"), &dx, &want_dx, dx_scale);
+    let [want_dv, want_dgamma, want_dbeta] = &want_params;
+    assert_close(&format!("{what}: dv"), &dv, want_dv);
+    assert_close(&format!("{what}: dgamma"), &dgamma, want_dgamma);
+    assert_close(&format!("{what}: dbeta"), &dbeta, want_dbeta);
 }
 
 #[test]
