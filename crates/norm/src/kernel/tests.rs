@@ -242,6 +242,25 @@ fn evonorm_s0_kernel_matches_the_composed_ops() {
     }
 }
 
+/// On every shape, what `run` gives (named tensors) with the fused kernels and with the
+/// composed ops agrees; `run` gets the kernels, the shape, an input and an output gradient.
+fn compare_kernels(
+    what: &str,
+    run: impl Fn(Kernels, [usize; 3], &Tensor<3>, &Tensor<3>) -> Vec<(&'static str, Tensor<3>)>,
+) {
+    for shape in SHAPES {
+        let device = device();
+        device.seed(shape.iter().product::<usize>() as u64);
+        let x = input(shape, &device);
+        let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let fused = run(Kernels::Fastest, shape, &x, &dy);
+        let composed = run(Kernels::Composed, shape, &x, &dy);
+        for ((name, got), (_, want)) in fused.into_iter().zip(composed) {
+            relative_error(&format!("{what} on {shape:?}: {name}"), got, want);
+        }
+    }
+}
+
 /// One training step of a layer built from `config`, with the fused kernels and with the
 /// composed ops, on every shape: the output, the input gradient and what `read` takes from the
 /// layer and the gradients afterwards (named) agree.
@@ -250,29 +269,17 @@ fn compare_layer_kernels(
     config: &crate::NormConfig,
     read: impl Fn(&crate::Norm, &burn::tensor::Gradients) -> Vec<(&'static str, Tensor<3>)>,
 ) {
-    for shape in SHAPES {
-        let device = device();
-        device.seed(shape.iter().product::<usize>() as u64);
-        let x = input(shape, &device);
-        let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let run = |kernels| {
-            let norm = config.init(shape[1], &device).expect("layer");
-            let norm = norm.with_kernels(kernels);
-            let x = x.clone().require_grad();
-            let y = norm.forward(x.clone()).expect("fits");
-            let grads = (y.clone() * dy.clone()).sum().backward();
-            let input_grad = x.grad(&grads).expect("input gradient");
-            let mut out = vec![("output", y.inner()), ("input gradient", input_grad)];
-            out.extend(read(&norm, &grads));
-            out
-        };
-        let both = run(Kernels::Fastest)
-            .into_iter()
-            .zip(run(Kernels::Composed));
-        for ((name, got), (_, want)) in both {
-            relative_error(&format!("{what} on {shape:?}: {name}"), got, want);
-        }
-    }
+    compare_kernels(what, |kernels, shape, x, dy| {
+        let norm = config.init(shape[1], &x.device()).expect("layer");
+        let norm = norm.with_kernels(kernels);
+        let x = x.clone().require_grad();
+        let y = norm.forward(x.clone()).expect("fits");
+        let grads = (y.clone() * dy.clone()).sum().backward();
+        let input_grad = x.grad(&grads).expect("input gradient");
+        let mut out = vec![("output", y.inner()), ("input gradient", input_grad)];
+        out.extend(read(&norm, &grads));
+        out
+    });
 }
 
 /// The gradient of a `[C]` parameter, as `[1, 1, C]`.
@@ -309,37 +316,25 @@ fn evonorm_b0_kernel_matches_the_composed_layer_in_training() {
 fn evonorm_b0_kernel_matches_the_composed_layer_in_inference() {
     use crate::{EvoNormB0Config, NormConfig};
     let config = NormConfig::EvoNormB0(EvoNormB0Config::default());
-    for shape in SHAPES {
-        let device = device();
-        device.seed(shape.iter().product::<usize>() as u64);
-        let x = input(shape, &device);
-        let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let run = |kernels| {
-            let norm = config.init(shape[1], &device).expect("layer");
-            let norm = norm.with_kernels(kernels);
-            // A training step on a wider input: running variances above one, so that each
-            // branch of the max is taken.
-            norm.forward(x.clone() * 3.0).expect("fits");
-            let eval = norm.valid().forward(x.clone().inner()).expect("fits");
-            // Frozen: in eval mode on the autodiff device, where the input takes a gradient.
-            let frozen = norm.freeze();
-            let input = x.clone().require_grad();
-            let y = frozen.forward(input.clone()).expect("fits");
-            let grads = (y.clone() * dy.clone()).sum().backward();
-            let input_grad = input.grad(&grads).expect("input gradient");
-            [("eval output", eval), ("frozen output", y.inner())]
-                .into_iter()
-                .chain([("input gradient", input_grad)])
-                .collect::<Vec<_>>()
-        };
-        let both = run(Kernels::Fastest)
-            .into_iter()
-            .zip(run(Kernels::Composed));
-        for ((name, got), (_, want)) in both {
-            let what = format!("EvoNorm-B0 in inference on {shape:?}: {name}");
-            relative_error(&what, got, want);
-        }
-    }
+    compare_kernels("EvoNorm-B0 in inference", |kernels, shape, x, dy| {
+        let norm = config.init(shape[1], &x.device()).expect("layer");
+        let norm = norm.with_kernels(kernels);
+        // A training step on a wider input: running variances above one, so that each branch
+        // of the max is taken.
+        norm.forward(x.clone() * 3.0).expect("fits");
+        let eval = norm.valid().forward(x.clone().inner()).expect("fits");
+        // Frozen: in eval mode on the autodiff device, where the input takes a gradient.
+        let frozen = norm.freeze();
+        let input = x.clone().require_grad();
+        let y = frozen.forward(input.clone()).expect("fits");
+        let grads = (y.clone() * dy.clone()).sum().backward();
+        let input_grad = input.grad(&grads).expect("input gradient");
+        vec![
+            ("eval output", eval),
+            ("frozen output", y.inner()),
+            ("input gradient", input_grad),
+        ]
+    });
 }
 
 #[test]

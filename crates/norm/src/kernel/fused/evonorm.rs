@@ -90,16 +90,11 @@ impl<C: CheckpointStrategy> EvoNormOps for Autodiff<Flex, C> {
         beta: FloatTensor<Self>,
         norm: EvoNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let prepared = FusedNode(EvoNormGrad::from(norm))
-            .prepare::<C>([x.node(), v.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful();
-        let [x, v, gamma, beta] = [x, v, gamma, beta].map(|t| t.into_primitive());
-        let (y, mean, var) = Flex::fused_evonorm(x.clone(), v.clone(), gamma.clone(), beta, norm);
-        let y = match prepared {
-            OpsKind::Tracked(prep) => prep.finish([x, v, gamma, var.clone()], y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
+        let inputs = [x, v, gamma, beta];
+        let (y, (mean, var)) = with_node::<C, _>(norm.into(), inputs, |[x, v, gamma, beta]| {
+            let (y, mean, var) = Flex::fused_evonorm(x, v, gamma, beta, norm);
+            (y, var.clone(), (mean, var))
+        });
         (y, Self::from_inner(mean), Self::from_inner(var))
     }
 
@@ -115,24 +110,34 @@ impl<C: CheckpointStrategy> EvoNormOps for Autodiff<Flex, C> {
             epsilon,
             variance: B0Variance::Running,
         };
-        let prepared = FusedNode(node)
-            .prepare::<C>([x.node(), v.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful();
-        let [x, v, gamma, beta, var] = [x, v, gamma, beta, var].map(|t| t.into_primitive());
-        let y = Flex::fused_evonorm_b0_inference(
-            x.clone(),
-            v.clone(),
-            gamma.clone(),
-            beta,
-            var.clone(),
-            epsilon,
-        );
-        match prepared {
-            OpsKind::Tracked(prep) => prep.finish([x, v, gamma, var], y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        let var = var.into_primitive();
+        let (y, ()) = with_node::<C, _>(node, [x, v, gamma, beta], |[x, v, gamma, beta]| {
+            let y = Flex::fused_evonorm_b0_inference(x, v, gamma, beta, var.clone(), epsilon);
+            (y, var, ())
+        });
+        y
     }
+}
+
+/// Runs `forward` on flex with `[x, v, gamma, beta]`, and where a gradient is wanted records
+/// `node` keeping `[x, v, gamma, var]`: `forward` gives `y`, the variance `var` it divided by
+/// and whatever else its op returns.
+fn with_node<C: CheckpointStrategy, Rest>(
+    node: EvoNormGrad,
+    inputs: [FloatTensor<Autodiff<Flex, C>>; 4],
+    forward: impl FnOnce([FloatTensor<Flex>; 4]) -> (FloatTensor<Flex>, FloatTensor<Flex>, Rest),
+) -> (FloatTensor<Autodiff<Flex, C>>, Rest) {
+    let prepared = FusedNode(node)
+        .prepare::<C>(inputs.each_ref().map(|t| t.node()))
+        .compute_bound()
+        .stateful();
+    let [x, v, gamma, beta] = inputs.map(|t| t.into_primitive());
+    let (y, var, rest) = forward([x.clone(), v.clone(), gamma.clone(), beta]);
+    let y = match prepared {
+        OpsKind::Tracked(prep) => prep.finish([x, v, gamma, var], y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    (y, rest)
 }
 
 /// EvoNorm of `x: [N, C, S]` (every element real) with the per-channel `v`, `gamma` and `beta`
