@@ -32,7 +32,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use normlab_benchkit::{Backend, Row, Target};
-use normlab_norm::NormConfig;
+use normlab_norm::{Kernels, NormConfig};
 use serde_json::Value;
 
 /// One layer on one input: how normlab runs it and what it is set against.
@@ -153,7 +153,14 @@ impl Sitting {
         let shape = x.dims();
         for case in cases {
             let config: NormConfig = serde_json::from_str(case.config).expect("bench config");
-            let init = || config.init(shape[1], &x.device()).expect("bench layer");
+            let kernels = match case.path {
+                "composed" => Kernels::Composed,
+                _ => Kernels::Fastest,
+            };
+            let init = || {
+                let layer = config.init(shape[1], &x.device()).expect("bench layer");
+                layer.with_kernels(kernels)
+            };
             let (layer, frozen, eval) = (init(), init().no_grad(), init().valid());
             let run = |layer: &normlab_norm::Norm, t| layer.forward(t).expect("bench input fits");
             let ours = measure(
@@ -228,7 +235,8 @@ macro_rules! burn_nn {
 const GROUP_NORM: &str = r#"{"kind":"group","groups":32}"#;
 
 /// The conv-layout cases on `[N, C, H, W]` input `x`: every family and remedy, burn-nn's
-/// layers beside the five core families.
+/// layers beside the five core families; on flex the remedies again on burn's composed ops,
+/// which their fused kernels replace.
 fn bench_conv(sitting: &mut Sitting, x: Tensor<4>) {
     let channels = x.dims()[1];
     let device = x.device();
@@ -243,7 +251,7 @@ fn bench_conv(sitting: &mut Sitting, x: Tensor<4>) {
         Backend::Wgpu => "composed",
     };
     sitting.bench(
-        x,
+        x.clone(),
         &[
             case("batch", r#"{"kind":"batch"}"#, "fused", burn_nn!(bn)),
             case("", r#"{"kind":"batch","ghost_batch":8}"#, "fused", None),
@@ -270,6 +278,17 @@ fn bench_conv(sitting: &mut Sitting, x: Tensor<4>) {
             case("", r#"{"kind":"online"}"#, "custom op", None),
         ],
     );
+    if sitting.target.backend() == Backend::Flex {
+        let remedies = [
+            r#"{"kind":"batch","ghost_batch":8}"#,
+            r#"{"kind":"batch_renorm"}"#,
+            r#"{"kind":"frn","learned_epsilon":true}"#,
+            r#"{"kind":"evonorm_s0"}"#,
+            r#"{"kind":"evonorm_b0"}"#,
+        ];
+        let composed = remedies.map(|config| case("", config, "composed", None));
+        sitting.bench(x, &composed);
+    }
 }
 
 fn main() -> ExitCode {
@@ -371,7 +390,9 @@ fn main() -> ExitCode {
              differentiates; `custom op` is Online \
              Normalization's own forward and backward. In inference the layers with running \
              statistics (batch norm, its remedies, online normalization) run one fused \
-             per-channel affine map of them; EvoNorm-B0 its own inference kernel on flex."
+             per-channel affine map of them, burn's `batch_norm` op where composed; \
+             EvoNorm-B0 its own inference kernel on flex. On flex the remedies with kernels of \
+             their own run a second time composed: what those kernels replace."
         ),
         "burn-nn: its layer of the same kind (LayerNorm over C, H, W as GroupNorm with one group); \
          n/a where it has none."
