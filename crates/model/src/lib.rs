@@ -347,6 +347,29 @@ impl Model {
             .expect("setting the kernels fails for no norm")
     }
 
+    /// The same model with its dropout off and its norms as they were: for a score with batch
+    /// statistics, `model.valid().train().without_dropout()`, which must neither add dropout's
+    /// noise to the score nor draw from the random numbers that training's masks come from (a
+    /// run's training would then depend on when it was evaluated).
+    pub fn without_dropout(self) -> Model {
+        match self {
+            Model::Mlp(mut mlp) => {
+                mlp.dropout.prob = 0.0;
+                Model::Mlp(mlp)
+            }
+            Model::Cnn(mut cnn) => {
+                cnn.dropout.prob = 0.0;
+                Model::Cnn(cnn)
+            }
+            // No dropout in a residual network.
+            Model::Resnet(net) => Model::Resnet(net),
+            Model::Recurrent(mut net) => {
+                net.dropout.prob = 0.0;
+                Model::Recurrent(net)
+            }
+        }
+    }
+
     /// The same model with every batch norm re-estimating its population statistics as the
     /// equal-weight average over the training-mode forward passes that follow (PreciseBN, see
     /// [`NormLayer::start_precise_statistics`](normlab_norm::NormLayer::start_precise_statistics)):

@@ -76,15 +76,17 @@ fn eval_mode(eval_model: &Model, point: &GridPoint, task: &Task, device: &Device
 }
 
 /// For batch norm: loss and error in training mode at the training batch size, that is with
-/// the statistics of each evaluation batch. `None` when the config turns it off, the model has
-/// no batch norm (it would equal eval mode) or a batch cannot be normalized.
+/// the statistics of each evaluation batch, without dropout. `None` when the config turns it
+/// off, the model has no batch norm (it would equal eval mode) or a batch cannot be
+/// normalized.
 fn train_mode(model: &Model, point: &GridPoint, task: &Task, device: &Device) -> Option<Score> {
     let config = &point.run.train;
     if !(config.train_mode_eval && point.run.model.norm().uses_batch_statistics()) {
         return None;
     }
-    // A copy with its own running statistics, so evaluating leaves the model as it was.
-    let copy = model.valid().train().no_grad();
+    // A copy with its own running statistics, so evaluating leaves the model as it was, and
+    // no dropout, whose masks would draw from the numbers training's come from.
+    let copy = model.valid().train().no_grad().without_dropout();
     let train_device = device.clone().autodiff();
     // Batches drawn at random, as in training: an evaluation split stored in class order would
     // give one-class batches, whose statistics erase the class.

@@ -587,6 +587,38 @@ fn the_remedies_train_and_report_precise_and_folded_scores() {
 }
 
 #[test]
+fn evaluating_with_batch_statistics_leaves_dropout_training_as_it_was() {
+    // Batch norm and dropout, scored in train mode at every evaluation: the score's dropout
+    // would draw from the random numbers that training's masks come from.
+    let config = SMALL
+        .replace(
+            r#"norm = ["none", "batch", "layer"]"#,
+            "norm = \"batch\"\ndropout = 0.3",
+        )
+        .replace("batch_size = [4, 16]", "batch_size = 8")
+        .replace("seed = [0, 1]", "seed = 0");
+    let rarely = config.replace("evals = 3", "evals = 1");
+    let (dir, often) = workspace("dropout-evals", &config);
+    let rarely = dir.write("dropout-evals-rarely.toml", &rarely);
+    let losses = |config: &Path, results: &str| {
+        let results = dir.join(results);
+        run_to_end(config, &results);
+        let [record] = &records(config, &results)[..] else {
+            panic!("one run")
+        };
+        assert!(
+            record
+                .final_eval()
+                .unwrap()
+                .score(EvalMode::TrainMode)
+                .is_some()
+        );
+        record.losses.clone()
+    };
+    assert_eq!(losses(&often, "often"), losses(&rarely, "rarely"));
+}
+
+#[test]
 fn timed_norm_layers_are_recorded_on_both_kernel_paths_with_the_same_numbers() {
     let config = include_str!("experiments/norm_time.toml");
     let (dir, path) = workspace("norm-time", config);

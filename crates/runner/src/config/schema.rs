@@ -383,7 +383,7 @@ pub struct TrainConfig {
     #[serde(default = "default_divergence")]
     pub divergence_factor: f64,
     /// Also evaluate with batch statistics (batch norm in training mode, at the training batch
-    /// size) beside the running statistics. Default true; only batch norm differs.
+    /// size, dropout off) beside the running statistics. Default true; only batch norm differs.
     #[serde(default = "default_true")]
     pub train_mode_eval: bool,
     /// The batch size of train-mode evaluation (batch statistics). Default the training batch
