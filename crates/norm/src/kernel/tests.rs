@@ -37,6 +37,19 @@ fn relative_error<const D: usize>(what: &str, got: Tensor<D>, want: Tensor<D>) {
     assert!(error <= TOLERANCE, "{what}: off by {error:e}");
 }
 
+/// Seeds burn's process-wide random numbers with `seed` for `shape` and makes `draw` with them,
+/// holding a lock: the tests of this binary run on several threads, and another's seed or draw
+/// in between would change the inputs. Some shapes' inputs matter: FRN's input gradient over
+/// one position per channel is a difference of near-equal terms where every `|x|` is large.
+fn seeded<T>(shape: [usize; 3], device: &Device, draw: impl FnOnce() -> T) -> T {
+    static RANDOM_NUMBERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = RANDOM_NUMBERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    device.seed(shape.iter().product::<usize>() as u64);
+    draw()
+}
+
 /// Random input with a per-channel offset, so that centring matters.
 fn input(shape: [usize; 3], device: &Device) -> Tensor<3> {
     let x = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), device);
@@ -76,11 +89,14 @@ fn compare(
     composed: impl Fn(Tensor<3>, Tensor<1>, Tensor<1>) -> (Tensor<3>, Vec<Tensor<3>>),
 ) {
     let device = device();
-    device.seed(shape.iter().product::<usize>() as u64);
-    let x = input(shape, &device);
-    let gamma = Tensor::<1>::random([shape[1]], Distribution::Uniform(0.5, 1.5), &device);
-    let beta = Tensor::<1>::random([shape[1]], Distribution::Normal(0.0, 1.0), &device);
-    let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let (x, gamma, beta, dy) = seeded(shape, &device, || {
+        (
+            input(shape, &device),
+            Tensor::<1>::random([shape[1]], Distribution::Uniform(0.5, 1.5), &device),
+            Tensor::<1>::random([shape[1]], Distribution::Normal(0.0, 1.0), &device),
+            Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device),
+        )
+    });
     let ours = run(&x, [&gamma, &beta], &dy, fused);
     let theirs = run(&x, [&gamma, &beta], &dy, composed);
     let at = format!("{name} on {shape:?}");
@@ -203,16 +219,18 @@ fn evonorm_s0_kernel_matches_the_composed_ops() {
         // A group of a single value has no variance: the layer refuses it.
         for groups in [Some(1), groups].into_iter().flatten() {
             let device = device();
-            device.seed(shape.iter().product::<usize>() as u64);
-            let x = input(shape, &device);
-            let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let parameter =
                 |low, high| Tensor::<1>::random([c], Distribution::Uniform(low, high), &device);
-            let params = [
-                parameter(-2.0, 2.0),
-                parameter(0.5, 1.5),
-                parameter(-1.0, 1.0),
-            ];
+            let (x, dy, params) = seeded(shape, &device, || {
+                let x = input(shape, &device);
+                let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+                let params = [
+                    parameter(-2.0, 2.0),
+                    parameter(0.5, 1.5),
+                    parameter(-1.0, 1.0),
+                ];
+                (x, dy, params)
+            });
             let spec = GroupSpec {
                 groups,
                 center: true,
@@ -250,9 +268,13 @@ fn compare_kernels(
 ) {
     for shape in SHAPES {
         let device = device();
-        device.seed(shape.iter().product::<usize>() as u64);
-        let x = input(shape, &device);
-        let dy = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let (x, dy) = seeded(shape, &device, || {
+            let x = input(shape, &device);
+            (
+                x,
+                Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device),
+            )
+        });
         let fused = run(Kernels::Fastest, shape, &x, &dy);
         let composed = run(Kernels::Composed, shape, &x, &dy);
         for ((name, got), (_, want)) in fused.into_iter().zip(composed) {
