@@ -15,6 +15,8 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 
 use rayon::prelude::*;
 
+use macerator::{Simd, with_simd};
+
 use super::simd::{self, Lanes};
 use crate::kernel::GroupSpec;
 pub(crate) use evonorm::{
@@ -94,6 +96,12 @@ impl<T: Real> Centre<T> {
 
     fn mean(self) -> f64 {
         self.k.to_f64() + self.r.to_f64()
+    }
+
+    /// The offset of a map `((x - k) - r) * slope + offset` with the residual folded in: the
+    /// offset of `(x - k) * slope`.
+    fn folded(self, offset: f64, slope: f64) -> T {
+        T::from_f64(offset - self.r.to_f64() * slope)
     }
 }
 
@@ -588,8 +596,7 @@ impl<T: Real> ChannelMap<T> {
     fn push(&mut self, centre: Centre<T>, scale: f64, shift: f64) {
         self.centre.push(centre.k);
         self.scale.push(T::from_f64(scale));
-        self.shift
-            .push(T::from_f64(shift - centre.r.to_f64() * scale));
+        self.shift.push(centre.folded(shift, scale));
     }
 
     /// Writes the map of one sample of `C` channels of `s` positions: every value of `out`,
@@ -617,24 +624,6 @@ struct GradientMap<T> {
 }
 
 impl<T: Real> GradientMap<T> {
-    fn with_capacity(c: usize) -> Self {
-        Self {
-            centre: Vec::with_capacity(c),
-            per_dy: Vec::with_capacity(c),
-            slope: Vec::with_capacity(c),
-            offset: Vec::with_capacity(c),
-        }
-    }
-
-    /// Appends a channel's `dy * per_dy + ((x - k) - r) * slope + offset`.
-    fn push(&mut self, centre: Centre<T>, [per_dy, slope, offset]: [f64; 3]) {
-        self.centre.push(centre.k);
-        self.per_dy.push(T::from_f64(per_dy));
-        self.slope.push(T::from_f64(slope));
-        self.offset
-            .push(T::from_f64(offset - centre.r.to_f64() * slope));
-    }
-
     /// Writes the input gradient of one sample of `C` channels of `s` positions: every value
     /// of `dx`, which holds `C * s` of them as `x` and `dy` do (one map per channel).
     fn apply(&self, dx: &mut [MaybeUninit<T>], x: &[T], dy: &[T], s: usize) {
@@ -806,15 +795,51 @@ fn batch_maps<T: Real>(
     epsilon: f64,
     [means, vars]: [&mut Vec<T>; 2],
 ) -> ChannelMap<T> {
-    let mut map = ChannelMap::with_capacity(shift.len());
-    for (channel, &sums) in sums.iter().enumerate() {
-        let (centre, var) = moments(shift[channel], sums, count, true);
-        let scale = gamma[channel].to_f64() / (var + epsilon).sqrt();
-        map.push(centre, scale, beta[channel].to_f64());
-        means.push(T::from_f64(centre.mean()));
-        vars.push(T::from_f64(var));
-    }
+    let c = shift.len();
+    let mut map = ChannelMap {
+        centre: shift.to_vec(),
+        scale: vec![T::default(); c],
+        shift: vec![T::default(); c],
+    };
+    let [start_means, start_vars] = [means.len(), vars.len()];
+    means.resize(start_means + c, T::default());
+    vars.resize(start_vars + c, T::default());
+    let outputs = [
+        &mut map.scale[..],
+        &mut map.shift[..],
+        &mut means[start_means..],
+        &mut vars[start_vars..],
+    ];
+    batch_map_values(shift, sums, count, [gamma, beta], epsilon, outputs);
     map
+}
+
+/// [`batch_maps`]' values, channel by channel: `outputs` are the maps' scales and shifts
+/// ([`ChannelMap::push`]'s), the means and the variances. Compiled for the CPU's widest
+/// vectors, which take several channels' divisions and square roots at once; each operation is
+/// correctly rounded whatever the width, so every width gives the same bits.
+#[with_simd]
+fn batch_map_values<'a, S: Simd, T: Real>(
+    shift: &'a [T],
+    sums: &'a [[f64; 2]],
+    count: usize,
+    params: [&'a [T]; 2],
+    epsilon: f64,
+    outputs: [&'a mut [T]; 4],
+) {
+    let [gamma, beta] = params;
+    let [scales, shifts, means, vars] = outputs;
+    let c = shift.len();
+    assert!(sums.len() == c && gamma.len() == c && beta.len() == c);
+    assert!(scales.len() == c && shifts.len() == c && means.len() == c && vars.len() == c);
+    for channel in 0..c {
+        let (centre, var) = moments(shift[channel], sums[channel], count, true);
+        let scale = gamma[channel].to_f64() / (var + epsilon).sqrt();
+        scales[channel] = T::from_f64(scale);
+        shifts[channel] = centre.folded(beta[channel].to_f64(), scale);
+        means[channel] = T::from_f64(centre.mean());
+        vars[channel] = T::from_f64(var);
+    }
 }
 
 /// Batch norm's input-gradient map of each channel,
@@ -830,27 +855,58 @@ fn batch_gradient_maps<T: Real>(
     var: &[T],
     epsilon: f64,
 ) -> (GradientMap<T>, Vec<T>, Vec<T>) {
-    let mut map = GradientMap::with_capacity(shift.len());
-    let mut dgamma = Vec::with_capacity(shift.len());
-    let mut dbeta = Vec::with_capacity(shift.len());
-    for (channel, &[sum_dy, sum_dy_d, sum_d]) in sums.iter().enumerate() {
+    let c = shift.len();
+    let zeros = || vec![T::default(); c];
+    let mut map = GradientMap {
+        centre: shift.to_vec(),
+        per_dy: zeros(),
+        slope: zeros(),
+        offset: zeros(),
+    };
+    let (mut dgamma, mut dbeta) = (zeros(), zeros());
+    let outputs = [
+        &mut map.per_dy[..],
+        &mut map.slope[..],
+        &mut map.offset[..],
+        &mut dgamma[..],
+        &mut dbeta[..],
+    ];
+    batch_gradient_values(shift, sums, count, [gamma, var], epsilon, outputs);
+    (map, dgamma, dbeta)
+}
+
+/// [`batch_gradient_maps`]' values, channel by channel: `outputs` are the maps' `per_dy`,
+/// `slope` and `offset` ([`GradientMap::push`]'s), `dgamma` and `dbeta`; on the widest vectors,
+/// with the same bits at every width, as [`batch_map_values`].
+#[with_simd]
+fn batch_gradient_values<'a, S: Simd, T: Real>(
+    shift: &'a [T],
+    sums: &'a [[f64; 3]],
+    count: usize,
+    params: [&'a [T]; 2],
+    epsilon: f64,
+    outputs: [&'a mut [T]; 5],
+) {
+    let [gamma, var] = params;
+    let [per_dy, slope, offset, dgamma, dbeta] = outputs;
+    let c = shift.len();
+    assert!(sums.len() == c && gamma.len() == c && var.len() == c);
+    assert!([per_dy.len(), slope.len(), offset.len()] == [c; 3]);
+    assert!(dgamma.len() == c && dbeta.len() == c);
+    let n = count as f64;
+    for channel in 0..c {
+        let [sum_dy, sum_dy_d, sum_d] = sums[channel];
         let centre = Centre::of(shift[channel], sum_d, count);
         let rstd = 1.0 / (var[channel].to_f64() + epsilon).sqrt();
         let g = gamma[channel].to_f64();
         let sum_dy_x_hat = (sum_dy_d - centre.r.to_f64() * sum_dy) * rstd;
-        let n = count as f64;
-        map.push(
-            centre,
-            [
-                g * rstd,
-                -g * rstd * rstd * sum_dy_x_hat / n,
-                -g * rstd * sum_dy / n,
-            ],
-        );
-        dgamma.push(T::from_f64(sum_dy_x_hat));
-        dbeta.push(T::from_f64(sum_dy));
+        let channel_slope = -g * rstd * rstd * sum_dy_x_hat / n;
+        per_dy[channel] = T::from_f64(g * rstd);
+        slope[channel] = T::from_f64(channel_slope);
+        offset[channel] = centre.folded(-g * rstd * sum_dy / n, channel_slope);
+        dgamma[channel] = T::from_f64(sum_dy_x_hat);
+        dbeta[channel] = T::from_f64(sum_dy);
     }
-    (map, dgamma, dbeta)
 }
 
 /// `total += values`, value by value.

@@ -690,7 +690,7 @@ pub(crate) fn b0_gradient<S: Simd, T: Lanes>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 /// `out = max(x scale + shift, floor)`: FRN's output through its thresholded linear unit, on a
 /// segment of one (sample, channel); `coefficients` is `[scale, shift, floor]`.

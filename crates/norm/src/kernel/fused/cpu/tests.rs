@@ -790,3 +790,77 @@ fn frn_matches_f64_at_every_edge() {
         );
     }
 }
+
+/// Batch norm's per-channel maps and gradient maps give the same bits on every instruction set
+/// this CPU has, as a channel's push of the same formulas would, for channel counts of none,
+/// one and one off every `f64` vector width (2, 4, 8).
+#[test]
+fn batch_maps_give_the_same_bits_on_every_instruction_set() {
+    use crate::kernel::fused::simd::tests::{arches, on_every_arch, same_bits};
+    use macerator::{Arch, WithSimd};
+
+    fn bits(values: &[Vec<f32>]) -> Vec<Vec<u32>> {
+        values
+            .iter()
+            .map(|v| v.iter().map(|x| x.to_bits()).collect())
+            .collect()
+    }
+    for c in [0, 1, 2, 3, 4, 5, 7, 8, 9, 17, 33] {
+        let shift = values(c, 1);
+        let (gamma, beta, var) = (values(c, 2), values(c, 3), values(c, 4));
+        let var: Vec<f32> = var.iter().map(|v| v.abs()).collect();
+        let sums: Vec<[f64; 2]> = (0..c)
+            .map(|i| [i as f64 * 0.37 - 1.0, 5.0 + i as f64 * 0.11])
+            .collect();
+        let grad_sums: Vec<[f64; 3]> = (0..c)
+            .map(|i| {
+                [
+                    0.3 - i as f64 * 0.07,
+                    i as f64 * 0.19 - 2.0,
+                    0.01 * i as f64,
+                ]
+            })
+            .collect();
+        let maps = on_every_arch!(-> Vec<Vec<u32>>;
+            shift: &'a [f32] = &shift, sums: &'a [[f64; 2]] = &sums,
+            params: [&'a [f32]; 2] = [&gamma, &beta]; {
+            let mut out = vec![vec![f32::NAN; shift.len()]; 4];
+            let [a, b, m, v] = &mut out[..] else { unreachable!() };
+            batch_map_values_impl::<S, f32>(shift, sums, 12, params, 1e-5, [a, b, m, v]);
+            bits(&out)
+        });
+        same_bits(&format!("batch maps of {c} channels"), &maps);
+        // The formulas channel by channel, as `ChannelMap::push` keeps them.
+        let mut want = ChannelMap {
+            centre: Vec::new(),
+            scale: Vec::new(),
+            shift: Vec::new(),
+        };
+        let (mut means, mut vars) = (Vec::new(), Vec::new());
+        for channel in 0..c {
+            let (centre, var) = moments(shift[channel], sums[channel], 12, true);
+            let scale = gamma[channel].to_f64() / (var + 1e-5).sqrt();
+            want.push(centre, scale, beta[channel].to_f64());
+            means.push(centre.mean() as f32);
+            vars.push(var as f32);
+        }
+        assert_eq!(maps[0].1, bits(&[want.scale, want.shift, means, vars]));
+
+        let grads = on_every_arch!(-> Vec<Vec<u32>>;
+            shift: &'a [f32] = &shift, sums: &'a [[f64; 3]] = &grad_sums,
+            params: [&'a [f32]; 2] = [&gamma, &var]; {
+            let mut out = vec![vec![f32::NAN; shift.len()]; 5];
+            let [p, s, o, dg, db] = &mut out[..] else { unreachable!() };
+            batch_gradient_values_impl::<S, f32>(shift, sums, 12, params, 1e-5, [p, s, o, dg, db]);
+            bits(&out)
+        });
+        same_bits(&format!("batch gradient maps of {c} channels"), &grads);
+        assert!(
+            grads[0]
+                .1
+                .iter()
+                .flatten()
+                .all(|&v| !f32::from_bits(v).is_nan())
+        );
+    }
+}

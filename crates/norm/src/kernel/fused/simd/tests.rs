@@ -16,7 +16,7 @@ const LENGTHS: [usize; 20] = [
 
 /// The instruction sets this CPU can run, narrowest first: the scalar fallback, and on x86-64
 /// SSE4.2 (V2), AVX2 (V3) and AVX-512 (V4) up to what it has.
-fn arches() -> Vec<Arch> {
+pub(in crate::kernel::fused) fn arches() -> Vec<Arch> {
     let best = Arch::detect() as u8;
     #[cfg(target_arch = "x86_64")]
     let all = vec![Arch::Scalar, Arch::V2, Arch::V3, Arch::V4];
@@ -51,6 +51,7 @@ macro_rules! on_every_arch {
             .collect::<Vec<(Arch, $out)>>()
     }};
 }
+pub(in crate::kernel::fused) use on_every_arch;
 
 /// Deterministic values in about `[-2, 2]` with an offset, so that shifting matters.
 fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -63,7 +64,10 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Every result equal, bit for bit, to the first (the scalar fallback's).
-fn same_bits<T: PartialEq + std::fmt::Debug>(what: &str, results: &[(Arch, T)]) {
+pub(in crate::kernel::fused) fn same_bits<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    results: &[(Arch, T)],
+) {
     let (first_arch, first) = &results[0];
     for (arch, result) in &results[1..] {
         assert!(
