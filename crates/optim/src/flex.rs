@@ -15,6 +15,8 @@ const BLOCK: usize = 1 << 14;
 /// [`AdamStep::apply`] to every value of a block, compiled for the widest vectors the CPU has
 /// (picked at run time, as flex does): the same operations on every value, each correctly
 /// rounded (a multiply and an add stay two roundings), so every width gives the same bits.
+// `S` is the instruction set the body is compiled for: scalar code the compiler vectorizes.
+#[allow(clippy::extra_unused_type_parameters)]
 #[macerator::with_simd]
 fn update_block<'a, S: macerator::Simd>(
     p: &'a mut [f32],

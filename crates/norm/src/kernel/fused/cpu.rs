@@ -818,6 +818,8 @@ fn batch_maps<T: Real>(
 /// ([`ChannelMap::push`]'s), the means and the variances. Compiled for the CPU's widest
 /// vectors, which take several channels' divisions and square roots at once; each operation is
 /// correctly rounded whatever the width, so every width gives the same bits.
+// `S` is the instruction set the body is compiled for: scalar code the compiler vectorizes.
+#[allow(clippy::extra_unused_type_parameters)]
 #[with_simd]
 fn batch_map_values<'a, S: Simd, T: Real>(
     shift: &'a [T],
@@ -878,6 +880,8 @@ fn batch_gradient_maps<T: Real>(
 /// [`batch_gradient_maps`]' values, channel by channel: `outputs` are the maps' `per_dy`,
 /// `slope` and `offset` ([`GradientMap::push`]'s), `dgamma` and `dbeta`; on the widest vectors,
 /// with the same bits at every width, as [`batch_map_values`].
+// `S` is the instruction set the body is compiled for: scalar code the compiler vectorizes.
+#[allow(clippy::extra_unused_type_parameters)]
 #[with_simd]
 fn batch_gradient_values<'a, S: Simd, T: Real>(
     shift: &'a [T],
