@@ -74,20 +74,10 @@ impl AdamOps for Flex {
 #[cfg(test)]
 mod tests {
     use macerator::{Arch, Simd, WithSimd};
+    use normlab_testkit::instruction_sets;
 
     use super::*;
     use crate::AdamConfig;
-
-    /// The instruction sets this CPU can run, narrowest first: the scalar fallback, and on
-    /// x86-64 SSE4.2 (V2), AVX2 (V3) and AVX-512 (V4) up to what it has.
-    fn arches() -> Vec<Arch> {
-        let best = Arch::detect() as u8;
-        #[cfg(target_arch = "x86_64")]
-        let all = vec![Arch::Scalar, Arch::V2, Arch::V3, Arch::V4];
-        #[cfg(not(target_arch = "x86_64"))]
-        let all = vec![Arch::detect()];
-        all.into_iter().filter(|a| *a as u8 <= best).collect()
-    }
 
     /// `len` values of all signs and scales, with zeros of both signs and subnormals.
     fn values(len: usize, seed: u32) -> Vec<f32> {
@@ -129,7 +119,7 @@ mod tests {
             v: &mut v,
             step: &step,
         };
-        // SAFETY: `arches` lists only instruction sets this CPU has.
+        // SAFETY: `instruction_sets` lists only instruction sets this CPU has.
         unsafe { arch.dispatch(update) };
         [p, m, v].map(|values| values.into_iter().map(f32::to_bits).collect())
     }
@@ -139,7 +129,7 @@ mod tests {
     /// and without weight decay.
     #[test]
     fn every_instruction_set_gives_the_same_bits() {
-        assert!(!arches().is_empty());
+        assert!(!instruction_sets().is_empty());
         for len in [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 1001] {
             let [p, g, m, v] = [1, 2, 3, 4].map(|seed| values(len, seed));
             let v: Vec<f32> = v.iter().map(|v| v.abs()).collect();
@@ -147,7 +137,7 @@ mod tests {
                 let config = AdamConfig::default().with_weight_decay(weight_decay);
                 for (time, first) in [(1, true), (7, false)] {
                     let step = AdamStep::new(&config, time, 1e-3, first);
-                    let results: Vec<(Arch, [Vec<u32>; 3])> = arches()
+                    let results: Vec<(Arch, [Vec<u32>; 3])> = instruction_sets()
                         .into_iter()
                         .map(|arch| (arch, updated(arch, [&p, &g, &m, &v], step)))
                         .collect();

@@ -1,6 +1,7 @@
 //! What normlab's tests share, in one place: the device a test computes on, deterministic
 //! input values, padding masks, relative errors against a tolerance, the size of a PNG, a
-//! small experiment file, and running the `normlab` binary in a scratch folder.
+//! small experiment file, running the `normlab` binary in a scratch folder, and the instruction
+//! sets of this CPU.
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -228,4 +229,17 @@ pub fn run(binary: &str, args: &[&str], dir: &Path) -> Finished {
         output: String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr),
     }
+}
+
+/// The instruction sets this CPU can run, narrowest first: the scalar fallback, and on x86-64
+/// SSE4.2 (V2), AVX2 (V3) and AVX-512 (V4) up to what it has. A test of a loop compiled through
+/// macerator's dispatch runs it on each and compares the bits.
+pub fn instruction_sets() -> Vec<macerator::Arch> {
+    use macerator::Arch;
+    let best = Arch::detect() as u8;
+    #[cfg(target_arch = "x86_64")]
+    let all = vec![Arch::Scalar, Arch::V2, Arch::V3, Arch::V4];
+    #[cfg(not(target_arch = "x86_64"))]
+    let all = vec![Arch::detect()];
+    all.into_iter().filter(|a| *a as u8 <= best).collect()
 }

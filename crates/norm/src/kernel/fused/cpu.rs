@@ -877,9 +877,9 @@ fn batch_gradient_maps<T: Real>(
     (map, dgamma, dbeta)
 }
 
-/// [`batch_gradient_maps`]' values, channel by channel: `outputs` are the maps' `per_dy`,
-/// `slope` and `offset` ([`GradientMap::push`]'s), `dgamma` and `dbeta`; on the widest vectors,
-/// with the same bits at every width, as [`batch_map_values`].
+/// [`batch_gradient_maps`]' values, channel by channel: `outputs` are the [`GradientMap`]'s
+/// `per_dy`, `slope` and `offset`, `dgamma` and `dbeta`; on the widest vectors, with the same
+/// bits at every width, as [`batch_map_values`].
 // `S` is the instruction set the body is compiled for: scalar code the compiler vectorizes.
 #[allow(clippy::extra_unused_type_parameters)]
 #[with_simd]

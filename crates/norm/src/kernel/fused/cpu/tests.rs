@@ -796,7 +796,7 @@ fn frn_matches_f64_at_every_edge() {
 /// one and one off every `f64` vector width (2, 4, 8).
 #[test]
 fn batch_maps_give_the_same_bits_on_every_instruction_set() {
-    use crate::kernel::fused::simd::tests::{arches, on_every_arch, same_bits};
+    use crate::kernel::fused::simd::tests::{on_every_arch, same_bits};
     use macerator::{Arch, WithSimd};
 
     fn bits(values: &[Vec<f32>]) -> Vec<Vec<u32>> {

@@ -6,6 +6,7 @@
 use std::mem::MaybeUninit;
 
 use macerator::{Arch, Simd, WithSimd};
+use normlab_testkit::instruction_sets;
 
 use super::*;
 
@@ -14,19 +15,8 @@ const LENGTHS: [usize; 20] = [
     0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 511, 513, 1025, 1537,
 ];
 
-/// The instruction sets this CPU can run, narrowest first: the scalar fallback, and on x86-64
-/// SSE4.2 (V2), AVX2 (V3) and AVX-512 (V4) up to what it has.
-pub(in crate::kernel::fused) fn arches() -> Vec<Arch> {
-    let best = Arch::detect() as u8;
-    #[cfg(target_arch = "x86_64")]
-    let all = vec![Arch::Scalar, Arch::V2, Arch::V3, Arch::V4];
-    #[cfg(not(target_arch = "x86_64"))]
-    let all = vec![Arch::detect()];
-    all.into_iter().filter(|a| *a as u8 <= best).collect()
-}
-
-/// Runs `body` (which names the vector type `S`) on every instruction set of [`arches`],
-/// with `name = value` bound inside it, and returns what each gave.
+/// Runs `body` (which names the vector type `S`) on every instruction set of
+/// [`instruction_sets`], with `name = value` bound inside it, and returns what each gave.
 macro_rules! on_every_arch {
     (-> $out:ty; $($name:ident: $ty:ty = $value:expr),*; $body:expr) => {{
         struct Op<'a> {
@@ -41,11 +31,11 @@ macro_rules! on_every_arch {
                 $body
             }
         }
-        arches()
+        normlab_testkit::instruction_sets()
             .into_iter()
             .map(|arch| {
                 let op = Op { $($name: $value,)* _values: std::marker::PhantomData };
-                // SAFETY: `arches` lists only instruction sets this CPU has.
+                // SAFETY: `instruction_sets` lists only instruction sets this CPU has.
                 (arch, unsafe { arch.dispatch(op) })
             })
             .collect::<Vec<(Arch, $out)>>()
@@ -98,7 +88,7 @@ fn uninit_like(len: usize) -> Vec<MaybeUninit<f32>> {
 
 #[test]
 fn sums_give_the_same_bits_on_every_instruction_set() {
-    assert!(!arches().is_empty());
+    assert!(!instruction_sets().is_empty());
     for len in LENGTHS {
         let (x, dy) = (values(len, 1), values(len, 2));
         let k = x.first().copied().unwrap_or(0.0);
@@ -273,8 +263,8 @@ fn every_lane_count_divides_the_partial_sums() {
             [f32::lanes::<S>(), f64::lanes::<S>()]
         }
     }
-    for arch in arches() {
-        // SAFETY: `arches` lists only instruction sets this CPU has.
+    for arch in instruction_sets() {
+        // SAFETY: `instruction_sets` lists only instruction sets this CPU has.
         let lanes = unsafe { arch.dispatch(Lanes) };
         assert!(
             lanes.iter().all(|&l| PARTIALS.is_multiple_of(l)),
