@@ -13,9 +13,8 @@ mod renorm;
 
 use std::mem::{ManuallyDrop, MaybeUninit};
 
-use rayon::prelude::*;
-
 use macerator::{Simd, with_simd};
+use rayon::prelude::*;
 
 use super::simd::{self, Lanes};
 use crate::kernel::GroupSpec;
